@@ -1,0 +1,1 @@
+"""tf.data pipelines of image/prompt pairs (installed as `studio.datasets`)."""

@@ -1,0 +1,1 @@
+"""Prompt templates and placeholder-token handling (installed as `studio.prompts`)."""

@@ -1,0 +1,1 @@
+"""Training loops that teach Stable Diffusion new concepts (installed as `studio.trainers`)."""
