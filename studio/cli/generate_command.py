@@ -1,0 +1,130 @@
+"""`studio generate`: text-to-image (and image-to-image) from the command line."""
+
+import os
+import re
+
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+
+
+def add_parser(subparsers):
+    parser = subparsers.add_parser(
+        "generate",
+        help="generate images from a prompt",
+        description=(
+            "Generate images and save them as PNGs that carry their "
+            "parameters (AUTOMATIC1111's `parameters` chunk)."
+        ),
+    )
+    parser.add_argument(
+        "--model",
+        default="tiny",
+        help="preset name (sd-v1, sd-v2, tiny) or a folder saved by the studio "
+        "(default: tiny)",
+    )
+    parser.add_argument("--prompt", required=True, action="append",
+                        help="the prompt; repeat for several prompts")
+    parser.add_argument("--negative-prompt", default="", help="the negative prompt")
+    parser.add_argument("--steps", type=int, default=30, help="sampling steps (default: 30)")
+    parser.add_argument("--guidance", type=float, default=7.5,
+                        help="classifier-free guidance scale (default: 7.5)")
+    parser.add_argument("--seed", type=int, default=None,
+                        help="seed of the first image; image i uses seed+i (default: random)")
+    parser.add_argument("--sampler", default="ddim",
+                        help="ddim, euler, euler_a or dpmpp_2m (default: ddim)")
+    parser.add_argument("--size", default=None,
+                        help="WIDTHxHEIGHT or one number (default: the model's resolution)")
+    parser.add_argument("--num-images", type=int, default=1,
+                        help="images per prompt (default: 1)")
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="images per UNet batch (default: all at once)")
+    parser.add_argument("--precision", choices=PRECISIONS, default="float32",
+                        help="dtype policy (default: float32)")
+    parser.add_argument("--init-image", default=None,
+                        help="start from this image (image-to-image)")
+    parser.add_argument("--strength", type=float, default=0.8,
+                        help="image-to-image: share of the image replaced by noise (default: 0.8)")
+    parser.add_argument("--weights", default=None,
+                        help="folder holding the preset's weight files, for offline use")
+    parser.add_argument("--vocabulary", default=None,
+                        help="local CLIP vocabulary file (bpe_simple_vocab_16e6.txt.gz), for offline use")
+    parser.add_argument("--out", required=True, help="output folder")
+    parser.set_defaults(run=run)
+    return parser
+
+
+def parse_size(text):
+    """'512', '512x768' -> (width, height)."""
+    match = re.fullmatch(r"\s*(\d+)\s*(?:[x×]\s*(\d+))?\s*", text or "")
+    if not match:
+        raise ValueError(f"`--size` must be N or WIDTHxHEIGHT. Received: --size {text!r}")
+    width = int(match.group(1))
+    return width, int(match.group(2) or width)
+
+
+def next_image_index(folder):
+    """The index after the highest `NNNNN-*.png` already in `folder`."""
+    indices = [
+        int(name[:5])
+        for name in (os.listdir(folder) if os.path.isdir(folder) else [])
+        if re.fullmatch(r"\d{5}-.*\.png", name)
+    ]
+    return max(indices, default=-1) + 1
+
+
+def run(args):
+    if args.steps < 1 or args.num_images < 1:
+        raise ValueError(
+            "`--steps` and `--num-images` must be at least 1. "
+            f"Received: --steps {args.steps}, --num-images {args.num_images}"
+        )
+    width, height = parse_size(args.size) if args.size else (None, None)
+    init_image = None
+    if args.init_image:
+        from PIL import Image
+
+        with Image.open(args.init_image) as image:
+            init_image = image.convert("RGB")
+            if width:
+                init_image = init_image.resize((width, height), Image.LANCZOS)
+            import numpy as np
+
+            init_image = np.asarray(init_image)
+
+    from tqdm import tqdm
+
+    from studio.images import save_png
+    from studio.models import StableDiffusionBackbone
+    from studio.pipelines import TextToImagePipeline
+
+    print(f"Loading {args.model} ...", flush=True)
+    backbone = StableDiffusionBackbone.from_preset(
+        args.model,
+        weights=args.weights,
+        vocabulary=args.vocabulary,
+        dtype=args.precision,
+    )
+    pipeline = TextToImagePipeline(backbone)
+    count = len(args.prompt) * args.num_images
+    batches = -(-count // (args.batch_size or count))
+    with tqdm(total=args.steps * batches, desc="Generating", unit="step") as progress:
+        result = pipeline(
+            args.prompt,
+            negative_prompt=args.negative_prompt,
+            num_images_per_prompt=args.num_images,
+            num_steps=args.steps,
+            guidance_scale=args.guidance,
+            seed=args.seed,
+            height=height,
+            width=width,
+            sampler=args.sampler,
+            init_image=init_image,
+            strength=args.strength,
+            batch_size=args.batch_size,
+            callback=lambda step, total: progress.update(1),
+        )
+    index = next_image_index(args.out)
+    for offset, (image, parameters) in enumerate(zip(result.images, result.parameters)):
+        path = os.path.join(args.out, f"{index + offset:05d}-{parameters.seed}.png")
+        save_png(image, path, parameters)
+        print(path)
+    return 0

@@ -1,0 +1,4 @@
+"""Images on disk: PNGs with A1111-style generation parameters."""
+
+from studio.images.generation_parameters import GenerationParameters
+from studio.images.png_io import read_parameters, save_png

@@ -1,0 +1,121 @@
+"""Backbone presets: plain data, registered in one place.
+
+Each preset names the class and constructor arguments of every network, the
+tokenizer, what the UNet predicts, and where the published weights are.
+`sd-v1` and `sd-v2` use the files KerasCV publishes for its
+`StableDiffusion` (v1.4) and `StableDiffusionV2` (v2.1-base, 512 px,
+epsilon prediction) models, with KerasCV's URLs and sha256 hashes, so a
+notebook that already ran KerasCV finds them in its Keras cache.
+"""
+
+COMPONENTS = ("text_encoder", "unet", "vae_encoder", "vae_decoder")
+
+# SD's VAE latents are scaled to unit variance before the UNet sees them.
+SD_LATENT_SCALE = 0.18215
+
+SD_NOISE_SCHEDULE = {
+    "num_train_timesteps": 1000,
+    "beta_start": 0.00085,
+    "beta_end": 0.012,
+    "beta_schedule": "scaled_linear",
+}
+
+_FCHOLLET = "https://huggingface.co/fchollet/stable-diffusion/resolve/main/"
+_IANSTENBIT = "https://huggingface.co/ianstenbit/keras-sd2.1/resolve/main/"
+
+
+def _weights(file_name, base, file_hash):
+    return {"file_name": file_name, "origin": base + file_name, "file_hash": file_hash}
+
+
+_VAE_WEIGHTS = {
+    "vae_encoder": _weights(
+        "vae_encoder.h5",
+        _FCHOLLET,
+        "c60fb220a40d090e0f86a6ab4c312d113e115c87c40ff75d11ffcf380aab7ebb",
+    ),
+    "vae_decoder": _weights(
+        "kcv_decoder.h5",
+        _FCHOLLET,
+        "ad350a65cc8bc4a80c8103367e039a3329b4231c2469a1093869a345f55b1962",
+    ),
+}
+
+_SD_VAE_ENCODER = {"class_name": "VAEEncoder", "config": {}}
+_SD_VAE_DECODER = {"class_name": "VAEDecoder", "config": {}}
+
+BACKBONE_PRESETS = {
+    "sd-v1": {
+        "description": (
+            "Stable Diffusion v1.4, 512 px, epsilon prediction; KerasCV's "
+            "published weights (about 4 GB, downloaded once)."
+        ),
+        "text_encoder": {"class_name": "CLIPTextEncoder", "config": {}},
+        "unet": {"class_name": "UNet", "config": {}},
+        "vae_encoder": _SD_VAE_ENCODER,
+        "vae_decoder": _SD_VAE_DECODER,
+        "tokenizer": {"type": "clip", "sequence_length": 77},
+        "prediction_type": "epsilon",
+        "latent_scale": SD_LATENT_SCALE,
+        "image_size": 512,
+        "noise_schedule": SD_NOISE_SCHEDULE,
+        "weights": {
+            "text_encoder": _weights(
+                "kcv_encoder.h5",
+                _FCHOLLET,
+                "4789e63e07c0e54d6a34a29b45ce81ece27060c499a709d556c7755b42bb0dc4",
+            ),
+            "unet": _weights(
+                "kcv_diffusion_model.h5",
+                _FCHOLLET,
+                "8799ff9763de13d7f30a683d653018e114ed24a6a819667da4f5ee10f9e805fe",
+            ),
+            **_VAE_WEIGHTS,
+        },
+    },
+    "sd-v2": {
+        "description": (
+            "Stable Diffusion v2.1-base, 512 px, epsilon prediction, OpenCLIP "
+            "text encoder; KerasCV's published weights (about 5 GB, "
+            "downloaded once)."
+        ),
+        "text_encoder": {"class_name": "CLIPTextEncoder", "config": {}},
+        "unet": {"class_name": "UNet", "config": {}},
+        "vae_encoder": _SD_VAE_ENCODER,
+        "vae_decoder": _SD_VAE_DECODER,
+        "tokenizer": {"type": "clip", "sequence_length": 77},
+        "prediction_type": "epsilon",
+        "latent_scale": SD_LATENT_SCALE,
+        "image_size": 512,
+        "noise_schedule": SD_NOISE_SCHEDULE,
+        "weights": {
+            "text_encoder": _weights(
+                "text_encoder_v2_1.h5",
+                _IANSTENBIT,
+                "985002e68704e1c5c3549de332218e99c5b9b745db7171d5f31fcd9a6089f25b",
+            ),
+            "unet": _weights(
+                "diffusion_model_v2_1.h5",
+                _IANSTENBIT,
+                "c31730e91111f98fe0e2dbde4475d381b5287ebb9672b1821796146a25c5132d",
+            ),
+            **_VAE_WEIGHTS,
+        },
+    },
+    "tiny": {
+        "description": (
+            "Random weights, same code at a tiny size (64 px images, width "
+            "32): builds in seconds, for tests and trying the tools offline."
+        ),
+        "text_encoder": {"class_name": "CLIPTextEncoder", "config": {}},
+        "unet": {"class_name": "UNet", "config": {}},
+        "vae_encoder": {"class_name": "VAEEncoder", "config": {}},
+        "vae_decoder": {"class_name": "VAEDecoder", "config": {}},
+        "tokenizer": {"type": "byte_level", "sequence_length": 77},
+        "prediction_type": "epsilon",
+        "latent_scale": SD_LATENT_SCALE,
+        "image_size": 64,
+        "noise_schedule": SD_NOISE_SCHEDULE,
+        "weights": None,
+    },
+}

@@ -1,0 +1,252 @@
+"""The Stable Diffusion networks and tokenizer, loaded together from a preset."""
+
+import json
+import os
+import shutil
+import tempfile
+
+from studio.errors import WeightsNotFoundError
+from studio.models.legacy_h5_weights import load_legacy_h5_weights
+from studio.models.presets import BACKBONE_PRESETS, COMPONENTS
+from studio.models.weight_file_resolver import resolve_weight_files
+
+# A saved preset folder holds this file and one `<component>.weights.h5` each.
+PRESET_CONFIG_FILE = "backbone.json"
+
+
+class StableDiffusionBackbone:
+    """Text encoder, UNet, VAE encoder and decoder, and their tokenizer.
+
+    The networks know nothing of sampling or training: pipelines
+    (`studio.pipelines`) and trainers (`studio.trainers`) use them.
+
+    Args:
+        text_encoder: a `CLIPTextEncoder`.
+        unet: a `UNet`.
+        vae_encoder: a `VAEEncoder`.
+        vae_decoder: a `VAEDecoder`.
+        tokenizer: a `CLIPTokenizer` whose ids fit the text encoder.
+        prediction_type: what the UNet predicts, "epsilon" or "v_prediction".
+        latent_scale: factor between VAE latents and the UNet's latents.
+        image_size: the resolution the model was trained at, in pixels.
+        noise_schedule: the training noise schedule's arguments (a dict for
+            `studio.schedulers.NoiseSchedule`).
+        name: the preset name or path the backbone came from.
+
+    Example:
+
+    ```python
+    backbone = StableDiffusionBackbone.from_preset("tiny")
+    context = backbone.text_encoder(backbone.tokenizer(["a photo of a cat"]))
+    ```
+    """
+
+    def __init__(
+        self,
+        text_encoder,
+        unet,
+        vae_encoder,
+        vae_decoder,
+        tokenizer,
+        prediction_type="epsilon",
+        latent_scale=0.18215,
+        image_size=512,
+        noise_schedule=None,
+        name="",
+    ):
+        if prediction_type not in ("epsilon", "v_prediction"):
+            raise ValueError(
+                "`prediction_type` must be 'epsilon' or 'v_prediction'. "
+                f"Received: prediction_type={prediction_type!r}"
+            )
+        self.text_encoder = text_encoder
+        self.unet = unet
+        self.vae_encoder = vae_encoder
+        self.vae_decoder = vae_decoder
+        self.tokenizer = tokenizer
+        self.prediction_type = prediction_type
+        self.latent_scale = latent_scale
+        self.image_size = image_size
+        self.noise_schedule = dict(noise_schedule or {})
+        self.name = name
+
+    @property
+    def components(self):
+        """The four networks by name, in `COMPONENTS` order."""
+        return {name: getattr(self, name) for name in COMPONENTS}
+
+    @classmethod
+    def from_preset(
+        cls, preset, load_weights=True, weights=None, vocabulary=None, dtype=None
+    ):
+        """Builds the backbone of a preset, with its weights.
+
+        Args:
+            preset: a name of `BACKBONE_PRESETS` ("sd-v1", "sd-v2", "tiny")
+                or a folder written by `save_to_preset`.
+            load_weights: False builds the networks with random weights.
+            weights: where the preset's published weight files are: None for
+                the Keras cache (downloaded once), a folder holding them, or a
+                dict component -> file or folder.
+            vocabulary: a local CLIP vocabulary file or folder (None: the
+                Keras cache, downloaded once).
+            dtype: a dtype policy for the networks ("float32",
+                "mixed_float16", "mixed_bfloat16"); None keeps Keras' global
+                policy.
+
+        Raises:
+            ValueError: for an unknown preset name.
+            WeightsNotFoundError: when weight files are neither local nor
+                downloadable; one message lists every missing file.
+        """
+        if os.path.isdir(str(preset)):
+            return cls._from_saved_preset(preset, load_weights, dtype)
+        if preset not in BACKBONE_PRESETS:
+            raise ValueError(
+                f"Unknown preset. Expected one of {sorted(BACKBONE_PRESETS)} or "
+                "a folder saved with `StableDiffusionBackbone.save_to_preset`. "
+                f"Received: preset={preset!r}"
+            )
+        spec = BACKBONE_PRESETS[preset]
+        weight_paths = {}
+        if load_weights and spec.get("weights"):
+            weight_paths = resolve_weight_files(preset, spec["weights"], weights)
+        tokenizer = _build_tokenizer(spec["tokenizer"], vocabulary)
+        networks = _build_networks(spec, dtype)
+        for component, path in weight_paths.items():
+            load_legacy_h5_weights(networks[component], path)
+        return cls(
+            tokenizer=tokenizer,
+            prediction_type=spec["prediction_type"],
+            latent_scale=spec["latent_scale"],
+            image_size=spec["image_size"],
+            noise_schedule=spec["noise_schedule"],
+            name=preset,
+            **networks,
+        )
+
+    def get_config(self):
+        """Everything but the weights, as JSON-serialisable data."""
+        return {
+            "prediction_type": self.prediction_type,
+            "latent_scale": self.latent_scale,
+            "image_size": self.image_size,
+            "noise_schedule": self.noise_schedule,
+            "tokenizer": self.tokenizer.get_config(),
+            **{
+                name: {
+                    "class_name": network.__class__.__name__,
+                    "config": _network_config(network),
+                }
+                for name, network in self.components.items()
+            },
+        }
+
+    def save_to_preset(self, directory):
+        """Saves config, tokenizer and weights to a folder `from_preset` reads.
+
+        The folder is written under a temporary name and renamed into place,
+        so an interrupted save never leaves a half-written preset.
+        """
+        directory = os.path.abspath(directory)
+        parent = os.path.dirname(directory)
+        os.makedirs(parent, exist_ok=True)
+        staging = tempfile.mkdtemp(dir=parent, prefix=".tmp-preset-")
+        try:
+            config = self.get_config()
+            config["tokenizer"] = _save_tokenizer(self.tokenizer, staging)
+            for name, network in self.components.items():
+                network.save_weights(os.path.join(staging, f"{name}.weights.h5"))
+            with open(os.path.join(staging, PRESET_CONFIG_FILE), "w") as file:
+                json.dump(config, file, indent=2)
+            if os.path.exists(directory):
+                shutil.rmtree(directory)
+            os.replace(staging, directory)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        return directory
+
+    @classmethod
+    def _from_saved_preset(cls, directory, load_weights, dtype):
+        config_path = os.path.join(directory, PRESET_CONFIG_FILE)
+        if not os.path.isfile(config_path):
+            raise WeightsNotFoundError(
+                f"{directory} is not a saved studio model: it has no "
+                f"{PRESET_CONFIG_FILE}. Save one with "
+                "`StableDiffusionBackbone.save_to_preset`, or name a preset: "
+                f"{sorted(BACKBONE_PRESETS)}."
+            )
+        with open(config_path) as file:
+            config = json.load(file)
+        tokenizer = _load_tokenizer(config["tokenizer"], directory)
+        networks = _build_networks(config, dtype)
+        if load_weights:
+            for name, network in networks.items():
+                network.load_weights(os.path.join(directory, f"{name}.weights.h5"))
+        return cls(
+            tokenizer=tokenizer,
+            prediction_type=config["prediction_type"],
+            latent_scale=config["latent_scale"],
+            image_size=config["image_size"],
+            noise_schedule=config["noise_schedule"],
+            name=os.path.basename(os.path.normpath(directory)),
+            **networks,
+        )
+
+
+def _network_config(network):
+    config = dict(network.get_config())
+    # Keras adds these; they are not constructor choices of ours.
+    for key in ("name", "trainable", "dtype"):
+        config.pop(key, None)
+    return config
+
+
+def _build_networks(spec, dtype):
+    from studio.models import network_classes
+
+    classes = network_classes()
+    networks = {}
+    for name in COMPONENTS:
+        entry = spec[name]
+        network_class = classes[entry["class_name"]]
+        kwargs = dict(entry["config"])
+        if dtype is not None:
+            kwargs["dtype"] = dtype
+        networks[name] = network_class(name=name, **kwargs)
+    return networks
+
+
+def _build_tokenizer(spec, vocabulary):
+    from studio.tokenizers import CLIPTokenizer
+
+    kwargs = {k: v for k, v in spec.items() if k != "type"}
+    if spec["type"] == "byte_level":
+        return CLIPTokenizer.byte_level(**kwargs)
+    return CLIPTokenizer.from_vocabulary_file(vocabulary, **kwargs)
+
+
+def _save_tokenizer(tokenizer, directory):
+    """Returns the tokenizer's config, copying a CLIP vocabulary file along.
+
+    A saved preset must load offline, so the vocabulary travels with it.
+    """
+    from studio.tokenizers import CLIP_VOCABULARY_FILENAME, get_clip_vocabulary_path
+
+    config = tokenizer.get_config()
+    if config["vocabulary_source"] == "clip_file":
+        source = get_clip_vocabulary_path(config["vocabulary_file"])
+        shutil.copyfile(source, os.path.join(directory, CLIP_VOCABULARY_FILENAME))
+        config["vocabulary_file"] = CLIP_VOCABULARY_FILENAME
+    return config
+
+
+def _load_tokenizer(config, directory):
+    from studio.tokenizers import CLIPTokenizer
+
+    config = dict(config)
+    local = config.get("vocabulary_file")
+    if local and not os.path.isabs(local):
+        config["vocabulary_file"] = os.path.join(directory, local)
+    return CLIPTokenizer.from_config(config)

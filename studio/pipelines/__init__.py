@@ -1,0 +1,4 @@
+"""Generation pipelines on top of `studio.models`."""
+
+from studio.pipelines.guided_denoiser import GuidedDenoiser
+from studio.pipelines.text_to_image_pipeline import GeneratedImages, TextToImagePipeline

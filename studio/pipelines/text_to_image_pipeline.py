@@ -1,0 +1,248 @@
+"""Text-to-image and image-to-image generation with classifier-free guidance."""
+
+import dataclasses
+
+import numpy as np
+from keras import ops
+
+from studio.images.generation_parameters import GenerationParameters
+from studio.pipelines.guided_denoiser import GuidedDenoiser
+from studio.schedulers import get_scheduler
+
+# The VAE downsamples images by this factor into latents.
+VAE_DOWNSAMPLE = 8
+MAX_SEED = 2**32 - 1
+
+
+@dataclasses.dataclass
+class GeneratedImages:
+    """Images with how each was made.
+
+    Attributes:
+        images: uint8 array (count, height, width, 3).
+        parameters: one `GenerationParameters` per image.
+    """
+
+    images: np.ndarray
+    parameters: list
+
+
+class TextToImagePipeline:
+    """Generates images from prompts with a `StableDiffusionBackbone`.
+
+    Image `i` of a call uses seed `seed + i` for all of its noise, drawn with
+    NumPy, so any image can be reproduced alone from its recorded seed, on
+    any backend and at any batch size.
+
+    Args:
+        backbone: a `StableDiffusionBackbone`.
+        jit_compile: compile the guided UNet step (XLA on TensorFlow, jit on
+            JAX).
+
+    Example:
+
+    ```python
+    pipeline = TextToImagePipeline(StableDiffusionBackbone.from_preset("tiny"))
+    result = pipeline("a photo of a cat", num_steps=20, seed=1)
+    ```
+    """
+
+    def __init__(self, backbone, jit_compile=True):
+        self.backbone = backbone
+        self.denoiser = GuidedDenoiser(backbone.unet)
+        self.denoiser.compile(jit_compile=jit_compile)
+
+    def encode_prompts(self, prompts):
+        """Returns the text encoder's context for a list of prompts (numpy)."""
+        token_ids = self.backbone.tokenizer(list(prompts))
+        return ops.convert_to_numpy(self.backbone.text_encoder(token_ids)).astype(
+            "float32"
+        )
+
+    def __call__(
+        self,
+        prompt,
+        negative_prompt="",
+        num_images_per_prompt=1,
+        num_steps=50,
+        guidance_scale=7.5,
+        seed=None,
+        height=None,
+        width=None,
+        sampler="ddim",
+        init_image=None,
+        strength=0.8,
+        batch_size=None,
+        callback=None,
+    ):
+        """Generates images.
+
+        Args:
+            prompt: a prompt or a list of prompts.
+            negative_prompt: a string for all prompts, or one per prompt.
+            num_images_per_prompt: images made for each prompt.
+            num_steps: sampling steps (fewer are run for image-to-image:
+                `int(num_steps * strength)`).
+            guidance_scale: classifier-free guidance scale.
+            seed: the first image's seed (None: a random one, recorded).
+            height: image height in pixels, a multiple of 8 (default: the
+                model's resolution).
+            width: image width in pixels, a multiple of 8.
+            sampler: a scheduler name ("ddim", "euler", "euler_a",
+                "dpmpp_2m") or its A1111 name.
+            init_image: None, or a uint8 image (height, width, 3) to start
+                from (image-to-image); its size sets the output size.
+            strength: how much of `init_image` is replaced by noise, in (0, 1].
+            batch_size: images per UNet batch (default: all at once).
+            callback: called as `callback(step, total_steps)` after each step
+                of each batch (for progress bars).
+
+        Returns:
+            A `GeneratedImages`.
+        """
+        prompts = [prompt] if isinstance(prompt, str) else list(prompt)
+        negatives = (
+            [negative_prompt] * len(prompts)
+            if isinstance(negative_prompt, str)
+            else list(negative_prompt)
+        )
+        if len(negatives) != len(prompts):
+            raise ValueError(
+                "Expected one negative prompt, or one per prompt. Received: "
+                f"{len(prompts)} prompts and {len(negatives)} negative prompts"
+            )
+        if init_image is not None:
+            init_image = np.asarray(init_image)
+            height, width = init_image.shape[:2]
+        height = int(height or self.backbone.image_size)
+        width = int(width or self.backbone.image_size)
+        for label, value in (("height", height), ("width", width)):
+            if value <= 0 or value % VAE_DOWNSAMPLE:
+                raise ValueError(
+                    f"`{label}` must be a positive multiple of {VAE_DOWNSAMPLE}. "
+                    f"Received: {label}={value}"
+                )
+        if not 0.0 < strength <= 1.0:
+            raise ValueError(f"`strength` must be in (0, 1]. Received: strength={strength}")
+        if seed is None:
+            seed = int(np.random.SeedSequence().entropy % MAX_SEED)
+        count = len(prompts) * num_images_per_prompt
+        per_image_prompts = [p for p in prompts for _ in range(num_images_per_prompt)]
+        per_image_negatives = [n for n in negatives for _ in range(num_images_per_prompt)]
+        seeds = [(seed + index) % (MAX_SEED + 1) for index in range(count)]
+        batch_size = batch_size or count
+
+        images, sampler_name = [], None
+        for start in range(0, count, batch_size):
+            stop = min(start + batch_size, count)
+            scheduler = self._scheduler(sampler)
+            sampler_name = scheduler.a1111_name
+            batch = self._generate_batch(
+                scheduler,
+                per_image_prompts[start:stop],
+                per_image_negatives[start:stop],
+                seeds[start:stop],
+                num_steps,
+                guidance_scale,
+                height,
+                width,
+                init_image,
+                strength,
+                callback,
+            )
+            images.append(batch)
+
+        extra = {"Denoising strength": str(strength)} if init_image is not None else {}
+        parameters = [
+            GenerationParameters(
+                prompt=per_image_prompts[index],
+                negative_prompt=per_image_negatives[index],
+                steps=num_steps,
+                sampler=sampler_name,
+                guidance_scale=guidance_scale,
+                seed=seeds[index],
+                width=width,
+                height=height,
+                model=self.backbone.name,
+                extra=dict(extra),
+            )
+            for index in range(count)
+        ]
+        return GeneratedImages(np.concatenate(images, axis=0), parameters)
+
+    def _scheduler(self, sampler):
+        return get_scheduler(
+            sampler,
+            prediction_type=self.backbone.prediction_type,
+            **self.backbone.noise_schedule,
+        )
+
+    def _generate_batch(
+        self,
+        scheduler,
+        prompts,
+        negatives,
+        seeds,
+        num_steps,
+        guidance_scale,
+        height,
+        width,
+        init_image,
+        strength,
+        callback,
+    ):
+        generators = [np.random.default_rng(seed) for seed in seeds]
+        channels = self.backbone.unet.latent_channels
+        latent_shape = (height // VAE_DOWNSAMPLE, width // VAE_DOWNSAMPLE, channels)
+
+        def noise():
+            return np.stack(
+                [g.standard_normal(latent_shape, dtype=np.float32) for g in generators]
+            )
+
+        context = self.encode_prompts(prompts)
+        unconditional = self.encode_prompts(negatives)
+        scheduler.set_timesteps(num_steps, strength=strength if init_image is not None else 1.0)
+        timesteps = scheduler.timesteps
+        if init_image is None:
+            latents = noise() * scheduler.init_noise_sigma
+        else:
+            clean = self._encode_image(init_image, generators)
+            start = np.full((len(seeds),), int(timesteps[0]))
+            latents = ops.convert_to_numpy(scheduler.add_noise(clean, noise(), start))
+        scales = np.full((len(seeds),), guidance_scale, dtype=np.float32)
+        for step, timestep in enumerate(timesteps):
+            model_input = ops.convert_to_numpy(
+                scheduler.scale_model_input(latents, timestep)
+            ).astype("float32")
+            prediction = self.denoiser.predict_on_batch(
+                (
+                    model_input,
+                    np.full((len(seeds),), timestep, dtype=np.int32),
+                    context,
+                    unconditional,
+                    scales,
+                )
+            )
+            latents = ops.convert_to_numpy(
+                scheduler.step(prediction, int(timestep), latents, noise=noise())
+            ).astype("float32")
+            if callback is not None:
+                callback(step + 1, len(timesteps))
+        return self._decode(latents)
+
+    def _encode_image(self, image, generators):
+        pixels = image.astype("float32")[None] / 127.5 - 1.0
+        moments = ops.convert_to_numpy(self.backbone.vae_encoder(pixels))[0]
+        mean, log_variance = np.split(moments, 2, axis=-1)
+        std = np.exp(0.5 * np.clip(log_variance, -30.0, 20.0))
+        latents = [
+            mean + std * g.standard_normal(mean.shape, dtype=np.float32)
+            for g in generators
+        ]
+        return np.stack(latents) * self.backbone.latent_scale
+
+    def _decode(self, latents):
+        decoded = self.backbone.vae_decoder(latents / self.backbone.latent_scale)
+        pixels = (ops.convert_to_numpy(decoded) + 1.0) * 127.5
+        return np.clip(np.round(pixels), 0, 255).astype(np.uint8)
