@@ -7,6 +7,7 @@ Each subcommand lives in its own module with `add_parser(subparsers)` and
 
 import argparse
 import importlib
+import os
 import sys
 
 from studio import __version__
@@ -45,6 +46,8 @@ def build_parser():
 
 
 def main(argv=None):
+    # TensorFlow's C++ start-up chatter is noise to a CLI user.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "run", None):

@@ -41,8 +41,20 @@ _VAE_WEIGHTS = {
     ),
 }
 
-_SD_VAE_ENCODER = {"class_name": "VAEEncoder", "config": {}}
-_SD_VAE_DECODER = {"class_name": "VAEDecoder", "config": {}}
+_SD_VAE = {
+    "block_channels": [128, 256, 512, 512],
+    "layers_per_block": 2,
+    "latent_channels": 4,
+    "norm_groups": 32,
+}
+_SD_VAE_ENCODER = {"class_name": "VAEEncoder", "config": _SD_VAE}
+_SD_VAE_DECODER = {"class_name": "VAEDecoder", "config": _SD_VAE}
+_TINY_VAE = {
+    "block_channels": [32, 32, 32, 32],
+    "layers_per_block": 1,
+    "latent_channels": 4,
+    "norm_groups": 8,
+}
 
 BACKBONE_PRESETS = {
     "sd-v1": {
@@ -50,7 +62,15 @@ BACKBONE_PRESETS = {
             "Stable Diffusion v1.4, 512 px, epsilon prediction; KerasCV's "
             "published weights (about 4 GB, downloaded once)."
         ),
-        "text_encoder": {"class_name": "CLIPTextEncoder", "config": {}},
+        "text_encoder": {"class_name": "CLIPTextEncoder", "config": {
+            "vocabulary_size": 49408,
+            "sequence_length": 77,
+            "hidden_dim": 768,
+            "num_layers": 12,
+            "num_heads": 12,
+            "intermediate_dim": 3072,
+            "intermediate_activation": "quick_gelu",
+        }},
         "unet": {"class_name": "UNet", "config": {}},
         "vae_encoder": _SD_VAE_ENCODER,
         "vae_decoder": _SD_VAE_DECODER,
@@ -79,7 +99,17 @@ BACKBONE_PRESETS = {
             "text encoder; KerasCV's published weights (about 5 GB, "
             "downloaded once)."
         ),
-        "text_encoder": {"class_name": "CLIPTextEncoder", "config": {}},
+        "text_encoder": {"class_name": "CLIPTextEncoder", "config": {
+            # OpenCLIP ViT-H/14 without its last layer (SD 2 reads the
+            # penultimate layer); KerasCV uses the tanh approximation of GELU.
+            "vocabulary_size": 49408,
+            "sequence_length": 77,
+            "hidden_dim": 1024,
+            "num_layers": 23,
+            "num_heads": 16,
+            "intermediate_dim": 4096,
+            "intermediate_activation": "gelu_approximate",
+        }},
         "unet": {"class_name": "UNet", "config": {}},
         "vae_encoder": _SD_VAE_ENCODER,
         "vae_decoder": _SD_VAE_DECODER,
@@ -107,10 +137,18 @@ BACKBONE_PRESETS = {
             "Random weights, same code at a tiny size (64 px images, width "
             "32): builds in seconds, for tests and trying the tools offline."
         ),
-        "text_encoder": {"class_name": "CLIPTextEncoder", "config": {}},
+        "text_encoder": {"class_name": "CLIPTextEncoder", "config": {
+            # Room for the byte-level tokenizer's 514 tokens.
+            "vocabulary_size": 600,
+            "sequence_length": 77,
+            "hidden_dim": 32,
+            "num_layers": 2,
+            "num_heads": 2,
+            "intermediate_dim": 128,
+        }},
         "unet": {"class_name": "UNet", "config": {}},
-        "vae_encoder": {"class_name": "VAEEncoder", "config": {}},
-        "vae_decoder": {"class_name": "VAEDecoder", "config": {}},
+        "vae_encoder": {"class_name": "VAEEncoder", "config": _TINY_VAE},
+        "vae_decoder": {"class_name": "VAEDecoder", "config": _TINY_VAE},
         "tokenizer": {"type": "byte_level", "sequence_length": 77},
         "prediction_type": "epsilon",
         "latent_scale": SD_LATENT_SCALE,

@@ -108,10 +108,20 @@ class StableDiffusionBackbone:
                 f"Received: preset={preset!r}"
             )
         spec = BACKBONE_PRESETS[preset]
-        weight_paths = {}
+        # Report every missing file at once: offline, the user fetches them
+        # together.
+        weight_paths, tokenizer, missing = {}, None, []
         if load_weights and spec.get("weights"):
-            weight_paths = resolve_weight_files(preset, spec["weights"], weights)
-        tokenizer = _build_tokenizer(spec["tokenizer"], vocabulary)
+            try:
+                weight_paths = resolve_weight_files(preset, spec["weights"], weights)
+            except WeightsNotFoundError as error:
+                missing.append(str(error))
+        try:
+            tokenizer = _build_tokenizer(spec["tokenizer"], vocabulary)
+        except FileNotFoundError as error:
+            missing.append(str(error))
+        if missing:
+            raise WeightsNotFoundError("\n\n".join(missing))
         networks = _build_networks(spec, dtype)
         for component, path in weight_paths.items():
             load_legacy_h5_weights(networks[component], path)

@@ -9,8 +9,6 @@ from studio.images.generation_parameters import GenerationParameters
 from studio.pipelines.guided_denoiser import GuidedDenoiser
 from studio.schedulers import get_scheduler
 
-# The VAE downsamples images by this factor into latents.
-VAE_DOWNSAMPLE = 8
 MAX_SEED = 2**32 - 1
 
 
@@ -116,10 +114,11 @@ class TextToImagePipeline:
             height, width = init_image.shape[:2]
         height = int(height or self.backbone.image_size)
         width = int(width or self.backbone.image_size)
+        factor = self.backbone.vae_decoder.upsampling_factor
         for label, value in (("height", height), ("width", width)):
-            if value <= 0 or value % VAE_DOWNSAMPLE:
+            if value <= 0 or value % factor:
                 raise ValueError(
-                    f"`{label}` must be a positive multiple of {VAE_DOWNSAMPLE}. "
+                    f"`{label}` must be a positive multiple of {factor}. "
                     f"Received: {label}={value}"
                 )
         if not 0.0 < strength <= 1.0:
@@ -193,7 +192,8 @@ class TextToImagePipeline:
     ):
         generators = [np.random.default_rng(seed) for seed in seeds]
         channels = self.backbone.unet.latent_channels
-        latent_shape = (height // VAE_DOWNSAMPLE, width // VAE_DOWNSAMPLE, channels)
+        factor = self.backbone.vae_decoder.upsampling_factor
+        latent_shape = (height // factor, width // factor, channels)
 
         def noise():
             return np.stack(

@@ -1,0 +1,83 @@
+import numpy as np
+import pytest
+
+from studio.models import StableDiffusionBackbone
+from studio.pipelines import TextToImagePipeline
+
+STEPS = 3
+
+
+@pytest.fixture(scope="module")
+def pipeline():
+    return TextToImagePipeline(StableDiffusionBackbone.from_preset("tiny"))
+
+
+def test_images_have_requested_shape_and_parameters(pipeline):
+    result = pipeline(
+        ["a red circle", "a blue square"],
+        negative_prompt="blurry",
+        num_images_per_prompt=2,
+        num_steps=STEPS,
+        guidance_scale=5.0,
+        seed=10,
+        height=64,
+        width=128,
+    )
+    assert result.images.shape == (4, 64, 128, 3)
+    assert result.images.dtype == np.uint8
+    assert [p.prompt for p in result.parameters] == [
+        "a red circle", "a red circle", "a blue square", "a blue square"
+    ]
+    assert [p.seed for p in result.parameters] == [10, 11, 12, 13]
+    first = result.parameters[0]
+    assert (first.steps, first.sampler, first.guidance_scale) == (STEPS, "DDIM", 5.0)
+    assert (first.width, first.height, first.model) == (128, 64, "tiny")
+    assert first.negative_prompt == "blurry"
+
+
+def test_same_seed_same_pixels_any_batch(pipeline):
+    together = pipeline("a cat", num_images_per_prompt=2, num_steps=STEPS, seed=5)
+    alone = pipeline("a cat", num_steps=STEPS, seed=6)
+    again = pipeline("a cat", num_images_per_prompt=2, num_steps=STEPS, seed=5,
+                     batch_size=1)
+    np.testing.assert_array_equal(together.images, again.images)
+    np.testing.assert_array_equal(together.images[1], alone.images[0])
+    assert not np.array_equal(together.images[0], together.images[1])
+
+
+def test_negative_prompt_and_guidance_change_the_image(pipeline):
+    base = pipeline("a cat", negative_prompt="", num_steps=STEPS, seed=1)
+    negative = pipeline("a cat", negative_prompt="a dog", num_steps=STEPS, seed=1)
+    assert np.abs(base.images.astype(int) - negative.images.astype(int)).max() > 0
+
+
+@pytest.mark.parametrize("sampler,name", [
+    ("euler", "Euler"), ("euler_a", "Euler a"), ("dpmpp_2m", "DPM++ 2M"), ("DDIM", "DDIM"),
+])
+def test_every_sampler_generates(pipeline, sampler, name):
+    result = pipeline("a cat", num_steps=STEPS, seed=2, sampler=sampler)
+    assert result.parameters[0].sampler == name
+    assert result.images.shape == (1, 64, 64, 3)
+    assert result.images.std() > 0
+
+
+def test_image_to_image_uses_the_init_image(pipeline):
+    rng = np.random.default_rng(0)
+    first = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    second = 255 - first
+    calls = []
+    a = pipeline("a cat", num_steps=4, seed=3, init_image=first, strength=0.5,
+                 callback=lambda step, total: calls.append((step, total)))
+    b = pipeline("a cat", num_steps=4, seed=3, init_image=second, strength=0.5)
+    assert calls == [(1, 2), (2, 2)]  # int(4 * 0.5) steps run
+    assert not np.array_equal(a.images, b.images)
+    assert a.parameters[0].extra == {"Denoising strength": "0.5"}
+
+
+def test_bad_arguments_are_clear_errors(pipeline):
+    with pytest.raises(ValueError, match="multiple of 8. Received: height=60"):
+        pipeline("a cat", height=60, num_steps=1)
+    with pytest.raises(ValueError, match="one per prompt"):
+        pipeline(["a", "b"], negative_prompt=["x", "y", "z"], num_steps=1)
+    with pytest.raises(ValueError, match="strength"):
+        pipeline("a cat", num_steps=1, init_image=np.zeros((64, 64, 3), np.uint8), strength=0)
