@@ -11,7 +11,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # Backend-agnostic test folders, re-run under JAX by this module.
 PORTABLE_TESTS = ["tests/models", "tests/schedulers", "tests/tokenizers",
-                  "tests/pipelines", "tests/images"]
+                  "tests/pipelines", "tests/images", "tests/prompts", "tests/cli"]
 
 
 def _run(command, backend):

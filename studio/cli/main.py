@@ -18,8 +18,11 @@ SUBCOMMAND_MODULES = (
     "studio.datasets.data_check_command",
 )
 
+from studio.errors import StudioError
+
 # Errors a user can fix: printed as one message, without a traceback.
-USER_ERRORS = (FileNotFoundError, ValueError, PermissionError)
+USER_ERRORS = (StudioError, FileNotFoundError, NotADirectoryError, ValueError,
+               PermissionError)
 
 
 def build_parser():

@@ -1,0 +1,241 @@
+"""VAE moments of augmented image variants, encoded once and kept on disk.
+
+Encoding a 512 px image with the VAE costs about as much as a UNet step, and
+a concept folder is tiny, so the studio encodes a fixed number of augmented
+variants of each image once and trains on those. The cache stores the
+moments (mean and log-variance) rather than one sampled latent, so that
+sampling stays stochastic in the training step:
+`latent = (mean + exp(0.5 * logvar) * noise) * latent_scale`.
+"""
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+
+import numpy as np
+
+from studio.datasets.concept_dataset import to_model_range
+from studio.datasets.image_augmenter import NO_CROP, ImageAugmenter, check_crop_area_range
+
+logger = logging.getLogger(__name__)
+
+# Bump when what is stored, or how variants are made, changes: old entries
+# then no longer match any key.
+CACHE_FORMAT_VERSION = 1
+CACHE_FOLDER_NAME = "studio-latents"
+CACHE_FILE_EXTENSION = ".npy"
+# Images and moments are both NHWC; the VAE shrinks each side by this.
+VAE_DOWNSAMPLING = 8
+SEED_MODULUS = 2**31 - 1
+
+
+def default_cache_dir():
+    """`$KERAS_HOME/studio-latents` (`~/.keras/studio-latents` by default)."""
+    home = os.environ.get("KERAS_HOME", os.path.join(os.path.expanduser("~"), ".keras"))
+    return os.path.join(home, CACHE_FOLDER_NAME)
+
+
+class LatentCache:
+    """Encodes `num_variants` augmented variants of each image once, on disk.
+
+    An entry is keyed by the image file's content hash, the resolution, the
+    background of transparent areas, the augmentation settings, the number
+    of variants and `model_id`: a changed image, resolution or model gets a
+    new key, so stale moments are never used. With augmentation off every
+    variant would be the same image, so one is stored.
+
+    Args:
+        encoder: the VAE encoder, or any callable mapping float32 images
+            `(batch, H, W, 3)` in `[-1, 1]` to moments `(batch, H/8, W/8,
+            2 * latent_channels)`: the mean, then the log-variance, unscaled.
+        model_id: str naming the encoder's weights (a preset name and
+            version, or a weights file hash): part of every key.
+        cache_dir: str or None, the cache folder; None means
+            `default_cache_dir()`. Must not be inside an image folder.
+        num_variants: int, augmented variants stored per image.
+        batch_size: int, images per encoder call.
+
+    Attributes:
+        encoded_images: images encoded (cache misses) so far.
+
+    Example:
+
+    >>> cache = LatentCache(backbone.vae_encoder, model_id="sd-v1.5")
+    >>> dataset = ConceptDataset(folder, tokenizer, "<cat-toy>", latent_cache=cache)
+    """
+
+    def __init__(self, encoder, model_id, cache_dir=None, num_variants=8, batch_size=4):
+        if not isinstance(model_id, str) or not model_id:
+            raise ValueError(
+                "`model_id` must be a non-empty string naming the encoder's weights. "
+                f"Received: model_id={model_id!r}"
+            )
+        for name, value in (("num_variants", num_variants), ("batch_size", batch_size)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"`{name}` must be a positive integer. Received: {name}={value!r}")
+        self.encoder = encoder
+        self.model_id = model_id
+        self.cache_dir = os.fspath(cache_dir) if cache_dir is not None else default_cache_dir()
+        self.num_variants = num_variants
+        self.batch_size = batch_size
+        self.encoded_images = 0
+
+    def moments(self, image_folder, crop_area_range=(0.8, 1.0), flip=True):
+        """The moments of every image's variants, from the cache or encoded now.
+
+        Args:
+            image_folder: an `ImageFolder`.
+            crop_area_range: pair of floats, as in `ImageAugmenter`.
+            flip: bool, as in `ImageAugmenter`.
+
+        Returns:
+            float32 array `(images, variants, H/8, W/8, 2 * latent_channels)`.
+
+        Raises:
+            ValueError: if `cache_dir` is inside the image folder, or the
+                encoder's output does not have the shape of moments.
+        """
+        self._check_outside(image_folder.folder)
+        crop_area_range = check_crop_area_range(crop_area_range)
+        variants = 1 if crop_area_range == NO_CROP and not flip else self.num_variants
+        settings = {
+            "format": CACHE_FORMAT_VERSION,
+            "model": self.model_id,
+            "resolution": image_folder.resolution,
+            "background": list(image_folder.background_rgb),
+            "crop_area_range": list(crop_area_range),
+            "flip": bool(flip),
+            "variants": variants,
+        }
+        paths = [
+            self.entry_path(content_hash, settings) for content_hash in image_folder.content_hashes
+        ]
+        moments = [self._read(path, variants) for path in paths]
+        missing = [index for index, entry in enumerate(moments) if entry is None]
+        if missing:
+            encoded = self._encode(image_folder, missing, variants, crop_area_range, flip)
+            os.makedirs(self.cache_dir, exist_ok=True)
+            for index, entry in zip(missing, encoded):
+                _save_atomically(paths[index], entry)
+                moments[index] = entry
+        shapes = {entry.shape for entry in moments}
+        if len(shapes) != 1:
+            raise ValueError(
+                "Cached moments of one folder must all have one shape. Received: "
+                f"{sorted(shapes)}; clear {self.cache_dir} and run again"
+            )
+        return np.stack(moments)
+
+    def entry_path(self, content_hash, settings):
+        """The file of one image's moments under `settings`."""
+        text = json.dumps({"content": content_hash, **settings}, sort_keys=True)
+        key = hashlib.sha256(text.encode("utf-8")).hexdigest()
+        return os.path.join(self.cache_dir, key + CACHE_FILE_EXTENSION)
+
+    def _check_outside(self, folder):
+        cache = os.path.realpath(self.cache_dir)
+        folder = os.path.realpath(folder)
+        if os.path.commonpath([cache, folder]) == folder:
+            raise ValueError(
+                "`cache_dir` must be outside the image folder, which is never written "
+                f"to. Received: cache_dir={self.cache_dir!r} inside {folder!r}"
+            )
+
+    def _read(self, path, variants):
+        if not os.path.exists(path):
+            return None
+        try:
+            entry = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as error:
+            logger.warning("Re-encoding an unreadable cache entry %s (%s).", path, error)
+            return None
+        if entry.ndim != 4 or entry.shape[0] != variants or entry.dtype != np.float32:
+            logger.warning("Re-encoding a cache entry of the wrong shape: %s.", path)
+            return None
+        return entry
+
+    def _encode(self, image_folder, indices, variants, crop_area_range, flip):
+        """Makes `variants` augmented copies of each image and encodes them."""
+        import tensorflow as tf
+        from tqdm.auto import tqdm
+
+        resolution = image_folder.resolution
+        # Seeded by the contents of the images to encode: encoding the same
+        # images again (a cleared cache) gives the same variants.
+        digest = hashlib.sha256(
+            "".join(image_folder.content_hashes[i] for i in indices).encode("ascii")
+        ).hexdigest()
+        augmenter = ImageAugmenter(
+            resolution, crop_area_range, flip, seed=int(digest, 16) % SEED_MODULUS
+        )
+
+        def augment(image):
+            # As in `ConceptDataset`: the clip only absorbs float rounding.
+            return tf.clip_by_value(augmenter(image), -1.0, 1.0)
+
+        copies = tf.data.Dataset.from_tensor_slices(image_folder.images[indices])
+        copies = copies.map(to_model_range).flat_map(
+            lambda image: tf.data.Dataset.from_tensors(image).repeat(variants)
+        )
+        if not augmenter.is_identity:
+            # Sequential, one image at a time: the augmenter's random state
+            # must advance in order for the variants to repeat.
+            copies = copies.map(augment)
+        variant_batches = copies.batch(variants).prefetch(1)
+        encoded = []
+        for variants_of_image in tqdm(
+            variant_batches.as_numpy_iterator(),
+            total=len(indices),
+            desc="Encoding latents",
+            unit="image",
+            disable=None,
+        ):
+            chunks = [
+                self._call_encoder(variants_of_image[start : start + self.batch_size], resolution)
+                for start in range(0, variants, self.batch_size)
+            ]
+            encoded.append(np.concatenate(chunks))
+            self.encoded_images += 1
+        return encoded
+
+    def _call_encoder(self, images, resolution):
+        import keras
+
+        moments = np.asarray(keras.ops.convert_to_numpy(self.encoder(images)), dtype=np.float32)
+        size = resolution // VAE_DOWNSAMPLING
+        if (
+            moments.ndim != 4
+            or moments.shape[:3] != (len(images), size, size)
+            or moments.shape[3] % 2
+        ):
+            raise ValueError(
+                "The encoder must map images (batch, H, W, 3) to moments (batch, H/8, "
+                f"W/8, 2 * latent_channels). Received: images {images.shape} -> "
+                f"{moments.shape}"
+            )
+        return moments
+
+    def get_config(self):
+        return {
+            "model_id": self.model_id,
+            "cache_dir": self.cache_dir,
+            "num_variants": self.num_variants,
+            "batch_size": self.batch_size,
+        }
+
+
+def _save_atomically(path, array):
+    """Writes to a temporary file and renames it, so a crash leaves no half entry."""
+    handle, temporary = tempfile.mkstemp(
+        dir=os.path.dirname(path), prefix=".tmp-", suffix=CACHE_FILE_EXTENSION
+    )
+    try:
+        with os.fdopen(handle, "wb") as file:
+            np.save(file, array, allow_pickle=False)
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+        raise
