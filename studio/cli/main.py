@@ -16,6 +16,7 @@ from studio import __version__
 SUBCOMMAND_MODULES = (
     "studio.cli.generate_command",
     "studio.datasets.data_check_command",
+    "studio.embeddings.embeddings_command",
 )
 
 from studio.errors import StudioError
