@@ -56,6 +56,26 @@ _TINY_VAE = {
     "norm_groups": 8,
 }
 
+_SD_V1_UNET = {
+    "block_channels": [320, 640, 1280, 1280],
+    "layers_per_block": 2,
+    "attention_levels": [True, True, True, False],
+    "context_dim": 768,
+    "num_heads": 8,
+    "transformer_projection": "conv",
+    "norm_groups": 32,
+    "latent_channels": 4,
+}
+# SD 2 fixes the head size instead of the head count, and projects in and
+# out of its transformers with dense layers.
+_SD_V2_UNET = dict(
+    _SD_V1_UNET,
+    context_dim=1024,
+    num_heads=None,
+    head_size=64,
+    transformer_projection="linear",
+)
+
 BACKBONE_PRESETS = {
     "sd-v1": {
         "description": (
@@ -71,7 +91,7 @@ BACKBONE_PRESETS = {
             "intermediate_dim": 3072,
             "intermediate_activation": "quick_gelu",
         }},
-        "unet": {"class_name": "UNet", "config": {}},
+        "unet": {"class_name": "UNet", "config": _SD_V1_UNET},
         "vae_encoder": _SD_VAE_ENCODER,
         "vae_decoder": _SD_VAE_DECODER,
         "tokenizer": {"type": "clip", "sequence_length": 77},
@@ -110,7 +130,7 @@ BACKBONE_PRESETS = {
             "intermediate_dim": 4096,
             "intermediate_activation": "gelu_approximate",
         }},
-        "unet": {"class_name": "UNet", "config": {}},
+        "unet": {"class_name": "UNet", "config": _SD_V2_UNET},
         "vae_encoder": _SD_VAE_ENCODER,
         "vae_decoder": _SD_VAE_DECODER,
         "tokenizer": {"type": "clip", "sequence_length": 77},
@@ -146,7 +166,14 @@ BACKBONE_PRESETS = {
             "num_heads": 2,
             "intermediate_dim": 128,
         }},
-        "unet": {"class_name": "UNet", "config": {}},
+        "unet": {"class_name": "UNet", "config": {
+            "block_channels": [32, 64],
+            "layers_per_block": 1,
+            "attention_levels": [True, False],
+            "context_dim": 32,
+            "num_heads": 2,
+            "norm_groups": 8,
+        }},
         "vae_encoder": {"class_name": "VAEEncoder", "config": _TINY_VAE},
         "vae_decoder": {"class_name": "VAEDecoder", "config": _TINY_VAE},
         "tokenizer": {"type": "byte_level", "sequence_length": 77},

@@ -1,0 +1,354 @@
+"""Stable Diffusion's conditional UNet, the denoiser of the latent diffusion."""
+
+import keras
+from keras import ops
+
+from studio.models.unet_downsample import UNetDownsample
+from studio.models.unet_resnet_block import GROUP_NORM_EPSILON, UNetResnetBlock
+from studio.models.unet_spatial_transformer import (
+    PROJECTIONS,
+    UNetSpatialTransformer,
+)
+from studio.models.unet_timestep_embedding import UNetTimestepEmbedding
+from studio.models.unet_upsample import UNetUpsample
+
+# Width of the timestep embedding after its two dense layers, in multiples of
+# the first level's channels (320 -> 1280 in Stable Diffusion).
+TIME_EMBEDDING_MULTIPLIER = 4
+
+
+@keras.saving.register_keras_serializable(package="studio")
+class UNet(keras.Model):
+    """Stable Diffusion's UNet: predicts noise (or v) from noisy latents.
+
+    A functional model. Its levels each hold `layers_per_block` residual
+    blocks (each followed by a spatial transformer on levels with attention)
+    and, except the last, a downsampling step; a middle block (residual,
+    transformer, residual) joins them to the mirrored upsampling path, which
+    has one more block per level and takes the skip connections. Every
+    residual block gets the timestep embedding; every transformer
+    cross-attends to the text `context`.
+
+    The sinusoidal timestep embedding is computed inside the model from the
+    raw timesteps (KerasCV's `DiffusionModel` takes the embedding as input;
+    the formula is the same). Every residual and transformer block is its own
+    layer, so that rematerialisation can wrap them one by one.
+
+    With the Stable Diffusion sizes, the `weights` list equals, in order and
+    shapes, that of KerasCV's `DiffusionModel` (SD 1.x: `num_heads=8`,
+    `context_dim=768`, `transformer_projection="conv"`) or
+    `DiffusionModelV2` (SD 2.x: `head_size=64`, `context_dim=1024`,
+    `transformer_projection="linear"`), so their weights load by position.
+
+    Args:
+        block_channels: sequence of ints, channels of each level, e.g.
+            `(320, 640, 1280, 1280)`. The first one is also the width of the
+            sinusoidal timestep embedding.
+        layers_per_block: int. Residual blocks per level on the way down (the
+            way up has one more).
+        attention_levels: sequence of bools, one per level: whether the
+            level's residual blocks are followed by spatial transformers.
+        context_dim: int. Features of each context (text encoder) token.
+        num_heads: int. Attention heads on every level (SD 1.x); the head
+            size is the level's channels divided by it. Give this or
+            `head_size`, not both.
+        head_size: int. Size of each attention head on every level (SD 2.x);
+            the number of heads is the level's channels divided by it.
+        transformer_projection: `"conv"` (SD 1.x) or `"linear"` (SD 2.x):
+            how spatial transformers project in and out.
+        transformer_depth: int. Transformer blocks per spatial transformer.
+        norm_groups: int. Groups of every GroupNorm.
+        latent_channels: int. Channels of the latents in and of the output.
+        dtype: dtype policy of every layer, e.g. `"float32"`,
+            `"mixed_float16"`, `"mixed_bfloat16"`. The output is float32.
+        **kwargs: standard `keras.Model` arguments (`name`, `trainable`).
+
+    Call arguments:
+        inputs: dict with `"latents"`, shape `(batch, height, width,
+            latent_channels)`, height and width divisible by
+            `2 ** (len(block_channels) - 1)`; `"timesteps"`, int or float,
+            shape `(batch,)`; `"context"`, shape `(batch, context_length,
+            context_dim)`.
+
+    Returns:
+        A float32 tensor of the shape of `inputs["latents"]`.
+
+    Raises:
+        ValueError: on inconsistent sizes (see the messages), and when called
+            with latents whose height or width is not divisible by
+            `2 ** (len(block_channels) - 1)`.
+
+    Example:
+
+    ```python
+    unet = UNet(
+        block_channels=(32, 64), layers_per_block=1,
+        attention_levels=(True, True), context_dim=32, num_heads=2,
+        norm_groups=8,
+    )
+    noise = unet({
+        "latents": np.zeros((1, 8, 8, 4)),
+        "timesteps": np.array([999]),
+        "context": np.zeros((1, 77, 32)),
+    })
+    ```
+    """
+
+    def __init__(
+        self,
+        block_channels,
+        layers_per_block,
+        attention_levels,
+        context_dim,
+        num_heads=None,
+        head_size=None,
+        transformer_projection="conv",
+        transformer_depth=1,
+        norm_groups=32,
+        latent_channels=4,
+        dtype=None,
+        **kwargs,
+    ):
+        block_channels = tuple(int(c) for c in block_channels)
+        attention_levels = tuple(bool(a) for a in attention_levels)
+        _check_sizes(
+            block_channels,
+            attention_levels,
+            transformer_projection,
+            norm_groups,
+        )
+        heads_per_level = _heads_per_level(block_channels, num_heads, head_size)
+        dtype = keras.dtype_policies.get(dtype)
+        num_levels = len(block_channels)
+
+        def resnet_block(filters, name):
+            return UNetResnetBlock(
+                filters, norm_groups=norm_groups, dtype=dtype, name=name
+            )
+
+        def spatial_transformer(level, name):
+            heads, size = heads_per_level[level]
+            return UNetSpatialTransformer(
+                heads,
+                size,
+                projection=transformer_projection,
+                depth=transformer_depth,
+                norm_groups=norm_groups,
+                dtype=dtype,
+                name=name,
+            )
+
+        # === Functional model ===
+        # The graph (which layer feeds which, and in which argument order)
+        # mirrors KerasCV's DiffusionModel, because Keras orders a functional
+        # model's layers, hence its `weights`, by their place in the graph.
+        latents = keras.Input((None, None, latent_channels), name="latents")
+        timesteps = keras.Input((), name="timesteps")
+        context = keras.Input((None, context_dim), name="context")
+
+        time_width = TIME_EMBEDDING_MULTIPLIER * block_channels[0]
+        embedding = UNetTimestepEmbedding(
+            block_channels[0], dtype=dtype, name="timestep_embedding"
+        )(timesteps)
+        embedding = keras.layers.Dense(
+            time_width, dtype=dtype, name="time_dense_in"
+        )(embedding)
+        embedding = keras.layers.Activation(
+            "silu", dtype=dtype, name="time_activation"
+        )(embedding)
+        embedding = keras.layers.Dense(
+            time_width, dtype=dtype, name="time_dense_out"
+        )(embedding)
+
+        x = keras.layers.Conv2D(
+            block_channels[0], 3, padding="same", dtype=dtype, name="input_conv"
+        )(latents)
+        skips = [x]
+        for level, channels in enumerate(block_channels):
+            for index in range(layers_per_block):
+                x = resnet_block(channels, f"down{level}_resnet{index}")(
+                    x, embedding
+                )
+                if attention_levels[level]:
+                    x = spatial_transformer(
+                        level, f"down{level}_attention{index}"
+                    )(x, context)
+                skips.append(x)
+            if level < num_levels - 1:
+                x = UNetDownsample(
+                    channels, dtype=dtype, name=f"down{level}_downsample"
+                )(x)
+                skips.append(x)
+
+        x = resnet_block(block_channels[-1], "mid_resnet0")(x, embedding)
+        x = spatial_transformer(num_levels - 1, "mid_attention")(x, context)
+        x = resnet_block(block_channels[-1], "mid_resnet1")(x, embedding)
+
+        for level in reversed(range(num_levels)):
+            channels = block_channels[level]
+            # One block more than on the way down: it takes the skip of the
+            # downsampling step (or, on level 0, of the input convolution).
+            for index in range(layers_per_block + 1):
+                x = keras.layers.Concatenate(
+                    dtype=dtype, name=f"up{level}_concat{index}"
+                )([x, skips.pop()])
+                x = resnet_block(channels, f"up{level}_resnet{index}")(
+                    x, embedding
+                )
+                if attention_levels[level]:
+                    x = spatial_transformer(
+                        level, f"up{level}_attention{index}"
+                    )(x, context)
+            if level > 0:
+                x = UNetUpsample(
+                    channels, dtype=dtype, name=f"up{level}_upsample"
+                )(x)
+
+        x = keras.layers.GroupNormalization(
+            norm_groups,
+            epsilon=GROUP_NORM_EPSILON,
+            dtype=dtype,
+            name="output_norm",
+        )(x)
+        x = keras.layers.Activation(
+            "silu", dtype=dtype, name="output_activation"
+        )(x)
+        x = keras.layers.Conv2D(
+            latent_channels, 3, padding="same", dtype=dtype, name="output_conv"
+        )(x)
+        # Samplers do their arithmetic in float32 whatever the policy.
+        outputs = ops.cast(x, "float32")
+
+        super().__init__(
+            inputs={
+                "latents": latents,
+                "timesteps": timesteps,
+                "context": context,
+            },
+            outputs=outputs,
+            **kwargs,
+        )
+        # Functional's constructor does not take a dtype; keep the policy so
+        # that get_config returns it.
+        self.dtype_policy = dtype
+
+        # === Config ===
+        self.block_channels = block_channels
+        self.layers_per_block = layers_per_block
+        self.attention_levels = attention_levels
+        self.context_dim = context_dim
+        self.num_heads = num_heads
+        self.head_size = head_size
+        self.transformer_projection = transformer_projection
+        self.transformer_depth = transformer_depth
+        self.norm_groups = norm_groups
+        self.latent_channels = latent_channels
+
+    @property
+    def latent_size_multiple(self):
+        """Height and width of the latents must be multiples of this."""
+        return 2 ** (len(self.block_channels) - 1)
+
+    def __call__(self, inputs, *args, **kwargs):
+        # Checked before Keras' own `__call__`, whose error reports would
+        # print every input array in full.
+        self._check_latent_size(inputs)
+        return super().__call__(inputs, *args, **kwargs)
+
+    def call(self, inputs, training=None, mask=None, **kwargs):
+        # Also here: JAX trainers reach `call` through `stateless_call`,
+        # bypassing `__call__`.
+        self._check_latent_size(inputs)
+        return super().call(inputs, training=training, mask=mask, **kwargs)
+
+    def _check_latent_size(self, inputs):
+        # Without this check an odd size fails deep inside, at a skip
+        # connection's concatenation, with a message about other shapes.
+        if not isinstance(inputs, dict) or "latents" not in inputs:
+            return  # Keras' input checks will complain.
+        latents = inputs["latents"]
+        shape = tuple(getattr(latents, "shape", ()))
+        if len(shape) != 4:
+            return  # Keras' input checks will complain.
+        height, width = shape[1:3]
+        multiple = self.latent_size_multiple
+        for size in (height, width):
+            # Unknown (traced) sizes cannot be checked here.
+            if isinstance(size, int) and size % multiple:
+                raise ValueError(
+                    "The latents' height and width must be divisible by "
+                    f"{multiple} (2 ** (number of levels - 1), for "
+                    f"{len(self.block_channels)} levels). Received: "
+                    f"latents of shape {shape}"
+                )
+
+    def get_config(self):
+        return {
+            "name": self.name,
+            "trainable": self.trainable,
+            "dtype": keras.dtype_policies.serialize(self.dtype_policy),
+            "block_channels": list(self.block_channels),
+            "layers_per_block": self.layers_per_block,
+            "attention_levels": list(self.attention_levels),
+            "context_dim": self.context_dim,
+            "num_heads": self.num_heads,
+            "head_size": self.head_size,
+            "transformer_projection": self.transformer_projection,
+            "transformer_depth": self.transformer_depth,
+            "norm_groups": self.norm_groups,
+            "latent_channels": self.latent_channels,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        # Functional's from_config would rebuild a plain keras.Model from a
+        # graph description; ours rebuilds the graph from the sizes.
+        return cls(**config)
+
+
+def _heads_per_level(block_channels, num_heads, head_size):
+    """Returns `(num_heads, head_size)` for each level."""
+    if (num_heads is None) == (head_size is None):
+        raise ValueError(
+            "Give exactly one of `num_heads` (same number of heads on every "
+            "level, SD 1.x) and `head_size` (same head size on every level, "
+            f"SD 2.x). Received: num_heads={num_heads}, head_size={head_size}"
+        )
+    divisor = num_heads if num_heads is not None else head_size
+    name = "num_heads" if num_heads is not None else "head_size"
+    if divisor <= 0 or any(c % divisor for c in block_channels):
+        raise ValueError(
+            f"`{name}` must be positive and divide every level's channels. "
+            f"Received: {name}={divisor}, block_channels={block_channels}"
+        )
+    if num_heads is not None:
+        return [(num_heads, c // num_heads) for c in block_channels]
+    return [(c // head_size, head_size) for c in block_channels]
+
+
+def _check_sizes(
+    block_channels, attention_levels, transformer_projection, norm_groups
+):
+    """Raises a ValueError naming the first inconsistent size."""
+    if not block_channels:
+        raise ValueError(
+            "`block_channels` must name at least one level. "
+            f"Received: block_channels={block_channels}"
+        )
+    if len(attention_levels) != len(block_channels):
+        raise ValueError(
+            "`attention_levels` must have one entry per level of "
+            "`block_channels`. Received: "
+            f"attention_levels={attention_levels}, "
+            f"block_channels={block_channels}"
+        )
+    if transformer_projection not in PROJECTIONS:
+        raise ValueError(
+            f"`transformer_projection` must be one of {PROJECTIONS}. "
+            f"Received: transformer_projection={transformer_projection!r}"
+        )
+    if any(c % norm_groups for c in block_channels):
+        raise ValueError(
+            "`norm_groups` must divide every level's channels. Received: "
+            f"norm_groups={norm_groups}, block_channels={block_channels}"
+        )
