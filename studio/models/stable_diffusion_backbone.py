@@ -5,11 +5,15 @@ import os
 import shutil
 import tempfile
 
+import keras
+
 from studio.errors import WeightsNotFoundError
 from studio.models.legacy_h5_weights import load_legacy_h5_weights
 from studio.models.presets import BACKBONE_PRESETS, COMPONENTS
 from studio.models.weight_file_resolver import resolve_weight_files
 
+# Random networks are initialised from this seed unless told otherwise.
+RANDOM_WEIGHTS_SEED = 0
 # A saved preset folder holds this file and one `<component>.weights.h5` each.
 PRESET_CONFIG_FILE = "backbone.json"
 
@@ -77,7 +81,13 @@ class StableDiffusionBackbone:
 
     @classmethod
     def from_preset(
-        cls, preset, load_weights=True, weights=None, vocabulary=None, dtype=None
+        cls,
+        preset,
+        load_weights=True,
+        weights=None,
+        vocabulary=None,
+        dtype=None,
+        seed=RANDOM_WEIGHTS_SEED,
     ):
         """Builds the backbone of a preset, with its weights.
 
@@ -93,6 +103,9 @@ class StableDiffusionBackbone:
             dtype: a dtype policy for the networks ("float32",
                 "mixed_float16", "mixed_bfloat16"); None keeps Keras' global
                 policy.
+            seed: seeds the initialisation of networks whose weights are not
+                loaded, so a random preset (`tiny`) is the same model in
+                every process. None leaves Keras' random state alone.
 
         Raises:
             ValueError: for an unknown preset name.
@@ -122,6 +135,8 @@ class StableDiffusionBackbone:
             missing.append(str(error))
         if missing:
             raise WeightsNotFoundError("\n\n".join(missing))
+        if seed is not None and len(weight_paths) < len(COMPONENTS):
+            keras.utils.set_random_seed(seed)
         networks = _build_networks(spec, dtype)
         for component, path in weight_paths.items():
             load_legacy_h5_weights(networks[component], path)

@@ -29,8 +29,9 @@ class TextToImagePipeline:
     """Generates images from prompts with a `StableDiffusionBackbone`.
 
     Image `i` of a call uses seed `seed + i` for all of its noise, drawn with
-    NumPy, so any image can be reproduced alone from its recorded seed, on
-    any backend and at any batch size.
+    NumPy, so any image can be reproduced alone from its recorded seed on
+    any backend (bit for bit with the same batch size; another batch size
+    changes float rounding inside the networks by about one pixel level).
 
     Args:
         backbone: a `StableDiffusionBackbone`.

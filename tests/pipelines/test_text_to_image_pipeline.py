@@ -35,14 +35,26 @@ def test_images_have_requested_shape_and_parameters(pipeline):
     assert first.negative_prompt == "blurry"
 
 
-def test_same_seed_same_pixels_any_batch(pipeline):
+def test_same_seed_same_pixels(pipeline):
+    first = pipeline("a cat", num_images_per_prompt=2, num_steps=STEPS, seed=5)
+    second = pipeline("a cat", num_images_per_prompt=2, num_steps=STEPS, seed=5)
+    np.testing.assert_array_equal(first.images, second.images)
+    assert not np.array_equal(first.images[0], first.images[1])
+
+
+def test_image_reproducible_alone_from_its_seed(pipeline):
     together = pipeline("a cat", num_images_per_prompt=2, num_steps=STEPS, seed=5)
     alone = pipeline("a cat", num_steps=STEPS, seed=6)
-    again = pipeline("a cat", num_images_per_prompt=2, num_steps=STEPS, seed=5,
-                     batch_size=1)
-    np.testing.assert_array_equal(together.images, again.images)
-    np.testing.assert_array_equal(together.images[1], alone.images[0])
-    assert not np.array_equal(together.images[0], together.images[1])
+    one_by_one = pipeline("a cat", num_images_per_prompt=2, num_steps=STEPS, seed=5,
+                          batch_size=1)
+    # Another batch size changes float rounding inside the networks, so
+    # pixels may move by one level, no more.
+    for other in (alone.images[0], one_by_one.images[1]):
+        difference = np.abs(together.images[1].astype(int) - other.astype(int))
+        assert difference.max() <= 1
+        assert (difference > 0).mean() < 0.01
+    other_seed = pipeline("a cat", num_steps=STEPS, seed=7)
+    assert np.abs(together.images[1].astype(int) - other_seed.images[0]).max() > 10
 
 
 def test_negative_prompt_and_guidance_change_the_image(pipeline):
