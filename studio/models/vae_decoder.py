@@ -4,6 +4,7 @@ import keras
 from keras import ops
 
 from studio.models.vae_attention_block import VAEAttentionBlock
+from studio.models.vae_block_channels import check_vae_block_channels
 from studio.models.vae_residual_block import VAEResidualBlock
 
 IMAGE_CHANNELS = 3
@@ -65,7 +66,7 @@ class VAEDecoder(keras.Model):
         **kwargs,
     ):
         block_channels = tuple(block_channels)
-        _check_block_channels(block_channels, norm_groups)
+        check_vae_block_channels(block_channels, norm_groups)
 
         def conv(filters, kernel_size, name):
             return keras.layers.Conv2D(
@@ -142,17 +143,3 @@ class VAEDecoder(keras.Model):
             "latent_channels": self.latent_channels,
             "norm_groups": self.norm_groups,
         }
-
-
-def _check_block_channels(block_channels, norm_groups):
-    if not block_channels:
-        raise ValueError(
-            "`block_channels` must name at least one level. "
-            f"Received: block_channels={block_channels}"
-        )
-    if any(filters % norm_groups != 0 for filters in block_channels):
-        raise ValueError(
-            "Every entry of `block_channels` must be divisible by "
-            f"`norm_groups`. Received: block_channels={block_channels}, "
-            f"norm_groups={norm_groups}"
-        )
