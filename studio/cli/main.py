@@ -15,8 +15,10 @@ from studio import __version__
 # (module, attribute) of each subcommand group, in the order `--help` lists them.
 SUBCOMMAND_MODULES = (
     "studio.cli.generate_command",
+    "studio.trainers.train_command",
     "studio.datasets.data_check_command",
     "studio.embeddings.embeddings_command",
+    "studio.interop.models_command",
 )
 
 from studio.errors import StudioError

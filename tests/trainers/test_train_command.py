@@ -1,0 +1,158 @@
+"""Tests of `studio train textual-inversion` on the tiny preset (tf.data pipelines)."""
+
+import argparse
+import json
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from studio.trainers import train_command
+
+pytestmark = pytest.mark.tensorflow_only
+
+TOKEN = "<toy>"
+IMAGE_SIZE = 64
+
+
+def studio(*argv):
+    """Runs the command line as `studio train ...` would; returns the exit code."""
+    parser = argparse.ArgumentParser(prog="studio")
+    train_command.add_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(list(argv))
+    return args.run(args)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def quick_steps(quick_compile_options):
+    """Runs the command's train steps eagerly: tracing costs more than these steps.
+
+    What `compile` does with `jit_compile` is covered in
+    test_textual_inversion_trainer.py; here the command line is tested.
+    """
+    from studio.trainers.textual_inversion_trainer import TextualInversionTrainer
+
+    original = TextualInversionTrainer.compile
+
+    def compile(self, optimizer="adam", **kwargs):
+        kwargs.pop("jit_compile", None)
+        original(self, optimizer, **kwargs, **quick_compile_options)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(TextualInversionTrainer, "compile", compile)
+        yield
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    root = tmp_path_factory.mktemp("train")
+    images = root / "images"
+    images.mkdir()
+    rng = np.random.default_rng(0)
+    for index in range(3):
+        pixels = rng.integers(0, 256, (IMAGE_SIZE, IMAGE_SIZE, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(images / f"toy{index}.png")
+    (images / "toy0.txt").write_text("a photo of {} on grass\n", encoding="utf-8")
+    return root
+
+
+def base_options(workspace):
+    return [
+        "train", "textual-inversion", "--out", str(workspace / "run"),
+        "--cache-dir", str(workspace / "cache"),
+    ]
+
+
+@pytest.fixture(scope="module")
+def first_run(workspace):
+    code = studio(
+        *base_options(workspace),
+        "--model", "tiny", "--data", str(workspace / "images"), "--token", TOKEN,
+        "--init-word", "toy", "--num-vectors", "2", "--steps", "2", "--save-every", "1",
+        "--sample-every", "2", "--sample-steps", "2", "--latent-variants", "2",
+        "--log-every", "1", "--lr", "0.01",
+    )
+    return code, workspace / "run"
+
+
+def test_training_writes_a_complete_run_directory(first_run):
+    from studio.embeddings import load_embedding
+    from studio.images import read_parameters
+
+    code, run = first_run
+    assert code == train_command.EXIT_OK
+    config = json.loads((run / "config.json").read_text())
+    assert (config["token"], config["init_word"], config["num_vectors"]) == (TOKEN, "toy", 2)
+    assert sorted(os.listdir(run / "checkpoints")) == ["step-000001", "step-000002"]
+    assert any(name.startswith("events.out.tfevents") for name in os.listdir(run / "logs"))
+    samples = sorted(os.listdir(run / "samples"))
+    assert samples == ["step-000002-0.png", "step-000002-1.png"]
+    assert read_parameters(run / "samples" / samples[0]).prompt == f"a photo of a {TOKEN}"
+    embedding = load_embedding(run / "embedding.safetensors")
+    assert embedding.vectors[TOKEN].shape == (2, 32)
+    assert embedding.steps == 2
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "completed" and summary["steps"] == 2
+    assert summary["precision"] == "float32"
+    assert np.isfinite(summary["final_loss"])
+
+
+def test_resume_continues_from_the_last_checkpoint(first_run, workspace, capsys):
+    from studio.embeddings import load_embedding
+
+    _, run = first_run
+    before = load_embedding(run / "embedding.safetensors").vectors[TOKEN]
+    code = studio(*base_options(workspace), "--resume", "--steps", "3", "--sample-every", "0")
+    assert code == train_command.EXIT_OK
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["steps"] == 3 and summary["resumed_from_step"] == 2
+    assert "step-000003" in os.listdir(run / "checkpoints")
+    after = load_embedding(run / "embedding.safetensors")
+    assert after.steps == 3 and not np.array_equal(after.vectors[TOKEN], before)
+    assert "Trained 3 steps" in capsys.readouterr().out
+
+
+def test_resume_refuses_to_change_what_defines_the_run(first_run, workspace):
+    with pytest.raises(ValueError, match="--token '<other>'"):
+        studio(*base_options(workspace), "--resume", "--token", "<other>")
+
+
+def test_an_existing_run_needs_resume(first_run, workspace):
+    with pytest.raises(ValueError, match="--resume"):
+        studio(*base_options(workspace), "--model", "tiny", "--data", "x", "--token", TOKEN,
+               "--init-word", "toy")
+
+
+def test_missing_options_are_named(tmp_path):
+    with pytest.raises(ValueError, match="--data, --init-word"):
+        studio("train", "textual-inversion", "--model", "tiny", "--token", TOKEN,
+               "--out", str(tmp_path / "run"))
+
+
+def test_resume_of_a_folder_without_run(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no training run"):
+        studio("train", "textual-inversion", "--out", str(tmp_path), "--resume")
+
+
+def test_train_without_method_prints_help(capsys):
+    assert studio("train") == train_command.EXIT_USAGE
+    assert "textual-inversion" in capsys.readouterr().out
+
+
+def test_non_finite_loss_exits_with_its_message(workspace, monkeypatch, capsys):
+    from studio.trainers.non_finite_loss_error import NonFiniteLossError
+    from studio.trainers.training_run import TrainingRun
+
+    def diverge(self, batches, resume=False, callbacks=None):
+        raise NonFiniteLossError(step=7, checkpoint="ckpt/step-000005", consecutive=1)
+
+    monkeypatch.setattr(TrainingRun, "fit", diverge)
+    code = studio(
+        "train", "textual-inversion", "--out", str(workspace / "diverging"),
+        "--cache-dir", str(workspace / "cache"), "--model", "tiny",
+        "--data", str(workspace / "images"), "--token", "<nan>", "--init-word", "toy",
+        "--latent-variants", "0",
+    )
+    assert code == train_command.EXIT_NON_FINITE
+    assert "step 7" in capsys.readouterr().err

@@ -1,0 +1,438 @@
+"""Textual inversion: learn new token vectors that make Stable Diffusion draw a concept."""
+
+import copy
+import os
+
+import keras
+import numpy as np
+from keras import ops
+
+from studio.trainers.diffusion_objective import DiffusionObjective
+from studio.trainers.last_value import LastValue
+from studio.trainers.placeholder_embedding import PlaceholderEmbedding
+
+# Batch keys the step accepts for the images, cheapest first.
+IMAGE_INPUT_KEYS = ("latents", "moments", "images")
+# The learned vectors' file in a run folder and in each checkpoint.
+EMBEDDING_FILE = "embedding.safetensors"
+
+
+class TextualInversionTrainer(keras.Model):
+    """Trains placeholder token vectors on a frozen `StableDiffusionBackbone`.
+
+    Each placeholder token (`"<cat-toy>"`) gets `num_vectors` new token ids
+    in the tokenizer and as many new vectors, started from its initializer
+    word. Only those vectors are trained: they live in a small float32
+    variable joined to the frozen vocabulary table (`PlaceholderEmbedding`),
+    so gradients and optimizer state are `(new vectors, width)`. The text
+    encoder, UNet and VAE are frozen (`trainable = False`) and never
+    written.
+
+    Initializers: a word CLIP splits into `k` tokens ("cat-toy" -> 3)
+    starts a placeholder with `num_vectors == k` from those `k` vectors, one
+    each, in order; with any other count every vector starts at the mean of
+    the `k` vectors.
+
+    The model's `call` does the noising, text encoding and UNet and returns
+    `(prediction, target, weights)`; `compute_loss` scores it. So Keras' own
+    per-backend `train_step` computes the gradients, compiles the step (XLA
+    or jit), applies loss scaling (`mixed_float16`: `compile` wraps the
+    optimizer in a `LossScaleOptimizer`, which skips non-finite steps) and
+    gradient accumulation (the optimizer's `gradient_accumulation_steps`).
+    Noise and timesteps come from the trainer's `seed_generator`, whose state
+    is a variable of the model: checkpoints save it, and a resumed run draws
+    the same numbers as an uninterrupted one.
+
+    Batches are dicts with `"token_ids"` (int `(batch, sequence_length)`)
+    and one of: `"moments"` (the VAE encoder's mean and log-variance, as the
+    latent cache stores them; latents are sampled in the step, no VAE call),
+    `"images"` (`[-1, 1]`, encoded by the frozen VAE every step), or
+    `"latents"` (already sampled and scaled).
+
+    Args:
+        backbone: a `studio.models.StableDiffusionBackbone`. Its tokenizer
+            gets the placeholder tokens (unless it already has them, with
+            the same number of ids, as the last ids); its networks are set
+            to `trainable = False`.
+        placeholder_tokens: str or list of str, e.g. `"<cat-toy>"`.
+        initializer_words: str or list of str, one per placeholder: the
+            word or phrase whose vectors start the placeholder's.
+        num_vectors: int or list of int, vectors per placeholder (>= 1).
+        min_snr_gamma: float or None, min-SNR loss weighting (see
+            `DiffusionObjective`).
+        offset_noise: float >= 0, offset-noise strength (0: off).
+        norm_regularization: float >= 0. Adds this times the mean squared
+            difference between each vector's norm and its initial norm to the
+            loss, which keeps the vectors as long as real words' (0: off).
+        seed: int or None. Seed of the noise and timestep draws.
+        **kwargs: `name` and other `keras.Model` arguments.
+
+    Call arguments:
+        inputs: a batch dict as above.
+
+    Returns:
+        `(prediction, target, weights)`: float32 UNet output and target of
+        shape `(batch, h, w, channels)` and float32 loss weights `(batch,)`.
+
+    Raises:
+        ValueError: lists of different lengths, an initializer with no token
+            or containing a placeholder, a placeholder that is a vocabulary
+            word, or a tokenizer whose ids do not fit the embedding table.
+
+    Example:
+
+    ```python
+    backbone = StableDiffusionBackbone.from_preset("tiny")
+    trainer = TextualInversionTrainer(backbone, "<cat-toy>", "toy", num_vectors=2)
+    trainer.compile(optimizer=keras.optimizers.Adam(5e-3), jit_compile=True)
+    trainer.fit(batches, steps_per_epoch=100)
+    trainer.embedding(steps=100)  # a studio.embeddings.TextualInversionEmbedding
+    ```
+    """
+
+    def __init__(
+        self,
+        backbone,
+        placeholder_tokens,
+        initializer_words,
+        num_vectors=1,
+        min_snr_gamma=None,
+        offset_noise=0.0,
+        norm_regularization=0.0,
+        seed=None,
+        **kwargs,
+    ):
+        # float32: the trainer's own inputs (moments, latents) must not be
+        # cast to float16; the networks keep their own policies.
+        kwargs.setdefault("dtype", "float32")
+        super().__init__(**kwargs)
+        tokens, words, counts = _as_lists(placeholder_tokens, initializer_words, num_vectors)
+        if not norm_regularization >= 0:
+            raise ValueError(
+                "`norm_regularization` must be >= 0 (0 turns it off). "
+                f"Received: norm_regularization={norm_regularization!r}"
+            )
+        self.backbone = backbone
+        self.placeholder_tokens = tokens
+        self.initializer_words = words
+        self.num_vectors = counts
+        self.min_snr_gamma = min_snr_gamma
+        self.offset_noise = offset_noise
+        self.norm_regularization = float(norm_regularization)
+        self.seed = seed
+
+        for network in backbone.components.values():
+            network.trainable = False
+        self.text_encoder = backbone.text_encoder
+        self.unet = backbone.unet
+        self.vae_encoder = backbone.vae_encoder
+
+        # Initializers are checked before the tokenizer is changed.
+        word_ids = [
+            _initializer_ids(backbone.tokenizer, token, word)
+            for token, word in zip(tokens, words)
+        ]
+        token_ids = _register_placeholders(backbone.tokenizer, tokens, counts)
+        first_new_id = token_ids[tokens[0]][0]
+        _check_fits_table(backbone.tokenizer, first_new_id, self.text_encoder)
+        self.placeholder_token_ids = token_ids
+        table = ops.convert_to_numpy(self.text_encoder.token_embedding.embeddings)
+        initial = np.concatenate(
+            [_initial_vectors(table, ids, count) for ids, count in zip(word_ids, counts)]
+        ).astype("float32")
+        self.initial_norms = np.linalg.norm(initial, axis=-1).astype("float32")
+        self.placeholder_embedding = PlaceholderEmbedding(
+            self.text_encoder.token_embedding,
+            first_new_id,
+            initial,
+            output_dtype=self.text_encoder.compute_dtype,
+            name="placeholder_embedding",
+        )
+        self.objective = DiffusionObjective.from_backbone(
+            backbone, min_snr_gamma=min_snr_gamma, offset_noise=offset_noise
+        )
+        self.seed_generator = keras.random.SeedGenerator(seed, name="noise_seed")
+        self.step_loss = LastValue(name="step_loss")
+        self._sampling_pipeline = None
+
+    # --- The training step ------------------------------------------------
+
+    @property
+    def new_vectors(self):
+        """The trainable variable `(total vectors, width)`, placeholders in order."""
+        return self.placeholder_embedding.new_vectors
+
+    @property
+    def precision(self):
+        """The networks' dtype policy name ("float32", "mixed_float16", ...)."""
+        return self.unet.dtype_policy.name
+
+    @property
+    def uses_loss_scaling(self):
+        """True under `mixed_float16`, whose gradients underflow unscaled."""
+        return self.precision == "mixed_float16"
+
+    def compile(self, optimizer="adam", **kwargs):
+        """`keras.Model.compile`, wrapping the optimizer for loss scaling when needed.
+
+        The trainer's own policy stays float32, so Keras would not wrap a
+        `mixed_float16` backbone's optimizer by itself.
+        """
+        optimizer = keras.optimizers.get(optimizer)
+        if self.uses_loss_scaling and not isinstance(
+            optimizer, keras.optimizers.LossScaleOptimizer
+        ):
+            optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+        super().compile(optimizer=optimizer, **kwargs)
+
+    def encode_text(self, token_ids):
+        """The text encoder's context for token ids that may include placeholders.
+
+        Args:
+            token_ids: int `(batch, length)`, from `backbone.tokenizer`.
+
+        Returns:
+            float32 `(batch, length, width)`.
+        """
+        return self.text_encoder.encode_token_embeddings(self.placeholder_embedding(token_ids))
+
+    def call(self, inputs, training=False):
+        if not isinstance(inputs, dict) or "token_ids" not in inputs:
+            raise ValueError(
+                "A batch must be a dict with 'token_ids' and one of "
+                f"{IMAGE_INPUT_KEYS}. Received: {_describe(inputs)}"
+            )
+        latents = self._clean_latents(inputs)
+        noisy, timesteps, target, weights = self.objective.noisy_latents(
+            latents, self.seed_generator
+        )
+        context = self.encode_text(inputs["token_ids"])
+        prediction = self.unet(
+            {"latents": noisy, "timesteps": timesteps, "context": context}, training=False
+        )
+        return ops.cast(prediction, "float32"), target, weights
+
+    def _clean_latents(self, inputs):
+        if "latents" in inputs:
+            return ops.cast(inputs["latents"], "float32")
+        if "moments" in inputs:
+            return self.objective.sample_latents(inputs["moments"], self.seed_generator)
+        if "images" in inputs:
+            moments = self.vae_encoder(inputs["images"], training=False)
+            return self.objective.sample_latents(moments, self.seed_generator)
+        raise ValueError(
+            f"A batch must hold one of {IMAGE_INPUT_KEYS} besides 'token_ids'. "
+            f"Received: {_describe(inputs)}"
+        )
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        prediction, target, weights = y_pred
+        loss = self.objective.loss(prediction, target, weights)
+        if self.norm_regularization:
+            loss = loss + self.norm_regularization * self.norm_penalty()
+        self.step_loss.update_state(loss)
+        return loss
+
+    def norm_penalty(self):
+        """Mean squared difference between the vectors' norms and their initial norms."""
+        norms = ops.sqrt(ops.sum(ops.square(self.new_vectors), axis=-1))
+        return ops.mean(ops.square(norms - ops.convert_to_tensor(self.initial_norms)))
+
+    # --- Results ----------------------------------------------------------
+
+    def learned_vectors(self):
+        """Dict placeholder -> float32 numpy array `(num_vectors, width)`."""
+        vectors = ops.convert_to_numpy(self.new_vectors).astype("float32")
+        result, start = {}, 0
+        for token, count in zip(self.placeholder_tokens, self.num_vectors):
+            result[token] = vectors[start : start + count]
+            start += count
+        return result
+
+    def vector_norms(self):
+        """Dict "<token>" or "<token>_i" -> L2 norm of that vector (float)."""
+        norms = {}
+        for token, vectors in self.learned_vectors().items():
+            for index, vector in enumerate(vectors):
+                name = token if index == 0 else f"{token}_{index}"
+                norms[name] = float(np.linalg.norm(vector))
+        return norms
+
+    def embedding(self, steps=None):
+        """The learned vectors as a `studio.embeddings.TextualInversionEmbedding`."""
+        from studio.embeddings import TextualInversionEmbedding
+
+        return TextualInversionEmbedding(
+            self.learned_vectors(),
+            base_model=self.backbone.name,
+            base_model_hash=_text_encoder_hash(self.backbone.name),
+            initializer=", ".join(self.initializer_words),
+            steps=steps,
+        )
+
+    def save_embedding(self, path, steps=None):
+        """Writes the learned vectors to `path` (native `.safetensors`), atomically."""
+        from studio.embeddings import save_embedding
+
+        return save_embedding(self.embedding(steps), path, format="native")
+
+    def save_results(self, folder, step):
+        """Writes `embedding.safetensors` into `folder` (for `TrainingRun`)."""
+        return self.save_embedding(os.path.join(folder, EMBEDDING_FILE), steps=step)
+
+    def log_scalars(self):
+        """TensorBoard scalars beside the loss: each vector's norm (for `TrainingRun`)."""
+        return {f"vector_norm/{name}": norm for name, norm in self.vector_norms().items()}
+
+    def sample_images(self, prompts, seed=0, num_steps=20, guidance_scale=7.5, sampler="ddim"):
+        """Generates images with the current vectors, e.g. for progress samples.
+
+        Prompts may use the placeholder tokens. The generation pipeline is
+        built once and reused; its text encoder reads the trainer's vectors.
+
+        Args:
+            prompts: list of prompts, one image each.
+            seed: the first image's seed; image `i` uses `seed + i`.
+            num_steps: sampling steps.
+            guidance_scale: classifier-free guidance scale.
+            sampler: a scheduler name of `studio.schedulers`.
+
+        Returns:
+            A `studio.pipelines.GeneratedImages`.
+        """
+        if self._sampling_pipeline is None:
+            from studio.pipelines import TextToImagePipeline
+
+            # The pipeline calls `backbone.text_encoder(token_ids)`; this
+            # view of the backbone routes that through the joined lookup.
+            view = copy.copy(self.backbone)
+            view.text_encoder = self.encode_text
+            self._sampling_pipeline = TextToImagePipeline(view)
+        return self._sampling_pipeline(
+            list(prompts),
+            num_steps=num_steps,
+            guidance_scale=guidance_scale,
+            seed=seed,
+            sampler=sampler,
+        )
+
+    def get_config(self):
+        return {
+            "name": self.name,
+            "backbone": self.backbone.name,
+            "placeholder_tokens": list(self.placeholder_tokens),
+            "initializer_words": list(self.initializer_words),
+            "num_vectors": list(self.num_vectors),
+            "min_snr_gamma": self.min_snr_gamma,
+            "offset_noise": self.offset_noise,
+            "norm_regularization": self.norm_regularization,
+            "seed": self.seed,
+        }
+
+
+def _as_lists(placeholder_tokens, initializer_words, num_vectors):
+    tokens = _as_list(placeholder_tokens)
+    words = _as_list(initializer_words)
+    counts = [num_vectors] * len(tokens) if isinstance(num_vectors, int) else list(num_vectors)
+    if not tokens or len(words) != len(tokens) or len(counts) != len(tokens):
+        raise ValueError(
+            "Give one initializer word and one vector count (or one count for all) "
+            f"per placeholder token. Received: placeholder_tokens={tokens}, "
+            f"initializer_words={words}, num_vectors={num_vectors!r}"
+        )
+    for count in counts:
+        if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 1:
+            raise ValueError(
+                f"`num_vectors` must be integers >= 1. Received: num_vectors={num_vectors!r}"
+            )
+    if len(set(tokens)) != len(tokens):
+        raise ValueError(f"Placeholder tokens must differ. Received: {tokens}")
+    return tokens, words, [int(count) for count in counts]
+
+
+def _as_list(value):
+    return [value] if isinstance(value, str) else list(value)
+
+
+def _register_placeholders(tokenizer, tokens, counts):
+    """Adds the placeholders to the tokenizer (or checks they are there); returns their ids."""
+    from studio.prompts import validate_placeholder_token
+
+    registered = tokenizer.placeholder_tokens
+    # Every token is checked before any is added: a failed trainer leaves
+    # the tokenizer as it was.
+    for token, count in zip(tokens, counts):
+        if token not in registered:
+            validate_placeholder_token(token, tokenizer)
+        elif len(registered[token]) != count:
+            raise ValueError(
+                f"The tokenizer already has {token!r} with {len(registered[token])} "
+                f"vectors. Received: num_vectors={count}"
+            )
+    ids = {}
+    for token, count in zip(tokens, counts):
+        if token in registered:
+            ids[token] = registered[token]
+        else:
+            ids[token] = tokenizer.add_placeholder_tokens(token, count)
+    flat = [token_id for token in tokens for token_id in ids[token]]
+    # The joined lookup needs the new ids to be the tokenizer's last ones,
+    # consecutive and in placeholder order.
+    expected = list(range(tokenizer.vocabulary_size - len(flat), tokenizer.vocabulary_size))
+    if flat != expected:
+        raise ValueError(
+            "The placeholder tokens must be the tokenizer's last ids, in order. "
+            f"Received: ids {flat}; the tokenizer's last {len(flat)} ids are {expected}"
+        )
+    return ids
+
+
+def _check_fits_table(tokenizer, first_new_id, text_encoder):
+    rows = text_encoder.vocabulary_size
+    if first_new_id > rows:
+        raise ValueError(
+            f"The tokenizer's vocabulary ({first_new_id} ids before the placeholders) "
+            f"does not fit the text encoder's embedding table ({rows} rows). "
+            f"Received: a tokenizer of {tokenizer.vocabulary_size} ids"
+        )
+
+
+def _initializer_ids(tokenizer, token, word):
+    """The ids of an initializer word: ordinary tokens, at least one."""
+    if not isinstance(word, str):
+        raise ValueError(f"Initializer words must be strings. Received: {word!r}")
+    ids = tokenizer.tokenize_words(word)
+    if not ids:
+        raise ValueError(
+            f"The initializer of {token!r} must contain at least one token, such "
+            f"as a word that describes the concept. Received: {word!r}"
+        )
+    placeholder_ids = {i for ids in tokenizer.placeholder_tokens.values() for i in ids}
+    if placeholder_ids.intersection(ids):
+        raise ValueError(
+            f"The initializer of {token!r} must be ordinary words, not a "
+            f"placeholder. Received: {word!r}"
+        )
+    return ids
+
+
+def _initial_vectors(table, ids, count):
+    """One vector per initializer token when the counts match, else their mean."""
+    vectors = table[ids].astype("float32")
+    if len(ids) == count:
+        return vectors
+    return np.repeat(vectors.mean(axis=0, keepdims=True), count, axis=0)
+
+
+def _text_encoder_hash(preset):
+    """The published sha256 of a preset's text-encoder weights, or ""."""
+    from studio.models import BACKBONE_PRESETS
+
+    weights = (BACKBONE_PRESETS.get(preset) or {}).get("weights") or {}
+    return (weights.get("text_encoder") or {}).get("file_hash", "")
+
+
+def _describe(inputs):
+    if isinstance(inputs, dict):
+        return f"a dict with keys {sorted(inputs)}"
+    return type(inputs).__name__

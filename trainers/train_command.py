@@ -1,0 +1,315 @@
+"""`studio train ...`: fine-tune Stable Diffusion from the command line.
+
+`studio train textual-inversion` learns a placeholder token from a folder
+of images; `studio train dreambooth` (in `dreambooth_command`) fine-tunes
+the UNet on a subject.
+"""
+
+import hashlib
+import os
+import sys
+
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+PROPERTIES = ("object", "style")
+# Exit codes: done, stopped by a non-finite loss, bad usage.
+EXIT_OK = 0
+EXIT_NON_FINITE = 1
+EXIT_USAGE = 2
+DEFAULT_RUNS_FOLDER = "runs"
+
+# Textual-inversion settings, their defaults, and which of them a resumed run
+# may change (the others define the run and must stay as they were).
+TEXTUAL_INVERSION_DEFAULTS = {
+    "model": None,
+    "data": None,
+    "token": None,
+    "init_word": None,
+    "num_vectors": 1,
+    "property": "object",
+    "steps": 2000,
+    "lr": 5e-3,
+    "warmup_steps": 0,
+    "batch_size": 1,
+    "grad_accum": 1,
+    "resolution": None,  # The model's own resolution.
+    "precision": "float32",
+    "seed": 0,
+    "min_snr_gamma": None,
+    "offset_noise": 0.0,
+    "norm_regularization": 0.0,
+    "latent_variants": 8,
+    "sample_every": None,
+    "sample_prompts": None,
+    "sample_steps": 25,
+    "save_every": 500,
+    "log_every": 10,
+    "keep_checkpoints": None,
+}
+RESUMABLE_SETTINGS = ("steps", "sample_every", "save_every", "log_every", "keep_checkpoints")
+REQUIRED_SETTINGS = ("model", "data", "token", "init_word")
+
+
+def add_parser(subparsers):
+    """Registers `train` and its `textual-inversion` subcommand."""
+    train = subparsers.add_parser(
+        "train",
+        help="teach the model a new concept",
+        description="Fine-tune Stable Diffusion on a folder of images.",
+    )
+    methods = train.add_subparsers(dest="train_method", metavar="METHOD")
+    _add_textual_inversion(methods)
+    # Imported here: the DreamBooth command module imports nothing heavy either.
+    from studio.trainers.dreambooth_command import add_dreambooth_parser
+
+    add_dreambooth_parser(methods)
+    train.set_defaults(run=lambda args: _print_help(train))
+    return train
+
+
+def _add_textual_inversion(methods):
+    parser = methods.add_parser(
+        "textual-inversion",
+        help="learn a new word (placeholder token) for a concept",
+        description=(
+            "Learn token vectors for a placeholder such as <cat-toy> from a folder "
+            "of images, with the model frozen. The run folder gets the config, "
+            "checkpoints, TensorBoard logs, sample images, embedding.safetensors and "
+            "summary.json. With --resume, only --out is needed: the other settings "
+            "come from the run's config.json (--steps and the intervals may change)."
+        ),
+    )
+    add = parser.add_argument
+    # Defaults are None here and filled in `run`, so that a resumed run can
+    # tell the options given on its command line from the defaults.
+    add("--model", help="preset (sd-v1, sd-v2, tiny) or a folder saved by the studio")
+    add("--data", help="folder of training images (caption .txt files optional)")
+    add("--token", help='the placeholder to learn, e.g. "<cat-toy>"')
+    add("--init-word", help="word or phrase the vectors start from, e.g. toy")
+    add("--num-vectors", type=int, help="vectors for the token (default: 1)")
+    add("--property", choices=PROPERTIES,
+        help="prompt templates: object or style (default: object)")
+    add("--steps", type=int, help="optimizer steps in the run (default: 2000)")
+    add("--lr", type=float, help="learning rate (default: 5e-3)")
+    add("--warmup-steps", type=int, help="linear learning-rate warm-up steps (default: 0)")
+    add("--batch-size", type=int, help="images per batch (default: 1)")
+    add("--grad-accum", type=int,
+        help="batches accumulated per optimizer step (default: 1)")
+    add("--resolution", type=int, help="training image size (default: the model's)")
+    add("--precision", choices=PRECISIONS, help="dtype policy (default: float32)")
+    add("--seed", type=int, help="seed of data order, noise and tiny models' weights (default: 0)")
+    add("--min-snr-gamma", type=float, help="min-SNR loss weighting, e.g. 5 (default: off)")
+    add("--offset-noise", type=float, help="offset-noise strength, e.g. 0.05 (default: off)")
+    add("--norm-regularization", type=float,
+        help="weight pulling vector norms to the initializer's (default: off)")
+    add("--latent-variants", type=int,
+        help="augmented variants per image encoded once into the latent cache; 0 encodes "
+        "every step instead (default: 8)")
+    add("--cache-dir", help="latent cache folder (default: ~/.keras/studio-latents)")
+    add("--sample-every", type=int,
+        help="steps between sample images; 0: none (default: none)")
+    add("--sample-prompt", dest="sample_prompts", action="append",
+        help="prompt of the sample images; repeat for several (default: two templates)")
+    add("--sample-steps", type=int, help="sampling steps of sample images (default: 25)")
+    add("--save-every", type=int, help="steps between checkpoints (default: 500)")
+    add("--log-every", type=int, help="steps between TensorBoard points (default: 10)")
+    add("--keep-checkpoints", type=int, help="newest checkpoints kept (default: all)")
+    add("--weights", help="folder holding the preset's weight files, for offline use")
+    add("--vocabulary", help="local CLIP vocabulary file, for offline use")
+    add("--out", help=f"run folder (default: {DEFAULT_RUNS_FOLDER}/<token>)")
+    add("--resume", action="store_true",
+        help="continue the run in --out from its last checkpoint")
+    add("--no-jit", dest="jit", action="store_false",
+        help="never compile the step with XLA/jit (default: XLA on GPUs and under JAX; "
+        "TensorFlow on a CPU runs a graph without XLA, which is faster there)")
+    parser.set_defaults(run=run)
+    return parser
+
+
+def _print_help(parser):
+    parser.print_help()
+    return EXIT_USAGE
+
+
+def resolve_settings(args):
+    """The run's settings: defaults, then the resumed run's config, then the options.
+
+    Raises:
+        ValueError: a required setting is missing, or a resumed run is given
+            a setting that defines the run with another value.
+    """
+    given = {
+        key: getattr(args, key)
+        for key in TEXTUAL_INVERSION_DEFAULTS
+        if getattr(args, key, None) is not None
+    }
+    settings = dict(TEXTUAL_INVERSION_DEFAULTS)
+    if args.resume:
+        from studio.trainers.run_directory import RunDirectory
+
+        if not args.out:
+            raise ValueError("--resume needs --out, the run folder to continue. Received: no --out")
+        stored = RunDirectory(args.out).read_config()
+        settings.update({key: stored[key] for key in settings if key in stored})
+        changed = [
+            f"--{key.replace('_', '-')} {value!r} (the run has {settings[key]!r})"
+            for key, value in given.items()
+            if key not in RESUMABLE_SETTINGS and value != settings[key]
+        ]
+        if changed:
+            raise ValueError(
+                "A resumed run keeps its settings; only "
+                f"{', '.join('--' + k.replace('_', '-') for k in RESUMABLE_SETTINGS)} may "
+                f"change. Received: {'; '.join(changed)}"
+            )
+    settings.update(given)
+    missing = [f"--{key.replace('_', '-')}" for key in REQUIRED_SETTINGS if not settings[key]]
+    if missing:
+        raise ValueError(
+            f"`studio train textual-inversion` needs {', '.join(missing)}. Received: none"
+        )
+    for key in ("num_vectors", "steps", "batch_size", "grad_accum"):
+        if settings[key] < 1:
+            option = "--" + key.replace("_", "-")
+            raise ValueError(f"{option} must be at least 1. Received: {settings[key]}")
+    if settings["latent_variants"] < 0:
+        raise ValueError(
+            f"--latent-variants must be >= 0. Received: {settings['latent_variants']}"
+        )
+    return settings
+
+
+def run(args):
+    """Runs `studio train textual-inversion`; returns the exit code."""
+    settings = resolve_settings(args)
+    out = args.out or os.path.join(
+        DEFAULT_RUNS_FOLDER, "".join(c for c in settings["token"] if c.isalnum() or c in "-_")
+    )
+
+    from studio.trainers.non_finite_loss_error import NonFiniteLossError
+    from studio.trainers.run_directory import RunDirectory
+    from studio.trainers.training_run import TrainingRun
+
+    run_directory = RunDirectory(out)
+    if not args.resume and run_directory.exists():
+        raise ValueError(
+            f"{out} already holds a training run. Add --resume to continue it, or "
+            f"choose another --out. Received: --out {out}"
+        )
+    # Presets without weights (tiny) get the same seeded random weights in
+    # every process (`from_preset`), so a resumed run has the same model.
+    trainer, dataset = build_textual_inversion(settings, args)
+    if not args.resume:
+        run_directory.create(settings)
+    else:
+        run_directory.write_config(settings)
+
+    prompts = settings["sample_prompts"] or default_sample_prompts(
+        settings["token"], settings["property"]
+    )
+
+    def sampler():
+        return trainer.sample_images(
+            prompts, seed=settings["seed"], num_steps=settings["sample_steps"]
+        )
+
+    training = TrainingRun(
+        trainer,
+        run_directory,
+        settings["steps"],
+        save_every=settings["save_every"],
+        log_every=settings["log_every"],
+        sampler=sampler,
+        sample_every=settings["sample_every"] or None,
+        keep_checkpoints=settings["keep_checkpoints"],
+    )
+    try:
+        summary = training.fit(dataset, resume=args.resume)
+    except NonFiniteLossError as error:
+        print(f"studio train textual-inversion: {error}", file=sys.stderr)
+        return EXIT_NON_FINITE
+    from studio.trainers.textual_inversion_trainer import EMBEDDING_FILE
+
+    loss = summary["final_loss"]
+    print(
+        f"Trained {summary['steps']} steps"
+        + ("" if loss is None else f", final loss {loss:.4f}")
+        + f". Embedding: {run_directory.file(EMBEDDING_FILE)}"
+    )
+    return EXIT_OK
+
+
+def build_textual_inversion(settings, args):
+    """The compiled trainer and its training batches for `settings`."""
+    import keras
+
+    from studio.datasets import ConceptDataset, ImageFolder, LatentCache
+    from studio.models import StableDiffusionBackbone
+    from studio.trainers.textual_inversion_trainer import TextualInversionTrainer
+    from studio.trainers.warmup_schedule import WarmupSchedule
+
+    backbone = StableDiffusionBackbone.from_preset(
+        settings["model"],
+        weights=args.weights,
+        vocabulary=args.vocabulary,
+        dtype=settings["precision"],
+    )
+    trainer = TextualInversionTrainer(
+        backbone,
+        settings["token"],
+        settings["init_word"],
+        num_vectors=settings["num_vectors"],
+        min_snr_gamma=settings["min_snr_gamma"],
+        offset_noise=settings["offset_noise"],
+        norm_regularization=settings["norm_regularization"],
+        seed=settings["seed"],
+    )
+    accumulation = settings["grad_accum"]
+    schedule = WarmupSchedule(
+        settings["lr"],
+        warmup_steps=settings["warmup_steps"],
+        gradient_accumulation_steps=accumulation,
+    )
+    optimizer = keras.optimizers.Adam(
+        schedule, gradient_accumulation_steps=accumulation if accumulation > 1 else None
+    )
+    # "auto": XLA with a GPU and jit under JAX; on CPU-only TensorFlow a
+    # graph without XLA, as XLA:CPU's convolutions are slower than oneDNN's.
+    jit_compile = "auto" if getattr(args, "jit", True) else False
+    trainer.compile(optimizer=optimizer, jit_compile=jit_compile)
+
+    folder = ImageFolder(settings["data"], resolution=settings["resolution"] or backbone.image_size)
+    cache = None
+    if settings["latent_variants"]:
+        cache = LatentCache(
+            backbone.vae_encoder,
+            model_id=weights_id(backbone.vae_encoder),
+            cache_dir=args.cache_dir,
+            num_variants=settings["latent_variants"],
+        )
+    dataset = ConceptDataset(
+        folder, backbone.tokenizer, settings["token"],
+        templates=settings["property"], latent_cache=cache,
+    )
+    return trainer, dataset.build(batch_size=settings["batch_size"], seed=settings["seed"])
+
+
+def default_sample_prompts(token, property):
+    """The first two prompt templates of `property`, filled with `token`."""
+    from studio.prompts import PromptTemplates
+
+    return PromptTemplates.get(property).fill(token)[:2]
+
+
+def weights_id(network):
+    """A short id of a network's weights and dtype policy (the latent cache's key).
+
+    Hashing the weights themselves (a fraction of a second for SD's VAE
+    encoder) keeps random-weight presets and saved folders apart without
+    trusting file names.
+    """
+    import keras
+
+    digest = hashlib.sha256(network.dtype_policy.name.encode("utf-8"))
+    for weight in network.weights:
+        digest.update(keras.ops.convert_to_numpy(weight).tobytes())
+    return f"{network.name}-{digest.hexdigest()[:16]}"

@@ -1,0 +1,85 @@
+"""TensorBoard logging of a training run: loss, learning rate, extra scalars, images."""
+
+import math
+
+from keras import ops
+
+from studio.trainers.step_callback import StepCallback
+from studio.trainers.summary_writer import SummaryWriter
+
+# The `fit` log holding each step's own loss (see `LastValue`); Keras'
+# `loss` is a running mean, the fallback for models without it.
+STEP_LOSS_KEY = "step_loss"
+
+
+class TrainingTensorBoard(StepCallback):
+    """Logs the loss, learning rate and the model's own scalars every `log_every` steps.
+
+    Works on every backend (see `SummaryWriter`). Other callbacks log images
+    through `images`.
+
+    Args:
+        log_dir: the TensorBoard log folder.
+        log_every: int >= 1, steps between two logged points.
+        scalars: None, or a callable returning a dict name -> float logged
+            with the loss (e.g. the trainer's vector norms), called with the
+            model's variables current.
+        initial_step: see `StepCallback`.
+        gradient_accumulation_steps: see `StepCallback`.
+    """
+
+    def __init__(
+        self,
+        log_dir,
+        log_every=10,
+        scalars=None,
+        initial_step=0,
+        gradient_accumulation_steps=1,
+    ):
+        super().__init__(initial_step, gradient_accumulation_steps)
+        if isinstance(log_every, bool) or not isinstance(log_every, int) or log_every < 1:
+            raise ValueError(
+                f"`log_every` must be an integer >= 1. Received: log_every={log_every!r}"
+            )
+        self.log_dir = log_dir
+        self.log_every = log_every
+        self.scalars = scalars
+        self.writer = None
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        if self.writer is None:
+            self.writer = SummaryWriter(self.log_dir)
+
+    def on_step_end(self, step, logs):
+        if step % self.log_every:
+            return
+        loss = logs.get(STEP_LOSS_KEY, logs.get("loss"))
+        if loss is not None and math.isfinite(float(loss)):
+            self.writer.scalar("loss", float(loss), step)
+        self.sync_model_state()
+        rate = current_learning_rate(self.model.optimizer)
+        self.writer.scalar("learning_rate", rate, step)
+        for name, value in (self.scalars() if self.scalars else {}).items():
+            self.writer.scalar(name, value, step)
+
+    def images(self, tag, images, step):
+        """Logs uint8 images `(count, height, width, 3)` at `step`."""
+        if self.writer is None:
+            self.writer = SummaryWriter(self.log_dir)
+        self.writer.images(tag, images, step)
+        self.writer.flush()
+
+    def on_train_end(self, logs=None):
+        if self.writer is not None:
+            self.writer.flush()
+
+    def close(self):
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+
+
+def current_learning_rate(optimizer):
+    """The learning rate the optimizer's next update uses, as a float."""
+    return float(ops.convert_to_numpy(optimizer.learning_rate))
