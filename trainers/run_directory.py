@@ -10,6 +10,10 @@ SUMMARY_FILE = "summary.json"
 CHECKPOINTS_FOLDER = "checkpoints"
 LOGS_FOLDER = "logs"
 SAMPLES_FOLDER = "samples"
+# Created by anyone who wants the run to stop after its current step.
+STOP_FILE = "STOP"
+# One JSON line per step (step, loss, time), for watching a run live.
+PROGRESS_FILE = "progress.jsonl"
 
 
 class RunDirectory:
@@ -22,6 +26,8 @@ class RunDirectory:
       logs/             TensorBoard event files
       samples/          sample images, step-000500-0.png ...
       summary.json      steps, time, final loss, device, precision
+      progress.jsonl    one line per step: step, loss, time
+      STOP              (only when asked) stop after the current step
       <results>         e.g. embedding.safetensors
     ```
 
@@ -62,6 +68,23 @@ class RunDirectory:
     @property
     def samples_path(self):
         return os.path.join(self.path, SAMPLES_FOLDER)
+
+    @property
+    def stop_path(self):
+        return os.path.join(self.path, STOP_FILE)
+
+    @property
+    def progress_path(self):
+        return os.path.join(self.path, PROGRESS_FILE)
+
+    def request_stop(self):
+        """Asks the run's training process to stop after its current step.
+
+        It then writes a final checkpoint, its results and the summary
+        (status "stopped: by request"), and `--resume` continues it.
+        """
+        with open(self.stop_path, "w", encoding="utf-8") as file:
+            file.write("stop\n")
 
     def file(self, name):
         """The path of a result file in the run's folder."""

@@ -2,6 +2,7 @@
 
 import itertools
 import logging
+import os
 import time
 
 import keras
@@ -9,8 +10,10 @@ import keras
 from studio.trainers.non_finite_loss_error import NonFiniteLossError
 from studio.trainers.non_finite_loss_guard import NonFiniteLossGuard
 from studio.trainers.periodic_checkpoint import PeriodicCheckpoint
+from studio.trainers.progress_file import ProgressFile
 from studio.trainers.run_directory import RunDirectory
 from studio.trainers.sample_images import SampleImages
+from studio.trainers.stop_request import StopRequest
 from studio.trainers.training_checkpoint import TrainingCheckpoint
 from studio.trainers.training_progress_bar import TrainingProgressBar
 from studio.trainers.training_tensorboard import STEP_LOSS_KEY, TrainingTensorBoard
@@ -20,6 +23,7 @@ logger = logging.getLogger(__name__)
 STATUS_COMPLETED = "completed"
 STATUS_NON_FINITE = "stopped: non-finite loss"
 STATUS_OUT_OF_DATA = "stopped: out of data"
+STATUS_STOPPED = "stopped: by request"
 
 
 class TrainingRun:
@@ -33,10 +37,14 @@ class TrainingRun:
 
     `fit` adds the callbacks: checkpoint every `save_every` steps (result
     files included), TensorBoard logs, samples every `sample_every` steps, a
-    progress bar, and a guard against non-finite losses. With `resume=True`
-    it restores the latest checkpoint (weights, optimizer state, random
-    state, step) and skips the batches already used, so the run ends as an
-    uninterrupted one with the same seed would. At the end it writes the
+    progress bar, a guard against non-finite losses, a progress file
+    (`progress.jsonl`) and a stop request: once a `STOP` file appears in
+    the run folder (`RunDirectory.request_stop`), the run ends after the
+    current step as if it were the last (final checkpoint, results,
+    summary with status "stopped: by request") and the file is removed.
+    With `resume=True` it restores the latest checkpoint (weights,
+    optimizer state, random state, step) and skips the batches already
+    used, so the run ends as an uninterrupted one with the same seed would. At the end it writes the
     result files into the run folder and `summary.json`.
 
     Args:
@@ -148,7 +156,9 @@ class TrainingRun:
             scalars=getattr(self.trainer, "log_scalars", None),
             **counting,
         )
-        all_callbacks = [guard, saver, tensorboard]
+        stop = StopRequest(self.run_directory.stop_path, **counting)
+        progress = ProgressFile(self.run_directory.progress_path, **counting)
+        all_callbacks = [guard, saver, tensorboard, progress, stop]
         sampling = None
         if self.sample_every is not None:
             sampling = SampleImages(
@@ -177,6 +187,8 @@ class TrainingRun:
         status = STATUS_COMPLETED
         if guard.failed_step is not None:
             status = STATUS_NON_FINITE
+        elif stop.stopped_step is not None and steps_done < self.steps:
+            status = STATUS_STOPPED
         elif steps_done < self.steps:
             status = STATUS_OUT_OF_DATA
         if status != STATUS_NON_FINITE:
@@ -190,6 +202,9 @@ class TrainingRun:
 
         summary = self._summary(history, initial_step, steps_done, seconds, previous, status)
         self.run_directory.write_summary(summary)
+        if stop.stopped_step is not None:
+            # Answered: a later `--resume` must not stop at once.
+            os.remove(self.run_directory.stop_path)
         if status == STATUS_NON_FINITE:
             raise NonFiniteLossError(guard.failed_step, self.checkpoint.latest(), guard.consecutive)
         if status == STATUS_OUT_OF_DATA:

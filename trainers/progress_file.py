@@ -1,0 +1,47 @@
+"""Appends each step's loss and time to a file that other processes read."""
+
+import json
+import math
+import os
+import time
+
+from studio.trainers.step_callback import StepCallback
+from studio.trainers.training_tensorboard import STEP_LOSS_KEY
+
+
+class ProgressFile(StepCallback):
+    """Writes one JSON line per optimizer step: `{"step", "loss", "time"}`.
+
+    TensorBoard's event files are flushed in batches, so a page watching a
+    run live reads this file instead: the last line is where training is,
+    the lines are its loss curve. Lines are appended and flushed one by
+    one, so a reader sees whole lines (it may skip a half-written last
+    one). A resumed run appends after the old lines; readers keep the last
+    line of each step.
+
+    Args:
+        path: the file (JSON lines), created if missing.
+        initial_step: see `StepCallback`.
+        gradient_accumulation_steps: see `StepCallback`.
+    """
+
+    def __init__(self, path, initial_step=0, gradient_accumulation_steps=1):
+        super().__init__(initial_step, gradient_accumulation_steps)
+        self.path = os.fspath(path)
+        self._file = None
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        self._file = open(self.path, "a", encoding="utf-8")
+
+    def on_step_end(self, step, logs):
+        loss = logs.get(STEP_LOSS_KEY, logs.get("loss"))
+        loss = None if loss is None or not math.isfinite(float(loss)) else float(loss)
+        record = {"step": int(step), "loss": loss, "time": round(time.time(), 3)}
+        self._file.write(json.dumps(record) + "\n")
+        self._file.flush()
+
+    def on_train_end(self, logs=None):
+        if self._file is not None:
+            self._file.close()
+            self._file = None
