@@ -1,0 +1,60 @@
+"""Models and pipelines, loaded once per process and shared by every session."""
+
+import os
+
+import streamlit as st
+
+# Full-size backbones take gigabytes: keep few.
+MAX_BACKBONES = 2
+MAX_PIPELINES = 6
+
+
+def file_key(path):
+    """`(path, modification time)`: a cache key that changes when the file does."""
+    return (os.path.abspath(path), os.path.getmtime(path))
+
+
+@st.cache_resource(max_entries=MAX_BACKBONES, show_spinner="Loading the model…")
+def load_backbone(preset, loras=()):
+    """The backbone of `preset` with LoRA files applied.
+
+    Args:
+        preset: a preset name or saved model folder.
+        loras: tuple of `((path, mtime), scale)`; each distinct tuple is a
+            separate backbone, since LoRA changes the UNet's layers.
+    """
+    from studio.models import StableDiffusionBackbone
+    from studio.trainers.lora_weights import LoRAWeights
+
+    backbone = StableDiffusionBackbone.from_preset(preset)
+    for (path, _), scale in loras:
+        LoRAWeights.load(path).apply(backbone, scale=scale, strict=False)
+    return backbone
+
+
+@st.cache_resource(max_entries=MAX_PIPELINES, show_spinner="Preparing the pipeline…")
+def load_pipeline(preset, loras=(), embeddings=()):
+    """A `TextToImagePipeline` of `preset` with LoRA files and embedding files loaded.
+
+    Args:
+        preset: a preset name or saved model folder.
+        loras: as `load_backbone`.
+        embeddings: tuple of `(path, mtime)` of embedding files.
+    """
+    from studio.app.embedding_backbone import backbone_with_embeddings
+    from studio.embeddings import load_embedding
+    from studio.pipelines import TextToImagePipeline
+
+    backbone = load_backbone(preset, loras)
+    view = backbone_with_embeddings(backbone, [load_embedding(path) for path, _ in embeddings])
+    return TextToImagePipeline(view)
+
+
+@st.cache_resource(max_entries=MAX_BACKBONES, show_spinner="Reading the model's vocabulary…")
+def load_token_table(preset):
+    """`(table, tokenizer)`: the text encoder's token vectors (numpy) and the tokenizer."""
+    import keras
+
+    backbone = load_backbone(preset)
+    table = keras.ops.convert_to_numpy(backbone.text_encoder.token_embedding.embeddings)
+    return table, backbone.tokenizer

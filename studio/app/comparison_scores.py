@@ -1,0 +1,39 @@
+"""The hook where an evaluation module scores the Compare page's grid.
+
+No evaluation module exists yet. When one does, give it a function
+
+    studio.evaluation.score_comparison(images, prompts, reference_images) -> dict
+
+returning, for each row label, a dict of score name -> float (e.g. CLIP
+text-image similarity, similarity to the training images); the Compare
+page shows them beside the grid without other changes.
+"""
+
+import importlib
+
+EVALUATION_MODULE = "studio.evaluation"
+EVALUATION_FUNCTION = "score_comparison"
+
+
+def score_comparison(images, prompts, reference_images=None):
+    """Scores of each grid row, or None when no evaluation module is installed.
+
+    Args:
+        images: dict row label -> uint8 array `(columns, height, width, 3)`.
+        prompts: dict row label -> the prompt of each column (list of str).
+        reference_images: None or uint8 array of the concept's training
+            images.
+
+    Returns:
+        None, or dict row label -> dict score name -> float.
+    """
+    try:
+        module = importlib.import_module(EVALUATION_MODULE)
+    except ModuleNotFoundError as error:
+        if error.name not in (EVALUATION_MODULE, EVALUATION_MODULE.rsplit(".", 1)[0]):
+            raise
+        return None
+    scorer = getattr(module, EVALUATION_FUNCTION, None)
+    if scorer is None:
+        return None
+    return scorer(images, prompts, reference_images)

@@ -1,0 +1,153 @@
+"""Embeddings: the library of embedding files; inspect, convert and export, import."""
+
+import os
+
+import streamlit as st
+
+from studio.app.app_state import data_folder
+from studio.app.file_library import embedding_files
+from studio.app.model_catalog import model_choices
+from studio.app.page_errors import errors_as_messages
+from studio.app.safe_uploads import MAX_EMBEDDING_BYTES, MEBIBYTE, save_embedding_upload
+
+FORMAT_LABELS = {
+    "native": "Studio (native .safetensors, with metadata)",
+    "diffusers": "diffusers (learned_embeds)",
+    "kohya": "kohya / AUTOMATIC1111 (.safetensors)",
+    "a1111": "AUTOMATIC1111 (.pt)",
+}
+EXPORTS_FOLDER = "exports"
+TOP_K = 5
+
+
+def render():
+    st.title("Embeddings")
+    st.caption("Every embedding file the studio knows: imported files and the results of "
+               "your runs. Inspect one, see which words its vectors are close to, and export "
+               "it for diffusers, kohya or AUTOMATIC1111.")
+    data = data_folder()
+    with errors_as_messages("Importing the file"):
+        _import(data)
+    files = embedding_files(data)
+    if not files:
+        st.info("No embeddings yet: import a file above, or train one on the Train page.",
+                icon=":material/token:")
+        return
+    by_label = {file.label: file.path for file in files}
+    label = st.selectbox("Embedding", list(by_label), key="embeddings_selected")
+    path = by_label[label]
+    with errors_as_messages("Reading the embedding"):
+        from studio.embeddings import load_embedding
+
+        embedding = load_embedding(path)
+        inspect, nearest, export = st.tabs(["Inspect", "Nearest words", "Convert & export"])
+        with inspect:
+            _inspect(embedding, path)
+        with nearest:
+            _nearest(embedding)
+        with export:
+            _export(data, embedding, path)
+
+
+def _import(data):
+    with st.expander("Import an embedding file"):
+        upload = st.file_uploader(
+            f"Embedding file (.safetensors, .pt, .bin; up to {MAX_EMBEDDING_BYTES // MEBIBYTE} "
+            "MiB). PyTorch files are read without running their code.",
+            key="embeddings_upload")
+        if upload is not None and st.session_state.get("embeddings_last_upload") != upload.file_id:
+            st.session_state["embeddings_last_upload"] = upload.file_id
+            path, embedding = save_embedding_upload(data.embeddings, upload.name,
+                                                    upload.getvalue())
+            st.success(f"Imported {os.path.basename(path)}: {embedding.format} file with "
+                       f"{', '.join(embedding.placeholders)}.", icon=":material/check:")
+
+
+def _inspect(embedding, path):
+    import pandas as pd
+
+    family = "SD-XL" if embedding.architecture == "sd-xl" else "SD 1.x / 2.x"
+    columns = st.columns(4)
+    columns[0].metric("Format", embedding.format or "—")
+    columns[1].metric("Model family", family)
+    columns[2].metric("Width", embedding.text_encoder_width)
+    columns[3].metric("Dtype", embedding.dtype)
+    norms = embedding.vector_norms()
+    st.dataframe(pd.DataFrame([
+        {"token": key, "vectors": int(values.shape[0]), "shape": str(list(values.shape)),
+         "norms": ", ".join(f"{norm:.3f}" for norm in norms[key])}
+        for key, values in embedding.vectors.items()
+    ]), hide_index=True, width="stretch")
+    fields = {"Base model": embedding.base_model, "Base model hash": embedding.base_model_hash,
+              "Initializer": embedding.initializer,
+              "Steps": "" if embedding.steps is None else str(embedding.steps),
+              **embedding.metadata}
+    shown = {key: value for key, value in fields.items() if value}
+    if shown:
+        st.markdown("**Metadata**")
+        st.dataframe(pd.DataFrame(list(shown.items()), columns=["key", "value"]),
+                     hide_index=True, width="stretch")
+    st.caption(f"File: `{path}` ({os.path.getsize(path):,} bytes)")
+
+
+def _nearest(embedding):
+    from studio.embeddings import check_compatible, nearest_words
+
+    from studio.app.cached_models import load_token_table
+
+    available = [choice.name for choice in model_choices() if choice.available]
+    default = embedding.base_model if embedding.base_model in available else available[0]
+    model = st.selectbox("In the vocabulary of", available, index=available.index(default),
+                         key="embeddings_nearest_model")
+    if embedding.architecture != "sd":
+        check_compatible(embedding, None)
+    table, tokenizer = load_token_table(model)
+    for warning in check_compatible(embedding, table.shape[1]):
+        st.warning(warning)
+    rows = []
+    for placeholder, vectors in embedding.vectors.items():
+        for index, words in enumerate(nearest_words(vectors, table, tokenizer, k=TOP_K)):
+            rows.append({"vector": f"{placeholder}[{index}]",
+                         **{f"#{rank + 1}": f"{token} ({similarity:.2f})"
+                            for rank, (token, similarity) in enumerate(words)}})
+    import pandas as pd
+
+    st.caption("The vocabulary tokens whose vectors are closest (cosine similarity): a glimpse "
+               "of what the learned vectors mean.")
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+
+
+def _export(data, embedding, path):
+    from studio.embeddings import convert_embedding
+    from studio.embeddings.embedding_files import FORMAT_EXTENSIONS
+
+    with st.form("export_embedding"):
+        columns = st.columns(3)
+        format = columns[0].selectbox("Format", list(FORMAT_LABELS), format_func=FORMAT_LABELS.get,
+                                      key="export_format")
+        dtype = columns[1].selectbox("Dtype", ["float32", "float16"], key="export_dtype")
+        placeholder = columns[2].text_input("Token name", value=embedding.placeholders[0],
+                                            key="export_placeholder",
+                                            help="kohya and A1111 files are named after it.")
+        submitted = st.form_submit_button("Convert", icon=":material/sync_alt:")
+    if not submitted:
+        return
+    if not placeholder.strip():
+        raise ValueError("Give the token a name.")
+    from studio.app.safe_uploads import safe_file_name, unused_path
+
+    extension = FORMAT_EXTENSIONS[format][0]
+    stem = os.path.splitext(safe_file_name(placeholder.strip() + extension, (extension,)))[0]
+    folder = os.path.join(data.embeddings, EXPORTS_FOLDER, format)
+    os.makedirs(folder, exist_ok=True)
+    out = unused_path(folder, stem + extension)
+    convert_embedding(path, out, format=format,
+                      dtype=None if format == "native" else dtype,
+                      placeholder=placeholder.strip()
+                      if len(embedding.placeholders) == 1 else None)
+    with open(out, "rb") as file:
+        content = file.read()
+    st.success(f"Wrote `{out}` ({format}).", icon=":material/check:")
+    st.download_button(f"Download {os.path.basename(out)}", content,
+                       file_name=os.path.basename(out), icon=":material/download:",
+                       key="export_download")

@@ -1,0 +1,64 @@
+"""Embedding and LoRA files the app knows: its library folders and the runs' results."""
+
+import dataclasses
+import os
+
+from studio.app.run_record import EMBEDDING_FILE, LORA_FILE, list_runs
+from studio.app.safe_uploads import EMBEDDING_EXTENSIONS, LORA_EXTENSIONS
+
+
+@dataclasses.dataclass(frozen=True)
+class LibraryFile:
+    """A file the pickers offer.
+
+    Attributes:
+        label: how pickers name it ("cat-toy-… · final", "my.pt").
+        path: the file.
+        run: the run folder's name when it is a run's result, else "".
+        step: the checkpoint's step, None for a run's final result.
+    """
+
+    label: str
+    path: str
+    run: str = ""
+    step: int = None
+
+
+def embedding_files(data_folder, include_checkpoints=True):
+    """The library's embedding files, then each run's final and checkpoint embeddings."""
+    return _library(data_folder.embeddings, EMBEDDING_EXTENSIONS) + _run_files(
+        data_folder, EMBEDDING_FILE, include_checkpoints
+    )
+
+
+def lora_files(data_folder, include_checkpoints=True):
+    """The library's LoRA files, then each run's final and checkpoint LoRA files."""
+    return _library(data_folder.loras, LORA_EXTENSIONS) + _run_files(
+        data_folder, LORA_FILE, include_checkpoints
+    )
+
+
+def _library(folder, extensions):
+    files = []
+    for root, _, names in sorted(os.walk(folder)):
+        for name in sorted(names):
+            if name.startswith(".") or os.path.splitext(name)[1].lower() not in extensions:
+                continue
+            path = os.path.join(root, name)
+            files.append(LibraryFile(os.path.relpath(path, folder), path))
+    return files
+
+
+def _run_files(data_folder, file_name, include_checkpoints):
+    files = []
+    for record in list_runs(data_folder.runs):
+        final = os.path.join(record.path, file_name)
+        if os.path.isfile(final):
+            files.append(LibraryFile(f"{record.name} · final", final, record.name))
+        if include_checkpoints:
+            for step, path in reversed(record.checkpoint_files()):
+                if os.path.basename(path) == file_name:
+                    files.append(
+                        LibraryFile(f"{record.name} · step {step}", path, record.name, step)
+                    )
+    return files

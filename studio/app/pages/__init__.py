@@ -1,0 +1,1 @@
+"""The page scripts `st.navigation` runs: each draws one page module's `render()`."""

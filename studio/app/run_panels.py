@@ -1,0 +1,106 @@
+"""Streamlit panels of one run, shared by the Train and Runs pages."""
+
+import os
+
+import streamlit as st
+
+from studio.app import run_status
+from studio.app.run_progress import format_duration, measure_progress
+
+# How often a page showing a live run reads its files again.
+POLL_SECONDS = 2.0
+# Exponential smoothing of the loss curve: the raw loss of one step is noisy.
+LOSS_SMOOTHING = 0.9
+STATE_BADGES = {
+    run_status.STARTING: ("blue", ":material/hourglass_top:"),
+    run_status.RUNNING: ("blue", ":material/play_circle:"),
+    run_status.STOPPING: ("orange", ":material/pause_circle:"),
+    run_status.FINISHED: ("green", ":material/check_circle:"),
+    run_status.STOPPED: ("orange", ":material/stop_circle:"),
+    run_status.FAILED: ("red", ":material/error:"),
+    run_status.INTERRUPTED: ("gray", ":material/help:"),
+}
+
+
+def status_badge(status):
+    color, icon = STATE_BADGES.get(status.state, ("gray", ":material/help:"))
+    st.badge(status.state.capitalize(), color=color, icon=icon)
+
+
+def loss_frame(points):
+    """A DataFrame indexed by step with the loss and its smoothed curve."""
+    import pandas as pd
+
+    rows = [(step, loss) for step, loss, _ in points if loss is not None]
+    frame = pd.DataFrame(rows, columns=["step", "loss"]).set_index("step")
+    frame["smoothed"] = frame["loss"].ewm(alpha=1 - LOSS_SMOOTHING).mean()
+    return frame
+
+
+def progress_panel(record, status):
+    """Progress bar, step count, speed, ETA and the live loss curve."""
+    progress = measure_progress(record.progress(), record.target_steps)
+    if status.state == run_status.STARTING:
+        st.progress(0.0, text="Loading the model and the images…")
+    else:
+        target = progress.target_steps or "?"
+        st.progress(progress.fraction, text=f"Step {progress.step} of {target}")
+    columns = st.columns(4)
+    columns[0].metric("Step", f"{progress.step} / {progress.target_steps or '?'}")
+    loss = "—" if progress.last_loss is None else f"{progress.last_loss:.4f}"
+    columns[1].metric("Loss", loss)
+    speed = progress.seconds_per_step
+    columns[2].metric("Speed", "—" if not speed else f"{1 / speed:.2f} steps/s" if speed < 1
+                      else f"{speed:.1f} s/step")
+    eta = progress.eta_seconds if status.is_active else None
+    columns[3].metric("Time left", format_duration(eta) if status.is_active else "—")
+    points = record.progress()
+    if any(loss is not None for _, loss, _ in points):
+        st.line_chart(loss_frame(points), x_label="step", y_label="loss", height=260)
+    return progress
+
+
+def samples_panel(record, key):
+    """The sample images of the chosen step (the newest by default)."""
+    samples = record.samples()
+    if not samples:
+        every = record.config.get("sample_every")
+        st.caption("Sample images appear here every "
+                   f"{every} steps." if every else "This run makes no sample images.")
+        return
+    steps = list(samples)
+    step = steps[-1]
+    if len(steps) > 1:
+        step = st.select_slider("Samples at step", options=steps, value=steps[-1], key=key)
+    paths = samples[step]
+    columns = st.columns(min(len(paths), 4))
+    for index, path in enumerate(paths):
+        prompt = _prompt_of(path)
+        columns[index % len(columns)].image(path, caption=prompt, width="stretch")
+
+
+def stop_button(record, status, key):
+    """The Stop button of an active run: asks for a stop with a final checkpoint."""
+    from studio.trainers.run_directory import RunDirectory
+
+    disabled = status.state == run_status.STOPPING
+    if st.button("Stop", key=key, icon=":material/stop:", disabled=disabled,
+                 help="Stop after the current step; a final checkpoint is saved, "
+                 "and the run can be resumed later."):
+        RunDirectory(record.path).request_stop()
+        st.toast("Stopping after the current step…")
+        st.rerun()
+
+
+def tensorboard_command(record):
+    return f"tensorboard --logdir \"{os.path.join(record.path, 'logs')}\""
+
+
+def _prompt_of(path):
+    from studio.images import read_parameters
+
+    try:
+        parameters = read_parameters(path)
+    except OSError:
+        return None
+    return parameters.prompt if parameters else None

@@ -1,0 +1,31 @@
+"""The app's frame: page set-up, navigation, sidebar; each page draws itself."""
+
+import streamlit as st
+
+from studio.app.app_state import data_folder, init_session_state
+from studio.app.navigation import build_pages
+
+APP_TITLE = "Keras SD Studio"
+
+
+def run():
+    """Draws the app for this script run (the body of `streamlit_app.py`)."""
+    st.set_page_config(page_title=APP_TITLE, page_icon=":material/palette:", layout="wide")
+    init_session_state()
+    navigation = st.navigation(build_pages())
+    _sidebar()
+    navigation.run()
+
+
+def _sidebar():
+    from studio.app.run_record import list_runs
+
+    with st.sidebar:
+        st.markdown(f"### {APP_TITLE}")
+        st.caption("Teach Stable Diffusion new concepts with Keras.")
+        data = data_folder()
+        active = [record for record in list_runs(data.runs) if record.status().is_active]
+        if active:
+            st.info(f"{len(active)} run{'s' if len(active) > 1 else ''} training: "
+                    + ", ".join(record.name for record in active), icon=":material/model_training:")
+        st.caption(f"Data folder: `{data.root}`")
