@@ -86,7 +86,8 @@ def add_dreambooth_parser(train_subparsers):
     add = parser.add_argument
     # Defaults are None here and filled in `resolve_settings`, so that a
     # resumed run can tell the options given on its command line.
-    add("--model", help="preset (sd-v1, sd-v2, tiny) or a folder saved by the studio")
+    add("--model", help="preset (sd-v1, sd-v2, tiny), a folder saved by the studio, a diffusers "
+        "folder, or an SD 1.x / 2.x .safetensors / .ckpt file (converted on load)")
     add("--data", help="folder of the subject's photos")
     add("--instance-prompt", help='prompt of the subject\'s photos, e.g. "a photo of sks dog"')
     add("--class-prompt",

@@ -81,7 +81,8 @@ def _add_textual_inversion(methods):
     add = parser.add_argument
     # Defaults are None here and filled in `run`, so that a resumed run can
     # tell the options given on its command line from the defaults.
-    add("--model", help="preset (sd-v1, sd-v2, tiny) or a folder saved by the studio")
+    add("--model", help="preset (sd-v1, sd-v2, tiny), a folder saved by the studio, a diffusers "
+        "folder, or an SD 1.x / 2.x .safetensors / .ckpt file (converted on load)")
     add("--data", help="folder of training images (caption .txt files optional)")
     add("--token", help='the placeholder to learn, e.g. "<cat-toy>"')
     add("--init-word", help="word or phrase the vectors start from, e.g. toy")

@@ -18,8 +18,9 @@ def add_parser(subparsers):
     parser.add_argument(
         "--model",
         default="tiny",
-        help="preset name (sd-v1, sd-v2, tiny) or a folder saved by the studio "
-        "(default: tiny)",
+        help="preset name (sd-v1, sd-v2, tiny), a folder saved by the studio, a "
+        "diffusers folder, or an SD 1.x / 2.x .safetensors / .ckpt file (converted "
+        "on load; `studio models import` converts once) (default: tiny)",
     )
     parser.add_argument("--prompt", required=True, action="append",
                         help="the prompt; repeat for several prompts")

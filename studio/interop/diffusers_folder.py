@@ -81,13 +81,15 @@ def is_diffusers_folder(path):
     )
 
 
-def import_diffusers_folder(folder, prediction_type=None):
+def import_diffusers_folder(folder, prediction_type=None, dtype=None):
     """Builds a `StableDiffusionBackbone` from a diffusers Stable Diffusion folder.
 
     Args:
         folder: the folder (see the module docstring).
         prediction_type: None to take `scheduler/scheduler_config.json`'s
             (epsilon if absent), or `"epsilon"` / `"v_prediction"`.
+        dtype: the networks' dtype policy (e.g. `"mixed_float16"`); None
+            keeps Keras' global policy.
 
     Returns:
         A `studio.models.StableDiffusionBackbone` with the folder's weights,
@@ -133,10 +135,11 @@ def import_diffusers_folder(folder, prediction_type=None):
             f"encoder only {text_arguments['vocabulary_size']} embedding rows."
         )
 
-    text_encoder = CLIPTextEncoder(name="text_encoder", **text_arguments)
-    unet = UNet(name="unet", **unet_arguments)
-    vae_encoder = VAEEncoder(name="vae_encoder", **vae_arguments)
-    vae_decoder = VAEDecoder(name="vae_decoder", **vae_arguments)
+    policy = {} if dtype is None else {"dtype": dtype}
+    text_encoder = CLIPTextEncoder(name="text_encoder", **text_arguments, **policy)
+    unet = UNet(name="unet", **unet_arguments, **policy)
+    vae_encoder = VAEEncoder(name="vae_encoder", **vae_arguments, **policy)
+    vae_decoder = VAEDecoder(name="vae_decoder", **vae_arguments, **policy)
     path = os.path.join(folder, "text_encoder")
     tensors = _component_tensors(path)
     prefix = _text_encoder_prefix(tensors)

@@ -6,7 +6,7 @@ from studio.interop.diffusers_folder import import_diffusers_folder, is_diffuser
 from studio.interop.single_file_checkpoint import import_single_file
 
 
-def import_model(source, prediction_type=None, image_size=None, vocabulary=None):
+def import_model(source, prediction_type=None, image_size=None, vocabulary=None, dtype=None):
     """Builds a `StableDiffusionBackbone` from a diffusers folder or a single file.
 
     Args:
@@ -18,6 +18,8 @@ def import_model(source, prediction_type=None, image_size=None, vocabulary=None)
         image_size: None to infer the training resolution, or pixels.
         vocabulary: single files only: the tokenizer (see
             `import_single_file`); diffusers folders bring theirs.
+        dtype: the networks' dtype policy (e.g. `"mixed_float16"`); None
+            keeps Keras' global policy.
 
     Returns:
         A `studio.models.StableDiffusionBackbone`; `save_to_preset` writes
@@ -35,13 +37,19 @@ def import_model(source, prediction_type=None, image_size=None, vocabulary=None)
                 "A diffusers folder brings its own tokenizer (tokenizer/); `vocabulary` "
                 f"is for single files. Received: vocabulary={vocabulary!r}"
             )
-        backbone = import_diffusers_folder(source, prediction_type=prediction_type)
+        backbone = import_diffusers_folder(
+            source, prediction_type=prediction_type, dtype=dtype
+        )
         if image_size is not None:
             backbone.image_size = int(image_size)
         return backbone
     if os.path.isfile(source):
         return import_single_file(
-            source, prediction_type=prediction_type, image_size=image_size, vocabulary=vocabulary
+            source,
+            prediction_type=prediction_type,
+            image_size=image_size,
+            vocabulary=vocabulary,
+            dtype=dtype,
         )
     if os.path.isdir(source):
         raise FileNotFoundError(

@@ -101,7 +101,7 @@ IGNORED_NAMES = {
 }
 
 
-def import_single_file(path, prediction_type=None, image_size=None, vocabulary=None):
+def import_single_file(path, prediction_type=None, image_size=None, vocabulary=None, dtype=None):
     """Builds a `StableDiffusionBackbone` from an original-LDM single file.
 
     Args:
@@ -113,6 +113,8 @@ def import_single_file(path, prediction_type=None, image_size=None, vocabulary=N
             cache (downloaded once), a local `bpe_simple_vocab_16e6.txt.gz`
             (or its folder), or a Hugging Face tokenizer folder (`vocab.json`
             and `merges.txt`).
+        dtype: the networks' dtype policy (e.g. `"mixed_float16"`); None
+            keeps Keras' global policy.
 
     Returns:
         A `studio.models.StableDiffusionBackbone`, named after the file.
@@ -137,10 +139,11 @@ def import_single_file(path, prediction_type=None, image_size=None, vocabulary=N
     text_arguments = architecture["text_encoder"]
     tokenizer = _tokenizer(vocabulary, architecture, path)
 
-    text_encoder = CLIPTextEncoder(name="text_encoder", **text_arguments)
-    unet = UNet(name="unet", **architecture["unet"])
-    vae_encoder = VAEEncoder(name="vae_encoder", **architecture["vae"])
-    vae_decoder = VAEDecoder(name="vae_decoder", **architecture["vae"])
+    policy = {} if dtype is None else {"dtype": dtype}
+    text_encoder = CLIPTextEncoder(name="text_encoder", **text_arguments, **policy)
+    unet = UNet(name="unet", **architecture["unet"], **policy)
+    vae_encoder = VAEEncoder(name="vae_encoder", **architecture["vae"], **policy)
+    vae_decoder = VAEDecoder(name="vae_decoder", **architecture["vae"], **policy)
     text_names = text_encoder_weight_names(
         text_encoder, architecture["text_layout"], architecture["text_prefix"]
     )

@@ -92,9 +92,12 @@ class StableDiffusionBackbone:
         """Builds the backbone of a preset, with its weights.
 
         Args:
-            preset: a name of `BACKBONE_PRESETS` ("sd-v1", "sd-v2", "tiny")
-                or a folder written by `save_to_preset`.
-            load_weights: False builds the networks with random weights.
+            preset: a name of `BACKBONE_PRESETS` ("sd-v1", "sd-v2", "tiny"),
+                a folder written by `save_to_preset`, or a model to convert
+                with `studio.interop.import_model`: a diffusers folder or an
+                original single file (`.safetensors`, `.ckpt`).
+            load_weights: False builds the networks with random weights
+                (named presets and saved folders only).
             weights: where the preset's published weight files are: None for
                 the Keras cache (downloaded once), a folder holding them, or a
                 dict component -> file or folder.
@@ -111,13 +114,18 @@ class StableDiffusionBackbone:
             ValueError: for an unknown preset name.
             WeightsNotFoundError: when weight files are neither local nor
                 downloadable; one message lists every missing file.
+            UnsupportedModelError, CheckpointFormatError: a diffusers folder
+                or single file the studio cannot convert (`studio.interop`).
         """
+        if _is_model_to_import(preset):
+            return _import_model(preset, load_weights, weights, vocabulary, dtype)
         if os.path.isdir(str(preset)):
             return cls._from_saved_preset(preset, load_weights, dtype)
         if preset not in BACKBONE_PRESETS:
             raise ValueError(
-                f"Unknown preset. Expected one of {sorted(BACKBONE_PRESETS)} or "
-                "a folder saved with `StableDiffusionBackbone.save_to_preset`. "
+                f"Unknown preset. Expected one of {sorted(BACKBONE_PRESETS)}, "
+                "a folder saved with `StableDiffusionBackbone.save_to_preset`, "
+                "a diffusers folder or a .safetensors / .ckpt file. "
                 f"Received: preset={preset!r}"
             )
         spec = BACKBONE_PRESETS[preset]
@@ -199,7 +207,8 @@ class StableDiffusionBackbone:
             raise WeightsNotFoundError(
                 f"{directory} is not a saved studio model: it has no "
                 f"{PRESET_CONFIG_FILE}. Save one with "
-                "`StableDiffusionBackbone.save_to_preset`, or name a preset: "
+                "`StableDiffusionBackbone.save_to_preset`, give a diffusers folder "
+                "(model_index.json, unet/, ...), or name a preset: "
                 f"{sorted(BACKBONE_PRESETS)}."
             )
         with open(config_path) as file:
@@ -218,6 +227,32 @@ class StableDiffusionBackbone:
             name=os.path.basename(os.path.normpath(directory)),
             **networks,
         )
+
+
+def _is_model_to_import(preset):
+    """True for a diffusers folder or a single file, which `studio.interop` converts."""
+    path = str(preset)
+    if os.path.isfile(path):
+        return True
+    if os.path.isdir(path) and not os.path.isfile(os.path.join(path, PRESET_CONFIG_FILE)):
+        from studio.interop.diffusers_folder import is_diffusers_folder
+
+        return is_diffusers_folder(path)
+    return False
+
+
+def _import_model(path, load_weights, weights, vocabulary, dtype):
+    # Imported here: studio.interop (PyTorch file readers, name tables) is
+    # needed only for these paths.
+    from studio.interop import import_model
+
+    if not load_weights or weights is not None:
+        raise ValueError(
+            f"{path} is converted with its own weights; `load_weights=False` and "
+            f"`weights` are for named presets. Received: load_weights={load_weights}, "
+            f"weights={weights!r}"
+        )
+    return import_model(path, vocabulary=vocabulary, dtype=dtype)
 
 
 def _network_config(network):

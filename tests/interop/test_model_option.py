@@ -1,0 +1,93 @@
+"""`--model PATH`: a diffusers folder or a single file wherever a preset is taken.
+
+`generate` and the trainers load their model with
+`StableDiffusionBackbone.from_preset`, which converts such paths with
+`studio.interop.import_model`; the converted model must generate exactly
+what the same model saved by the studio generates.
+"""
+
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from studio.cli.main import main
+from studio.images import read_parameters
+from studio.interop import export_diffusers_folder, export_single_file
+
+
+@pytest.fixture(scope="module")
+def saved(build_studio_backbone, tmp_path_factory):
+    """One tiny SD 1.x-style model as a studio folder, a diffusers folder and a single file."""
+    backbone = build_studio_backbone("sd1", seed=5)
+    root = tmp_path_factory.mktemp("model-option")
+    diffusers = export_diffusers_folder(backbone, root / "tiny-diffusers")
+    return {
+        "studio": backbone.save_to_preset(str(root / "tiny-studio")),
+        "diffusers": diffusers,
+        "single_file": str(export_single_file(backbone, root / "tiny-single.safetensors")),
+        # The byte-level vocabulary is not CLIP's: single files need it given.
+        "tokenizer": os.path.join(diffusers, "tokenizer"),
+    }
+
+
+def _generate(out, model, *extra):
+    argv = [
+        "generate", "--model", model, "--prompt", "a photo of a cat", "--steps", "2",
+        "--seed", "3", "--out", str(out), *extra,
+    ]  # fmt: skip
+    assert main(argv) == 0
+    [name] = [name for name in os.listdir(out) if name.endswith(".png")]
+    return np.asarray(Image.open(out / name)), read_parameters(out / name)
+
+
+@pytest.fixture(scope="module")
+def expected(saved, tmp_path_factory):
+    """What the model generates from the studio's own folder."""
+    pixels, _ = _generate(tmp_path_factory.mktemp("from-studio-folder"), saved["studio"])
+    # Equal pixels below must mean equal models, not two saturated images.
+    assert pixels.std() > 1 and 0.05 < np.mean((pixels > 0) & (pixels < 255))
+    return pixels
+
+
+def test_generate_takes_a_diffusers_folder(saved, expected, tmp_path):
+    pixels, parameters = _generate(tmp_path, saved["diffusers"])
+    np.testing.assert_array_equal(pixels, expected)
+    assert parameters.model == "tiny-diffusers"
+
+
+def test_generate_takes_a_single_file(saved, expected, tmp_path):
+    pixels, parameters = _generate(
+        tmp_path, saved["single_file"], "--vocabulary", saved["tokenizer"]
+    )
+    np.testing.assert_array_equal(pixels, expected)
+    assert parameters.model == "tiny-single"
+
+
+def test_from_preset_passes_the_precision_and_refuses_preset_options(saved):
+    from studio.models import StableDiffusionBackbone
+
+    backbone = StableDiffusionBackbone.from_preset(saved["diffusers"], dtype="mixed_float16")
+    assert {network.dtype_policy.name for network in backbone.components.values()} == {
+        "mixed_float16"
+    }
+    with pytest.raises(ValueError, match="weights='elsewhere'"):
+        StableDiffusionBackbone.from_preset(saved["diffusers"], weights="elsewhere")
+    with pytest.raises(ValueError, match="load_weights=False"):
+        StableDiffusionBackbone.from_preset(saved["single_file"], load_weights=False)
+    with pytest.raises(ValueError, match="own tokenizer"):
+        StableDiffusionBackbone.from_preset(saved["diffusers"], vocabulary=saved["tokenizer"])
+
+
+def test_generate_names_an_unsupported_file(tmp_path, capsys):
+    """A file that is no SD 1.x / 2.x model is one message, not a traceback."""
+    from safetensors.numpy import save_file
+
+    path = tmp_path / "sdxl.safetensors"
+    save_file({"conditioner.embedders.0.model.ln_final.weight": np.zeros(2, "float32")}, str(path))
+    argv = ["generate", "--model", str(path), "--prompt", "a cat", "--out", str(tmp_path / "out")]
+    assert main(argv) == 2
+    error = capsys.readouterr().err
+    assert "SD-XL" in error and "conditioner.embedders" in error
+    assert not os.path.exists(tmp_path / "out")
