@@ -1,0 +1,211 @@
+"""The studio end to end under AppTest, with the tiny model on a CPU.
+
+One training run serves the whole module: an app process starts it and is
+killed (the run goes on), a restarted app follows it, stops it with the
+Stop button (final checkpoint), resumes it on the Runs page and sees it
+finish; then the run's embedding is used to generate, compare, inspect
+and convert.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from studio.app import run_status
+from studio.app.run_record import RunRecord
+
+from .conftest import messages, new_app, page_path
+
+TRAINING_STEPS = 4
+STARTUP_TIMEOUT = 300
+TRAINING_TIMEOUT = 300
+POLL_SECONDS = 2
+APP_PROCESS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "app_process.py")
+
+
+def pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as file:
+        return file.read().rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def wait_for(condition, timeout, app=None, what=""):
+    """Polls `condition()` (rerunning `app` first) until true; returns the seen values."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if app is not None:
+            app.run()
+            assert not app.exception, [e.value for e in app.exception]
+        if condition():
+            return
+        time.sleep(POLL_SECONDS)
+    raise AssertionError(f"Timed out after {timeout} s waiting for {what}")
+
+
+def progress_values(app):
+    return [element.value for element in app.get("progress")]
+
+
+def click(app, label):
+    next(button for button in app.button if button.label == label).click()
+    app.run()
+
+
+@pytest.fixture(scope="module")
+def workflow(tmp_path_factory):
+    """Runs the training part of the workflow; returns what was seen on the way."""
+    data = tmp_path_factory.mktemp("workflow") / "studio-data"
+    seen = {"data": data}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("STUDIO_APP_DATA", str(data))
+        # 1. An app process starts the run, and is killed while it trains.
+        app_process = subprocess.Popen(
+            [sys.executable, APP_PROCESS, str(TRAINING_STEPS)],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        )
+        try:
+            line = app_process.stdout.readline()
+            assert line.startswith("RUN "), line
+            record = RunRecord(line[4:].strip())
+            wait_for(lambda: os.path.exists(os.path.join(record.path, "process.json")),
+                     STARTUP_TIMEOUT, what="the training process")
+            training_pid = json.load(open(os.path.join(record.path, "process.json")))["pid"]
+        finally:
+            app_process.send_signal(signal.SIGKILL)
+            app_process.wait()
+        seen.update(record=record, training_alive_after_kill=pid_alive(training_pid))
+        seen["status_after_kill"] = record.status().state
+
+        # 2. A restarted app shows the same run on the Train page and stops it.
+        app = new_app()
+        app.run()
+        seen["restarted_markdown"] = [m.value for m in app.markdown]
+        seen["restarted_stop_buttons"] = [b.label for b in app.button if b.label == "Stop"]
+        click(app, "Stop")
+        seen["stop_file_after_click"] = os.path.exists(os.path.join(record.path, "STOP"))
+        wait_for(lambda: not record.status().is_active, TRAINING_TIMEOUT, app,
+                 "the run to stop")
+        seen["stopped_status"] = record.status()
+        seen["stopped_summary"] = record.summary
+        seen["stopped_checkpoints"] = [step for step, _ in record.checkpoints()]
+
+        # 3. The Runs page resumes it; the Train page follows it to its end.
+        app.switch_page(page_path("runs")).run()
+        click(app, "Resume")
+        app.switch_page(page_path("train")).run()
+        progress = []
+
+        def finished():
+            progress.extend(progress_values(app))
+            return not record.status().is_active
+
+        wait_for(finished, TRAINING_TIMEOUT, app, "the resumed run to finish")
+        seen["progress_seen"] = progress
+        seen["final_status"] = record.status()
+        seen["final_markdown"] = [m.value for m in app.markdown]
+        seen["final_problems"] = messages(app)
+        yield seen
+        if pid_alive(training_pid):  # Only on a failed test.
+            os.kill(training_pid, signal.SIGKILL)
+
+
+def test_killing_the_app_leaves_the_run_training(workflow):
+    assert workflow["training_alive_after_kill"]
+    assert workflow["status_after_kill"] in (run_status.STARTING, run_status.RUNNING)
+    assert any(workflow["record"].name in text for text in workflow["restarted_markdown"])
+    assert workflow["restarted_stop_buttons"] == ["Stop"]
+
+
+def test_stop_button_stops_with_a_final_checkpoint(workflow):
+    assert workflow["stop_file_after_click"]
+    assert workflow["stopped_status"].state == run_status.STOPPED
+    summary = workflow["stopped_summary"]
+    assert summary["status"] == "stopped: by request"
+    assert 1 <= summary["steps"] < TRAINING_STEPS
+    assert workflow["stopped_checkpoints"][-1] == summary["steps"]
+
+
+def test_resumed_run_shows_progress_and_finishes(workflow):
+    record = workflow["record"]
+    assert workflow["final_status"].state == run_status.FINISHED
+    assert record.summary["steps"] == TRAINING_STEPS
+    assert [step for step, _, _ in record.progress()] == list(range(1, TRAINING_STEPS + 1))
+    assert any(0 < value <= 100 for value in workflow["progress_seen"])
+    assert any("badge[" in text and "Finished" in text for text in workflow["final_markdown"])
+    assert not [m for m in workflow["final_problems"] if m[0] != "warning"]
+    assert os.path.isfile(os.path.join(record.path, "embedding.safetensors"))
+    assert record.samples()
+
+
+@pytest.fixture
+def app(workflow, monkeypatch):
+    monkeypatch.setenv("STUDIO_APP_DATA", str(workflow["data"]))
+    app = new_app()
+    app.run()
+    return app
+
+
+def test_runs_page_shows_curves_settings_and_tensorboard_command(app, workflow):
+    app.switch_page(page_path("runs")).run()
+    assert not app.exception
+    assert workflow["record"].name in app.selectbox(key="runs_selected_name").options
+    assert any("tensorboard --logdir" in code.value for code in app.code)
+    assert any("loss" in markdown.value for markdown in app.markdown)  # A TensorBoard curve.
+
+
+def test_generate_with_the_trained_embedding(app, workflow):
+    app.switch_page(page_path("generate")).run()
+    picker = app.multiselect(key="generate_embeddings")
+    final = next(option for option in picker.options if option.endswith("· final"))
+    picker.set_value([final]).run()
+    click(app, "<app-toy>")  # The token picker inserts the token.
+    assert app.text_area(key="generate_prompt").value.endswith("<app-toy>")
+    app.number_input(key="generate_steps").set_value(3)
+    app.slider(key="generate_count").set_value(2)
+    click(app, "Generate")
+    assert not messages(app), messages(app)
+    downloads = [element for element in app.get("download_button")]
+    assert len(downloads) == 2
+    assert any("<app-toy>" in code.value and "Steps: 3" in code.value for code in app.code)
+    outputs = os.listdir(os.path.join(workflow["data"], "outputs"))
+    assert len([name for name in outputs if name.endswith(".png")]) == 2
+
+
+def test_compare_grid_of_base_and_checkpoints(app, workflow):
+    app.switch_page(page_path("compare")).run()
+    rows = app.multiselect(key="compare_rows")
+    checkpoint = next(option for option in rows.options if "step 2" in option)
+    rows.set_value(["base, before training", checkpoint]
+                   + [option for option in rows.options if option.endswith("· final")]).run()
+    app.text_input(key="compare_seeds").set_value("5, 6").run()
+    app.number_input(key="compare_steps").set_value(2).run()
+    click(app, "Make the grid")
+    assert not messages(app), messages(app)
+    assert [b.label for b in app.get("download_button")] == ["Download the grid (PNG)"]
+    assert any("studio.evaluation" in caption.value for caption in app.caption)
+
+
+def test_inspect_and_convert_the_embedding(app, workflow):
+    app.switch_page(page_path("embeddings")).run()
+    picker = app.selectbox(key="embeddings_selected")
+    picker.set_value(next(o for o in picker.options if o.endswith("· final"))).run()
+    metrics = {metric.label: metric.value for metric in app.metric}
+    assert metrics["Format"] == "native"
+    assert metrics["Width"] == "32"
+    assert any("toy" in str(frame.value) for frame in app.dataframe)  # nearest words
+    app.selectbox(key="export_format").set_value("a1111")
+    next(b for b in app.button if b.label == "Convert").click().run()
+    assert not messages(app), messages(app)
+    exported = os.path.join(workflow["data"], "embeddings", "exports", "a1111", "app-toy.pt")
+    assert os.path.isfile(exported)
+    from studio.embeddings import load_embedding
+
+    assert load_embedding(exported).format == "a1111"
