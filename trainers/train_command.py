@@ -62,6 +62,9 @@ def add_parser(subparsers):
     from studio.trainers.dreambooth_command import add_dreambooth_parser
 
     add_dreambooth_parser(methods)
+    from studio.trainers.base_command import add_base_parser
+
+    add_base_parser(methods)
     train.set_defaults(run=lambda args: _print_help(train))
     return train
 

@@ -56,6 +56,15 @@ _TINY_VAE = {
     "norm_groups": 8,
 }
 
+# The shapes world's VAE: 32 px images to 8x8x4 latents (two stride-2
+# levels); flat colours and edges need little width.
+_SHAPES_VAE = {
+    "block_channels": [16, 32, 32],
+    "layers_per_block": 1,
+    "latent_channels": 4,
+    "norm_groups": 8,
+}
+
 _SD_V1_UNET = {
     "block_channels": [320, 640, 1280, 1280],
     "layers_per_block": 2,
@@ -182,5 +191,41 @@ BACKBONE_PRESETS = {
         "image_size": 64,
         "noise_schedule": SD_NOISE_SCHEDULE,
         "weights": None,
+    },
+    "tiny-shapes": {
+        "description": (
+            "The studio's embedded model: the same code at a tiny size (32 px "
+            "images, 8x8 latents), pretrained by `studio train base` on the "
+            "procedural shapes world (`studio.datasets.ShapesWorld`); its "
+            "weights ship with the package, so it loads offline."
+        ),
+        "text_encoder": {"class_name": "CLIPTextEncoder", "config": {
+            # The world's 606 tokens, with room to spare.
+            "vocabulary_size": 640,
+            "sequence_length": 16,
+            "hidden_dim": 64,
+            "num_layers": 2,
+            "num_heads": 4,
+            "intermediate_dim": 256,
+        }},
+        "unet": {"class_name": "UNet", "config": {
+            "block_channels": [32, 64],
+            "layers_per_block": 1,
+            "attention_levels": [True, True],
+            "context_dim": 64,
+            "num_heads": 4,
+            "norm_groups": 8,
+        }},
+        "vae_encoder": {"class_name": "VAEEncoder", "config": _SHAPES_VAE},
+        "vae_decoder": {"class_name": "VAEDecoder", "config": _SHAPES_VAE},
+        "tokenizer": {"type": "shapes_world", "sequence_length": 16},
+        "prediction_type": "epsilon",
+        # Measured on the trained VAE: 1 / std of its latents over the world.
+        "latent_scale": 1.0,
+        "image_size": 32,
+        "noise_schedule": SD_NOISE_SCHEDULE,
+        "weights": None,
+        # Files `studio.pretrained/<prefix>_<component>.weights.h5`, in the package.
+        "packaged_weights": "tiny_shapes",
     },
 }

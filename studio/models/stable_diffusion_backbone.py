@@ -148,6 +148,8 @@ class StableDiffusionBackbone:
         networks = _build_networks(spec, dtype)
         for component, path in weight_paths.items():
             load_legacy_h5_weights(networks[component], path)
+        if load_weights and spec.get("packaged_weights"):
+            _load_packaged_weights(preset, spec["packaged_weights"], networks)
         return cls(
             tokenizer=tokenizer,
             prediction_type=spec["prediction_type"],
@@ -284,7 +286,32 @@ def _build_tokenizer(spec, vocabulary):
     kwargs = {k: v for k, v in spec.items() if k != "type"}
     if spec["type"] == "byte_level":
         return CLIPTokenizer.byte_level(**kwargs)
+    if spec["type"] == "shapes_world":
+        from studio.tokenizers.shapes_world_vocabulary import shapes_world_tokenizer
+
+        return shapes_world_tokenizer(**kwargs)
     return CLIPTokenizer.from_vocabulary_file(vocabulary, **kwargs)
+
+
+def packaged_weights_path(prefix, component):
+    """Where a preset's weights shipped inside the package (`studio.pretrained`) are."""
+    import studio.pretrained
+
+    folder = os.path.dirname(os.path.abspath(studio.pretrained.__file__))
+    return os.path.join(folder, f"{prefix}_{component}.weights.h5")
+
+
+def _load_packaged_weights(preset, prefix, networks):
+    paths = {name: packaged_weights_path(prefix, name) for name in networks}
+    missing = [path for path in paths.values() if not os.path.isfile(path)]
+    if missing:
+        raise WeightsNotFoundError(
+            f"The weights of preset '{preset}' ship with the package, but these "
+            f"files are missing: {missing}. Reinstall keras-sd-studio, or rebuild "
+            "them with `studio train base`. Received: preset={preset!r}"
+        )
+    for name, network in networks.items():
+        network.load_weights(paths[name])
 
 
 def _save_tokenizer(tokenizer, directory):
