@@ -19,6 +19,8 @@ SUBCOMMAND_MODULES = (
     "studio.datasets.data_check_command",
     "studio.embeddings.embeddings_command",
     "studio.interop.models_command",
+    "studio.cli.demo_command",
+    "studio.evaluation.evaluate_command",
 )
 
 from studio.errors import StudioError

@@ -1,0 +1,88 @@
+"""DreamBooth on the shapes world's instance, scored: instance fidelity and class diversity."""
+
+import os
+import types
+
+from studio.datasets.shapes_scene import ShapesScene
+from studio.datasets.shapes_world import ShapesWorld
+from studio.evaluation.model_evaluator import INSTANCE_CONCEPT, ModelEvaluator
+
+INSTANCE_PROMPT = "a sks circle"
+CLASS_PROMPT = "a circle"
+INSTANCE_IMAGES = 5
+DREAMBOOTH_SETTINGS = {
+    "steps": 300,
+    "lr": 5e-4,
+    "batch_size": 4,
+    "num_class_images": 50,
+    "class_image_steps": 20,
+    "latent_variants": 4,
+    "save_every": 100,
+    "log_every": 10,
+}
+
+
+def render_instance_set(folder, count=INSTANCE_IMAGES, seed=0):
+    """Writes `count` images of the instance (the red-and-white striped circle) into `folder`."""
+    import numpy as np
+    from PIL import Image
+
+    world = ShapesWorld(32)
+    rng = np.random.default_rng(seed)
+    os.makedirs(folder, exist_ok=True)
+    for index in range(count):
+        scene = world.random_scene(rng, **ShapesWorld.INSTANCE)
+        scene = ShapesScene(**{**scene.__dict__, "size": "large"})
+        Image.fromarray(world.render(scene)).save(os.path.join(folder, f"instance_{index}.png"))
+    return folder
+
+
+def evaluate_dreambooth(out, prior_preservation=True, steps=None, seed=0, model="tiny-shapes",
+                        num_images=40):
+    """Fine-tunes `model` on the instance and scores it against the model before.
+
+    Returns:
+        Dict with `instance_fidelity` (share of "a sks circle" images that
+        show the striped circle), `class_diversity` and
+        `base_class_diversity` (normalised colour-and-pattern entropy of
+        "a circle" images after and before), `diversity_ratio`, `steps`.
+    """
+    from studio.models import StableDiffusionBackbone
+    from studio.trainers.dreambooth_command import DREAMBOOTH_DEFAULTS, build_dreambooth
+    from studio.trainers.run_directory import RunDirectory
+    from studio.trainers.training_run import TrainingRun
+
+    base = ModelEvaluator(StableDiffusionBackbone.from_preset(model))
+    base_diversity = base.class_diversity(CLASS_PROMPT, num_images, seed=seed + 1000)
+
+    settings = dict(DREAMBOOTH_DEFAULTS, **DREAMBOOTH_SETTINGS)
+    settings.update(
+        model=model,
+        data=render_instance_set(os.path.join(out, "instance"), seed=seed),
+        instance_prompt=INSTANCE_PROMPT,
+        class_prompt=CLASS_PROMPT if prior_preservation else None,
+        class_data=os.path.join(out, "class-images"),
+        seed=seed,
+    )
+    if steps:
+        settings["steps"] = steps
+    options = types.SimpleNamespace(weights=None, vocabulary=None,
+                                    cache_dir=os.path.join(out, "latent-cache"))
+    trainer, batches = build_dreambooth(settings, options)
+    directory = RunDirectory(os.path.join(out, "dreambooth"))
+    directory.create(settings)
+    TrainingRun(trainer, directory, settings["steps"], save_every=settings["save_every"],
+                log_every=settings["log_every"]).fit(batches)
+
+    tuned = ModelEvaluator(trainer.backbone, classifier=base.classifier)
+    fidelity = tuned.score_concept("sks circle", INSTANCE_CONCEPT, num_images, seed=seed)
+    diversity = tuned.class_diversity(CLASS_PROMPT, num_images, seed=seed + 1000)
+    return {
+        "instance_fidelity": fidelity["concept_fidelity"],
+        "editability": fidelity["editability"],
+        "class_diversity": diversity,
+        "base_class_diversity": base_diversity,
+        "diversity_ratio": diversity / base_diversity if base_diversity else None,
+        "prior_preservation": prior_preservation,
+        "steps": settings["steps"],
+    }
