@@ -1,5 +1,6 @@
 """Models and pipelines, loaded once per process and shared by every session."""
 
+import copy
 import os
 
 import streamlit as st
@@ -32,9 +33,20 @@ def load_backbone(preset, loras=()):
     return backbone
 
 
-@st.cache_resource(max_entries=MAX_PIPELINES, show_spinner="Preparing the pipeline…")
+@st.cache_resource(max_entries=MAX_BACKBONES, show_spinner="Preparing the pipeline…")
+def load_base_pipeline(preset, loras=()):
+    """A `TextToImagePipeline` of `load_backbone(preset, loras)`, its denoiser compiled once."""
+    from studio.pipelines import TextToImagePipeline
+
+    return TextToImagePipeline(load_backbone(preset, loras), jit_compile=use_jit_compile())
+
+
+@st.cache_resource(max_entries=MAX_PIPELINES, show_spinner="Loading the embeddings…")
 def load_pipeline(preset, loras=(), embeddings=()):
     """A `TextToImagePipeline` of `preset` with LoRA files and embedding files loaded.
+
+    Pipelines of one backbone share its compiled denoiser: embeddings
+    change only the text side, so a new set costs no compilation.
 
     Args:
         preset: a preset name or saved model folder.
@@ -43,11 +55,33 @@ def load_pipeline(preset, loras=(), embeddings=()):
     """
     from studio.app.embedding_backbone import backbone_with_embeddings
     from studio.embeddings import load_embedding
-    from studio.pipelines import TextToImagePipeline
 
-    backbone = load_backbone(preset, loras)
-    view = backbone_with_embeddings(backbone, [load_embedding(path) for path, _ in embeddings])
-    return TextToImagePipeline(view)
+    base = load_base_pipeline(preset, loras)
+    if not embeddings:
+        return base
+    pipeline = copy.copy(base)
+    pipeline.backbone = backbone_with_embeddings(
+        base.backbone, [load_embedding(path) for path, _ in embeddings]
+    )
+    return pipeline
+
+
+def use_jit_compile():
+    """XLA/jit for the sampling step on GPUs and under JAX only.
+
+    On a CPU, TensorFlow's XLA takes several times longer to compile the
+    step than the graph it replaces takes to run a whole generation: a
+    person waits less without it.
+    """
+    import keras
+
+    if keras.config.backend() == "jax":
+        return True
+    if keras.config.backend() == "tensorflow":
+        import tensorflow as tf
+
+        return bool(tf.config.list_physical_devices("GPU"))
+    return False
 
 
 @st.cache_resource(max_entries=MAX_BACKBONES, show_spinner="Reading the model's vocabulary…")

@@ -1,0 +1,91 @@
+"""Every page under AppTest with an empty data folder: no exception, errors as messages."""
+
+import os
+
+import numpy as np
+import pytest
+
+from studio.app.safe_uploads import MAX_IMAGE_BYTES
+
+from .conftest import PAGES, messages, new_app, page_path, png_bytes
+
+TITLES = {"train": "Teach a concept", "runs": "Runs", "generate": "Generate",
+          "compare": "Compare", "embeddings": "Embeddings"}
+
+
+@pytest.fixture
+def app(data_dir):
+    app = new_app()
+    app.run()
+    return app
+
+
+def test_every_page_renders_without_exception(app):
+    for name in PAGES:
+        app.switch_page(page_path(name)).run()
+        assert not app.exception, (name, [e.value for e in app.exception])
+        assert [title.value for title in app.title] == [TITLES[name]]
+        assert not app.error, (name, [e.value for e in app.error])
+
+
+def test_uploads_land_in_the_data_folder_under_safe_names(app, data_dir):
+    app.file_uploader(key="image_uploads").set_value([
+        ("../../evil.png", png_bytes(0), "image/png"),
+        ("big.png", b"\0" * (MAX_IMAGE_BYTES + 1), "image/png"),
+        ("notes.txt", b"not an image", "text/plain"),
+        ("fake.png", b"text pretending to be a PNG", "image/png"),
+        ("good.jpg", png_bytes(1), "image/jpeg"),
+    ])
+    app.run()
+    assert not app.exception
+    errors = [e.value for e in app.error]
+    assert any("'big.png' is too large" in e and "the limit is 20 MiB" in e for e in errors)
+    assert any("'notes.txt' is not an accepted file" in e for e in errors)
+    assert any("'fake.png' is not an image that can be read" in e for e in errors)
+    dataset = data_dir / "datasets" / "my-concept"
+    assert sorted(os.listdir(dataset)) == ["evil.png", "good.jpg"]
+    # Nothing escaped the data folder: its parent holds only the data folder.
+    assert os.listdir(data_dir.parent) == ["studio-data"]
+    metrics = {metric.label: metric.value for metric in app.metric}
+    assert metrics["Usable images"] == "2"
+
+
+def test_embedding_import_accepts_embeddings_only(app, data_dir, tmp_path):
+    from studio.embeddings import TextualInversionEmbedding, save_embedding
+
+    file = tmp_path / "mine.safetensors"
+    save_embedding(TextualInversionEmbedding({"<mine>": np.ones((2, 32), "float32")}), str(file))
+    app.switch_page(page_path("embeddings")).run()
+    app.file_uploader(key="embeddings_upload").set_value(
+        ("../mine.safetensors", file.read_bytes(), "application/octet-stream"))
+    app.run()
+    assert not messages(app), messages(app)
+    assert os.listdir(data_dir / "embeddings") == ["mine.safetensors"]
+    assert app.selectbox(key="embeddings_selected").options == ["mine.safetensors"]
+    app.file_uploader(key="embeddings_upload").set_value(
+        ("junk.pt", b"PK\x03\x04 not a real archive", "application/octet-stream"))
+    app.run()
+    assert not app.exception
+    assert any("'junk.pt' is not an embedding file that can be read" in e.value
+               for e in app.error)
+    assert os.listdir(data_dir / "embeddings") == ["mine.safetensors"]
+
+
+def test_generate_user_errors_are_messages(app):
+    app.switch_page(page_path("generate")).run()
+    app.text_area(key="generate_prompt").set_value("   ")
+    next(b for b in app.button if b.label == "Generate").click().run()
+    assert not app.exception
+    assert [e.value for e in app.error] == ["Generating did not work: Write a prompt first."]
+
+
+def test_models_that_need_a_download_say_how(app):
+    app.switch_page(page_path("generate")).run()
+    picker = app.selectbox(key="generate_model")
+    assert picker.options[0].startswith("tiny") and "✓ offline" in picker.options[0]
+    needs_download = [o for o in picker.options if "needs download" in o]
+    assert needs_download  # sd-v1, sd-v2 on a machine without their files
+    picker.set_value(needs_download[0]).run()
+    assert any("is not on this machine yet" in w.value and "Download these files" in w.value
+               for w in app.warning)
+    assert next(b for b in app.button if b.label == "Generate").disabled
