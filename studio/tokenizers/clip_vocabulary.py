@@ -47,8 +47,9 @@ _HOW_TO_GET_IT = (
     f"The file {CLIP_VOCABULARY_FILENAME} is published with OpenAI's CLIP at "
     f"{CLIP_VOCABULARY_ORIGIN} (it is also inside the open-clip-torch wheel, as "
     f"open_clip/{CLIP_VOCABULARY_FILENAME}). Download it on a machine with internet "
-    "access, then either pass its path, or the folder holding it (e.g. "
-    "`CLIPTokenizer.from_vocabulary_file(path)`), or copy it into the Keras cache "
+    "access, then either pass its path, or the folder holding it (command line: "
+    "`--vocabulary FILE`; Python: `CLIPTokenizer.from_vocabulary_file(path)`), or "
+    "copy it into the Keras cache "
     "as {cache_path}, where it is found without downloading."
 )
 
