@@ -296,6 +296,10 @@ def reference(request, tmp_path_factory):
     torch = pytest.importorskip("torch")
     diffusers = pytest.importorskip("diffusers")
     transformers = pytest.importorskip("transformers")
+    # These modules take milliseconds on one thread; with PyTorch's default
+    # of one thread per core, competing with TensorFlow's pools for the same
+    # cores, each forward pass took seconds (measured: 3-4 s vs 0.02 s).
+    torch.set_num_threads(1)
     family = request.param
     spec = FAMILIES[family]
     torch.manual_seed(0)

@@ -17,6 +17,23 @@ from studio.images import read_parameters
 from studio.interop import export_diffusers_folder, export_single_file
 
 
+@pytest.fixture(scope="module", autouse=True)
+def without_xla():
+    """Runs the guided UNet without XLA: compiling it for each of the three
+    models costs more than their two steps; what `jit_compile` does is
+    covered by tests/pipelines."""
+    from studio.pipelines import TextToImagePipeline
+
+    original = TextToImagePipeline.__init__
+
+    def __init__(self, backbone, jit_compile=True):
+        original(self, backbone, jit_compile=False)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(TextToImagePipeline, "__init__", __init__)
+        yield
+
+
 @pytest.fixture(scope="module")
 def saved(build_studio_backbone, tmp_path_factory):
     """One tiny SD 1.x-style model as a studio folder, a diffusers folder and a single file."""
