@@ -48,6 +48,8 @@ import subprocess
 import sys
 import time
 
+from random_backbone import build_random_backbone, current_rss_mib
+
 REFERENCE = "keras_io"
 # Variant -> (compile mode of the studio step, dtype policy).
 STUDIO_VARIANTS = {
@@ -152,7 +154,7 @@ def run_variant(args):
     keras.utils.set_random_seed(0)
     start = time.perf_counter()
     precision = STUDIO_VARIANTS.get(args.variant, (None, "float32"))[1]
-    backbone = build_backbone(args.preset, precision)
+    backbone = build_random_backbone(args.preset, precision)
     build_seconds = time.perf_counter() - start
     rss_after_build = current_rss_mib()
     make_step = keras_io_step if args.variant == REFERENCE else studio_step
@@ -179,33 +181,6 @@ def run_variant(args):
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / KIB,
         "device": _device(),
     }
-
-
-def build_backbone(preset, precision):
-    """The preset's networks with random weights and the byte-level tokenizer."""
-    from studio.models import (
-        BACKBONE_PRESETS,
-        COMPONENTS,
-        StableDiffusionBackbone,
-        network_classes,
-    )
-    from studio.tokenizers import CLIPTokenizer
-
-    spec = BACKBONE_PRESETS[preset]
-    classes = network_classes()
-    networks = {
-        name: classes[spec[name]["class_name"]](name=name, dtype=precision, **spec[name]["config"])
-        for name in COMPONENTS
-    }
-    return StableDiffusionBackbone(
-        tokenizer=CLIPTokenizer.byte_level(),
-        prediction_type=spec["prediction_type"],
-        latent_scale=spec["latent_scale"],
-        image_size=spec["image_size"],
-        noise_schedule=spec["noise_schedule"],
-        name=preset,
-        **networks,
-    )
 
 
 def studio_step(backbone, args):
@@ -308,14 +283,6 @@ def keras_io_step(backbone, args):
         float(train_step(images, token_ids))
 
     return step
-
-
-def current_rss_mib():
-    with open("/proc/self/status") as file:
-        for line in file:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / KIB
-    return float("nan")
 
 
 def _device():
