@@ -54,8 +54,12 @@ def make_comparison_grid(images, row_labels, column_labels):
         draw.text((left, 8), _fit(draw, label, font, cell_w), fill=TEXT_COLOR, font=font)
     for row, (label, cells) in enumerate(zip(row_labels, rows)):
         top = COLUMN_LABEL_HEIGHT + row * (cell_h + GAP)
-        draw.text((GAP, top + cell_h // 2 - FONT_SIZE),
-                  _fit(draw, label, font, ROW_LABEL_WIDTH - 2 * GAP), fill=TEXT_COLOR, font=font)
+        # "run · step 2" reads best as two lines: the run, then which of its files.
+        lines = [_fit(draw, part, font, ROW_LABEL_WIDTH - 2 * GAP) for part in label.split(" · ")]
+        line_height = FONT_SIZE + 4
+        first = top + cell_h // 2 - len(lines) * line_height // 2
+        for index, line in enumerate(lines):
+            draw.text((GAP, first + index * line_height), line, fill=TEXT_COLOR, font=font)
         for column, image in enumerate(cells):
             left = ROW_LABEL_WIDTH + GAP + column * (cell_w + GAP)
             tile = Image.fromarray(image).resize((cell_w, cell_h), Image.Resampling.NEAREST)

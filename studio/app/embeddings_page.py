@@ -81,7 +81,9 @@ def _inspect(embedding, path):
     fields = {"Base model": embedding.base_model, "Base model hash": embedding.base_model_hash,
               "Initializer": embedding.initializer,
               "Steps": "" if embedding.steps is None else str(embedding.steps),
-              **embedding.metadata}
+              # The studio's own keys repeat the fields above.
+              **{key: value for key, value in embedding.metadata.items()
+                 if not key.startswith("studio.") and key != "format"}}
     shown = {key: value for key, value in fields.items() if value}
     if shown:
         st.markdown("**Metadata**")

@@ -39,7 +39,7 @@ def loss_frame(points):
 
 def progress_panel(record, status):
     """Progress bar, step count, speed, ETA and the live loss curve."""
-    progress = measure_progress(record.progress(), record.target_steps)
+    progress = measure_progress(record.progress(), record.target_steps, since=record.started)
     if status.state == run_status.STARTING:
         st.progress(0.0, text="Loading the model and the images…")
     else:

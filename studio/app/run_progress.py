@@ -34,11 +34,20 @@ class RunProgress:
         return max(0, self.target_steps - self.step) * self.seconds_per_step
 
 
-def measure_progress(points, target_steps):
-    """A `RunProgress` from `RunRecord.progress()` points `[(step, loss, time)]`."""
+def measure_progress(points, target_steps, since=None):
+    """A `RunProgress` from `RunRecord.progress()` points `[(step, loss, time)]`.
+
+    Args:
+        points: the progress points.
+        target_steps: the run's length, or None.
+        since: None, or when the current session of the run started: the
+            speed is measured on its steps only (not across a pause
+            between a stop and a resume).
+    """
     if not points:
         return RunProgress(0, target_steps, None, None)
-    recent = points[-SPEED_WINDOW:]
+    session = [point for point in points if since is None or point[2] >= since]
+    recent = session[-SPEED_WINDOW:]
     speed = None
     if len(recent) >= 2 and recent[-1][0] > recent[0][0]:
         speed = (recent[-1][2] - recent[0][2]) / (recent[-1][0] - recent[0][0])

@@ -153,7 +153,7 @@ def _check_folder(folder, resolution, fingerprint):
 def _data_report(folder):
     names = sorted(os.listdir(folder))
     fingerprint = tuple((name, os.path.getmtime(os.path.join(folder, name))) for name in names)
-    resolution = st.session_state.get("train_resolution") or 512
+    resolution = _training_resolution()
     _, usable, problems, sheet = _check_folder(folder, int(resolution), fingerprint)
     columns = st.columns([1, 1, 3])
     columns[0].metric("Usable images", usable)
@@ -168,6 +168,14 @@ def _data_report(folder):
         with st.expander("Contact sheet — the images as the model will see them", expanded=True):
             st.image(sheet, width="content")
     st.session_state["checked_usable"] = usable
+
+
+def _training_resolution():
+    """The resolution chosen below, else the chosen (or first offline) model's own."""
+    available = [choice for choice in model_choices() if choice.available]
+    name = st.session_state.get("train_model") or available[0].name
+    size = next((choice.image_size for choice in available if choice.name == name), 512)
+    return int(st.session_state.get(f"train_resolution_{name}") or size)
 
 
 # --- Settings and start ---------------------------------------------------
@@ -210,7 +218,7 @@ def _settings_section(data, folder):
             value=DEFAULT_LEARNING_RATES[method], format="%.0e", key=f"train_lr_{method}")
         resolution = middle[2].number_input(
             "Resolution", min_value=8, max_value=1024, value=image_size, step=8,
-            key="train_resolution", help=f"Training image size; {model} was trained at "
+            key=f"train_resolution_{model}", help=f"Training image size; {model} was trained at "
             f"{image_size} px.")
         precision = middle[3].selectbox("Precision", PRECISIONS, key="train_precision",
                                         help="mixed_float16 needs a GPU to be faster.")

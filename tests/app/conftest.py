@@ -5,7 +5,12 @@ nothing is written in the working folder.
 """
 
 import io
+import json
 import os
+import signal
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
@@ -50,3 +55,108 @@ def data_dir(tmp_path, monkeypatch):
     folder = tmp_path / "studio-data"
     monkeypatch.setenv("STUDIO_APP_DATA", str(folder))
     return folder
+
+
+# --- One training run through the app, shared by the session ---------------
+
+TRAINING_STEPS = 4
+STARTUP_TIMEOUT = 300
+TRAINING_TIMEOUT = 300
+POLL_SECONDS = 2
+APP_PROCESS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "app_process.py")
+
+
+def pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as file:
+        return file.read().rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def wait_for(condition, timeout, app=None, what=""):
+    """Polls `condition()` (rerunning `app` first) until true; returns the seen values."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if app is not None:
+            app.run()
+            assert not app.exception, [e.value for e in app.exception]
+        if condition():
+            return
+        time.sleep(POLL_SECONDS)
+    raise AssertionError(f"Timed out after {timeout} s waiting for {what}")
+
+
+def progress_values(app):
+    return [element.value for element in app.get("progress")]
+
+
+def click(app, label):
+    next(button for button in app.button if button.label == label).click()
+    app.run()
+
+
+@pytest.fixture(scope="session")
+def workflow(tmp_path_factory):
+    """Trains through the app as a person would; returns what was seen on the way.
+
+    Session-wide: the workflow and browser tests look at the same run.
+    """
+    from studio.app.run_record import RunRecord
+
+    data = tmp_path_factory.mktemp("workflow") / "studio-data"
+    seen = {"data": data}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("STUDIO_APP_DATA", str(data))
+        # 1. An app process starts the run, and is killed while it trains.
+        app_process = subprocess.Popen(
+            [sys.executable, APP_PROCESS, str(TRAINING_STEPS)],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        )
+        try:
+            line = app_process.stdout.readline()
+            assert line.startswith("RUN "), line
+            record = RunRecord(line[4:].strip())
+            wait_for(lambda: os.path.exists(os.path.join(record.path, "process.json")),
+                     STARTUP_TIMEOUT, what="the training process")
+            training_pid = json.load(open(os.path.join(record.path, "process.json")))["pid"]
+        finally:
+            app_process.send_signal(signal.SIGKILL)
+            app_process.wait()
+        seen.update(record=record, training_alive_after_kill=pid_alive(training_pid))
+        seen["status_after_kill"] = record.status().state
+
+        # 2. A restarted app shows the same run on the Train page and stops it.
+        app = new_app()
+        app.run()
+        seen["restarted_markdown"] = [m.value for m in app.markdown]
+        seen["restarted_stop_buttons"] = [b.label for b in app.button if b.label == "Stop"]
+        click(app, "Stop")
+        seen["stop_file_after_click"] = os.path.exists(os.path.join(record.path, "STOP"))
+        wait_for(lambda: not record.status().is_active, TRAINING_TIMEOUT, app,
+                 "the run to stop")
+        seen["stopped_status"] = record.status()
+        seen["stopped_summary"] = record.summary
+        seen["stopped_checkpoints"] = [step for step, _ in record.checkpoints()]
+
+        # 3. The Runs page resumes it; the Train page follows it to its end.
+        app.switch_page(page_path("runs")).run()
+        click(app, "Resume")
+        app.switch_page(page_path("train")).run()
+        progress = []
+
+        def finished():
+            progress.extend(progress_values(app))
+            return not record.status().is_active
+
+        wait_for(finished, TRAINING_TIMEOUT, app, "the resumed run to finish")
+        app.run()  # The run may have ended after the last rerun drew the page.
+        progress.extend(progress_values(app))
+        seen["progress_seen"] = progress
+        seen["final_status"] = record.status()
+        seen["final_markdown"] = [m.value for m in app.markdown]
+        seen["final_problems"] = messages(app)
+        yield seen
+        if pid_alive(training_pid):  # Only on a failed test.
+            os.kill(training_pid, signal.SIGKILL)
