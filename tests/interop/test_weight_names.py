@@ -94,6 +94,21 @@ def test_vae_tables_cover_every_weight_once(vae, layout):
     assert len(keys) == RELEASED_COUNTS["vae"]
 
 
+@pytest.fixture(scope="module")
+def text_encoder():
+    """A text encoder of SD 1.x's depth (12 layers), built once."""
+    from studio.models import CLIPTextEncoder
+
+    return CLIPTextEncoder(
+        vocabulary_size=20,
+        sequence_length=7,
+        hidden_dim=16,
+        num_layers=12,
+        num_heads=2,
+        intermediate_dim=32,
+    )
+
+
 @pytest.mark.parametrize(
     "layout, prefix",
     [
@@ -102,17 +117,8 @@ def test_vae_tables_cover_every_weight_once(vae, layout):
         (OPEN_CLIP, LDM_OPEN_CLIP_PREFIX),
     ],
 )
-def test_text_encoder_table_covers_every_weight_once(layout, prefix):
-    from studio.models import CLIPTextEncoder
-
-    encoder = CLIPTextEncoder(
-        vocabulary_size=20,
-        sequence_length=7,
-        hidden_dim=16,
-        num_layers=12,
-        num_heads=2,
-        intermediate_dim=32,
-    )
+def test_text_encoder_table_covers_every_weight_once(text_encoder, layout, prefix):
+    encoder = text_encoder
     keys = _check_table(encoder, text_encoder_weight_names(encoder, layout, prefix))
     assert all(key.startswith(prefix) for key in keys)
     if layout == HUGGING_FACE:
