@@ -13,6 +13,9 @@ EMBEDDING_FILE = "embedding.safetensors"
 LORA_FILE = "lora.safetensors"
 _SAMPLE_NAME = re.compile(r"step-(\d+)-(\d+)\.png")
 _CHECKPOINT_NAME = re.compile(r"step-(\d+)")
+# TensorFlow's and XLA's start-up lines (absl format: "I0000 00:00:...").
+_ABSL_LINE = re.compile(r"[IWE]\d{4} \d\d:\d\d:")
+_ABSL_NOISE = ("WARNING: All log messages before absl", "To enable the following instructions")
 LOG_TAIL_LINES = 30
 
 
@@ -127,7 +130,7 @@ class RunRecord:
         return result
 
     def log_tail(self, lines=LOG_TAIL_LINES):
-        """The last lines of the training process's output."""
+        """The last lines of the training process's output, without TensorFlow's start-up noise."""
         try:
             with open(os.path.join(self.path, LOG_FILE), encoding="utf-8", errors="replace") as file:
                 text = file.read()
@@ -135,7 +138,8 @@ class RunRecord:
             return ""
         # tqdm redraws its bar with carriage returns; keep the last drawing.
         kept = [line.rsplit("\r", 1)[-1] for line in text.splitlines()]
-        kept = [line for line in kept if line.strip()]
+        kept = [line for line in kept if line.strip() and not _ABSL_LINE.match(line)
+                and not line.startswith(_ABSL_NOISE)]
         return "\n".join(kept[-lines:])
 
     def last_activity(self):
