@@ -53,7 +53,8 @@ def render():
 
 
 def _followed_run(data):
-    """The run this page shows: the one started in this session, else the newest active one."""
+    """The run this page shows: the one started in this session, else the newest active
+    one, else the newest one (so a reload or a second tab shows the same run)."""
     selected = st.session_state.get("selected_run")
     if selected and os.path.isdir(selected):
         return RunRecord(selected)
@@ -61,7 +62,7 @@ def _followed_run(data):
     for record in runs:
         if record.status().is_active:
             return record
-    return None
+    return runs[0] if runs else None
 
 
 # --- Images ---------------------------------------------------------------
