@@ -1,6 +1,6 @@
-"""The hook where an evaluation module scores the Compare page's grid.
+"""The hook where the evaluation module scores the Compare page's grid.
 
-No evaluation module exists yet. When one does, give it a function
+`studio.evaluation` has no function for a comparison grid yet. Give it
 
     studio.evaluation.score_comparison(images, prompts, reference_images) -> dict
 

@@ -89,7 +89,13 @@ def test_compare_grid_of_base_and_checkpoints(app, workflow):
     click(app, "Make the grid")
     assert not messages(app), messages(app)
     assert [b.label for b in app.get("download_button")] == ["Download the grid (PNG)"]
-    assert any("studio.evaluation" in caption.value for caption in app.caption)
+    from studio.app.comparison_scores import EVALUATION_FUNCTION, EVALUATION_MODULE
+
+    evaluation = __import__(EVALUATION_MODULE, fromlist=["_"])
+    if hasattr(evaluation, EVALUATION_FUNCTION):
+        assert any(markdown.value == "**Scores**" for markdown in app.markdown)
+    else:
+        assert any(EVALUATION_MODULE in caption.value for caption in app.caption)
 
 
 def test_inspect_and_convert_the_embedding(app, workflow):
