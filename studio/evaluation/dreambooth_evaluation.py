@@ -16,7 +16,8 @@ DREAMBOOTH_SETTINGS = {
     "batch_size": 4,
     "num_class_images": 50,
     "class_image_steps": 20,
-    "latent_variants": 4,
+    # 0: encode every step (the latent cache assumes SD's 8x VAE; this one is 4x).
+    "latent_variants": 0,
     "save_every": 100,
     "log_every": 10,
 }
