@@ -4,8 +4,13 @@ Each `*_from_*` function checks every setting that changes what the
 network computes, and raises `UnsupportedModelError` naming the settings
 our networks cannot express (SD-XL's added embeddings, an inpainting
 UNet's 9 input channels, ...), so nothing is silently computed otherwise.
+The networks they describe compute with diffusers' numerics (GroupNorm
+epsilons, exact GELU), not with KerasCV's that our networks default to,
+so that an imported model gives what diffusers gives.
 The `*_to_*` functions write configs that diffusers and transformers load.
 """
+
+import math
 
 from studio.interop.unsupported_model_error import UnsupportedModelError
 
@@ -35,7 +40,6 @@ UNET_FIXED_SETTINGS = {
     "freq_shift": 0,
     "downsample_padding": 1,
     "mid_block_scale_factor": 1,
-    "norm_eps": 1e-5,
     "resnet_time_scale_shift": "default",
     "time_embedding_type": "positional",
     "conv_in_kernel": 3,
@@ -88,6 +92,18 @@ TEXT_ACTIVATION_NAMES = {
 SD_XL_CONTEXT_DIM = 2048
 SD_XL_ADDED_EMBEDDING = "text_time"
 INPAINTING_INPUT_CHANNELS = 9
+# diffusers' numerics (the original SD code's too), which imported networks
+# compute with so that they give what diffusers gives. Our networks default
+# to KerasCV's (`studio.models.numerics_arguments`).
+# `UNet2DConditionModel.norm_eps` when a config lacks it: the residual
+# blocks' and the output GroupNorms.
+DIFFUSERS_UNET_NORM_EPSILON = 1e-5
+# Fixed in diffusers' code, not in any config: `Transformer2DModel`'s
+# GroupNorm and every GroupNorm of `AutoencoderKL`.
+DIFFUSERS_TRANSFORMER_NORM_EPSILON = 1e-6
+DIFFUSERS_VAE_NORM_EPSILON = 1e-6
+# diffusers' GEGLU computes the exact (erf) GELU.
+DIFFUSERS_GELU_APPROXIMATE = False
 
 
 def unet_arguments_from_diffusers(config, source):
@@ -136,6 +152,13 @@ def unet_arguments_from_diffusers(config, source):
             f"latents. Received: in_channels={in_channels}, out_channels={out_channels}"
         )
     _check_fixed(config, UNET_FIXED_SETTINGS, source, "UNet")
+    norm_epsilon = config.get("norm_eps", DIFFUSERS_UNET_NORM_EPSILON)
+    numeric = isinstance(norm_epsilon, (int, float)) and not isinstance(norm_epsilon, bool)
+    if not (numeric and 0 < norm_epsilon < math.inf):
+        raise UnsupportedModelError(
+            f"{source}: the UNet's `norm_eps` must be a positive number. "
+            f"Received: norm_eps={norm_epsilon!r}"
+        )
     only_cross = config.get("only_cross_attention", False)
     if any(only_cross if isinstance(only_cross, list) else [only_cross]):
         raise UnsupportedModelError(
@@ -179,12 +202,40 @@ def unet_arguments_from_diffusers(config, source):
         "transformer_depth": depth,
         "norm_groups": config.get("norm_num_groups", 32),
         "latent_channels": in_channels,
+        **diffusers_unet_numerics(norm_epsilon),
     }
     return arguments, config.get("sample_size")
 
 
+def diffusers_unet_numerics(norm_epsilon=DIFFUSERS_UNET_NORM_EPSILON):
+    """Our `UNet`'s numerics arguments that make it compute as diffusers'.
+
+    Args:
+        norm_epsilon: `UNet2DConditionModel.norm_eps` (the residual blocks'
+            and output GroupNorms'); the transformers' GroupNorm epsilon is
+            fixed in diffusers' code.
+    """
+    return {
+        "resnet_norm_epsilon": float(norm_epsilon),
+        "transformer_norm_epsilon": DIFFUSERS_TRANSFORMER_NORM_EPSILON,
+        "gelu_approximate": DIFFUSERS_GELU_APPROXIMATE,
+    }
+
+
+def diffusers_vae_numerics():
+    """Our `VAEEncoder` / `VAEDecoder` numerics arguments that match `AutoencoderKL`."""
+    return {"norm_epsilon": DIFFUSERS_VAE_NORM_EPSILON}
+
+
 def unet_config_to_diffusers(unet, sample_size):
-    """A `UNet2DConditionModel` config for our `UNet`."""
+    """A `UNet2DConditionModel` config for our `UNet`.
+
+    `norm_eps` records the residual blocks' epsilon. The transformers'
+    GroupNorm epsilon and GELU form have no setting in diffusers, which
+    always computes its own (1e-6, exact); a UNet with KerasCV's numerics
+    (the presets) gives outputs about 1e-4 apart there, as the same weights
+    do in KerasCV and diffusers.
+    """
     if unet.num_heads is not None:
         heads = unet.num_heads
     else:
@@ -202,6 +253,7 @@ def unet_config_to_diffusers(unet, sample_size):
         ],
         "in_channels": unet.latent_channels,
         "layers_per_block": unet.layers_per_block,
+        "norm_eps": unet.resnet_norm_epsilon,
         "norm_num_groups": unet.norm_groups,
         "only_cross_attention": False,
         "out_channels": unet.latent_channels,
@@ -246,12 +298,17 @@ def vae_arguments_from_diffusers(config, source):
         "layers_per_block": config.get("layers_per_block", 1),
         "latent_channels": config.get("latent_channels", 4),
         "norm_groups": config.get("norm_num_groups", 32),
+        **diffusers_vae_numerics(),
     }
     return arguments, config.get("scaling_factor", SD_LATENT_SCALE)
 
 
 def vae_config_to_diffusers(encoder, latent_scale, image_size):
-    """An `AutoencoderKL` config for our `VAEEncoder` (and its decoder)."""
+    """An `AutoencoderKL` config for our `VAEEncoder` (and its decoder).
+
+    `AutoencoderKL` has no epsilon setting: diffusers computes with 1e-6
+    whatever `encoder.norm_epsilon` is.
+    """
     levels = len(encoder.block_channels)
     return {
         "_class_name": "AutoencoderKL",

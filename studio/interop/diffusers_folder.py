@@ -13,8 +13,10 @@ scheduler/     scheduler_config.json
 
 The architecture comes from the configs (`diffusers_configs`), the weight
 names from the tables of `unet_names`, `vae_names` and
-`text_encoder_names`. Exported folders are written under a temporary name
-and renamed into place.
+`text_encoder_names`. Imported networks compute with diffusers' numerics
+(GroupNorm epsilons, exact GELU in the UNet), not the KerasCV ones our
+networks default to, so they give what diffusers gives. Exported folders
+are written under a temporary name and renamed into place.
 """
 
 import json
@@ -176,6 +178,10 @@ def import_diffusers_folder(folder, prediction_type=None, dtype=None):
 
 def export_diffusers_folder(backbone, folder, dtype="float32", overwrite=False):
     """Writes `backbone` as a diffusers folder that `StableDiffusionPipeline` loads.
+
+    diffusers computes with its own numerics (see `unet_config_to_diffusers`):
+    networks built with KerasCV's, as the presets are, give outputs about
+    1e-4 apart there.
 
     Args:
         backbone: a `studio.models.StableDiffusionBackbone` (LoRA layers are

@@ -11,10 +11,12 @@ A single file has no config: the architecture is read from tensor names
 and shapes (levels, channels, attention levels, transformer depth,
 context width from `attn2.to_k`, conv or linear transformer projections,
 text encoder width and depth). What shapes cannot show is fixed by the
-Stable Diffusion releases: 32 groups in every GroupNorm, 8 heads per UNet
-attention with conv projections (SD 1.x) or 64-wide heads with linear
-ones (SD 2.x), 64-wide text-encoder heads, latent scale 0.18215 and SD's
-noise schedule. SD 2.x reads the penultimate OpenCLIP layer, so the
+Stable Diffusion releases: the original code's numerics (GroupNorm
+epsilon 1e-5 in the UNet's residual blocks, 1e-6 in its transformers and
+in the VAE, exact GELU; diffusers' too), 32 groups in every GroupNorm,
+8 heads per UNet attention with conv projections (SD 1.x) or 64-wide
+heads with linear ones (SD 2.x), 64-wide text-encoder heads, latent scale
+0.18215 and SD's noise schedule. SD 2.x reads the penultimate OpenCLIP layer, so the
 file's last transformer block is not used.
 
 Nor can shapes show what the UNet predicts (SD 2.x came as 512 px epsilon
@@ -35,7 +37,13 @@ import numpy as np
 
 from studio.interop.checkpoint_format_error import CheckpointFormatError
 from studio.interop.checkpoint_reader import quote_names, read_checkpoint
-from studio.interop.diffusers_configs import SD_LATENT_SCALE, SD_NOISE_SCHEDULE
+from studio.interop.diffusers_configs import (
+    DIFFUSERS_UNET_NORM_EPSILON,
+    SD_LATENT_SCALE,
+    SD_NOISE_SCHEDULE,
+    diffusers_unet_numerics,
+    diffusers_vae_numerics,
+)
 from studio.interop.hf_tokenizer_files import is_hf_tokenizer_folder, read_hf_tokenizer
 from studio.interop.safetensors_writer import write_safetensors
 from studio.interop.text_encoder_names import (
@@ -408,6 +416,7 @@ def _unet_arguments(tensors, source):
         "transformer_depth": depth,
         "norm_groups": SD_NORM_GROUPS,
         "latent_channels": tensors[CONV_IN].shape[1],
+        **diffusers_unet_numerics(),
     }
 
 
@@ -433,6 +442,7 @@ def _vae_arguments(tensors, source):
         "layers_per_block": _count(tensors, prefix + "encoder.down.0.block.{}.conv1.weight"),
         "latent_channels": tensors[prefix + "post_quant_conv.weight"].shape[0],
         "norm_groups": SD_NORM_GROUPS,
+        **diffusers_vae_numerics(),
     }
 
 
@@ -519,6 +529,14 @@ def _check_expressible(backbone):
     for name, groups in (("UNet", unet.norm_groups), ("VAE", backbone.vae_encoder.norm_groups)):
         if groups != SD_NORM_GROUPS:
             differences.append(f"{name} norm_groups={groups} (readers assume {SD_NORM_GROUPS})")
+    # Only the residual blocks' epsilon: readers always compute the
+    # transformers' and the VAE's, and GELU, their way (see
+    # `unet_config_to_diffusers`), whatever the networks here use.
+    if unet.resnet_norm_epsilon != DIFFUSERS_UNET_NORM_EPSILON:
+        differences.append(
+            f"UNet resnet_norm_epsilon={unet.resnet_norm_epsilon} "
+            f"(readers assume {DIFFUSERS_UNET_NORM_EPSILON})"
+        )
     if encoder.num_heads * CLIP_HEAD_SIZE != encoder.hidden_dim:
         differences.append(
             f"text encoder num_heads={encoder.num_heads} for width {encoder.hidden_dim} "

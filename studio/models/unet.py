@@ -3,8 +3,14 @@
 import keras
 from keras import ops
 
+from studio.models.numerics_arguments import (
+    KERAS_CV_GELU_APPROXIMATE,
+    KERAS_CV_GROUP_NORM_EPSILON,
+    check_gelu_approximate,
+    check_norm_epsilon,
+)
 from studio.models.unet_downsample import UNetDownsample
-from studio.models.unet_resnet_block import GROUP_NORM_EPSILON, UNetResnetBlock
+from studio.models.unet_resnet_block import UNetResnetBlock
 from studio.models.unet_spatial_transformer import (
     PROJECTIONS,
     UNetSpatialTransformer,
@@ -59,6 +65,16 @@ class UNet(keras.Model):
         transformer_depth: int. Transformer blocks per spatial transformer.
         norm_groups: int. Groups of every GroupNorm.
         latent_channels: int. Channels of the latents in and of the output.
+        resnet_norm_epsilon: float. Epsilon of the residual blocks'
+            GroupNorms and of the output GroupNorm; 1e-5 in KerasCV and in
+            diffusers (`UNet2DConditionModel`'s `norm_eps`).
+        transformer_norm_epsilon: float. Epsilon of the spatial
+            transformers' GroupNorms. The default, 1e-5, is KerasCV's (the
+            presets compute with it); diffusers' `Transformer2DModel` and
+            the original SD code use 1e-6, which the importers choose.
+        gelu_approximate: bool. Whether the transformers' GEGLU uses the
+            tanh approximation of GELU (True, KerasCV's, the default) or the
+            exact erf form (False, diffusers' and the original SD code's).
         dtype: dtype policy of every layer, e.g. `"float32"`,
             `"mixed_float16"`, `"mixed_bfloat16"`. The output is float32.
         **kwargs: standard `keras.Model` arguments (`name`, `trainable`).
@@ -74,7 +90,9 @@ class UNet(keras.Model):
         A float32 tensor of the shape of `inputs["latents"]`.
 
     Raises:
-        ValueError: on inconsistent sizes (see the messages), and when called
+        ValueError: on inconsistent sizes (see the messages), an epsilon
+            that is not a positive number, a `gelu_approximate` that is not
+            a bool, and when called
             with latents whose height or width is not divisible by
             `2 ** (len(block_channels) - 1)`.
 
@@ -106,6 +124,9 @@ class UNet(keras.Model):
         transformer_depth=1,
         norm_groups=32,
         latent_channels=4,
+        resnet_norm_epsilon=KERAS_CV_GROUP_NORM_EPSILON,
+        transformer_norm_epsilon=KERAS_CV_GROUP_NORM_EPSILON,
+        gelu_approximate=KERAS_CV_GELU_APPROXIMATE,
         dtype=None,
         **kwargs,
     ):
@@ -118,12 +139,23 @@ class UNet(keras.Model):
             norm_groups,
         )
         heads_per_level = _heads_per_level(block_channels, num_heads, head_size)
+        resnet_norm_epsilon = check_norm_epsilon(
+            "resnet_norm_epsilon", resnet_norm_epsilon
+        )
+        transformer_norm_epsilon = check_norm_epsilon(
+            "transformer_norm_epsilon", transformer_norm_epsilon
+        )
+        gelu_approximate = check_gelu_approximate(gelu_approximate)
         dtype = keras.dtype_policies.get(dtype)
         num_levels = len(block_channels)
 
         def resnet_block(filters, name):
             return UNetResnetBlock(
-                filters, norm_groups=norm_groups, dtype=dtype, name=name
+                filters,
+                norm_groups=norm_groups,
+                norm_epsilon=resnet_norm_epsilon,
+                dtype=dtype,
+                name=name,
             )
 
         def spatial_transformer(level, name):
@@ -134,6 +166,8 @@ class UNet(keras.Model):
                 projection=transformer_projection,
                 depth=transformer_depth,
                 norm_groups=norm_groups,
+                norm_epsilon=transformer_norm_epsilon,
+                gelu_approximate=gelu_approximate,
                 dtype=dtype,
                 name=name,
             )
@@ -206,7 +240,7 @@ class UNet(keras.Model):
 
         x = keras.layers.GroupNormalization(
             norm_groups,
-            epsilon=GROUP_NORM_EPSILON,
+            epsilon=resnet_norm_epsilon,
             dtype=dtype,
             name="output_norm",
         )(x)
@@ -243,6 +277,9 @@ class UNet(keras.Model):
         self.transformer_depth = transformer_depth
         self.norm_groups = norm_groups
         self.latent_channels = latent_channels
+        self.resnet_norm_epsilon = resnet_norm_epsilon
+        self.transformer_norm_epsilon = transformer_norm_epsilon
+        self.gelu_approximate = gelu_approximate
 
     @property
     def latent_size_multiple(self):
@@ -297,6 +334,9 @@ class UNet(keras.Model):
             "transformer_depth": self.transformer_depth,
             "norm_groups": self.norm_groups,
             "latent_channels": self.latent_channels,
+            "resnet_norm_epsilon": self.resnet_norm_epsilon,
+            "transformer_norm_epsilon": self.transformer_norm_epsilon,
+            "gelu_approximate": self.gelu_approximate,
         }
 
     @classmethod

@@ -2,8 +2,10 @@
 
 import keras
 
-# Stable Diffusion's GroupNorm epsilon (KerasCV uses it in every GroupNorm).
-GROUP_NORM_EPSILON = 1e-5
+from studio.models.numerics_arguments import (
+    KERAS_CV_GROUP_NORM_EPSILON,
+    check_norm_epsilon,
+)
 
 
 @keras.saving.register_keras_serializable(package="studio")
@@ -21,6 +23,8 @@ class UNetResnetBlock(keras.layers.Layer):
         filters: int. Output channels.
         norm_groups: int. Groups of both GroupNorms; must divide the input
             channels and `filters`.
+        norm_epsilon: float. Epsilon of both GroupNorms; 1e-5 in KerasCV
+            and in diffusers (`UNet2DConditionModel`'s `norm_eps`).
         **kwargs: standard `keras.layers.Layer` arguments (`name`, `dtype`).
 
     Call arguments:
@@ -31,12 +35,20 @@ class UNetResnetBlock(keras.layers.Layer):
         A tensor of shape `(batch, height, width, filters)`.
     """
 
-    def __init__(self, filters, norm_groups=32, **kwargs):
+    def __init__(
+        self,
+        filters,
+        norm_groups=32,
+        norm_epsilon=KERAS_CV_GROUP_NORM_EPSILON,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
+        norm_epsilon = check_norm_epsilon("norm_epsilon", norm_epsilon)
         self.filters = filters
         self.norm_groups = norm_groups
+        self.norm_epsilon = norm_epsilon
         self.norm1 = keras.layers.GroupNormalization(
-            norm_groups, epsilon=GROUP_NORM_EPSILON, dtype=self.dtype_policy
+            norm_groups, epsilon=norm_epsilon, dtype=self.dtype_policy
         )
         self.conv1 = keras.layers.Conv2D(
             filters, 3, padding="same", dtype=self.dtype_policy
@@ -45,7 +57,7 @@ class UNetResnetBlock(keras.layers.Layer):
             filters, dtype=self.dtype_policy
         )
         self.norm2 = keras.layers.GroupNormalization(
-            norm_groups, epsilon=GROUP_NORM_EPSILON, dtype=self.dtype_policy
+            norm_groups, epsilon=norm_epsilon, dtype=self.dtype_policy
         )
         self.conv2 = keras.layers.Conv2D(
             filters, 3, padding="same", dtype=self.dtype_policy
@@ -81,6 +93,10 @@ class UNetResnetBlock(keras.layers.Layer):
     def get_config(self):
         config = super().get_config()
         config.update(
-            {"filters": self.filters, "norm_groups": self.norm_groups}
+            {
+                "filters": self.filters,
+                "norm_groups": self.norm_groups,
+                "norm_epsilon": self.norm_epsilon,
+            }
         )
         return config

@@ -3,7 +3,12 @@
 import keras
 from keras import ops
 
-from studio.models.unet_resnet_block import GROUP_NORM_EPSILON
+from studio.models.numerics_arguments import (
+    KERAS_CV_GELU_APPROXIMATE,
+    KERAS_CV_GROUP_NORM_EPSILON,
+    check_gelu_approximate,
+    check_norm_epsilon,
+)
 from studio.models.unet_transformer_block import UNetTransformerBlock
 
 # How the feature map is projected into and out of the transformer width.
@@ -31,6 +36,10 @@ class UNetSpatialTransformer(keras.layers.Layer):
             the same function; their kernels have different shapes.
         depth: int. Number of transformer blocks.
         norm_groups: int. Groups of the GroupNorm.
+        norm_epsilon: float. Epsilon of the GroupNorm: 1e-5 as in KerasCV,
+            1e-6 as in diffusers' `Transformer2DModel`.
+        gelu_approximate: bool. Whether the transformer blocks' GEGLU uses
+            the tanh form of GELU (KerasCV) or the exact one (diffusers).
         **kwargs: standard `keras.layers.Layer` arguments (`name`, `dtype`).
 
     Call arguments:
@@ -41,7 +50,9 @@ class UNetSpatialTransformer(keras.layers.Layer):
         A tensor of the shape of `inputs`.
 
     Raises:
-        ValueError: if `projection` is not one of `PROJECTIONS`.
+        ValueError: if `projection` is not one of `PROJECTIONS`, or
+            `norm_epsilon` / `gelu_approximate` is not a positive number /
+            a bool.
     """
 
     def __init__(
@@ -51,6 +62,8 @@ class UNetSpatialTransformer(keras.layers.Layer):
         projection="conv",
         depth=1,
         norm_groups=32,
+        norm_epsilon=KERAS_CV_GROUP_NORM_EPSILON,
+        gelu_approximate=KERAS_CV_GELU_APPROXIMATE,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -64,13 +77,20 @@ class UNetSpatialTransformer(keras.layers.Layer):
         self.projection = projection
         self.depth = depth
         self.norm_groups = norm_groups
+        self.norm_epsilon = check_norm_epsilon("norm_epsilon", norm_epsilon)
+        self.gelu_approximate = check_gelu_approximate(gelu_approximate)
         width = num_heads * head_size
         self.norm = keras.layers.GroupNormalization(
-            norm_groups, epsilon=GROUP_NORM_EPSILON, dtype=self.dtype_policy
+            norm_groups, epsilon=self.norm_epsilon, dtype=self.dtype_policy
         )
         self.input_projection = self._make_projection(width)
         self.transformer_blocks = [
-            UNetTransformerBlock(num_heads, head_size, dtype=self.dtype_policy)
+            UNetTransformerBlock(
+                num_heads,
+                head_size,
+                gelu_approximate=gelu_approximate,
+                dtype=self.dtype_policy,
+            )
             for _ in range(depth)
         ]
         self.output_projection = self._make_projection(width)
@@ -109,6 +129,8 @@ class UNetSpatialTransformer(keras.layers.Layer):
                 "projection": self.projection,
                 "depth": self.depth,
                 "norm_groups": self.norm_groups,
+                "norm_epsilon": self.norm_epsilon,
+                "gelu_approximate": self.gelu_approximate,
             }
         )
         return config

@@ -2,9 +2,13 @@
 
 import keras
 
+from studio.models.numerics_arguments import (
+    KERAS_CV_GELU_APPROXIMATE,
+    check_gelu_approximate,
+)
 from studio.models.unet_cross_attention import UNetCrossAttention
 
-# Stable Diffusion's LayerNorm epsilon.
+# Stable Diffusion's LayerNorm epsilon (KerasCV's and diffusers' alike).
 LAYER_NORM_EPSILON = 1e-5
 # Width of the feed-forward's hidden layer, in multiples of the block's width.
 FEED_FORWARD_MULTIPLIER = 4
@@ -20,8 +24,9 @@ class UNetTransformerBlock(keras.layers.Layer):
     two halves `a, b` of a dense projection of `y` to
     `2 * FEED_FORWARD_MULTIPLIER * width` units.
 
-    GELU is the tanh approximation, as in KerasCV (the original PyTorch
-    model uses the exact erf form; the two differ by less than 5e-4).
+    GELU is the tanh approximation by default, as in KerasCV; the original
+    PyTorch model and diffusers use the exact erf form
+    (`gelu_approximate=False`). The two differ by less than 5e-4.
     Sublayers are created in the order of KerasCV's `BasicTransformerBlock`,
     so the `weights` lists match in order and shapes.
 
@@ -29,6 +34,9 @@ class UNetTransformerBlock(keras.layers.Layer):
         num_heads: int. Attention heads.
         head_size: int. Size of each head; `num_heads * head_size` must equal
             the input's channels.
+        gelu_approximate: bool. Whether the GEGLU's GELU is the tanh
+            approximation (KerasCV) rather than the exact erf form
+            (diffusers).
         **kwargs: standard `keras.layers.Layer` arguments (`name`, `dtype`).
 
     Call arguments:
@@ -39,10 +47,17 @@ class UNetTransformerBlock(keras.layers.Layer):
         A tensor of the shape of `inputs`.
     """
 
-    def __init__(self, num_heads, head_size, **kwargs):
+    def __init__(
+        self,
+        num_heads,
+        head_size,
+        gelu_approximate=KERAS_CV_GELU_APPROXIMATE,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         self.num_heads = num_heads
         self.head_size = head_size
+        self.gelu_approximate = check_gelu_approximate(gelu_approximate)
         width = num_heads * head_size
         self.hidden_units = FEED_FORWARD_MULTIPLIER * width
         self.norm1 = keras.layers.LayerNormalization(
@@ -83,7 +98,9 @@ class UNetTransformerBlock(keras.layers.Layer):
         hidden = self.geglu_projection(self.norm3(x))
         values = hidden[..., : self.hidden_units]
         gates = hidden[..., self.hidden_units :]
-        hidden = values * keras.activations.gelu(gates, approximate=True)
+        hidden = values * keras.activations.gelu(
+            gates, approximate=self.gelu_approximate
+        )
         return x + self.output_projection(hidden)
 
     def compute_output_shape(self, inputs_shape, context_shape):
@@ -92,6 +109,10 @@ class UNetTransformerBlock(keras.layers.Layer):
     def get_config(self):
         config = super().get_config()
         config.update(
-            {"num_heads": self.num_heads, "head_size": self.head_size}
+            {
+                "num_heads": self.num_heads,
+                "head_size": self.head_size,
+                "gelu_approximate": self.gelu_approximate,
+            }
         )
         return config

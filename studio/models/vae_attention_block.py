@@ -3,6 +3,11 @@
 import keras
 from keras import ops
 
+from studio.models.numerics_arguments import (
+    KERAS_CV_GROUP_NORM_EPSILON,
+    check_norm_epsilon,
+)
+
 
 @keras.saving.register_keras_serializable(package="studio")
 class VAEAttentionBlock(keras.layers.Layer):
@@ -15,7 +20,8 @@ class VAEAttentionBlock(keras.layers.Layer):
 
     Args:
         norm_groups: int. Groups of the group norm; must divide the width.
-        norm_epsilon: float. Epsilon of the group norm.
+        norm_epsilon: float. Epsilon of the group norm: 1e-5 as in KerasCV,
+            1e-6 as in diffusers' `AutoencoderKL`.
         **kwargs: Standard `keras.layers.Layer` arguments (`name`, `dtype`).
 
     Call arguments:
@@ -25,8 +31,11 @@ class VAEAttentionBlock(keras.layers.Layer):
         Tensor of the same shape.
     """
 
-    def __init__(self, norm_groups=32, norm_epsilon=1e-5, **kwargs):
+    def __init__(
+        self, norm_groups=32, norm_epsilon=KERAS_CV_GROUP_NORM_EPSILON, **kwargs
+    ):
         super().__init__(**kwargs)
+        norm_epsilon = check_norm_epsilon("norm_epsilon", norm_epsilon)
         self.norm_groups = norm_groups
         self.norm_epsilon = norm_epsilon
         self.norm = keras.layers.GroupNormalization(

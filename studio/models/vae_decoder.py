@@ -4,11 +4,14 @@ import keras
 from keras import ops
 
 from studio.models.vae_attention_block import VAEAttentionBlock
+from studio.models.numerics_arguments import (
+    KERAS_CV_GROUP_NORM_EPSILON,
+    check_norm_epsilon,
+)
 from studio.models.vae_block_channels import check_vae_block_channels
 from studio.models.vae_residual_block import VAEResidualBlock
 
 IMAGE_CHANNELS = 3
-GROUP_NORM_EPSILON = 1e-5
 UPSAMPLING_SIZE = 2
 
 
@@ -38,6 +41,10 @@ class VAEDecoder(keras.Model):
         latent_channels: int. Channels of the latent space; 4 in SD.
         norm_groups: int. Groups of every group norm; must divide every
             entry of `block_channels`. 32 in SD.
+        norm_epsilon: float. Epsilon of every group norm. The default, 1e-5,
+            is KerasCV's (the presets compute with it); diffusers'
+            `AutoencoderKL` and the original SD code use 1e-6, which the
+            importers of diffusers folders and single files choose.
         dtype: str or `keras.DTypePolicy`. Dtype policy of every layer, e.g.
             `"float32"`, `"mixed_float16"`, `"mixed_bfloat16"`. The output is
             always float32.
@@ -53,7 +60,8 @@ class VAEDecoder(keras.Model):
 
     Raises:
         ValueError: for an empty `block_channels` or widths that
-            `norm_groups` does not divide.
+            `norm_groups` does not divide, or a `norm_epsilon` that is not
+            a positive number.
     """
 
     def __init__(
@@ -62,11 +70,13 @@ class VAEDecoder(keras.Model):
         layers_per_block,
         latent_channels=4,
         norm_groups=32,
+        norm_epsilon=KERAS_CV_GROUP_NORM_EPSILON,
         dtype=None,
         **kwargs,
     ):
         block_channels = tuple(block_channels)
         check_vae_block_channels(block_channels, norm_groups)
+        norm_epsilon = check_norm_epsilon("norm_epsilon", norm_epsilon)
 
         def conv(filters, kernel_size, name):
             return keras.layers.Conv2D(
@@ -77,7 +87,7 @@ class VAEDecoder(keras.Model):
             return VAEResidualBlock(
                 filters,
                 norm_groups=norm_groups,
-                norm_epsilon=GROUP_NORM_EPSILON,
+                norm_epsilon=norm_epsilon,
                 dtype=dtype,
                 name=name,
             )
@@ -91,7 +101,7 @@ class VAEDecoder(keras.Model):
         x = residual_block(block_channels[-1], "mid_residual_0")(x)
         x = VAEAttentionBlock(
             norm_groups=norm_groups,
-            norm_epsilon=GROUP_NORM_EPSILON,
+            norm_epsilon=norm_epsilon,
             dtype=dtype,
             name="mid_attention",
         )(x)
@@ -107,7 +117,7 @@ class VAEDecoder(keras.Model):
                 x = conv(filters, 3, f"up_{level}_conv")(x)
         x = keras.layers.GroupNormalization(
             groups=norm_groups,
-            epsilon=GROUP_NORM_EPSILON,
+            epsilon=norm_epsilon,
             dtype=dtype,
             name="output_norm",
         )(x)
@@ -127,6 +137,7 @@ class VAEDecoder(keras.Model):
         self.layers_per_block = layers_per_block
         self.latent_channels = latent_channels
         self.norm_groups = norm_groups
+        self.norm_epsilon = norm_epsilon
 
     @property
     def upsampling_factor(self):
@@ -142,4 +153,5 @@ class VAEDecoder(keras.Model):
             "layers_per_block": self.layers_per_block,
             "latent_channels": self.latent_channels,
             "norm_groups": self.norm_groups,
+            "norm_epsilon": self.norm_epsilon,
         }

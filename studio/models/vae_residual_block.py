@@ -2,6 +2,11 @@
 
 import keras
 
+from studio.models.numerics_arguments import (
+    KERAS_CV_GROUP_NORM_EPSILON,
+    check_norm_epsilon,
+)
+
 
 @keras.saving.register_keras_serializable(package="studio")
 class VAEResidualBlock(keras.layers.Layer):
@@ -16,7 +21,8 @@ class VAEResidualBlock(keras.layers.Layer):
         filters: int. Number of output channels.
         norm_groups: int. Groups of both group norms; must divide the input
             width and `filters`.
-        norm_epsilon: float. Epsilon of both group norms.
+        norm_epsilon: float. Epsilon of both group norms: 1e-5 as in
+            KerasCV, 1e-6 as in diffusers' `AutoencoderKL`.
         **kwargs: Standard `keras.layers.Layer` arguments (`name`, `dtype`).
 
     Call arguments:
@@ -26,8 +32,15 @@ class VAEResidualBlock(keras.layers.Layer):
         Tensor of shape `(batch, height, width, filters)`.
     """
 
-    def __init__(self, filters, norm_groups=32, norm_epsilon=1e-5, **kwargs):
+    def __init__(
+        self,
+        filters,
+        norm_groups=32,
+        norm_epsilon=KERAS_CV_GROUP_NORM_EPSILON,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
+        norm_epsilon = check_norm_epsilon("norm_epsilon", norm_epsilon)
         self.filters = filters
         self.norm_groups = norm_groups
         self.norm_epsilon = norm_epsilon

@@ -29,7 +29,7 @@ SEQUENCE_LENGTH = 77
 LATENT_SIZE = 8
 IMAGE_SIZE = 32
 VAE_SCALE = 2  # Two VAE levels: images are twice the latents' size.
-STUDIO_GROUP_NORM_EPSILON = 1e-5
+KERAS_CV_GROUP_NORM_EPSILON = 1e-5
 FAMILIES = {
     "sd1": {
         "unet": {
@@ -93,15 +93,23 @@ TINY_VAE = {
 }
 
 
-def _build_studio_backbone(family, seed=0):
-    """A random `StableDiffusionBackbone` of `family`, built by our code only."""
+def _build_studio_backbone(family, seed=0, diffusers_numerics=False):
+    """A random `StableDiffusionBackbone` of `family`, built by our code only.
+
+    Its networks keep their default (KerasCV) numerics, as the presets do,
+    unless `diffusers_numerics`: then they compute what the same model
+    imported from a diffusers folder or a single file computes.
+    """
     import keras
 
+    from studio.interop.diffusers_configs import diffusers_unet_numerics, diffusers_vae_numerics
     from studio.models import CLIPTextEncoder, StableDiffusionBackbone, UNet, VAEDecoder, VAEEncoder
     from studio.tokenizers import CLIPTokenizer
 
     keras.utils.set_random_seed(seed)
     config = STUDIO_CONFIGS[family]
+    unet_numerics = diffusers_unet_numerics() if diffusers_numerics else {}
+    vae_numerics = diffusers_vae_numerics() if diffusers_numerics else {}
     pad = FAMILIES[family]["pad_token"]
     backbone = StableDiffusionBackbone(
         text_encoder=CLIPTextEncoder(
@@ -114,9 +122,9 @@ def _build_studio_backbone(family, seed=0):
             intermediate_activation=config["intermediate_activation"],
             name="text_encoder",
         ),
-        unet=UNet(name="unet", **config["unet"]),
-        vae_encoder=VAEEncoder(name="vae_encoder", **TINY_VAE),
-        vae_decoder=VAEDecoder(name="vae_decoder", **TINY_VAE),
+        unet=UNet(name="unet", **config["unet"], **unet_numerics),
+        vae_encoder=VAEEncoder(name="vae_encoder", **TINY_VAE, **vae_numerics),
+        vae_decoder=VAEDecoder(name="vae_decoder", **TINY_VAE, **vae_numerics),
         tokenizer=CLIPTokenizer.byte_level(pad_token=pad),
         prediction_type=FAMILIES[family]["prediction_type"],
         image_size=LATENT_SIZE * VAE_SCALE,
@@ -199,14 +207,13 @@ def _torch_outputs(unet, vae, text_encoder, inputs):
 
 
 @contextlib.contextmanager
-def _studio_conventions(*modules):
-    """Makes diffusers modules compute with our networks' two numeric choices.
+def _keras_cv_numerics(*modules):
+    """Makes diffusers modules compute with KerasCV's numerics, for a while.
 
-    Our networks keep KerasCV's: GroupNorm epsilon 1e-5 everywhere (diffusers:
-    1e-6 in the VAE and in the UNet's transformers) and the tanh form of GELU
-    in the UNet's GEGLU (diffusers: exact). With them aligned, outputs agree
-    to float32 round-off, so any naming or layout error shows; the gap they
-    make otherwise is measured by `test_gap_to_diffusers_numerics`.
+    KerasCV's: GroupNorm epsilon 1e-5 everywhere (diffusers: 1e-6 in the VAE
+    and in the UNet's transformers) and the tanh form of GELU in the UNet's
+    GEGLU (diffusers: exact). Only for the test that our networks' defaults
+    are KerasCV's numerics; every other comparison is with diffusers as is.
     """
     import torch
     import torch.nn.functional as F
@@ -217,7 +224,7 @@ def _studio_conventions(*modules):
         for part in module.modules():
             if isinstance(part, torch.nn.GroupNorm):
                 saved.append((part, "eps", part.eps))
-                part.eps = STUDIO_GROUP_NORM_EPSILON
+                part.eps = KERAS_CV_GROUP_NORM_EPSILON
             elif isinstance(part, GEGLU):
                 saved.append((part, "gelu", None))
                 part.gelu = lambda gate: F.gelu(gate, approximate="tanh")
@@ -360,7 +367,8 @@ def families():
 
 @pytest.fixture(scope="session")
 def build_studio_backbone():
-    """(family, seed=0) -> a random tiny backbone built by our code only."""
+    """(family, seed=0, diffusers_numerics=False) -> a random tiny backbone
+    built by our code only."""
     return _build_studio_backbone
 
 
@@ -377,9 +385,9 @@ def torch_outputs():
 
 
 @pytest.fixture(scope="session")
-def studio_conventions():
-    """Context manager (*modules): diffusers modules computing with our numerics."""
-    return _studio_conventions
+def keras_cv_numerics():
+    """Context manager (*modules): diffusers modules computing with KerasCV's numerics."""
+    return _keras_cv_numerics
 
 
 @pytest.fixture(scope="session")

@@ -5,34 +5,81 @@ import os
 import numpy as np
 import pytest
 
+# float32, against diffusers and transformers as they are.
 ATOL = 1e-4
-# Largest differences our networks' numerics (GroupNorm epsilon 1e-5 for
-# diffusers' 1e-6 in the VAE and the UNet's transformers; tanh GELU in the
-# GEGLU) make against diffusers' on these tiny random models. Measured:
-# UNet 4-5e-5, VAE encoder 4-5e-5, VAE decoder 1.2-1.6e-4, text encoder
-# 2e-6 (no difference in numerics); with them aligned, all below 3e-6.
-NUMERICS_GAP = {"unet": 1e-4, "vae_encoder": 1e-4, "vae_decoder": 3e-4, "text_encoder": 1e-5}
+# Largest differences KerasCV's numerics (our networks' defaults) make
+# against diffusers' on these tiny random models, measured before the
+# importers chose diffusers' numerics: UNet 4-5e-5, VAE encoder 4-5e-5,
+# VAE decoder 1.2-1.6e-4; the text encoder's numerics are the same.
+KERAS_CV_NUMERICS_GAP = {"unet": 1e-4, "vae_encoder": 1e-4, "vae_decoder": 3e-4}
+# Smallest of those gaps a numerics option must make, far above round-off
+# (imported networks match diffusers to about 3e-6).
+MEANINGFUL_GAP = 1e-5
+# Arguments of our networks that choose their numerics.
+NUMERICS_ARGUMENTS = {
+    "unet": ("resnet_norm_epsilon", "transformer_norm_epsilon", "gelu_approximate"),
+    "vae_encoder": ("norm_epsilon",),
+    "vae_decoder": ("norm_epsilon",),
+}
+DIFFUSERS_NUMERICS = {
+    "unet": {
+        "resnet_norm_epsilon": 1e-5,
+        "transformer_norm_epsilon": 1e-6,
+        "gelu_approximate": False,
+    },
+    "vae_encoder": {"norm_epsilon": 1e-6},
+    "vae_decoder": {"norm_epsilon": 1e-6},
+}
 
 
 def test_import_matches_reference(
+    reference, imported, inputs, keras_outputs, torch_outputs, assert_outputs_close
+):
+    expected = torch_outputs(reference.unet, reference.vae, reference.text_encoder, inputs)
+    assert_outputs_close(keras_outputs(imported, inputs), expected, ATOL, reference.family)
+
+
+def test_import_chooses_diffusers_numerics_and_keras_cv_stays_the_default(
     reference,
     imported,
     inputs,
     keras_outputs,
     torch_outputs,
-    studio_conventions,
+    keras_cv_numerics,
     assert_outputs_close,
 ):
-    with studio_conventions(reference.unet, reference.vae):
+    from studio.models import StableDiffusionBackbone
+
+    for name, numerics in DIFFUSERS_NUMERICS.items():
+        config = imported.components[name].get_config()
+        assert {key: config[key] for key in numerics} == numerics, name
+    # The same networks without the numerics arguments: KerasCV's defaults.
+    defaults = {}
+    for name, network in imported.components.items():
+        config = {
+            key: value
+            for key, value in network.get_config().items()
+            if key not in NUMERICS_ARGUMENTS.get(name, ())
+        }
+        defaults[name] = type(network).from_config(config)
+        defaults[name].set_weights(network.get_weights())
+    keras_cv = keras_outputs(
+        StableDiffusionBackbone(
+            **defaults,
+            tokenizer=imported.tokenizer,
+            prediction_type=imported.prediction_type,
+            image_size=imported.image_size,
+        ),
+        inputs,
+    )
+    diffusers = torch_outputs(reference.unet, reference.vae, reference.text_encoder, inputs)
+    for name, limit in KERAS_CV_NUMERICS_GAP.items():
+        gap = float(np.max(np.abs(keras_cv[name] - diffusers[name])))
+        assert MEANINGFUL_GAP < gap <= limit, f"{reference.family} {name}: gap {gap}"
+    # ... and what they compute is exactly KerasCV's numerics.
+    with keras_cv_numerics(reference.unet, reference.vae):
         expected = torch_outputs(reference.unet, reference.vae, reference.text_encoder, inputs)
-    assert_outputs_close(keras_outputs(imported, inputs), expected, ATOL, reference.family)
-
-
-def test_gap_to_diffusers_numerics(
-    reference, imported, inputs, keras_outputs, torch_outputs, assert_outputs_close
-):
-    expected = torch_outputs(reference.unet, reference.vae, reference.text_encoder, inputs)
-    assert_outputs_close(keras_outputs(imported, inputs), expected, NUMERICS_GAP, reference.family)
+    assert_outputs_close(keras_cv, expected, ATOL / 10, f"{reference.family} KerasCV numerics")
 
 
 def test_import_reads_the_architecture_from_the_configs(reference, imported, families):
@@ -61,7 +108,6 @@ def test_export_loads_in_diffusers_and_transformers(
     tmp_path,
     keras_outputs,
     torch_outputs,
-    studio_conventions,
     assert_outputs_close,
 ):
     diffusers = pytest.importorskip("diffusers")
@@ -78,8 +124,7 @@ def test_export_loads_in_diffusers_and_transformers(
         text_encoder = transformers.CLIPTextModel.from_pretrained(
             folder, subfolder="text_encoder"
         ).eval()
-        with studio_conventions(unet, vae):
-            reloaded = torch_outputs(unet, vae, text_encoder, inputs)
+        reloaded = torch_outputs(unet, vae, text_encoder, inputs)
         assert_outputs_close(reloaded, keras_outputs(imported, inputs), ATOL, reference.family)
     finally:
         bias.assign(np.asarray(bias) - 0.25)
@@ -116,3 +161,25 @@ def test_deprecated_attention_names_and_bin_weights_are_read(reference, imported
             getattr(loaded, network).get_weights(), getattr(imported, network).get_weights()
         ):
             np.testing.assert_array_equal(ours, theirs)
+
+
+def test_unet_norm_eps_is_read_and_written_back():
+    from studio.interop.diffusers_configs import (
+        unet_arguments_from_diffusers,
+        unet_config_to_diffusers,
+    )
+    from studio.models import UNet
+
+    config = {
+        "block_out_channels": [32, 64],
+        "down_block_types": ["CrossAttnDownBlock2D", "DownBlock2D"],
+        "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D"],
+        "cross_attention_dim": 32,
+        "attention_head_dim": 2,
+    }
+    arguments, _ = unet_arguments_from_diffusers(config, "unet")
+    assert {key: arguments[key] for key in DIFFUSERS_NUMERICS["unet"]} == DIFFUSERS_NUMERICS["unet"]
+    arguments, _ = unet_arguments_from_diffusers({**config, "norm_eps": 1e-6}, "unet")
+    assert arguments["resnet_norm_epsilon"] == 1e-6
+    unet = UNet(**arguments)
+    assert unet_config_to_diffusers(unet, sample_size=8)["norm_eps"] == 1e-6

@@ -20,11 +20,26 @@ def backbone(request, build_studio_backbone):
     return build_studio_backbone(request.param)
 
 
+# Imported networks compute with what diffusers and single-file readers
+# compute, whatever the exported networks used (KerasCV's numerics, here).
+READERS_NUMERICS = {
+    "unet": {
+        "resnet_norm_epsilon": 1e-5,
+        "transformer_norm_epsilon": 1e-6,
+        "gelu_approximate": False,
+    },
+    "vae_encoder": {"norm_epsilon": 1e-6},
+    "vae_decoder": {"norm_epsilon": 1e-6},
+    "text_encoder": {},
+}
+
+
 def _assert_same_weights(imported, original):
     for name, network in original.components.items():
-        assert network.get_config() | {"name": None} == imported.components[name].get_config() | {
-            "name": None
-        }, name
+        numerics = READERS_NUMERICS[name]
+        config = imported.components[name].get_config()
+        assert {key: config[key] for key in numerics} == numerics, name
+        assert network.get_config() | numerics | {"name": None} == config | {"name": None}, name
         for ours, theirs in zip(imported.components[name].get_weights(), network.get_weights()):
             np.testing.assert_array_equal(ours, theirs)
 
@@ -99,6 +114,34 @@ def test_single_file_refuses_what_it_cannot_record(tmp_path):
     _assert_same_weights(imported, tiny)
     with open(tmp_path / "tiny" / "unet" / "config.json") as file:
         assert json.load(file)["norm_num_groups"] == 8
+
+
+def test_single_file_refuses_a_resnet_epsilon_readers_would_not_assume(
+    build_studio_backbone, tmp_path
+):
+    from studio.models import StableDiffusionBackbone, UNet
+
+    original = build_studio_backbone("sd1")
+
+    def with_unet_options(**options):
+        unet = UNet.from_config({**original.unet.get_config(), **options})
+        components = {**original.components, "unet": unet}
+        return StableDiffusionBackbone(
+            **components,
+            tokenizer=original.tokenizer,
+            prediction_type=original.prediction_type,
+            image_size=original.image_size,
+        )
+
+    with pytest.raises(ValueError, match="resnet_norm_epsilon=1e-06"):
+        export_single_file(with_unet_options(resnet_norm_epsilon=1e-6), tmp_path / "a.safetensors")
+    assert not os.listdir(tmp_path)
+    # The transformers' epsilon and GELU form have no place in any file;
+    # readers compute theirs, so they do not stop an export.
+    export_single_file(
+        with_unet_options(transformer_norm_epsilon=1e-6, gelu_approximate=False),
+        tmp_path / "b.safetensors",
+    )
 
 
 def test_lora_layers_are_exported_merged(build_studio_backbone, tmp_path):

@@ -240,6 +240,15 @@ def test_unknown_unet_setting_is_named(exported, tmp_path):
         import_model(folder)
 
 
+@pytest.mark.parametrize("value", [0, -1e-5, "1e-5", None])
+def test_unet_norm_eps_must_be_a_positive_number(exported, tmp_path, value):
+    folder = _copy_folder(exported, tmp_path)
+    _edit_json(folder / "unet" / "config.json", norm_eps=value)
+    with pytest.raises(UnsupportedModelError, match="`norm_eps` must be a positive") as error:
+        import_model(folder)
+    assert f"Received: norm_eps={value!r}" in str(error.value)
+
+
 def test_folders_and_paths_that_are_no_model(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         import_model(tmp_path / "missing.safetensors")
