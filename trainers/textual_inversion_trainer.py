@@ -7,6 +7,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from studio.embeddings.backbone_with_embeddings import published_text_encoder_hash
 from studio.trainers.diffusion_objective import DiffusionObjective
 from studio.trainers.last_value import LastValue
 from studio.trainers.placeholder_embedding import PlaceholderEmbedding
@@ -265,7 +266,7 @@ class TextualInversionTrainer(keras.Model):
         return TextualInversionEmbedding(
             self.learned_vectors(),
             base_model=self.backbone.name,
-            base_model_hash=_text_encoder_hash(self.backbone.name),
+            base_model_hash=published_text_encoder_hash(self.backbone.name),
             initializer=", ".join(self.initializer_words),
             steps=steps,
         )
@@ -422,14 +423,6 @@ def _initial_vectors(table, ids, count):
     if len(ids) == count:
         return vectors
     return np.repeat(vectors.mean(axis=0, keepdims=True), count, axis=0)
-
-
-def _text_encoder_hash(preset):
-    """The published sha256 of a preset's text-encoder weights, or ""."""
-    from studio.models import BACKBONE_PRESETS
-
-    weights = (BACKBONE_PRESETS.get(preset) or {}).get("weights") or {}
-    return (weights.get("text_encoder") or {}).get("file_hash", "")
 
 
 def _describe(inputs):

@@ -53,7 +53,7 @@ def load_pipeline(preset, loras=(), embeddings=()):
         loras: as `load_backbone`.
         embeddings: tuple of `(path, mtime)` of embedding files.
     """
-    from studio.app.embedding_backbone import backbone_with_embeddings
+    from studio.embeddings.backbone_with_embeddings import backbone_with_embeddings
     from studio.embeddings import load_embedding
 
     base = load_base_pipeline(preset, loras)

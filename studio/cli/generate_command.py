@@ -2,6 +2,7 @@
 
 import os
 import re
+import sys
 
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 
@@ -44,6 +45,14 @@ def add_parser(subparsers):
                         help="start from this image (image-to-image)")
     parser.add_argument("--strength", type=float, default=0.8,
                         help="image-to-image: share of the image replaced by noise (default: 0.8)")
+    parser.add_argument("--embedding", action="append", default=[],
+                        help="textual-inversion embedding file (any format `studio embeddings` "
+                        "reads); its tokens can be used in prompts; repeat for several")
+    parser.add_argument("--lora", action="append", default=[],
+                        help="LoRA file (kohya key names, as `studio train dreambooth` "
+                        "writes); repeat for several")
+    parser.add_argument("--lora-scale", type=float, default=1.0,
+                        help="strength of the LoRA files: 0 is the base model (default: 1.0)")
     parser.add_argument("--weights", default=None,
                         help="folder holding the preset's weight files, for offline use")
     parser.add_argument("--vocabulary", default=None,
@@ -104,6 +113,7 @@ def run(args):
         vocabulary=args.vocabulary,
         dtype=args.precision,
     )
+    backbone = _with_loras_and_embeddings(backbone, args.lora, args.lora_scale, args.embedding)
     pipeline = TextToImagePipeline(backbone)
     count = len(args.prompt) * args.num_images
     batches = -(-count // (args.batch_size or count))
@@ -129,3 +139,22 @@ def run(args):
         save_png(image, path, parameters)
         print(path)
     return 0
+
+
+def _with_loras_and_embeddings(backbone, lora_paths, lora_scale, embedding_paths):
+    """`backbone` with the LoRA files applied and a view reading the embeddings' tokens."""
+    import warnings
+
+    from studio.embeddings import load_embedding
+    from studio.embeddings.backbone_with_embeddings import backbone_with_embeddings
+    from studio.trainers.lora_weights import LoRAWeights
+
+    for path in lora_paths:
+        LoRAWeights.load(path).apply(backbone, scale=lora_scale)
+    embeddings = [load_embedding(path) for path in embedding_paths]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        view = backbone_with_embeddings(backbone, embeddings)
+    for warning in caught:
+        print(f"studio generate: warning: {warning.message}", file=sys.stderr)
+    return view

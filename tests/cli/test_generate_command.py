@@ -77,3 +77,49 @@ def test_offline_sd_v1_says_how_to_provide_files(tmp_path):
                      "kcv_decoder.h5", "--weights DIR", "bpe_simple_vocab_16e6.txt.gz"):
         assert expected in result.stderr
     assert not os.path.exists(tmp_path / "out")
+
+
+def test_embeddings_and_lora_files_load_into_generation(tmp_path, capsys):
+    """An embedding's token changes the image; a LoRA at scale 0 is the base model."""
+    from studio.embeddings import TextualInversionEmbedding, save_embedding
+    from studio.models import StableDiffusionBackbone
+    from studio.trainers.lora_targets import unet_lora_targets
+    from studio.trainers.lora_weights import LoRAWeights
+
+    rng = np.random.default_rng(0)
+    embedding = tmp_path / "thing.safetensors"
+    save_embedding(TextualInversionEmbedding(
+        {"<thing>": rng.normal(size=(2, 32)).astype("float32") * 3}), embedding)
+    # A LoRA on one UNet projection, in kohya's layout (down (rank, in), up (out, rank)).
+    layer = unet_lora_targets(StableDiffusionBackbone.from_preset("tiny").unet)[
+        "down_blocks.0.attentions.0.transformer_blocks.0.attn2.to_k"]
+    in_features, out_features = layer.kernel.shape
+    lora = tmp_path / "subject.safetensors"
+    LoRAWeights({"lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn2_to_k": (
+        rng.normal(size=(2, in_features)).astype("float32"),
+        rng.normal(size=(out_features, 2)).astype("float32") * 5, 2.0)}).save(lora)
+
+    def image(out, prompt, *extra):
+        assert main(["generate", "--model", "tiny", "--prompt", prompt, "--steps", "3",
+                     "--seed", "7", "--out", str(tmp_path / out), *extra]) == 0
+        return _pixels(tmp_path / out / "00000-7.png").astype(int)
+
+    base = image("base", "a photo of <thing>")
+    with_embedding = image("embedding", "a photo of <thing>", "--embedding", str(embedding))
+    assert np.abs(with_embedding - base).max() > 0
+    cat = image("cat", "a photo of a cat")
+    assert np.array_equal(image("cat-embedding", "a photo of a cat", "--embedding",
+                                str(embedding)), cat)
+    assert np.abs(image("lora", "a photo of a cat", "--lora", str(lora)) - cat).max() > 0
+    assert np.array_equal(image("lora0", "a photo of a cat", "--lora", str(lora),
+                                "--lora-scale", "0"), cat)
+
+
+def test_embedding_of_another_width_is_a_message(tmp_path, capsys):
+    from studio.embeddings import TextualInversionEmbedding, save_embedding
+
+    wide = tmp_path / "wide.safetensors"
+    save_embedding(TextualInversionEmbedding({"<wide>": np.ones((1, 768), "float32")}), wide)
+    assert main(["generate", "--model", "tiny", "--prompt", "x", "--steps", "1",
+                 "--embedding", str(wide), "--out", str(tmp_path / "out")]) == 2
+    assert "768 (SD 1.x, CLIP ViT-L/14) wide" in capsys.readouterr().err

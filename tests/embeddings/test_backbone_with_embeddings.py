@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from studio.app.embedding_backbone import backbone_with_embeddings
+from studio.embeddings.backbone_with_embeddings import backbone_with_embeddings
 from studio.embeddings import TextualInversionEmbedding
 
 STEPS = 2
@@ -48,3 +48,26 @@ def test_embeddings_that_do_not_fit_are_refused(pipeline):
     twice = [TextualInversionEmbedding({"<same>": np.ones((1, 32), "float32")})] * 2
     with pytest.raises(ValueError, match="Two embeddings use the placeholder '<same>'"):
         backbone_with_embeddings(backbone, twice)
+
+
+def test_several_embeddings_register_their_tokens_in_order(pipeline):
+    backbone = pipeline.backbone
+    first = TextualInversionEmbedding({"<a>": np.ones((2, 32), "float32")})
+    second = TextualInversionEmbedding({"<b>": np.full((1, 32), 2.0, "float32")})
+    view = backbone_with_embeddings(backbone, [first, second])
+    start = backbone.tokenizer.vocabulary_size
+    assert view.tokenizer.placeholder_tokens["<a>"] == [start, start + 1]
+    assert view.tokenizer.placeholder_tokens["<b>"] == [start + 2]
+
+
+def test_other_base_weights_are_a_warning_not_an_error(pipeline, monkeypatch):
+    from studio.embeddings import backbone_with_embeddings as module
+
+    monkeypatch.setattr(module, "published_text_encoder_hash", lambda preset: "b" * 64)
+    trained_elsewhere = TextualInversionEmbedding(
+        {"<elsewhere>": np.ones((1, 32), "float32")}, base_model="sd-v2",
+        base_model_hash="a" * 64,
+    )
+    with pytest.warns(UserWarning, match=r"trained on other text-encoder weights \(sd-v2\)"):
+        view = backbone_with_embeddings(pipeline.backbone, [trained_elsewhere])
+    assert "<elsewhere>" in view.tokenizer.placeholder_tokens

@@ -1,0 +1,86 @@
+"""A backbone view whose tokenizer and text encoder know loaded embeddings' tokens."""
+
+import copy
+import warnings
+
+
+def published_text_encoder_hash(preset):
+    """The published sha256 of a named preset's text-encoder weights, or "" for others."""
+    from studio.models import BACKBONE_PRESETS
+
+    weights = (BACKBONE_PRESETS.get(preset) or {}).get("weights") or {}
+    return (weights.get("text_encoder") or {}).get("file_hash", "")
+
+
+def backbone_with_embeddings(backbone, embeddings):
+    """A view of `backbone` that reads the placeholders of `embeddings`.
+
+    The backbone itself is not changed (it may be shared by other views):
+    the view has a copy of the tokenizer with every embedding's
+    placeholders added and a text encoder that looks their ids up in the
+    embeddings' vectors, the other ids in the model's own table. Pipelines
+    take the view as a backbone. An embedding trained on other text-encoder
+    weights of the same width loads with a `UserWarning`.
+
+    Args:
+        backbone: a `StableDiffusionBackbone`.
+        embeddings: `TextualInversionEmbedding`s (any format read by
+            `studio.embeddings.load_embedding`).
+
+    Returns:
+        The view (the backbone itself when `embeddings` is empty).
+
+    Raises:
+        ValueError: an embedding does not fit the text encoder (its width,
+            or SD-XL), two embeddings have the same placeholder, or a
+            placeholder is a vocabulary word.
+
+    Example:
+
+    ```python
+    view = backbone_with_embeddings(backbone, [load_embedding("cat-toy.pt")])
+    TextToImagePipeline(view)("a photo of <cat-toy>", seed=1)
+    ```
+    """
+    import numpy as np
+
+    from studio.embeddings.embedding_compatibility import check_compatible
+    from studio.tokenizers import CLIPTokenizer
+    from studio.trainers.placeholder_embedding import PlaceholderEmbedding
+
+    embeddings = list(embeddings)
+    if not embeddings:
+        return backbone
+    encoder = backbone.text_encoder
+    width = encoder.token_embedding.output_dim
+    base_hash = published_text_encoder_hash(backbone.name)
+    tokenizer = CLIPTokenizer.from_config(backbone.tokenizer.get_config())
+    vectors = []
+    for embedding in embeddings:
+        for message in check_compatible(embedding, width, base_hash):
+            warnings.warn(message, UserWarning, stacklevel=2)
+        for placeholder, values in embedding.vectors.items():
+            if placeholder in tokenizer.placeholder_tokens:
+                raise ValueError(
+                    f"Two embeddings use the placeholder {placeholder!r}; load only one "
+                    "of them, or rename one (`TextualInversionEmbedding.renamed`). "
+                    f"Received: {placeholder!r} twice"
+                )
+            tokenizer.add_placeholder_tokens(placeholder, int(values.shape[0]))
+            vectors.append(np.asarray(values, "float32"))
+    first_new_id = backbone.tokenizer.vocabulary_size
+    lookup = PlaceholderEmbedding(
+        encoder.token_embedding,
+        first_new_id,
+        np.concatenate(vectors),
+        output_dtype=encoder.compute_dtype,
+        name="loaded_embeddings",
+    )
+
+    def text_encoder(token_ids):
+        return encoder.encode_token_embeddings(lookup(token_ids))
+
+    view = copy.copy(backbone)
+    view.tokenizer = tokenizer
+    view.text_encoder = text_encoder
+    return view
