@@ -35,7 +35,7 @@ def test_mapped_folders_are_inside_studio(wheel):
         assert not any(n.startswith(f"{package}/") for n in names)
 
 
-def test_every_source_module_is_packaged(wheel):
+def test_every_source_module_and_data_file_is_packaged(wheel):
     names = set(wheel.namelist())
     for folder, package in (("studio", "studio"), ("trainers", "studio/trainers"),
                             ("datasets", "studio/datasets"), ("prompts", "studio/prompts")):
@@ -44,7 +44,8 @@ def test_every_source_module_is_packaged(wheel):
                 continue
             relative = os.path.relpath(directory, os.path.join(ROOT, folder))
             for name in files:
-                if name.endswith(".py"):
+                # Source and the package data it reads (vocabularies, shipped weights).
+                if name.endswith((".py", ".txt", ".txt.gz", ".json", ".weights.h5")):
                     member = os.path.normpath(os.path.join(package, relative, name))
                     assert member in names, f"{member} is missing from the wheel"
 
