@@ -48,6 +48,8 @@ def add_base_parser(methods):
     for key, value in BASE_DEFAULTS.items():
         add("--" + key.replace("_", "-"), type=type(value), default=value,
             help=f"(default: {value})")
+    add("--min-snr-gamma", type=float, default=None,
+        help="min-SNR loss weighting of the diffusion phase, e.g. 5 (default: off)")
     add("--out", default=os.path.join("runs", "base"), help="output folder (default: runs/base)")
     add("--resume", action="store_true", help="continue the run in --out")
     add("--ship", action="store_true",
@@ -94,7 +96,9 @@ def run_classifier(args):
 def run(args):
     """Runs `studio train base`; returns the exit code."""
     settings = {key: getattr(args, key) for key in BASE_DEFAULTS}
-    for key, value in settings.items():
+    settings["min_snr_gamma"] = args.min_snr_gamma
+    for key, value in BASE_DEFAULTS.items():
+        value = settings[key]
         if key not in ("vae_lr", "lr", "seed", "warmup_steps") and value < 1:
             raise ValueError(f"--{key.replace('_', '-')} must be at least 1. Received: {value}")
     model_folder = pretrain(settings, args.out, resume=args.resume)
@@ -139,7 +143,7 @@ def pretrain(settings, out, resume=False):
     backbone.latent_scale = float(1.0 / np.std(means))
     print(f"Latent scale: {backbone.latent_scale:.5f}")
 
-    trainer = BaseModelTrainer(backbone, seed=seed)
+    trainer = BaseModelTrainer(backbone, min_snr_gamma=settings.get("min_snr_gamma"), seed=seed)
     trainer.compile(optimizer=keras.optimizers.Adam(_schedule(settings, "lr", "steps")))
     batches = ShapesWorldBatches(images, scenes, world, settings["batch_size"], seed + 1,
                                  tokenizer=backbone.tokenizer, moments=moments)
