@@ -6,20 +6,26 @@ that into prompt accuracy, concept fidelity, editability and class
 diversity. `reference_metrics` computes CLIP-I / CLIP-T / DINO where
 keras-hub and its presets can be loaded, and says they are unavailable
 otherwise.
+
+Names are imported on first use, so that `studio --help` (which imports
+`studio.evaluation.evaluate_command`) does not import Keras.
 """
 
-from studio.evaluation.concept_metrics import attribute_accuracy
-from studio.evaluation.concept_metrics import class_diversity
-from studio.evaluation.concept_metrics import concept_fidelity
-from studio.evaluation.model_evaluator import ModelEvaluator
-from studio.evaluation.reference_metrics import reference_metrics_status
-from studio.evaluation.shapes_classifier import ShapesClassifier
+import importlib
 
-__all__ = [
-    "ModelEvaluator",
-    "ShapesClassifier",
-    "attribute_accuracy",
-    "class_diversity",
-    "concept_fidelity",
-    "reference_metrics_status",
-]
+_EXPORTS = {
+    "ModelEvaluator": "studio.evaluation.model_evaluator",
+    "ShapesClassifier": "studio.evaluation.shapes_classifier",
+    "attribute_accuracy": "studio.evaluation.concept_metrics",
+    "class_diversity": "studio.evaluation.concept_metrics",
+    "concept_fidelity": "studio.evaluation.concept_metrics",
+    "reference_metrics_status": "studio.evaluation.reference_metrics",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'studio.evaluation' has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)

@@ -38,6 +38,7 @@ def test_pretraining_is_reproducible_from_the_seed(tmp_path):
             assert json.load(file)["steps"] == steps
 
 
+@pytest.mark.large
 def test_resume_skips_a_finished_phase_and_refuses_to_overwrite(tmp_path):
     out = str(tmp_path / "run")
     pretrain(dict(SHORT), out)
