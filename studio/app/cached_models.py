@@ -38,7 +38,7 @@ def load_base_pipeline(preset, loras=()):
     """A `TextToImagePipeline` of `load_backbone(preset, loras)`, its denoiser compiled once."""
     from studio.pipelines import TextToImagePipeline
 
-    return TextToImagePipeline(load_backbone(preset, loras), jit_compile=use_jit_compile())
+    return TextToImagePipeline(load_backbone(preset, loras))
 
 
 @st.cache_resource(max_entries=MAX_PIPELINES, show_spinner="Loading the embeddings…")
@@ -65,23 +65,6 @@ def load_pipeline(preset, loras=(), embeddings=()):
     )
     return pipeline
 
-
-def use_jit_compile():
-    """XLA/jit for the sampling step on GPUs and under JAX only.
-
-    On a CPU, TensorFlow's XLA takes several times longer to compile the
-    step than the graph it replaces takes to run a whole generation: a
-    person waits less without it.
-    """
-    import keras
-
-    if keras.config.backend() == "jax":
-        return True
-    if keras.config.backend() == "tensorflow":
-        import tensorflow as tf
-
-        return bool(tf.config.list_physical_devices("GPU"))
-    return False
 
 
 @st.cache_resource(max_entries=MAX_BACKBONES, show_spinner="Reading the model's vocabulary…")

@@ -132,12 +132,10 @@ def _upload_images(data):
 def _check_folder(folder, resolution, fingerprint):
     """`(report text, usable count, problems, contact sheet PNG or None)` of a folder."""
     import io
-    import logging
 
     from studio.datasets import InvalidImageFolderError, image_folder
     from studio.datasets.contact_sheet import make_contact_sheet
 
-    image_folder.logger.setLevel(logging.ERROR)
     try:
         checked = image_folder.ImageFolder(folder, resolution=resolution, skip_invalid=True)
     except InvalidImageFolderError as error:

@@ -36,7 +36,10 @@ class TextToImagePipeline:
     Args:
         backbone: a `StableDiffusionBackbone`.
         jit_compile: compile the guided UNet step (XLA on TensorFlow, jit on
-            JAX).
+            JAX): True, False, or "auto" (the default): compiled on
+            accelerators and under JAX; TensorFlow on a CPU runs a graph
+            without XLA, since XLA:CPU takes longer to compile the step
+            than the graph takes for a whole generation.
 
     Example:
 
@@ -46,7 +49,7 @@ class TextToImagePipeline:
     ```
     """
 
-    def __init__(self, backbone, jit_compile=True):
+    def __init__(self, backbone, jit_compile="auto"):
         self.backbone = backbone
         self.denoiser = GuidedDenoiser(backbone.unet)
         self.denoiser.compile(jit_compile=jit_compile)
