@@ -13,7 +13,9 @@ from studio.datasets.shapes_world import ShapesWorld
 from studio.evaluation.model_evaluator import INSTANCE_CONCEPT, UNNAMED_CONCEPT, ModelEvaluator
 from studio.models import StableDiffusionBackbone
 
-pytestmark = pytest.mark.tensorflow_only
+# Large: each trains and scores for minutes on 2 CPU cores (CI runs the
+# large tests after the default suite).
+pytestmark = [pytest.mark.tensorflow_only, pytest.mark.large]
 
 # The shipped weights are the interim 5000-step pretraining run (runs/base-seed0):
 # it draws colours and backgrounds right but shapes only roughly (held-out
