@@ -26,8 +26,10 @@ logger = logging.getLogger(__name__)
 CACHE_FORMAT_VERSION = 1
 CACHE_FOLDER_NAME = "studio-latents"
 CACHE_FILE_EXTENSION = ".npy"
-# Images and moments are both NHWC; the VAE shrinks each side by this.
-VAE_DOWNSAMPLING = 8
+# Images and moments are both NHWC; SD's VAE shrinks each side by this. An
+# encoder with a `downsampling_factor` (the studio's VAEEncoder) is taken
+# at its word: the embedded tiny-shapes model's VAE shrinks by 4.
+DEFAULT_VAE_DOWNSAMPLING = 8
 SEED_MODULUS = 2**31 - 1
 
 
@@ -204,15 +206,16 @@ class LatentCache:
         import keras
 
         moments = np.asarray(keras.ops.convert_to_numpy(self.encoder(images)), dtype=np.float32)
-        size = resolution // VAE_DOWNSAMPLING
+        factor = getattr(self.encoder, "downsampling_factor", DEFAULT_VAE_DOWNSAMPLING)
+        size = resolution // factor
         if (
             moments.ndim != 4
             or moments.shape[:3] != (len(images), size, size)
             or moments.shape[3] % 2
         ):
             raise ValueError(
-                "The encoder must map images (batch, H, W, 3) to moments (batch, H/8, "
-                f"W/8, 2 * latent_channels). Received: images {images.shape} -> "
+                f"The encoder must map images (batch, H, W, 3) to moments (batch, H/{factor}, "
+                f"W/{factor}, 2 * latent_channels). Received: images {images.shape} -> "
                 f"{moments.shape}"
             )
         return moments

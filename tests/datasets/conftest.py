@@ -226,16 +226,18 @@ class CountingEncoder:
 
     LOGVAR = -2.0
 
-    def __init__(self):
+    def __init__(self, downsampling_factor=8):
         self.calls = 0
         self.images = 0
+        self.downsampling_factor = downsampling_factor
 
     def __call__(self, images):
         self.calls += 1
         images = np.asarray(images)
         self.images += len(images)
         batch, height, width, _ = images.shape
-        pooled = images.reshape(batch, height // 8, 8, width // 8, 8, 3).mean(axis=(2, 4))
+        f = self.downsampling_factor
+        pooled = images.reshape(batch, height // f, f, width // f, f, 3).mean(axis=(2, 4))
         mean = np.concatenate([pooled, pooled.mean(-1, keepdims=True)], -1)
         return np.concatenate([mean, np.full_like(mean, self.LOGVAR)], -1).astype(np.float32)
 
@@ -243,3 +245,8 @@ class CountingEncoder:
 @pytest.fixture
 def counting_encoder():
     return CountingEncoder()
+
+
+@pytest.fixture
+def counting_encoder_class():
+    return CountingEncoder

@@ -52,6 +52,15 @@ def test_second_run_encodes_nothing(folder_path, cache_dir, tokenizer, counting_
     np.testing.assert_array_equal(second.moments, first.moments)
 
 
+def test_encoders_downsampling_factor_sets_the_latent_size(
+    folder_path, cache_dir, tokenizer, counting_encoder_class
+):
+    """The embedded tiny-shapes VAE shrinks by 4, SD's by 8: the encoder says which."""
+    encoder = counting_encoder_class(downsampling_factor=4)
+    cached = dataset(folder_path, tokenizer, LatentCache(encoder, "by-4", cache_dir, VARIANTS))
+    assert cached.moments.shape == (3, VARIANTS, 8, 8, 2 * LATENT_CHANNELS)
+
+
 def test_changed_image_is_encoded_again_alone(folder_path, cache_dir, tokenizer, counting_encoder):
     dataset(folder_path, tokenizer, LatentCache(counting_encoder, "tiny-v1", cache_dir, VARIANTS))
     before = dataset(
