@@ -7,6 +7,8 @@
 import os
 import sys
 
+from studio.trainers.run_settings import resolve_run_settings
+
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 OPTIMIZERS = ("adamw", "adam", "adafactor", "lion", "sgd")
 LR_DECAYS = ("constant", "cosine")
@@ -151,37 +153,14 @@ def resolve_settings(args):
             resumed run is given a setting that defines the run with
             another value.
     """
-    given = {
-        key: getattr(args, key)
-        for key in DREAMBOOTH_DEFAULTS
-        if getattr(args, key, None) is not None
-    }
-    settings = dict(DREAMBOOTH_DEFAULTS)
-    if args.resume:
-        from studio.trainers.run_directory import RunDirectory
-
-        if not args.out:
-            raise ValueError("--resume needs --out, the run folder to continue. Received: no --out")
-        stored = RunDirectory(args.out).read_config()
-        settings.update({key: stored[key] for key in settings if key in stored})
-        changed = [
-            f"{_option(key)} {value!r} (the run has {settings[key]!r})"
-            for key, value in given.items()
-            if key not in RESUMABLE_SETTINGS and value != settings[key]
-        ]
-        if changed:
-            raise ValueError(
-                "A resumed run keeps its settings; only "
-                f"{', '.join(_option(key) for key in RESUMABLE_SETTINGS)} may change. "
-                f"Received: {'; '.join(changed)}"
-            )
-    settings.update(given)
-    missing = [_option(key) for key in REQUIRED_SETTINGS if not settings[key]]
-    if missing:
-        raise ValueError(f"`studio train dreambooth` needs {', '.join(missing)}. Received: none")
-    for key in POSITIVE_SETTINGS:
-        if settings[key] < 1:
-            raise ValueError(f"{_option(key)} must be at least 1. Received: {settings[key]}")
+    settings = resolve_run_settings(
+        args,
+        DREAMBOOTH_DEFAULTS,
+        RESUMABLE_SETTINGS,
+        REQUIRED_SETTINGS,
+        "studio train dreambooth",
+        positive=POSITIVE_SETTINGS,
+    )
     if settings["lora_rank"] is not None and settings["lora_rank"] < 1:
         raise ValueError(f"--lora-rank must be at least 1. Received: {settings['lora_rank']}")
     if settings["lora_rank"] is None and (
@@ -391,7 +370,3 @@ def build_optimizer(settings):
     if name == "sgd":
         return keras.optimizers.SGD(schedule, momentum=SGD_MOMENTUM, **options)
     raise ValueError(f"--optimizer must be one of {OPTIMIZERS}. Received: {name!r}")
-
-
-def _option(key):
-    return "--" + key.replace("_", "-")

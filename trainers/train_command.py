@@ -9,6 +9,8 @@ import hashlib
 import os
 import sys
 
+from studio.trainers.run_settings import resolve_run_settings
+
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 PROPERTIES = ("object", "style")
 # Exit codes: done, stopped by a non-finite loss, bad usage.
@@ -141,40 +143,14 @@ def resolve_settings(args):
         ValueError: a required setting is missing, or a resumed run is given
             a setting that defines the run with another value.
     """
-    given = {
-        key: getattr(args, key)
-        for key in TEXTUAL_INVERSION_DEFAULTS
-        if getattr(args, key, None) is not None
-    }
-    settings = dict(TEXTUAL_INVERSION_DEFAULTS)
-    if args.resume:
-        from studio.trainers.run_directory import RunDirectory
-
-        if not args.out:
-            raise ValueError("--resume needs --out, the run folder to continue. Received: no --out")
-        stored = RunDirectory(args.out).read_config()
-        settings.update({key: stored[key] for key in settings if key in stored})
-        changed = [
-            f"--{key.replace('_', '-')} {value!r} (the run has {settings[key]!r})"
-            for key, value in given.items()
-            if key not in RESUMABLE_SETTINGS and value != settings[key]
-        ]
-        if changed:
-            raise ValueError(
-                "A resumed run keeps its settings; only "
-                f"{', '.join('--' + k.replace('_', '-') for k in RESUMABLE_SETTINGS)} may "
-                f"change. Received: {'; '.join(changed)}"
-            )
-    settings.update(given)
-    missing = [f"--{key.replace('_', '-')}" for key in REQUIRED_SETTINGS if not settings[key]]
-    if missing:
-        raise ValueError(
-            f"`studio train textual-inversion` needs {', '.join(missing)}. Received: none"
-        )
-    for key in ("num_vectors", "steps", "batch_size", "grad_accum"):
-        if settings[key] < 1:
-            option = "--" + key.replace("_", "-")
-            raise ValueError(f"{option} must be at least 1. Received: {settings[key]}")
+    settings = resolve_run_settings(
+        args,
+        TEXTUAL_INVERSION_DEFAULTS,
+        RESUMABLE_SETTINGS,
+        REQUIRED_SETTINGS,
+        "studio train textual-inversion",
+        positive=("num_vectors", "steps", "batch_size", "grad_accum"),
+    )
     if settings["latent_variants"] < 0:
         raise ValueError(
             f"--latent-variants must be >= 0. Received: {settings['latent_variants']}"
