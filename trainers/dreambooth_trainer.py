@@ -6,6 +6,7 @@ import keras
 from keras import ops
 
 from studio.trainers.diffusion_objective import DiffusionObjective
+from studio.trainers.frozen_policy_trainer import FrozenPolicyTrainer
 from studio.trainers.dreambooth_remat import rematerialize_unet_blocks
 from studio.trainers.last_value import LastValue
 from studio.trainers.lora_targets import text_encoder_lora_targets, unet_lora_targets
@@ -23,7 +24,7 @@ _UNET_LORA_SEED_OFFSET = 1
 _TEXT_ENCODER_LORA_SEED_OFFSET = 2
 
 
-class DreamBoothTrainer(keras.Model):
+class DreamBoothTrainer(FrozenPolicyTrainer):
     """Fine-tunes a `StableDiffusionBackbone` on a subject's photos, with prior preservation.
 
     Batches pair the subject's images with a prompt holding a rare
@@ -218,27 +219,8 @@ class DreamBoothTrainer(keras.Model):
 
     # --- The training step ------------------------------------------------
 
-    @property
-    def precision(self):
-        """The networks' dtype policy name ("float32", "mixed_float16", ...)."""
-        return self.unet.dtype_policy.name
-
-    @property
-    def uses_loss_scaling(self):
-        """True under `mixed_float16`, whose gradients underflow unscaled."""
-        return self.precision == "mixed_float16"
-
     def compile(self, optimizer="adamw", **kwargs):
-        """`keras.Model.compile`, wrapping the optimizer for loss scaling when needed.
-
-        The trainer's own policy stays float32, so Keras would not wrap a
-        `mixed_float16` backbone's optimizer by itself.
-        """
-        optimizer = keras.optimizers.get(optimizer)
-        if self.uses_loss_scaling and not isinstance(
-            optimizer, keras.optimizers.LossScaleOptimizer
-        ):
-            optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+        """`FrozenPolicyTrainer.compile`, with AdamW by default."""
         super().compile(optimizer=optimizer, **kwargs)
 
     def call(self, inputs, training=False):

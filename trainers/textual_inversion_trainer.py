@@ -9,6 +9,7 @@ from keras import ops
 
 from studio.embeddings.backbone_with_embeddings import published_text_encoder_hash
 from studio.trainers.diffusion_objective import DiffusionObjective
+from studio.trainers.frozen_policy_trainer import FrozenPolicyTrainer
 from studio.trainers.last_value import LastValue
 from studio.trainers.placeholder_embedding import PlaceholderEmbedding
 
@@ -18,7 +19,7 @@ IMAGE_INPUT_KEYS = ("latents", "moments", "images")
 EMBEDDING_FILE = "embedding.safetensors"
 
 
-class TextualInversionTrainer(keras.Model):
+class TextualInversionTrainer(FrozenPolicyTrainer):
     """Trains placeholder token vectors on a frozen `StableDiffusionBackbone`.
 
     Each placeholder token (`"<cat-toy>"`) gets `num_vectors` new token ids
@@ -162,29 +163,6 @@ class TextualInversionTrainer(keras.Model):
     def new_vectors(self):
         """The trainable variable `(total vectors, width)`, placeholders in order."""
         return self.placeholder_embedding.new_vectors
-
-    @property
-    def precision(self):
-        """The networks' dtype policy name ("float32", "mixed_float16", ...)."""
-        return self.unet.dtype_policy.name
-
-    @property
-    def uses_loss_scaling(self):
-        """True under `mixed_float16`, whose gradients underflow unscaled."""
-        return self.precision == "mixed_float16"
-
-    def compile(self, optimizer="adam", **kwargs):
-        """`keras.Model.compile`, wrapping the optimizer for loss scaling when needed.
-
-        The trainer's own policy stays float32, so Keras would not wrap a
-        `mixed_float16` backbone's optimizer by itself.
-        """
-        optimizer = keras.optimizers.get(optimizer)
-        if self.uses_loss_scaling and not isinstance(
-            optimizer, keras.optimizers.LossScaleOptimizer
-        ):
-            optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
-        super().compile(optimizer=optimizer, **kwargs)
 
     def encode_text(self, token_ids):
         """The text encoder's context for token ids that may include placeholders.
