@@ -132,18 +132,22 @@ class DevToolsBrowser:
             time.sleep(0.5)
         raise AssertionError(f"Timed out after {timeout} s waiting for {what or expression}")
 
-    def click_button(self, text):
-        """Clicks the first button whose label is `text`; True when there was one.
+    def click_button(self, text, timeout=60):
+        """Clicks the first button whose label is `text`, waiting up to `timeout` s for it.
 
-        A button's icon is a ligature of its own line (":material/..." icons),
-        so the label is the button text's last line.
+        Streamlit draws a page's title before the widgets under it, so a
+        button may appear a while after the page looks ready. A button's
+        icon is a ligature of its own line (":material/..." icons), so the
+        label is the button text's last line. Returns True once clicked.
         """
-        return self.evaluate(
+        return bool(self.wait_for(
             "(() => { const b = [...document.querySelectorAll('button')]"
             ".find(b => b.innerText.trim().split('\\n').pop().trim() === "
             f"{json.dumps(text)});"
-            " if (b) { b.click(); return true; } return false; })()"
-        )
+            " if (b) { b.click(); return true; } return false; })()",
+            timeout,
+            f"a {text!r} button",
+        ))
 
     def screenshot(self, path):
         """Saves the whole page (beyond the window when it scrolls) as a PNG."""
