@@ -5,9 +5,8 @@
 """
 
 import os
-import sys
 
-from studio.trainers.run_settings import resolve_run_settings
+from studio.trainers.run_settings import describe_loss, fit_run, resolve_run_settings
 
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 OPTIMIZERS = ("adamw", "adam", "adafactor", "lion", "sgd")
@@ -194,9 +193,7 @@ def run(args):
 
     import keras
 
-    from studio.trainers.non_finite_loss_error import NonFiniteLossError
     from studio.trainers.run_directory import RunDirectory
-    from studio.trainers.training_run import TrainingRun
 
     run_directory = RunDirectory(out)
     if not args.resume and run_directory.exists():
@@ -219,25 +216,9 @@ def run(args):
         p for p in (settings["instance_prompt"], settings["class_prompt"]) if p
     ]
 
-    def sampler():
-        return trainer.sample_images(
-            prompts, seed=settings["seed"], num_steps=settings["sample_steps"]
-        )
-
-    training = TrainingRun(
-        trainer,
-        run_directory,
-        settings["steps"],
-        save_every=settings["save_every"],
-        log_every=settings["log_every"],
-        sampler=sampler,
-        sample_every=settings["sample_every"],
-        keep_checkpoints=settings["keep_checkpoints"],
-    )
-    try:
-        summary = training.fit(batches, resume=args.resume)
-    except NonFiniteLossError as error:
-        print(f"studio train dreambooth: {error}", file=sys.stderr)
+    summary = fit_run(trainer, run_directory, settings, batches, args.resume, prompts,
+                      "studio train dreambooth")
+    if summary is None:
         return EXIT_NON_FINITE
     from studio.trainers.dreambooth_trainer import LORA_FILE, UNET_WEIGHTS_FILE
 
@@ -246,10 +227,7 @@ def run(args):
     else:
         result = trainer.save_backbone(run_directory.file(MODEL_FOLDER))
         result = f"{run_directory.file(UNET_WEIGHTS_FILE)}, {result}"
-    print(
-        f"Trained {summary['steps']} steps, final loss {summary['final_loss']:.4f}. "
-        f"Weights: {result}"
-    )
+    print(f"Trained {summary['steps']} steps{describe_loss(summary)}. Weights: {result}")
     return EXIT_OK
 
 

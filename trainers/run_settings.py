@@ -58,3 +58,44 @@ def resolve_run_settings(args, defaults, resumable, required, command, positive=
         if settings[key] < 1:
             raise ValueError(f"{option_name(key)} must be at least 1. Received: {settings[key]}")
     return settings
+
+
+def fit_run(trainer, run_directory, settings, batches, resume, sample_prompts, command):
+    """Trains `trainer` as a command's `settings` say; returns the run's summary, or None.
+
+    Sample images (every `sample_every` steps; 0 or None: none) come from
+    `sample_prompts` with the run's seed. A run stopped by non-finite
+    losses prints the reason under the command's name and returns None
+    (its last good checkpoint is kept).
+    """
+    import sys
+
+    from studio.trainers.non_finite_loss_error import NonFiniteLossError
+    from studio.trainers.training_run import TrainingRun
+
+    def sampler():
+        return trainer.sample_images(
+            sample_prompts, seed=settings["seed"], num_steps=settings["sample_steps"]
+        )
+
+    training = TrainingRun(
+        trainer,
+        run_directory,
+        settings["steps"],
+        save_every=settings["save_every"],
+        log_every=settings["log_every"],
+        sampler=sampler,
+        sample_every=settings["sample_every"] or None,
+        keep_checkpoints=settings["keep_checkpoints"],
+    )
+    try:
+        return training.fit(batches, resume=resume)
+    except NonFiniteLossError as error:
+        print(f"{command}: {error}", file=sys.stderr)
+        return None
+
+
+def describe_loss(summary):
+    """", final loss 0.1234" for a run's summary; "" when no step reported a loss."""
+    loss = summary["final_loss"]
+    return "" if loss is None else f", final loss {loss:.4f}"

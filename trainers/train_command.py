@@ -7,9 +7,8 @@ the UNet on a subject.
 
 import hashlib
 import os
-import sys
 
-from studio.trainers.run_settings import resolve_run_settings
+from studio.trainers.run_settings import describe_loss, fit_run, resolve_run_settings
 
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 PROPERTIES = ("object", "style")
@@ -165,9 +164,7 @@ def run(args):
         DEFAULT_RUNS_FOLDER, "".join(c for c in settings["token"] if c.isalnum() or c in "-_")
     )
 
-    from studio.trainers.non_finite_loss_error import NonFiniteLossError
     from studio.trainers.run_directory import RunDirectory
-    from studio.trainers.training_run import TrainingRun
 
     run_directory = RunDirectory(out)
     if not args.resume and run_directory.exists():
@@ -187,33 +184,15 @@ def run(args):
         settings["token"], settings["property"]
     )
 
-    def sampler():
-        return trainer.sample_images(
-            prompts, seed=settings["seed"], num_steps=settings["sample_steps"]
-        )
-
-    training = TrainingRun(
-        trainer,
-        run_directory,
-        settings["steps"],
-        save_every=settings["save_every"],
-        log_every=settings["log_every"],
-        sampler=sampler,
-        sample_every=settings["sample_every"] or None,
-        keep_checkpoints=settings["keep_checkpoints"],
-    )
-    try:
-        summary = training.fit(dataset, resume=args.resume)
-    except NonFiniteLossError as error:
-        print(f"studio train textual-inversion: {error}", file=sys.stderr)
+    summary = fit_run(trainer, run_directory, settings, dataset, args.resume, prompts,
+                      "studio train textual-inversion")
+    if summary is None:
         return EXIT_NON_FINITE
     from studio.trainers.textual_inversion_trainer import EMBEDDING_FILE
 
-    loss = summary["final_loss"]
     print(
-        f"Trained {summary['steps']} steps"
-        + ("" if loss is None else f", final loss {loss:.4f}")
-        + f". Embedding: {run_directory.file(EMBEDDING_FILE)}"
+        f"Trained {summary['steps']} steps{describe_loss(summary)}. "
+        f"Embedding: {run_directory.file(EMBEDDING_FILE)}"
     )
     return EXIT_OK
 
