@@ -44,7 +44,8 @@ def render():
             "Prompt", key="compare_prompt", value="a photo of {concept}",
             help="{concept} becomes each row's token; in the base and LoRA rows, the words "
             "below.")
-        plain = st.text_input("Words for {concept} in rows without a token", value="a toy",
+        plain = st.text_input("Words for {concept} in rows without a token",
+                              value=model.concept_words if model else "a toy",
                               key="compare_plain_words")
         mode = st.segmented_control("Columns", ["Seeds", "Prompts"], default="Seeds",
                                     key="compare_mode")
@@ -130,7 +131,7 @@ def _make_grid(model, rows, columns, plain_words, steps, guidance, mode):
     buffer = io.BytesIO()
     grid.save(buffer, format="PNG")
     scores = score_comparison({label: np.stack(cells) for label, cells in zip(labels, images)},
-                              prompts)
+                              prompts, model=model)
     st.session_state["comparison"] = (buffer.getvalue(), scores)
 
 
@@ -160,5 +161,5 @@ def _show_grid():
         st.markdown("**Scores**")
         st.dataframe(pd.DataFrame(scores).T, width="stretch")
     else:
-        st.caption(f"Scores appear here once an evaluation module (`{EVALUATION_MODULE}`) "
-                   "is installed.")
+        st.caption("Scores apply to grids of the shapes-world model (`tiny-shapes`): its "
+                   f"classifier (`{EVALUATION_MODULE}`) reads what each image shows.")

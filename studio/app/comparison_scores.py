@@ -1,12 +1,14 @@
 """The hook where the evaluation module scores the Compare page's grid.
 
-`studio.evaluation` has no function for a comparison grid yet. Give it
+The page calls
 
-    studio.evaluation.score_comparison(images, prompts, reference_images) -> dict
+    studio.evaluation.score_comparison(images, prompts, reference_images, model=...) -> dict
 
-returning, for each row label, a dict of score name -> float (e.g. CLIP
-text-image similarity, similarity to the training images); the Compare
-page shows them beside the grid without other changes.
+which returns, for each row label, a dict of score name -> value (today:
+the shapes classifier's prompt accuracy and reading on `tiny-shapes`
+grids; CLIP scores for real models would plug in there), or None where
+no score applies; the Compare page shows them beside the grid. The page
+still works when an install lacks the evaluation module.
 """
 
 import importlib
@@ -15,7 +17,7 @@ EVALUATION_MODULE = "studio.evaluation"
 EVALUATION_FUNCTION = "score_comparison"
 
 
-def score_comparison(images, prompts, reference_images=None):
+def score_comparison(images, prompts, reference_images=None, model=None):
     """Scores of each grid row, or None when no evaluation module is installed.
 
     Args:
@@ -23,6 +25,7 @@ def score_comparison(images, prompts, reference_images=None):
         prompts: dict row label -> the prompt of each column (list of str).
         reference_images: None or uint8 array of the concept's training
             images.
+        model: the preset name the grid was generated with.
 
     Returns:
         None, or dict row label -> dict score name -> float.
@@ -36,4 +39,4 @@ def score_comparison(images, prompts, reference_images=None):
     scorer = getattr(module, EVALUATION_FUNCTION, None)
     if scorer is None:
         return None
-    return scorer(images, prompts, reference_images)
+    return scorer(images, prompts, reference_images, model=model)

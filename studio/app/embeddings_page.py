@@ -97,8 +97,12 @@ def _nearest(embedding):
 
     from studio.app.cached_models import load_token_table
 
-    available = [choice.name for choice in model_choices() if choice.available]
-    default = embedding.base_model if embedding.base_model in available else available[0]
+    choices = [choice for choice in model_choices() if choice.available]
+    available = [choice.name for choice in choices]
+    # The model it was trained on, else the first whose text encoder is as wide.
+    same_width = [c.name for c in choices if c.text_encoder_width == embedding.text_encoder_width]
+    default = (embedding.base_model if embedding.base_model in available
+               else (same_width or available)[0])
     model = st.selectbox("In the vocabulary of", available, index=available.index(default),
                          key="embeddings_nearest_model")
     if embedding.architecture != "sd":

@@ -32,7 +32,7 @@ def render():
         if loras:
             lora_scale = st.slider("LoRA strength", 0.0, 1.5, 1.0, 0.05, key="generate_lora_scale")
         tokens = _tokens_of(embeddings)
-        _token_picker(tokens)
+        _token_picker(tokens, model.example_prompt if model else DEFAULT_PROMPT)
         prompt = st.text_area("Prompt", key="generate_prompt", height=80)
         negative = st.text_input("Negative prompt", key="generate_negative",
                                  placeholder="blurry, low quality")
@@ -101,9 +101,9 @@ def _tokens_of(paths):
     return tokens
 
 
-def _token_picker(tokens):
+def _token_picker(tokens, example_prompt):
     if "generate_prompt" not in st.session_state:
-        st.session_state["generate_prompt"] = DEFAULT_PROMPT
+        st.session_state["generate_prompt"] = example_prompt
     if not tokens:
         return
     st.caption("Insert a token into the prompt:")

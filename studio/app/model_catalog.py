@@ -14,6 +14,15 @@ class ModelChoice:
         available: True when it loads without a download.
         how_to_get: for an unavailable preset, what to do (files, where).
         image_size: the preset's resolution in pixels.
+        embedded: True for a model whose trained weights ship with the
+            package (`tiny-shapes`): it draws something on any machine.
+        initializer_word: a word the model knows, suggested as a new
+            token's starting point.
+        instance_prompt: a suggested DreamBooth instance prompt.
+        text_encoder_width: the width of its token vectors (an embedding's
+            width must match).
+        example_prompt: a prompt the model draws well, for the Generate page.
+        concept_words: plain words standing for a concept in grids.
     """
 
     name: str
@@ -21,6 +30,12 @@ class ModelChoice:
     available: bool
     how_to_get: str
     image_size: int
+    embedded: bool = False
+    text_encoder_width: int = 0
+    initializer_word: str = "toy"
+    instance_prompt: str = "a photo of sks toy"
+    example_prompt: str = "a photo of a cat"
+    concept_words: str = "a toy"
 
     @property
     def label(self):
@@ -29,11 +44,15 @@ class ModelChoice:
 
 
 def model_choices():
-    """A `ModelChoice` per registered preset, available ones first (registry order within)."""
+    """A `ModelChoice` per registered preset: the embedded model, other available ones, the rest.
+
+    Registry order within each group. The embedded model comes first
+    because it is the one that has learned something on every machine.
+    """
     from studio.models import BACKBONE_PRESETS
 
     choices = [_choice(name, spec) for name, spec in BACKBONE_PRESETS.items()]
-    return sorted(choices, key=lambda choice: not choice.available)
+    return sorted(choices, key=lambda choice: (not choice.available, not choice.embedded))
 
 
 def _choice(name, spec):
@@ -60,10 +79,19 @@ def _choice(name, spec):
             "beside it), or run `studio generate --model " + name + " ...` once online: "
             + "; ".join(missing)
         )
+    words = {}
+    if tokenizer.get("type") == "shapes_world":
+        # The world's vocabulary has no "toy"; its generic noun is "shape".
+        words = {"initializer_word": "shape", "instance_prompt": "a sks shape",
+                 "example_prompt": "a red circle on a white background",
+                 "concept_words": "a shape"}
     return ModelChoice(
         name=name,
         description=spec.get("description", ""),
         available=not missing,
         how_to_get=how_to_get,
         image_size=int(spec.get("image_size", 512)),
+        embedded=bool(spec.get("packaged_weights")),
+        text_encoder_width=int(spec["text_encoder"]["config"]["hidden_dim"]),
+        **words,
     )

@@ -39,7 +39,9 @@ def render():
                "any time — the run goes on, and comes back here.")
     data = data_folder()
     record = _followed_run(data)
-    if record is not None and record.status().is_active:
+    # Read once: a run that ends while the page is drawn must not be drawn twice.
+    active = record is not None and record.status().is_active
+    if active:
         _run_section(record)
         st.divider()
     with errors_as_messages("Checking the images"):
@@ -47,7 +49,7 @@ def render():
     st.divider()
     with errors_as_messages("Starting the run"):
         _settings_section(data, folder)
-    if record is not None and not record.status().is_active:
+    if record is not None and not active:
         st.divider()
         _run_section(record)
 
@@ -183,29 +185,36 @@ def _settings_section(data, folder):
     st.subheader("2 · Method and settings", anchor=False)
     choices = model_choices()
     available = [choice for choice in choices if choice.available]
-    method = st.radio("Method", list(METHODS), format_func=METHODS.get, horizontal=True,
-                      key="train_method")
+    # Outside the form: the model's choice changes the suggested words and
+    # the resolution (and the contact sheet above) at once.
+    first = st.columns(2)
+    method = first[0].radio("Method", list(METHODS), format_func=METHODS.get, horizontal=True,
+                            key="train_method")
+    model = first[1].selectbox(
+        "Base model", [choice.name for choice in available], key="train_model",
+        help="The first one, tiny-shapes, ships with the studio and runs on a CPU in "
+        "minutes. Models that need a download first are listed on the Generate page.")
+    chosen = next(c for c in available if c.name == model)
+    image_size = chosen.image_size
     with st.form("train_settings", border=True):
-        top = st.columns(3)
-        model = top[0].selectbox(
-            "Base model", [choice.name for choice in available], key="train_model",
-            help="Models that need a download first are listed on the Generate page.")
-        image_size = next(c.image_size for c in available if c.name == model)
+        top = st.columns(2)
         if method == "textual-inversion":
-            token = top[1].text_input("Placeholder token", value="<my-concept>",
+            token = top[0].text_input("Placeholder token", value="<my-concept>",
                                       key="train_token",
                                       help="The new word you will write in prompts.")
-            init_word = top[2].text_input("Initializer word", value="toy", key="train_init_word",
-                                          help="An existing word close to the concept; the "
-                                          "new word starts from its meaning.")
+            init_word = top[1].text_input(
+                "Initializer word", value=chosen.initializer_word,
+                key=f"train_init_word_{model}",
+                help="An existing word close to the concept; the new word starts from its "
+                f"meaning (e.g. {chosen.initializer_word!r} for {model}).")
             kind = st.radio("What is it?", ["object", "style"], horizontal=True,
                             key="train_property",
                             help="An object (a thing, a person) or a style (a look).")
         else:
-            token = top[1].text_input("Instance prompt", value="a photo of sks toy",
-                                      key="train_instance_prompt",
+            token = top[0].text_input("Instance prompt", value=chosen.instance_prompt,
+                                      key=f"train_instance_prompt_{model}",
                                       help="A rare word (sks) plus the class of the subject.")
-            init_word = top[2].text_input(
+            init_word = top[1].text_input(
                 "Class prompt (optional)", value="", key="train_class_prompt",
                 help="e.g. 'a photo of a toy': the model first makes class images to keep the "
                 "class's meaning (prior preservation). Slower.")

@@ -20,6 +20,7 @@ _EXPORTS = {
     "class_diversity": "studio.evaluation.concept_metrics",
     "concept_fidelity": "studio.evaluation.concept_metrics",
     "reference_metrics_status": "studio.evaluation.reference_metrics",
+    "score_comparison": "studio.evaluation.comparison_scores",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -59,7 +59,8 @@ def data_dir(tmp_path, monkeypatch):
 
 # --- One training run through the app, shared by the session ---------------
 
-TRAINING_STEPS = 4
+# Samples at step 6 keep the run busy for seconds after its first step.
+TRAINING_STEPS = 12
 STARTUP_TIMEOUT = 300
 TRAINING_TIMEOUT = 300
 POLL_SECONDS = 2
@@ -75,7 +76,7 @@ def pid_alive(pid):
         return file.read().rsplit(")", 1)[1].split()[0] != "Z"
 
 
-def wait_for(condition, timeout, app=None, what=""):
+def wait_for(condition, timeout, app=None, what="", poll=POLL_SECONDS):
     """Polls `condition()` (rerunning `app` first) until true; returns the seen values."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -84,7 +85,7 @@ def wait_for(condition, timeout, app=None, what=""):
             assert not app.exception, [e.value for e in app.exception]
         if condition():
             return
-        time.sleep(POLL_SECONDS)
+        time.sleep(poll)
     raise AssertionError(f"Timed out after {timeout} s waiting for {what}")
 
 
@@ -121,6 +122,11 @@ def workflow(tmp_path_factory):
             wait_for(lambda: os.path.exists(os.path.join(record.path, "process.json")),
                      STARTUP_TIMEOUT, what="the training process")
             training_pid = json.load(open(os.path.join(record.path, "process.json")))["pid"]
+            # Once it has trained a step, hold it (SIGSTOP) while the app restarts:
+            # otherwise a short run may end before the new app draws its Stop button.
+            wait_for(lambda: record.progress(), STARTUP_TIMEOUT, what="the first step",
+                     poll=0.1)
+            os.kill(training_pid, signal.SIGSTOP)
         finally:
             app_process.send_signal(signal.SIGKILL)
             app_process.wait()
@@ -128,12 +134,15 @@ def workflow(tmp_path_factory):
         seen["status_after_kill"] = record.status().state
 
         # 2. A restarted app shows the same run on the Train page and stops it.
-        app = new_app()
-        app.run()
-        seen["restarted_markdown"] = [m.value for m in app.markdown]
-        seen["restarted_stop_buttons"] = [b.label for b in app.button if b.label == "Stop"]
-        click(app, "Stop")
-        seen["stop_file_after_click"] = os.path.exists(os.path.join(record.path, "STOP"))
+        try:
+            app = new_app()
+            app.run()
+            seen["restarted_markdown"] = [m.value for m in app.markdown]
+            seen["restarted_stop_buttons"] = [b.label for b in app.button if b.label == "Stop"]
+            click(app, "Stop")
+            seen["stop_file_after_click"] = os.path.exists(os.path.join(record.path, "STOP"))
+        finally:
+            os.kill(training_pid, signal.SIGCONT)
         wait_for(lambda: not record.status().is_active, TRAINING_TIMEOUT, app,
                  "the run to stop")
         seen["stopped_status"] = record.status()

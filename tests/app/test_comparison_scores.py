@@ -15,14 +15,14 @@ def test_scores_come_from_the_evaluation_function(monkeypatch):
     module = types.ModuleType(EVALUATION_MODULE)
     calls = []
 
-    def fake_scores(images, prompts, reference_images):
-        calls.append((sorted(images), prompts, reference_images))
+    def fake_scores(images, prompts, reference_images, model=None):
+        calls.append((sorted(images), prompts, reference_images, model))
         return {label: {"clip_t": 0.5} for label in images}
 
     module.score_comparison = fake_scores
     monkeypatch.setitem(sys.modules, EVALUATION_MODULE, module)
-    assert score_comparison(IMAGES, PROMPTS) == {"base": {"clip_t": 0.5}}
-    assert calls == [(["base"], PROMPTS, None)]
+    assert score_comparison(IMAGES, PROMPTS, model="tiny") == {"base": {"clip_t": 0.5}}
+    assert calls == [(["base"], PROMPTS, None, "tiny")]
 
 
 def test_no_scores_without_the_function(monkeypatch):
