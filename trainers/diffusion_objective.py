@@ -4,6 +4,7 @@ import keras
 from keras import ops
 
 from studio.schedulers import NoiseSchedule
+from studio.trainers.replica_context import draw_replica_rows
 
 # diffusers and the SD VAE clamp the log-variance to this range before
 # sampling, so that a broken encoder output cannot produce inf latents.
@@ -16,7 +17,10 @@ class DiffusionObjective:
     Shared by the trainers: it holds no variables, and takes the caller's
     `keras.random.SeedGenerator` for every random draw, so the caller's
     checkpoint holds the random state. Only `keras.ops` are used: it runs
-    inside a compiled train step on any backend.
+    inside a compiled train step on any backend. In a data-parallel
+    TensorFlow step each replica draws for the whole global batch and keeps
+    its own rows (`replica_context.draw_replica_rows`), so every example
+    gets the noise and timestep it would get on one device.
 
     The loss follows the model's prediction type: the target is the noise
     for `"epsilon"` and `sqrt(a) * noise - sqrt(1 - a) * x0` for
@@ -97,7 +101,7 @@ class DiffusionObjective:
         moments = ops.cast(moments, "float32")
         mean, log_variance = ops.split(moments, 2, axis=-1)
         log_variance = ops.clip(log_variance, *LOG_VARIANCE_RANGE)
-        noise = keras.random.normal(ops.shape(mean), seed=seed)
+        noise = draw_replica_rows(lambda s: keras.random.normal(s, seed=seed), ops.shape(mean))
         return (mean + ops.exp(0.5 * log_variance) * noise) * self.latent_scale
 
     def noisy_latents(self, latents, seed):
@@ -115,13 +119,16 @@ class DiffusionObjective:
         latents = ops.cast(latents, "float32")
         shape = ops.shape(latents)
         batch_size, channels = shape[0], shape[-1]
-        noise = keras.random.normal(shape, seed=seed)
+        noise = draw_replica_rows(lambda s: keras.random.normal(s, seed=seed), shape)
         if self.offset_noise:
-            noise = noise + self.offset_noise * keras.random.normal(
-                (batch_size, 1, 1, channels), seed=seed
+            noise = noise + self.offset_noise * draw_replica_rows(
+                lambda s: keras.random.normal(s, seed=seed), (batch_size, 1, 1, channels)
             )
-        timesteps = keras.random.randint(
-            (batch_size,), 0, self.schedule.num_train_timesteps, dtype="int32", seed=seed
+        timesteps = draw_replica_rows(
+            lambda s: keras.random.randint(
+                s, 0, self.schedule.num_train_timesteps, dtype="int32", seed=seed
+            ),
+            (batch_size,),
         )
         noisy = self.schedule.add_noise(latents, noise, timesteps)
         target = self.schedule.training_target(latents, noise, timesteps)

@@ -6,7 +6,13 @@
 
 import os
 
-from studio.trainers.run_settings import describe_loss, fit_run, resolve_run_settings
+from studio.trainers.run_settings import (
+    DEVICES_HELP,
+    describe_loss,
+    fit_run,
+    resolve_run_settings,
+    set_up_devices,
+)
 
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 OPTIMIZERS = ("adamw", "adam", "adafactor", "lion", "sgd")
@@ -59,14 +65,17 @@ DREAMBOOTH_DEFAULTS = {
     "save_every": 500,
     "log_every": 10,
     "keep_checkpoints": None,
+    "devices": 1,
 }
 # What a resumed run may change; the other settings define the run.
 RESUMABLE_SETTINGS = (
     "steps", "sample_every", "sample_prompts", "sample_steps", "save_every", "log_every",
-    "keep_checkpoints",
+    "keep_checkpoints", "devices",
 )
 REQUIRED_SETTINGS = ("model", "data", "instance_prompt")
-POSITIVE_SETTINGS = ("steps", "batch_size", "grad_accum", "num_class_images", "class_image_steps")
+POSITIVE_SETTINGS = (
+    "steps", "batch_size", "grad_accum", "num_class_images", "class_image_steps", "devices",
+)
 
 
 def add_dreambooth_parser(train_subparsers):
@@ -113,7 +122,8 @@ def add_dreambooth_parser(train_subparsers):
     add("--warmup-steps", type=int, help="linear learning-rate warm-up steps (default: 0)")
     add("--lr-decay", choices=LR_DECAYS, help="after warm-up: constant (default) or cosine")
     add("--batch-size", type=int,
-        help="subject images per batch; as many class images join them (default: 1)")
+        help="subject images per batch; as many class images join them; the whole batch is "
+        "split evenly across --devices (default: 1)")
     add("--grad-accum", type=int, help="batches accumulated per optimizer step (default: 1)")
     add("--resolution", type=int, help="training image size (default: the model's)")
     add("--precision", choices=PRECISIONS,
@@ -140,6 +150,7 @@ def add_dreambooth_parser(train_subparsers):
     add("--out", help=f"run folder (default: {DEFAULT_RUNS_FOLDER}/dreambooth-<prompt>)")
     add("--resume", action="store_true",
         help="continue the run in --out from its last checkpoint")
+    add("--devices", type=int, help=DEVICES_HELP)
     parser.set_defaults(run=run)
     return parser
 
@@ -175,6 +186,13 @@ def resolve_settings(args):
         )
     if settings["latent_variants"] < 0:
         raise ValueError(f"--latent-variants must be >= 0. Received: {settings['latent_variants']}")
+    from studio.trainers.data_parallel_devices import DataParallelDevices
+
+    batch, source = settings["batch_size"], f"--batch-size {settings['batch_size']}"
+    if settings["class_prompt"]:
+        # Prior preservation: as many class images join the subject's.
+        batch, source = 2 * batch, source + " subject images and as many class images"
+    DataParallelDevices(settings["devices"]).split_batch(batch, source)
     if settings["lr"] is None:
         settings["lr"] = DEFAULT_LORA_LR if settings["lora_rank"] else DEFAULT_FULL_LR
     return settings
@@ -189,6 +207,7 @@ def default_run_folder(instance_prompt):
 def run(args):
     """Runs `studio train dreambooth`; returns the exit code."""
     settings = resolve_settings(args)
+    devices = set_up_devices(settings)
     out = args.out or default_run_folder(settings["instance_prompt"])
 
     import keras
@@ -206,7 +225,7 @@ def run(args):
     # Presets without weights (tiny) start from seeded random weights, so
     # that a resumed run has the same frozen model.
     keras.utils.set_random_seed(settings["seed"])
-    trainer, batches = build_dreambooth(settings, args)
+    trainer, batches = build_dreambooth(settings, args, devices)
     if not args.resume:
         run_directory.create(settings)
     else:
@@ -231,14 +250,17 @@ def run(args):
     return EXIT_OK
 
 
-def build_dreambooth(settings, args):
+def build_dreambooth(settings, args, devices=None):
     """The compiled trainer and its training batches (a `tf.data.Dataset`) for `settings`.
 
     Generates the missing class images first, with the model before
-    fine-tuning.
+    fine-tuning. The backbone, trainer and optimizer are built in the scope
+    of `devices` (a set-up `DataParallelDevices`; None: one device); the
+    class images outside it (under TensorFlow, on one device).
     """
     from studio.datasets import ConceptDataset, DreamBoothDataset, ImageFolder, LatentCache
     from studio.models import StableDiffusionBackbone
+    from studio.trainers.data_parallel_devices import DataParallelDevices
     from studio.trainers.dreambooth_trainer import DreamBoothTrainer
     from studio.trainers.dreambooth_text_embeddings import (
         attach_text_embeddings,
@@ -246,12 +268,14 @@ def build_dreambooth(settings, args):
     )
     from studio.trainers.train_command import weights_id
 
-    backbone = StableDiffusionBackbone.from_preset(
-        settings["model"],
-        weights=args.weights,
-        vocabulary=args.vocabulary,
-        dtype=settings["precision"],
-    )
+    devices = devices or DataParallelDevices()
+    with devices.scope():
+        backbone = StableDiffusionBackbone.from_preset(
+            settings["model"],
+            weights=args.weights,
+            vocabulary=args.vocabulary,
+            dtype=settings["precision"],
+        )
     resolution = settings["resolution"] or backbone.image_size
     prior_preservation = bool(settings["class_prompt"])
     if prior_preservation:
@@ -268,19 +292,20 @@ def build_dreambooth(settings, args):
             resolution=resolution,
         )
 
-    trainer = DreamBoothTrainer(
-        backbone,
-        prior_loss_weight=settings["prior_loss_weight"],
-        lora_rank=settings["lora_rank"],
-        lora_alpha=settings["lora_alpha"],
-        lora_feed_forward=bool(settings["lora_feed_forward"]),
-        train_text_encoder=bool(settings["train_text_encoder"]),
-        remat=bool(settings["remat"]),
-        min_snr_gamma=settings["min_snr_gamma"],
-        offset_noise=settings["offset_noise"],
-        seed=settings["seed"],
-    )
-    trainer.compile(optimizer=build_optimizer(settings), jit_compile=True)
+    with devices.scope():
+        trainer = DreamBoothTrainer(
+            backbone,
+            prior_loss_weight=settings["prior_loss_weight"],
+            lora_rank=settings["lora_rank"],
+            lora_alpha=settings["lora_alpha"],
+            lora_feed_forward=bool(settings["lora_feed_forward"]),
+            train_text_encoder=bool(settings["train_text_encoder"]),
+            remat=bool(settings["remat"]),
+            min_snr_gamma=settings["min_snr_gamma"],
+            offset_noise=settings["offset_noise"],
+            seed=settings["seed"],
+        )
+        trainer.compile(optimizer=build_optimizer(settings), jit_compile=devices.jit_compile(True))
 
     cache = None
     if settings["latent_variants"]:
@@ -306,19 +331,41 @@ def build_dreambooth(settings, args):
     datasets = [instances]
     if prior_preservation:
         datasets.append(concept(settings["class_data"], settings["class_prompt"]))
-        batches = DreamBoothDataset(*datasets).build(
-            batch_size=settings["batch_size"], seed=settings["seed"]
-        )
-    else:
-        batches = instances.build(batch_size=settings["batch_size"], seed=settings["seed"])
+    table = contexts = None
     if not settings["train_text_encoder"]:
         import numpy as np
 
         table, contexts = precompute_text_embeddings(
             backbone.text_encoder, np.concatenate([d.token_ids for d in datasets])
         )
-        batches = attach_text_embeddings(batches, table, contexts)
+
+    def build_batches():
+        if prior_preservation:
+            batches = DreamBoothDataset(*datasets).build(
+                batch_size=settings["batch_size"], seed=settings["seed"]
+            )
+        else:
+            batches = instances.build(batch_size=settings["batch_size"], seed=settings["seed"])
+        if table is not None:
+            batches = attach_text_embeddings(batches, table, contexts)
+        if prior_preservation and devices.is_data_parallel:
+            batches = batches.map(float_class_mask)
+        return batches
+
+    # Without the cache the pipeline augments with keras_cv layers.
+    batches = devices.dataset(build_batches, rebuildable=cache is not None)
     return trainer, batches
+
+
+def float_class_mask(batch):
+    """`batch` with its `is_class_image` as 0/1 float32 (the trainer takes either).
+
+    Under `tf.distribute` Keras averages a first batch over the replicas to
+    build the model, and TensorFlow cannot add bools.
+    """
+    import tensorflow as tf
+
+    return dict(batch, is_class_image=tf.cast(batch["is_class_image"], tf.float32))
 
 
 def build_optimizer(settings):

@@ -11,6 +11,7 @@ from studio.trainers.dreambooth_remat import rematerialize_unet_blocks
 from studio.trainers.last_value import LastValue
 from studio.trainers.lora_targets import text_encoder_lora_targets, unet_lora_targets
 from studio.trainers.lora_weights import LoRAWeights
+from studio.trainers.replica_context import sum_over_replicas
 
 # Batch keys the step accepts for the images, cheapest first.
 IMAGE_INPUT_KEYS = ("latents", "moments", "images")
@@ -63,13 +64,17 @@ class DreamBoothTrainer(FrozenPolicyTrainer):
     non-finite steps) and gradient accumulation. Variables stay float32
     under mixed precision (Keras' policies keep float32 master weights).
     Noise and timesteps come from the trainer's `seed_generator`, which
-    checkpoints save with the weights.
+    checkpoints save with the weights. Data parallel (see
+    `DataParallelDevices`), one step on a global batch split evenly across
+    devices equals one single-device step on it, draws included.
 
     Batches are dicts with one of `"token_ids"` (int `(batch, length)`) or
     `"context"` (float `(batch, length, width)`, frozen text encoder only);
     one of `"latents"`, `"moments"` (VAE mean and log-variance, as the
     latent cache stores them) or `"images"` (`[-1, 1]`, encoded every
-    step); and optionally `"is_class_image"` (bool `(batch,)`).
+    step); and optionally `"is_class_image"` (bool `(batch,)`, or 0/1
+    floats: Keras' `tf.distribute` training averages a first batch over the
+    replicas, which it cannot do with bools).
 
     Args:
         backbone: a `studio.models.StableDiffusionBackbone`. Its networks'
@@ -269,9 +274,11 @@ class DreamBoothTrainer(FrozenPolicyTrainer):
         prediction, target, weights, is_class = y_pred
         instance_loss, prior_loss = self.split_losses(prediction, target, weights, is_class)
         loss = instance_loss + self.prior_loss_weight * prior_loss
-        self.step_loss.update_state(loss)
-        self.instance_loss.update_state(instance_loss)
-        self.prior_loss.update_state(prior_loss)
+        # Data parallel (TensorFlow): these are this replica's shares, which
+        # the optimizer's sum of gradients adds up; the metrics show the sums.
+        self.step_loss.update_state(sum_over_replicas(loss))
+        self.instance_loss.update_state(sum_over_replicas(instance_loss))
+        self.prior_loss.update_state(sum_over_replicas(prior_loss))
         return loss
 
     def split_losses(self, prediction, target, weights, is_class):
@@ -284,15 +291,18 @@ class DreamBoothTrainer(FrozenPolicyTrainer):
 
         Returns:
             `(instance_loss, prior_loss)`, float32 scalars; a half without
-            examples has loss 0.
+            examples has loss 0. In a data-parallel TensorFlow step, this
+            replica's shares: its examples' terms divided by the global
+            batch's counts (a replica may hold only class examples), so the
+            replicas' values sum to the global batch's losses.
         """
         batch = ops.cast(ops.shape(weights)[0], "float32")
         is_class = ops.cast(is_class, "float32")
         losses = []
         for mask in (1.0 - is_class, is_class):
-            # `objective.loss` averages over the whole batch; rescale to the
-            # mean over this half's examples.
-            count = ops.maximum(ops.sum(mask), 1.0)
+            # `objective.loss` averages over the (replica's) batch; rescale to
+            # the mean over this half's examples in the global batch.
+            count = ops.maximum(sum_over_replicas(ops.sum(mask)), 1.0)
             losses.append(self.objective.loss(prediction, target, weights * mask) * batch / count)
         return tuple(losses)
 

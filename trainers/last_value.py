@@ -18,7 +18,12 @@ class LastValue(keras.metrics.Metric):
 
     def __init__(self, name="last_value", dtype="float32"):
         super().__init__(name=name, dtype=dtype)
-        self.value = self.add_variable(shape=(), initializer="zeros", name="value")
+        # "mean": under `tf.distribute` each replica holds its own copy; the
+        # trainers give every replica the same (global) value, which reads
+        # back as itself both inside a step and after it.
+        self.value = self.add_variable(
+            shape=(), initializer="zeros", aggregation="mean", name="value"
+        )
 
     def update_state(self, value):
         self.value.assign(ops.cast(value, self.dtype))

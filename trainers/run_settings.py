@@ -1,5 +1,12 @@
 """A training command's settings: defaults, then a resumed run's config, then the options."""
 
+# The `--devices` option of the training commands (see `DataParallelDevices`).
+DEVICES_HELP = (
+    "data-parallel training on this many GPUs (each takes an equal part of every batch); "
+    "without GPUs the CPU is split into as many logical devices, a testing aid. A resumed "
+    "run may change it (default: 1)"
+)
+
 
 def option_name(key):
     """The command-line option of a setting: "grad_accum" -> "--grad-accum"."""
@@ -58,6 +65,26 @@ def resolve_run_settings(args, defaults, resumable, required, command, positive=
         if settings[key] < 1:
             raise ValueError(f"{option_name(key)} must be at least 1. Received: {settings[key]}")
     return settings
+
+
+def set_up_devices(settings):
+    """The run's `DataParallelDevices` for `settings["devices"]`, set up.
+
+    Called first in a command, before anything uses the devices: TensorFlow
+    and JAX fix them when they start. Prints the devices of a data-parallel
+    run.
+
+    Raises:
+        ValueError: the machine has fewer devices than asked for, or
+            gradient accumulation where the devices cannot have it.
+    """
+    from studio.trainers.data_parallel_devices import DataParallelDevices
+
+    devices = DataParallelDevices(settings["devices"]).setup()
+    devices.check_gradient_accumulation(settings["grad_accum"])
+    if devices.is_data_parallel:
+        print(f"Data-parallel training on {devices.describe()}.")
+    return devices
 
 
 def fit_run(trainer, run_directory, settings, batches, resume, sample_prompts, command):

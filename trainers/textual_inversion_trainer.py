@@ -12,6 +12,7 @@ from studio.trainers.diffusion_objective import DiffusionObjective
 from studio.trainers.frozen_policy_trainer import FrozenPolicyTrainer
 from studio.trainers.last_value import LastValue
 from studio.trainers.placeholder_embedding import PlaceholderEmbedding
+from studio.trainers.replica_context import replica_share, sum_over_replicas
 
 # Batch keys the step accepts for the images, cheapest first.
 IMAGE_INPUT_KEYS = ("latents", "moments", "images")
@@ -44,6 +45,12 @@ class TextualInversionTrainer(FrozenPolicyTrainer):
     Noise and timesteps come from the trainer's `seed_generator`, whose state
     is a variable of the model: checkpoints save it, and a resumed run draws
     the same numbers as an uninterrupted one.
+
+    Data parallel (built in a `tf.distribute.MirroredStrategy` scope, or
+    under `keras.distribution.DataParallel`; see `DataParallelDevices`):
+    one step on a global batch split evenly across devices equals one
+    single-device step on that batch, draws included (each example gets
+    the same noise and timestep; `replica_context`).
 
     Batches are dicts with `"token_ids"` (int `(batch, sequence_length)`)
     and one of: `"moments"` (the VAE encoder's mean and log-variance, as the
@@ -209,7 +216,10 @@ class TextualInversionTrainer(FrozenPolicyTrainer):
         loss = self.objective.loss(prediction, target, weights)
         if self.norm_regularization:
             loss = loss + self.norm_regularization * self.norm_penalty()
-        self.step_loss.update_state(loss)
+        # Data parallel (TensorFlow): the optimizer sums the replicas'
+        # gradients, so each returns its share of the global-batch loss.
+        loss = replica_share(loss)
+        self.step_loss.update_state(sum_over_replicas(loss))
         return loss
 
     def norm_penalty(self):

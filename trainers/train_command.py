@@ -8,7 +8,13 @@ the UNet on a subject.
 import hashlib
 import os
 
-from studio.trainers.run_settings import describe_loss, fit_run, resolve_run_settings
+from studio.trainers.run_settings import (
+    DEVICES_HELP,
+    describe_loss,
+    fit_run,
+    resolve_run_settings,
+    set_up_devices,
+)
 
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 PROPERTIES = ("object", "style")
@@ -45,8 +51,11 @@ TEXTUAL_INVERSION_DEFAULTS = {
     "save_every": 500,
     "log_every": 10,
     "keep_checkpoints": None,
+    "devices": 1,
 }
-RESUMABLE_SETTINGS = ("steps", "sample_every", "save_every", "log_every", "keep_checkpoints")
+RESUMABLE_SETTINGS = (
+    "steps", "sample_every", "save_every", "log_every", "keep_checkpoints", "devices",
+)
 REQUIRED_SETTINGS = ("model", "data", "token", "init_word")
 
 
@@ -96,7 +105,8 @@ def _add_textual_inversion(methods):
     add("--steps", type=int, help="optimizer steps in the run (default: 2000)")
     add("--lr", type=float, help="learning rate (default: 5e-3)")
     add("--warmup-steps", type=int, help="linear learning-rate warm-up steps (default: 0)")
-    add("--batch-size", type=int, help="images per batch (default: 1)")
+    add("--batch-size", type=int,
+        help="images per batch, split evenly across --devices (default: 1)")
     add("--grad-accum", type=int,
         help="batches accumulated per optimizer step (default: 1)")
     add("--resolution", type=int, help="training image size (default: the model's)")
@@ -123,6 +133,7 @@ def _add_textual_inversion(methods):
     add("--out", help=f"run folder (default: {DEFAULT_RUNS_FOLDER}/<token>)")
     add("--resume", action="store_true",
         help="continue the run in --out from its last checkpoint")
+    add("--devices", type=int, help=DEVICES_HELP)
     add("--no-jit", dest="jit", action="store_false",
         help="never compile the step with XLA/jit (default: XLA on GPUs and under JAX; "
         "TensorFlow on a CPU runs a graph without XLA, which is faster there)")
@@ -148,7 +159,12 @@ def resolve_settings(args):
         RESUMABLE_SETTINGS,
         REQUIRED_SETTINGS,
         "studio train textual-inversion",
-        positive=("num_vectors", "steps", "batch_size", "grad_accum"),
+        positive=("num_vectors", "steps", "batch_size", "grad_accum", "devices"),
+    )
+    from studio.trainers.data_parallel_devices import DataParallelDevices
+
+    DataParallelDevices(settings["devices"]).split_batch(
+        settings["batch_size"], f"--batch-size {settings['batch_size']}"
     )
     if settings["latent_variants"] < 0:
         raise ValueError(
@@ -160,6 +176,7 @@ def resolve_settings(args):
 def run(args):
     """Runs `studio train textual-inversion`; returns the exit code."""
     settings = resolve_settings(args)
+    devices = set_up_devices(settings)
     out = args.out or os.path.join(
         DEFAULT_RUNS_FOLDER, "".join(c for c in settings["token"] if c.isalnum() or c in "-_")
     )
@@ -174,7 +191,7 @@ def run(args):
         )
     # Presets without weights (tiny) get the same seeded random weights in
     # every process (`from_preset`), so a resumed run has the same model.
-    trainer, dataset = build_textual_inversion(settings, args)
+    trainer, dataset = build_textual_inversion(settings, args, devices)
     if not args.resume:
         run_directory.create(settings)
     else:
@@ -197,44 +214,51 @@ def run(args):
     return EXIT_OK
 
 
-def build_textual_inversion(settings, args):
-    """The compiled trainer and its training batches for `settings`."""
+def build_textual_inversion(settings, args, devices=None):
+    """The compiled trainer and its training batches for `settings`.
+
+    The backbone, trainer and optimizer are built in the scope of `devices`
+    (a set-up `DataParallelDevices`; None: one device).
+    """
     import keras
 
     from studio.datasets import ConceptDataset, ImageFolder, LatentCache
     from studio.models import StableDiffusionBackbone
+    from studio.trainers.data_parallel_devices import DataParallelDevices
     from studio.trainers.textual_inversion_trainer import TextualInversionTrainer
     from studio.trainers.warmup_schedule import WarmupSchedule
 
-    backbone = StableDiffusionBackbone.from_preset(
-        settings["model"],
-        weights=args.weights,
-        vocabulary=args.vocabulary,
-        dtype=settings["precision"],
-    )
-    trainer = TextualInversionTrainer(
-        backbone,
-        settings["token"],
-        settings["init_word"],
-        num_vectors=settings["num_vectors"],
-        min_snr_gamma=settings["min_snr_gamma"],
-        offset_noise=settings["offset_noise"],
-        norm_regularization=settings["norm_regularization"],
-        seed=settings["seed"],
-    )
-    accumulation = settings["grad_accum"]
-    schedule = WarmupSchedule(
-        settings["lr"],
-        warmup_steps=settings["warmup_steps"],
-        gradient_accumulation_steps=accumulation,
-    )
-    optimizer = keras.optimizers.Adam(
-        schedule, gradient_accumulation_steps=accumulation if accumulation > 1 else None
-    )
-    # "auto": XLA with a GPU and jit under JAX; on CPU-only TensorFlow a
-    # graph without XLA, as XLA:CPU's convolutions are slower than oneDNN's.
-    jit_compile = "auto" if getattr(args, "jit", True) else False
-    trainer.compile(optimizer=optimizer, jit_compile=jit_compile)
+    devices = devices or DataParallelDevices()
+    with devices.scope():
+        backbone = StableDiffusionBackbone.from_preset(
+            settings["model"],
+            weights=args.weights,
+            vocabulary=args.vocabulary,
+            dtype=settings["precision"],
+        )
+        trainer = TextualInversionTrainer(
+            backbone,
+            settings["token"],
+            settings["init_word"],
+            num_vectors=settings["num_vectors"],
+            min_snr_gamma=settings["min_snr_gamma"],
+            offset_noise=settings["offset_noise"],
+            norm_regularization=settings["norm_regularization"],
+            seed=settings["seed"],
+        )
+        accumulation = settings["grad_accum"]
+        schedule = WarmupSchedule(
+            settings["lr"],
+            warmup_steps=settings["warmup_steps"],
+            gradient_accumulation_steps=accumulation,
+        )
+        optimizer = keras.optimizers.Adam(
+            schedule, gradient_accumulation_steps=accumulation if accumulation > 1 else None
+        )
+        # "auto": XLA with a GPU and jit under JAX; on CPU-only TensorFlow a
+        # graph without XLA, as XLA:CPU's convolutions are slower than oneDNN's.
+        jit_compile = "auto" if getattr(args, "jit", True) else False
+        trainer.compile(optimizer=optimizer, jit_compile=devices.jit_compile(jit_compile))
 
     folder = ImageFolder(settings["data"], resolution=settings["resolution"] or backbone.image_size)
     cache = None
@@ -249,7 +273,12 @@ def build_textual_inversion(settings, args):
         folder, backbone.tokenizer, settings["token"],
         templates=settings["property"], latent_cache=cache,
     )
-    return trainer, dataset.build(batch_size=settings["batch_size"], seed=settings["seed"])
+    batches = devices.dataset(
+        lambda: dataset.build(batch_size=settings["batch_size"], seed=settings["seed"]),
+        # Without the cache the pipeline augments with keras_cv layers.
+        rebuildable=cache is not None,
+    )
+    return trainer, batches
 
 
 def default_sample_prompts(token, property):

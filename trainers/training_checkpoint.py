@@ -1,5 +1,6 @@
 """Checkpoints of a training run: what `--resume` needs to continue exactly."""
 
+import contextlib
 import io
 import json
 import os
@@ -35,7 +36,11 @@ def training_state_variables(model):
             f"state can be saved or restored. Received: {model.name} with no optimizer"
         )
     if not model.optimizer.built:
-        model.optimizer.build(model.trainable_variables)
+        # Under `tf.distribute` the optimizer's variables are made in the
+        # model's strategy's scope, mirrored like the weights.
+        strategy = getattr(model, "distribute_strategy", None)
+        with strategy.scope() if strategy is not None else contextlib.nullcontext():
+            model.optimizer.build(model.trainable_variables)
     seed_states = [v for v in model.non_trainable_variables if v.name == SEED_STATE_NAME]
     return list(model.trainable_variables) + list(model.optimizer.variables) + seed_states
 
