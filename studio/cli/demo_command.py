@@ -20,7 +20,9 @@ GRID_SEEDS = 4
 GRID_ZOOM = 4
 GRID_GAP = 8
 DEMO_TI_SETTINGS = {
-    "steps": 300,
+    # On the shipped weights (2026-12-01): 300 steps reach concept fidelity
+    # 0.68-0.78 depending on the seed, 600 reach 0.97 in 102 s on 2 CPU cores.
+    "steps": 600,
     "lr": 2e-2,
     "batch_size": 5,
     # 0: encode every step. The latent cache assumes SD's 8x VAE; this one is 4x,

@@ -34,11 +34,6 @@ def test_comparison_grid_puts_before_left_and_after_right():
 
 @pytest.mark.large
 @pytest.mark.tensorflow_only
-# The shipped tiny-shapes weights are interim (held-out shape accuracy 0.34;
-# see tests/evaluation/test_concept_learning.py): the demo's embedding reaches
-# fidelity 0.175, not 0.8. Strict, so better weights make this fail until the
-# marker goes.
-@pytest.mark.xfail(strict=True, reason="interim tiny-shapes weights do not draw shapes well enough yet")
 def test_demo_teaches_the_concept(tmp_path, capsys):
     out = tmp_path / "demo"
     assert main(["demo", "--out", str(out)]) == 0

@@ -17,16 +17,17 @@ from studio.models import StableDiffusionBackbone
 # large tests after the default suite).
 pytestmark = [pytest.mark.tensorflow_only, pytest.mark.large]
 
-# The shipped weights are the interim 5000-step pretraining run (runs/base-seed0):
-# it draws colours and backgrounds right but shapes only roughly (held-out
-# shape accuracy 0.34), so the concept cannot yet be learned to these
-# thresholds. Strict: once better weights are shipped these pass, and the
-# marker must go.
-INTERIM_WEIGHTS = pytest.mark.xfail(
-    strict=True, reason="interim tiny-shapes weights do not draw shapes well enough yet")
+# The shipped VAE never saw stripes (base training has no striped objects,
+# and the VAE was trained on that data): encoding and decoding the striped
+# instance reads as striped 39% of the time and as a circle 52%, so no
+# UNet fine-tuning can reach these thresholds. Strict: once the VAE is
+# retrained on patterned images (and the model re-pretrained on it) this
+# passes, and the marker must go.
+VAE_WITHOUT_STRIPES = pytest.mark.xfail(
+    strict=True, reason="the shipped tiny-shapes VAE cannot reproduce the striped instance")
 
 SCORE_IMAGES = 24
-TEXTUAL_INVERSION_STEPS = 150
+TEXTUAL_INVERSION_STEPS = 400
 DREAMBOOTH_STEPS = 120
 
 
@@ -42,7 +43,6 @@ def _batches(tokenizer, prompts_and_scenes, batch_size, seed):
         },)
 
 
-@INTERIM_WEIGHTS
 def test_textual_inversion_finds_the_unnamed_concept():
     from studio.trainers.textual_inversion_trainer import TextualInversionTrainer
 
@@ -67,7 +67,7 @@ def test_textual_inversion_finds_the_unnamed_concept():
     assert after["editability"] >= 0.5, after
 
 
-@INTERIM_WEIGHTS
+@VAE_WITHOUT_STRIPES
 def test_dreambooth_learns_the_instance():
     from studio.trainers.dreambooth_trainer import DreamBoothTrainer
 
