@@ -35,6 +35,12 @@ PAGE_READY = (
     " && !document.querySelector('[data-testid=\"stStatusWidget\"]'); }})()"
 )
 EXCEPTIONS = "document.querySelectorAll('[data-testid=\"stException\"]').length"
+# Every image of the page has arrived (Streamlit fetches them after drawing).
+IMAGES_LOADED = ("[...document.querySelectorAll('[data-testid=\"stMain\"] img')]"
+                 ".every(i => i.complete && i.naturalWidth > 0)")
+# Streamlit shows its running widget a moment after a run starts: a page
+# counts as drawn when it looks ready twice, this far apart.
+SETTLE_SECONDS = 2
 MAIN_IMAGES = "document.querySelectorAll('[data-testid=\"stMain\"] [data-testid=\"stImage\"] img, " \
               "[data-testid=\"stMain\"] [data-testid=\"stImageContainer\"] img').length"
 DOWNLOAD_BUTTONS = "document.querySelectorAll('[data-testid=\"stDownloadButton\"]').length"
@@ -83,8 +89,10 @@ def server(workflow, tmp_path):
 def open_page(browser, url, name):
     browser.open(f"{url}/{PAGE_URLS[name]}")
     title = PAGE_TITLES[name]
-    browser.wait_for(PAGE_READY.format(title=repr(title)), PAGE_TIMEOUT, f"the {name} page")
-    time.sleep(1)  # Let charts and images finish drawing.
+    ready = f"{PAGE_READY.format(title=repr(title))} && {IMAGES_LOADED}"
+    for _ in range(2):
+        browser.wait_for(ready, PAGE_TIMEOUT, f"the {name} page")
+        time.sleep(SETTLE_SECONDS)  # Let charts and images finish drawing.
 
 
 def test_pages_in_chromium_with_a_generation(server, workflow):
