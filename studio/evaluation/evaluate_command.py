@@ -15,7 +15,9 @@ def add_parser(subparsers):
                       help="tiny-shapes or a folder saved by `studio train base`")
     base.add_argument("--images-per-combination", type=int, default=25,
                       help="images for each held-out (shape, colour, background) (default: 25)")
-    base.add_argument("--seed", type=int, default=0)
+    base.add_argument("--seed", type=int, default=0,
+                      help="the first image's seed; image i uses seed + i, so seeds closer "
+                      "than the image count (225 by default) share images (default: 0)")
     base.set_defaults(run=run_base)
     dreambooth = kinds.add_parser(
         "dreambooth", help="DreamBooth on the world's instance: instance fidelity, class diversity")
