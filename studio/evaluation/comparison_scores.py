@@ -41,7 +41,10 @@ def asked_attributes(prompt):
 
 
 def applies_to(model):
-    """True when `model` (a preset name) draws the shapes world at the classifier's size."""
+    """True when `model` (a preset name) is a shapes-world model (its tokenizer is the world's).
+
+    The image size is checked separately, against the classifier's.
+    """
     from studio.models.presets import BACKBONE_PRESETS
 
     spec = BACKBONE_PRESETS.get(model) or {}
