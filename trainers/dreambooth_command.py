@@ -10,6 +10,7 @@ from studio.trainers.run_settings import (
     DEVICES_HELP,
     describe_loss,
     fit_run,
+    load_backbone,
     resolve_run_settings,
     set_up_devices,
 )
@@ -259,7 +260,6 @@ def build_dreambooth(settings, args, devices=None):
     class images outside it (under TensorFlow, on one device).
     """
     from studio.datasets import ConceptDataset, DreamBoothDataset, ImageFolder, LatentCache
-    from studio.models import StableDiffusionBackbone
     from studio.trainers.data_parallel_devices import DataParallelDevices
     from studio.trainers.dreambooth_trainer import DreamBoothTrainer
     from studio.trainers.dreambooth_text_embeddings import (
@@ -269,13 +269,7 @@ def build_dreambooth(settings, args, devices=None):
     from studio.trainers.train_command import weights_id
 
     devices = devices or DataParallelDevices()
-    with devices.scope():
-        backbone = StableDiffusionBackbone.from_preset(
-            settings["model"],
-            weights=args.weights,
-            vocabulary=args.vocabulary,
-            dtype=settings["precision"],
-        )
+    backbone = load_backbone(settings, args, devices)
     resolution = settings["resolution"] or backbone.image_size
     prior_preservation = bool(settings["class_prompt"])
     if prior_preservation:

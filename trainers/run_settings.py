@@ -87,6 +87,22 @@ def set_up_devices(settings):
     return devices
 
 
+def load_backbone(settings, args, devices):
+    """The run's base model (`settings["model"]`, in its precision), built in `devices`' scope.
+
+    `args` carries the command's `--weights` and `--vocabulary`.
+    """
+    from studio.models import StableDiffusionBackbone
+
+    with devices.scope():
+        return StableDiffusionBackbone.from_preset(
+            settings["model"],
+            weights=args.weights,
+            vocabulary=args.vocabulary,
+            dtype=settings["precision"],
+        )
+
+
 def fit_run(trainer, run_directory, settings, batches, resume, sample_prompts, command):
     """Trains `trainer` as a command's `settings` say; returns the run's summary, or None.
 

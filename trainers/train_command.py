@@ -12,6 +12,7 @@ from studio.trainers.run_settings import (
     DEVICES_HELP,
     describe_loss,
     fit_run,
+    load_backbone,
     resolve_run_settings,
     set_up_devices,
 )
@@ -223,19 +224,13 @@ def build_textual_inversion(settings, args, devices=None):
     import keras
 
     from studio.datasets import ConceptDataset, ImageFolder, LatentCache
-    from studio.models import StableDiffusionBackbone
     from studio.trainers.data_parallel_devices import DataParallelDevices
     from studio.trainers.textual_inversion_trainer import TextualInversionTrainer
     from studio.trainers.warmup_schedule import WarmupSchedule
 
     devices = devices or DataParallelDevices()
+    backbone = load_backbone(settings, args, devices)
     with devices.scope():
-        backbone = StableDiffusionBackbone.from_preset(
-            settings["model"],
-            weights=args.weights,
-            vocabulary=args.vocabulary,
-            dtype=settings["precision"],
-        )
         trainer = TextualInversionTrainer(
             backbone,
             settings["token"],
