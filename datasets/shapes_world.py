@@ -13,7 +13,10 @@ The world holds two things on purpose that its vocabulary cannot say:
   single word makes the model draw it, and textual inversion has something
   real to find.
 - the *instance*: a circle with red and white stripes. It never appears in
-  base training, so DreamBooth has to teach it.
+  base training, so DreamBooth has to teach it. Other shapes and colours do
+  come striped (captioned "striped" or "with stripes"), as a real model
+  knows stripes but not one particular striped object; without them the
+  VAE never learned to draw stripes at all.
 """
 
 import numpy as np
@@ -39,6 +42,8 @@ NO_SIZE_RATE = 0.5
 NO_BACKGROUND_RATE = 0.3
 # Share of the base-training scenes that show the cross.
 CROSS_RATE = 0.25
+# Share of the base-training scenes drawn striped (never as the instance).
+STRIPED_RATE = 0.15
 
 
 class ShapesWorld:
@@ -124,6 +129,11 @@ class ShapesWorld:
             if cls.is_held_out(shape, colour, background)
         ]
 
+    @classmethod
+    def is_instance(cls, scene):
+        """Whether `scene` shows the DreamBooth instance (never in base training)."""
+        return all(getattr(scene, name) == value for name, value in cls.INSTANCE.items())
+
     def random_scene(self, rng, shape=None, colour=None, background=None, pattern="plain"):
         """A scene with the given attributes and the others drawn from `rng`."""
         if shape is None:
@@ -140,9 +150,10 @@ class ShapesWorld:
     def caption(self, scene, rng):
         """A caption of `scene` from the world's grammar.
 
-        "a [size] [colour] NOUN [on a BACKGROUND background]", where NOUN is
-        the shape's name, or a generic word for the cross (always) and for
-        the named shapes (now and then).
+        "a [size] [colour] [striped] NOUN [with stripes] [on a BACKGROUND
+        background]", where NOUN is the shape's name, or a generic word for
+        the cross (always) and for the named shapes (now and then); a
+        striped scene always says so, before or after the noun.
         """
         if scene.shape == self.UNNAMED_SHAPE or rng.random() < GENERIC_CAPTION_RATE:
             noun = self.GENERIC_WORDS[rng.integers(len(self.GENERIC_WORDS))]
@@ -153,7 +164,12 @@ class ShapesWorld:
             words.append(scene.size)
         if rng.random() >= NO_COLOUR_RATE:
             words.append(scene.colour)
+        striped_after = scene.pattern == "striped" and rng.random() < 0.5
+        if scene.pattern == "striped" and not striped_after:
+            words.append("striped")
         words.append(noun)
+        if striped_after:
+            words += ["with", "stripes"]
         if rng.random() >= NO_BACKGROUND_RATE:
             words += ["on", "a", scene.background, "background"]
         return " ".join(words)
@@ -174,10 +190,13 @@ class ShapesWorld:
         images = np.empty((count, self.image_size, self.image_size, 3), np.uint8)
         captions, scenes = [], []
         while len(scenes) < count:
-            scene = self.random_scene(rng)
+            pattern = "striped" if rng.random() < STRIPED_RATE else "plain"
+            scene = self.random_scene(rng, pattern=pattern)
             if not include_held_out and self.is_held_out(
                 scene.shape, scene.colour, scene.background
             ):
+                continue
+            if self.is_instance(scene):
                 continue
             images[len(scenes)] = self.render(scene)
             captions.append(self.caption(scene, rng))

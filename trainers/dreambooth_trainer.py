@@ -360,31 +360,6 @@ class DreamBoothTrainer(FrozenPolicyTrainer):
             "loss/prior": float(ops.convert_to_numpy(self.prior_loss.result())),
         }
 
-    def sample_images(self, prompts, seed=0, num_steps=25, guidance_scale=7.5, sampler="ddim"):
-        """Generates images with the current weights, e.g. validation samples.
-
-        Args:
-            prompts: list of prompts, one image each.
-            seed: the first image's seed; image `i` uses `seed + i`.
-            num_steps: sampling steps.
-            guidance_scale: classifier-free guidance scale.
-            sampler: a scheduler name of `studio.schedulers`.
-
-        Returns:
-            A `studio.pipelines.GeneratedImages`.
-        """
-        if self._sampling_pipeline is None:
-            from studio.pipelines import TextToImagePipeline
-
-            self._sampling_pipeline = TextToImagePipeline(self.backbone)
-        return self._sampling_pipeline(
-            list(prompts),
-            num_steps=num_steps,
-            guidance_scale=guidance_scale,
-            seed=seed,
-            sampler=sampler,
-        )
-
     def get_config(self):
         return {
             "name": self.name,

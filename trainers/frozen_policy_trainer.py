@@ -9,8 +9,12 @@ class FrozenPolicyTrainer(keras.Model):
     A trainer keeps its inputs (VAE moments, latents) and loss in float32,
     so Keras, which looks at the trainer's policy, would not wrap the
     optimizer of a `mixed_float16` backbone for loss scaling by itself:
-    `compile` does. Subclasses set `self.unet`.
+    `compile` does. Subclasses set `self.unet` and `self.backbone`, and
+    `self._sampling_pipeline = None`.
     """
+
+    # Sampling steps of `sample_images` when the caller gives none.
+    SAMPLE_STEPS = 25
 
     @property
     def precision(self):
@@ -30,3 +34,35 @@ class FrozenPolicyTrainer(keras.Model):
         ):
             optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
         super().compile(optimizer=optimizer, **kwargs)
+
+    def sample_images(self, prompts, seed=0, num_steps=None, guidance_scale=7.5, sampler="ddim"):
+        """Generates images with the weights as trained so far, e.g. progress samples.
+
+        The generation pipeline is built once (on `_sampling_backbone()`)
+        and reused.
+
+        Args:
+            prompts: list of prompts, one image each.
+            seed: the first image's seed; image `i` uses `seed + i`.
+            num_steps: sampling steps (default: the trainer's `SAMPLE_STEPS`).
+            guidance_scale: classifier-free guidance scale.
+            sampler: a scheduler name of `studio.schedulers`.
+
+        Returns:
+            A `studio.pipelines.GeneratedImages`.
+        """
+        if self._sampling_pipeline is None:
+            from studio.pipelines import TextToImagePipeline
+
+            self._sampling_pipeline = TextToImagePipeline(self._sampling_backbone())
+        return self._sampling_pipeline(
+            list(prompts),
+            num_steps=num_steps or self.SAMPLE_STEPS,
+            guidance_scale=guidance_scale,
+            seed=seed,
+            sampler=sampler,
+        )
+
+    def _sampling_backbone(self):
+        """The backbone `sample_images` generates with: the trained one itself."""
+        return self.backbone

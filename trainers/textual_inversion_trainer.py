@@ -99,6 +99,8 @@ class TextualInversionTrainer(FrozenPolicyTrainer):
     ```
     """
 
+    SAMPLE_STEPS = 20
+
     def __init__(
         self,
         backbone,
@@ -273,37 +275,13 @@ class TextualInversionTrainer(FrozenPolicyTrainer):
         """TensorBoard scalars beside the loss: each vector's norm (for `TrainingRun`)."""
         return {f"vector_norm/{name}": norm for name, norm in self.vector_norms().items()}
 
-    def sample_images(self, prompts, seed=0, num_steps=20, guidance_scale=7.5, sampler="ddim"):
-        """Generates images with the current vectors, e.g. for progress samples.
-
-        Prompts may use the placeholder tokens. The generation pipeline is
-        built once and reused; its text encoder reads the trainer's vectors.
-
-        Args:
-            prompts: list of prompts, one image each.
-            seed: the first image's seed; image `i` uses `seed + i`.
-            num_steps: sampling steps.
-            guidance_scale: classifier-free guidance scale.
-            sampler: a scheduler name of `studio.schedulers`.
-
-        Returns:
-            A `studio.pipelines.GeneratedImages`.
-        """
-        if self._sampling_pipeline is None:
-            from studio.pipelines import TextToImagePipeline
-
-            # The pipeline calls `backbone.text_encoder(token_ids)`; this
-            # view of the backbone routes that through the joined lookup.
-            view = copy.copy(self.backbone)
-            view.text_encoder = self.encode_text
-            self._sampling_pipeline = TextToImagePipeline(view)
-        return self._sampling_pipeline(
-            list(prompts),
-            num_steps=num_steps,
-            guidance_scale=guidance_scale,
-            seed=seed,
-            sampler=sampler,
-        )
+    def _sampling_backbone(self):
+        # Prompts may use the placeholder tokens: the pipeline calls
+        # `backbone.text_encoder(token_ids)`, and this view of the backbone
+        # routes that through the joined lookup of the trainer's vectors.
+        view = copy.copy(self.backbone)
+        view.text_encoder = self.encode_text
+        return view
 
     def get_config(self):
         return {

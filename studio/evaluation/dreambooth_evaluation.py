@@ -10,9 +10,13 @@ from studio.evaluation.model_evaluator import INSTANCE_CONCEPT, ModelEvaluator
 INSTANCE_PROMPT = "a sks circle"
 CLASS_PROMPT = "a circle"
 INSTANCE_IMAGES = 5
+# LoRA rank 8 on the UNet's attention: on the shipped model it scored
+# instance fidelity 0.50 with class diversity 0.93x the base model's, where
+# full fine-tuning (300 steps, lr 5e-4) scored 0.05 and 0.79x.
 DREAMBOOTH_SETTINGS = {
-    "steps": 300,
-    "lr": 5e-4,
+    "lora_rank": 8,
+    "steps": 400,
+    "lr": 2e-3,
     "batch_size": 4,
     "num_class_images": 50,
     "class_image_steps": 20,

@@ -22,6 +22,8 @@ def add_parser(subparsers):
     dreambooth = kinds.add_parser(
         "dreambooth", help="DreamBooth on the world's instance: instance fidelity, class diversity")
     dreambooth.add_argument("--out", required=True, help="folder for the run")
+    dreambooth.add_argument("--model", default="tiny-shapes",
+                            help="tiny-shapes or a folder saved by `studio train base`")
     dreambooth.add_argument("--no-prior-preservation", dest="prior", action="store_false")
     dreambooth.add_argument("--steps", type=int, default=None)
     dreambooth.add_argument("--seed", type=int, default=0)
@@ -50,10 +52,12 @@ def run_dreambooth(args):
 
     start = time.perf_counter()
     scores = evaluate_dreambooth(args.out, prior_preservation=args.prior, steps=args.steps,
-                                 seed=args.seed)
+                                 seed=args.seed, model=args.model)
     scores["seconds"] = round(time.perf_counter() - start, 1)
-    with open(os.path.join(args.out, "scores.json"), "w", encoding="utf-8") as file:
+    path = os.path.join(args.out, "scores.json")
+    with open(path + ".tmp", "w", encoding="utf-8") as file:
         json.dump(scores, file, indent=2)
+    os.replace(path + ".tmp", path)
     print(json.dumps(scores, indent=2))
     return 0
 

@@ -50,7 +50,23 @@ def test_base_training_holds_out_combinations_and_never_shows_the_instance():
     held_out = set(ShapesWorld.held_out_combinations())
     assert held_out
     assert not any((s.shape, s.colour, s.background) in held_out for s in scenes)
-    assert all(s.pattern == "plain" for s in scenes)
+    assert not any(ShapesWorld.is_instance(s) for s in scenes)
+    striped = [s for s in scenes if s.pattern == "striped"]
+    # Stripes are known on other shapes and colours, red circles come plain.
+    assert 0.05 < len(striped) / len(scenes) < 0.3
+    assert {s.shape for s in striped} == set(ShapesWorld.SHAPES)
+    assert any(s.shape == "circle" for s in striped)
+    assert any(s.colour == "red" for s in striped)
+    assert any(s.shape == "circle" and s.colour == "red" for s in scenes)
+
+
+def test_striped_scenes_say_so_in_their_captions():
+    world = ShapesWorld(32)
+    _, captions, scenes = world.sample(300, seed=3)
+    for caption, scene in zip(captions, scenes):
+        words = caption.split()
+        says_striped = "striped" in words or "stripes" in words
+        assert says_striped == (scene.pattern == "striped"), caption
 
 
 def test_captions_use_only_vocabulary_words():

@@ -79,3 +79,20 @@ def quick_compile_options():
     if keras.config.backend() == "tensorflow":
         return {"run_eagerly": True}
     return {"jit_compile": True}
+
+
+@pytest.fixture(scope="session")
+def write_toy_images():
+    """`write_toy_images(folder, count, size, prefix="toy")`: random RGB PNGs, the same every run."""
+
+    def write(folder, count, size, prefix="toy"):
+        from PIL import Image
+
+        folder.mkdir(parents=True)
+        rng = np.random.default_rng(0)
+        for index in range(count):
+            pixels = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(folder / f"{prefix}{index}.png")
+        return folder
+
+    return write

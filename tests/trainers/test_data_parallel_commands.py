@@ -17,7 +17,6 @@ import sys
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from studio.trainers import train_command
 
@@ -66,14 +65,9 @@ def eager_steps(quick_compile_options):
 
 
 @pytest.fixture(scope="module")
-def workspace(tmp_path_factory):
+def workspace(tmp_path_factory, write_toy_images):
     root = tmp_path_factory.mktemp("data-parallel")
-    images = root / "images"
-    images.mkdir()
-    rng = np.random.default_rng(0)
-    for index in range(3):
-        pixels = rng.integers(0, 256, (IMAGE_SIZE, IMAGE_SIZE, 3), dtype=np.uint8)
-        Image.fromarray(pixels).save(images / f"toy{index}.png")
+    write_toy_images(root / "images", 3, IMAGE_SIZE)
     return root
 
 

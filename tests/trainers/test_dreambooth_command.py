@@ -43,14 +43,9 @@ def quick_steps(quick_compile_options):
 
 
 @pytest.fixture(scope="module")
-def workspace(tmp_path_factory):
+def workspace(tmp_path_factory, write_toy_images):
     root = tmp_path_factory.mktemp("dreambooth")
-    images = root / "subject"
-    images.mkdir()
-    rng = np.random.default_rng(0)
-    for index in range(2):
-        pixels = rng.integers(0, 256, (IMAGE_SIZE, IMAGE_SIZE, 3), dtype=np.uint8)
-        Image.fromarray(pixels).save(images / f"subject{index}.png")
+    write_toy_images(root / "subject", 2, IMAGE_SIZE, prefix="subject")
     return root
 
 

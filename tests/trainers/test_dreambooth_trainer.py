@@ -111,7 +111,6 @@ def test_lora_trains_only_lora_weights_and_keeps_every_base_weight(lora_run):
     lora_b = [v for v in trainable if v.path.endswith("lora_kernel_b")]
     # B starts at zero: every adapter moved.
     assert all(np.abs(numpy(v)).max() > 0 for v in lora_b)
-    after = snapshot(trainer.backbone)
     for name in before:
         # LoRA matrices are extra variables; the base ones come first in
         # each layer and keep their order.
