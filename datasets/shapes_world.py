@@ -44,6 +44,9 @@ NO_BACKGROUND_RATE = 0.3
 CROSS_RATE = 0.25
 # Share of the base-training scenes drawn striped (never as the instance).
 STRIPED_RATE = 0.15
+# Share of striped captions that say "with stripes" after the noun rather
+# than "striped" before it.
+STRIPES_AFTER_NOUN_RATE = 0.5
 
 
 class ShapesWorld:
@@ -164,7 +167,7 @@ class ShapesWorld:
             words.append(scene.size)
         if rng.random() >= NO_COLOUR_RATE:
             words.append(scene.colour)
-        striped_after = scene.pattern == "striped" and rng.random() < 0.5
+        striped_after = scene.pattern == "striped" and rng.random() < STRIPES_AFTER_NOUN_RATE
         if scene.pattern == "striped" and not striped_after:
             words.append("striped")
         words.append(noun)
