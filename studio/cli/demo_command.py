@@ -177,6 +177,6 @@ def run(args):
 def _write_json(path, data):
     import json
 
-    with open(path + ".tmp", "w", encoding="utf-8") as file:
-        json.dump(data, file, indent=2)
-    os.replace(path + ".tmp", path)
+    from studio.embeddings.atomic_write import write_file_atomically
+
+    write_file_atomically(path, json.dumps(data, indent=2).encode("utf-8"))

@@ -48,16 +48,15 @@ def run_base(args):
 
 
 def run_dreambooth(args):
+    from studio.embeddings.atomic_write import write_file_atomically
     from studio.evaluation.dreambooth_evaluation import evaluate_dreambooth
 
     start = time.perf_counter()
     scores = evaluate_dreambooth(args.out, prior_preservation=args.prior, steps=args.steps,
                                  seed=args.seed, model=args.model)
     scores["seconds"] = round(time.perf_counter() - start, 1)
-    path = os.path.join(args.out, "scores.json")
-    with open(path + ".tmp", "w", encoding="utf-8") as file:
-        json.dump(scores, file, indent=2)
-    os.replace(path + ".tmp", path)
+    write_file_atomically(os.path.join(args.out, "scores.json"),
+                          json.dumps(scores, indent=2).encode("utf-8"))
     print(json.dumps(scores, indent=2))
     return 0
 
