@@ -186,7 +186,6 @@ class DreamBoothTrainer(FrozenPolicyTrainer):
         self.step_loss = LastValue(name="step_loss")
         self.instance_loss = LastValue(name="instance_loss")
         self.prior_loss = LastValue(name="prior_loss")
-        self._sampling_pipeline = None
 
     def _enable_lora(self):
         """Adds LoRA to the target layers, freezes everything else; returns the layers' names."""

@@ -9,12 +9,13 @@ class FrozenPolicyTrainer(keras.Model):
     A trainer keeps its inputs (VAE moments, latents) and loss in float32,
     so Keras, which looks at the trainer's policy, would not wrap the
     optimizer of a `mixed_float16` backbone for loss scaling by itself:
-    `compile` does. Subclasses set `self.unet` and `self.backbone`, and
-    `self._sampling_pipeline = None`.
+    `compile` does. Subclasses set `self.unet` and `self.backbone`.
     """
 
     # Sampling steps of `sample_images` when the caller gives none.
     SAMPLE_STEPS = 25
+    # `sample_images` builds its pipeline on first use.
+    _sampling_pipeline = None
 
     @property
     def precision(self):
@@ -57,7 +58,7 @@ class FrozenPolicyTrainer(keras.Model):
             self._sampling_pipeline = TextToImagePipeline(self._sampling_backbone())
         return self._sampling_pipeline(
             list(prompts),
-            num_steps=num_steps or self.SAMPLE_STEPS,
+            num_steps=self.SAMPLE_STEPS if num_steps is None else num_steps,
             guidance_scale=guidance_scale,
             seed=seed,
             sampler=sampler,

@@ -164,7 +164,6 @@ class TextualInversionTrainer(FrozenPolicyTrainer):
         )
         self.seed_generator = keras.random.SeedGenerator(seed, name="noise_seed")
         self.step_loss = LastValue(name="step_loss")
-        self._sampling_pipeline = None
 
     # --- The training step ------------------------------------------------
 
