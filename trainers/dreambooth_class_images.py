@@ -11,6 +11,9 @@ from studio.datasets.image_decoding import SUPPORTED_EXTENSIONS
 CLASS_IMAGE_PATTERN = "class-{index:05d}.png"
 _CLASS_IMAGE_NAME = re.compile(r"class-(\d{5})\.png")
 DEFAULT_NUM_STEPS = 25
+# The text-to-image pipeline's own default: class images are the prior as a
+# user samples it; sample with another scale, and generate them with it.
+DEFAULT_GUIDANCE_SCALE = 7.5
 DEFAULT_BATCH_SIZE = 4
 
 
@@ -32,6 +35,7 @@ def generate_class_images(
     num_images,
     seed=0,
     num_steps=DEFAULT_NUM_STEPS,
+    guidance_scale=DEFAULT_GUIDANCE_SCALE,
     batch_size=DEFAULT_BATCH_SIZE,
     resolution=None,
     progress=None,
@@ -52,6 +56,10 @@ def generate_class_images(
         num_images: int >= 0, the number of images the folder must hold.
         seed: int, the seed of image 0.
         num_steps: sampling steps per image.
+        guidance_scale: classifier-free guidance scale of the images. A
+            higher scale draws a narrower set of images, and the prior loss
+            pulls the fine-tuned model toward that set: use the scale the
+            fine-tuned model will be sampled with.
         batch_size: images per pipeline call.
         resolution: the images' size in pixels (None: the model's).
         progress: None shows a tqdm progress bar on a terminal; False
@@ -98,6 +106,7 @@ def generate_class_images(
                 prompt,
                 num_images_per_prompt=len(run),
                 num_steps=num_steps,
+                guidance_scale=guidance_scale,
                 seed=seed + run[0],
                 height=resolution,
                 width=resolution,

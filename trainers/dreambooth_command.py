@@ -41,6 +41,7 @@ DREAMBOOTH_DEFAULTS = {
     "class_data": None,
     "num_class_images": 100,
     "class_image_steps": 25,
+    "class_image_guidance": 7.5,
     "prior_loss_weight": 1.0,
     "lora_rank": None,
     "lora_alpha": None,
@@ -107,6 +108,9 @@ def add_dreambooth_parser(train_subparsers):
         help=f"folder of class images, topped up by generation (default: RUN/{CLASS_IMAGES_FOLDER})")
     add("--num-class-images", type=int, help="class images wanted (default: 100)")
     add("--class-image-steps", type=int, help="sampling steps per class image (default: 25)")
+    add("--class-image-guidance", type=float,
+        help="guidance scale of the class images: the scale you will sample the fine-tuned "
+        "model with, since the prior loss pulls it toward these images (default: 7.5)")
     add("--prior-loss-weight", type=float, help="weight of the class images' loss (default: 1.0)")
     add("--lora-rank", type=int, help="train LoRA matrices of this rank only (default: full UNet)")
     add("--lora-alpha", type=float, help="LoRA alpha; outputs scale by alpha/rank (default: rank)")
@@ -184,6 +188,10 @@ def resolve_settings(args):
         raise ValueError(
             "--class-data needs --class-prompt, the prompt of the class images. "
             f"Received: --class-data {settings['class_data']} without --class-prompt"
+        )
+    if settings["class_image_guidance"] < 0:
+        raise ValueError(
+            f"--class-image-guidance must be >= 0. Received: {settings['class_image_guidance']}"
         )
     if settings["latent_variants"] < 0:
         raise ValueError(f"--latent-variants must be >= 0. Received: {settings['latent_variants']}")
@@ -283,6 +291,7 @@ def build_dreambooth(settings, args, devices=None):
             settings["num_class_images"],
             seed=settings["seed"],
             num_steps=settings["class_image_steps"],
+            guidance_scale=settings["class_image_guidance"],
             resolution=resolution,
         )
 

@@ -136,9 +136,10 @@ def test_class_images_top_up_a_folder_and_keep_what_is_there(tmp_path):
     Image.new("RGB", (8, 8), "blue").save(folder / "class-00001.png")
     pipeline = TextToImagePipeline(StableDiffusionBackbone.from_preset("tiny"))
     made = generate_class_images(pipeline, folder, CLASS_PROMPT, 4, seed=10, num_steps=2,
-                                 progress=False)
+                                 guidance_scale=3.0, progress=False)
     assert sorted(os.path.basename(p) for p in made) == ["class-00000.png", "class-00002.png"]
     assert read_parameters(folder / "class-00002.png").seed == 12
+    assert read_parameters(folder / "class-00002.png").guidance_scale == 3.0
     assert np.array_equal(np.asarray(Image.open(folder / "class-00001.png")),
                           np.asarray(Image.new("RGB", (8, 8), "blue")))
     assert generate_class_images(pipeline, folder, CLASS_PROMPT, 4, progress=False) == []
@@ -151,6 +152,8 @@ def test_class_images_top_up_a_folder_and_keep_what_is_there(tmp_path):
         (["--lora-alpha", "4"], "need --lora-rank"),
         (["--lora-rank", "0"], "--lora-rank must be at least 1"),
         (["--steps", "0"], "--steps must be at least 1"),
+        (["--class-prompt", "a dog", "--class-image-guidance", "-1"],
+         r"--class-image-guidance must be >= 0. Received: -1"),
     ],
 )
 def test_bad_options_are_named(tmp_path, argv, message):
