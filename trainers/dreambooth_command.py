@@ -7,7 +7,10 @@
 import os
 
 from studio.trainers.run_settings import (
-    DEVICES_HELP,
+    MODEL_HELP,
+    PRECISIONS,
+    add_run_folder_options,
+    add_training_options,
     describe_loss,
     fit_run,
     load_backbone,
@@ -15,7 +18,6 @@ from studio.trainers.run_settings import (
     set_up_devices,
 )
 
-PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 OPTIMIZERS = ("adamw", "adam", "adafactor", "lion", "sgd")
 LR_DECAYS = ("constant", "cosine")
 # Exit codes: done, stopped by a non-finite loss (as `train textual-inversion`).
@@ -98,8 +100,7 @@ def add_dreambooth_parser(train_subparsers):
     add = parser.add_argument
     # Defaults are None here and filled in `resolve_settings`, so that a
     # resumed run can tell the options given on its command line.
-    add("--model", help="preset (sd-v1, sd-v2, tiny), a folder saved by the studio, a diffusers "
-        "folder, or an SD 1.x / 2.x .safetensors / .ckpt file (converted on load)")
+    add("--model", help=MODEL_HELP)
     add("--data", help="folder of the subject's photos")
     add("--instance-prompt", help='prompt of the subject\'s photos, e.g. "a photo of sks dog"')
     add("--class-prompt",
@@ -124,38 +125,22 @@ def add_dreambooth_parser(train_subparsers):
     add("--steps", type=int, help="optimizer steps in the run (default: 400)")
     add("--lr", type=float,
         help=f"learning rate (default: {DEFAULT_FULL_LR} full, {DEFAULT_LORA_LR} LoRA)")
-    add("--warmup-steps", type=int, help="linear learning-rate warm-up steps (default: 0)")
     add("--lr-decay", choices=LR_DECAYS, help="after warm-up: constant (default) or cosine")
     add("--batch-size", type=int,
         help="subject images per batch; as many class images join them; the whole batch is "
         "split evenly across --devices (default: 1)")
-    add("--grad-accum", type=int, help="batches accumulated per optimizer step (default: 1)")
-    add("--resolution", type=int, help="training image size (default: the model's)")
     add("--precision", choices=PRECISIONS,
         help="dtype policy; weights stay float32 (default: float32)")
     add("--remat", action="store_true", default=None,
         help="recompute the UNet blocks' activations in the backward pass (less memory)")
     add("--seed", type=int, help="seed of data order, noise and LoRA init (default: 0)")
-    add("--min-snr-gamma", type=float, help="min-SNR loss weighting, e.g. 5 (default: off)")
-    add("--offset-noise", type=float, help="offset-noise strength, e.g. 0.05 (default: off)")
-    add("--latent-variants", type=int,
-        help="augmented variants per image encoded once into the latent cache; 0 encodes "
-        "every step instead (default: 8)")
-    add("--cache-dir", help="latent cache folder (default: ~/.keras/studio-latents)")
+    add_training_options(add)
     add("--sample-every", type=int, help="steps between validation images (default: none)")
     add("--sample-prompt", dest="sample_prompts", action="append",
         help="prompt of the validation images; repeat for several (default: the instance "
         "and class prompts)")
     add("--sample-steps", type=int, help="sampling steps of validation images (default: 25)")
-    add("--save-every", type=int, help="steps between checkpoints (default: 500)")
-    add("--log-every", type=int, help="steps between TensorBoard points (default: 10)")
-    add("--keep-checkpoints", type=int, help="newest checkpoints kept (default: all)")
-    add("--weights", help="folder holding the preset's weight files, for offline use")
-    add("--vocabulary", help="local CLIP vocabulary file, for offline use")
-    add("--out", help=f"run folder (default: {DEFAULT_RUNS_FOLDER}/dreambooth-<prompt>)")
-    add("--resume", action="store_true",
-        help="continue the run in --out from its last checkpoint")
-    add("--devices", type=int, help=DEVICES_HELP)
+    add_run_folder_options(add, f"{DEFAULT_RUNS_FOLDER}/dreambooth-<prompt>")
     parser.set_defaults(run=run)
     return parser
 

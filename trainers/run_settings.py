@@ -7,6 +7,47 @@ DEVICES_HELP = (
     "run may change it (default: 1)"
 )
 
+# The dtype policies a training run may use (`--precision`).
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+# The `--model` option of the training commands.
+MODEL_HELP = (
+    "preset (sd-v1, sd-v2, tiny), a folder saved by the studio, a diffusers folder, or an "
+    "SD 1.x / 2.x .safetensors / .ckpt file (converted on load)"
+)
+
+
+def add_training_options(add):
+    """Adds the options both training commands share about the step and its data.
+
+    `add` is a parser's `add_argument`. Defaults are None, filled in by
+    `resolve_run_settings`, so that a resumed run can tell given options.
+    """
+    add("--warmup-steps", type=int, help="linear learning-rate warm-up steps (default: 0)")
+    add("--grad-accum", type=int, help="batches accumulated per optimizer step (default: 1)")
+    add("--resolution", type=int, help="training image size (default: the model's)")
+    add("--min-snr-gamma", type=float, help="min-SNR loss weighting, e.g. 5 (default: off)")
+    add("--offset-noise", type=float, help="offset-noise strength, e.g. 0.05 (default: off)")
+    add("--latent-variants", type=int,
+        help="augmented variants per image encoded once into the latent cache; 0 encodes "
+        "every step instead (default: 8)")
+    add("--cache-dir", help="latent cache folder (default: ~/.keras/studio-latents)")
+
+
+def add_run_folder_options(add, default_out):
+    """Adds the options both training commands share about checkpoints, files and devices.
+
+    `default_out` describes `--out`'s default in the help.
+    """
+    add("--save-every", type=int, help="steps between checkpoints (default: 500)")
+    add("--log-every", type=int, help="steps between TensorBoard points (default: 10)")
+    add("--keep-checkpoints", type=int, help="newest checkpoints kept (default: all)")
+    add("--weights", help="folder holding the preset's weight files, for offline use")
+    add("--vocabulary", help="local CLIP vocabulary file, for offline use")
+    add("--out", help=f"run folder (default: {default_out})")
+    add("--resume", action="store_true",
+        help="continue the run in --out from its last checkpoint")
+    add("--devices", type=int, help=DEVICES_HELP)
+
 
 def option_name(key):
     """The command-line option of a setting: "grad_accum" -> "--grad-accum"."""

@@ -9,7 +9,10 @@ import hashlib
 import os
 
 from studio.trainers.run_settings import (
-    DEVICES_HELP,
+    MODEL_HELP,
+    PRECISIONS,
+    add_run_folder_options,
+    add_training_options,
     describe_loss,
     fit_run,
     load_backbone,
@@ -17,7 +20,6 @@ from studio.trainers.run_settings import (
     set_up_devices,
 )
 
-PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 PROPERTIES = ("object", "style")
 # Exit codes: done, stopped by a non-finite loss, bad usage.
 EXIT_OK = 0
@@ -95,8 +97,7 @@ def _add_textual_inversion(methods):
     add = parser.add_argument
     # Defaults are None here and filled in `run`, so that a resumed run can
     # tell the options given on its command line from the defaults.
-    add("--model", help="preset (sd-v1, sd-v2, tiny), a folder saved by the studio, a diffusers "
-        "folder, or an SD 1.x / 2.x .safetensors / .ckpt file (converted on load)")
+    add("--model", help=MODEL_HELP)
     add("--data", help="folder of training images (caption .txt files optional)")
     add("--token", help='the placeholder to learn, e.g. "<cat-toy>"')
     add("--init-word", help="word or phrase the vectors start from, e.g. toy")
@@ -105,36 +106,19 @@ def _add_textual_inversion(methods):
         help="prompt templates: object or style (default: object)")
     add("--steps", type=int, help="optimizer steps in the run (default: 2000)")
     add("--lr", type=float, help="learning rate (default: 5e-3)")
-    add("--warmup-steps", type=int, help="linear learning-rate warm-up steps (default: 0)")
     add("--batch-size", type=int,
         help="images per batch, split evenly across --devices (default: 1)")
-    add("--grad-accum", type=int,
-        help="batches accumulated per optimizer step (default: 1)")
-    add("--resolution", type=int, help="training image size (default: the model's)")
     add("--precision", choices=PRECISIONS, help="dtype policy (default: float32)")
     add("--seed", type=int, help="seed of data order, noise and tiny models' weights (default: 0)")
-    add("--min-snr-gamma", type=float, help="min-SNR loss weighting, e.g. 5 (default: off)")
-    add("--offset-noise", type=float, help="offset-noise strength, e.g. 0.05 (default: off)")
     add("--norm-regularization", type=float,
         help="weight pulling vector norms to the initializer's (default: off)")
-    add("--latent-variants", type=int,
-        help="augmented variants per image encoded once into the latent cache; 0 encodes "
-        "every step instead (default: 8)")
-    add("--cache-dir", help="latent cache folder (default: ~/.keras/studio-latents)")
+    add_training_options(add)
     add("--sample-every", type=int,
         help="steps between sample images; 0: none (default: none)")
     add("--sample-prompt", dest="sample_prompts", action="append",
         help="prompt of the sample images; repeat for several (default: two templates)")
     add("--sample-steps", type=int, help="sampling steps of sample images (default: 25)")
-    add("--save-every", type=int, help="steps between checkpoints (default: 500)")
-    add("--log-every", type=int, help="steps between TensorBoard points (default: 10)")
-    add("--keep-checkpoints", type=int, help="newest checkpoints kept (default: all)")
-    add("--weights", help="folder holding the preset's weight files, for offline use")
-    add("--vocabulary", help="local CLIP vocabulary file, for offline use")
-    add("--out", help=f"run folder (default: {DEFAULT_RUNS_FOLDER}/<token>)")
-    add("--resume", action="store_true",
-        help="continue the run in --out from its last checkpoint")
-    add("--devices", type=int, help=DEVICES_HELP)
+    add_run_folder_options(add, f"{DEFAULT_RUNS_FOLDER}/<token>")
     add("--no-jit", dest="jit", action="store_false",
         help="never compile the step with XLA/jit (default: XLA on GPUs and under JAX; "
         "TensorFlow on a CPU runs a graph without XLA, which is faster there)")

@@ -17,13 +17,13 @@ from studio.app.run_record import RunRecord, list_runs
 from studio.app.safe_uploads import (IMAGE_EXTENSIONS, MAX_IMAGE_BYTES, MEBIBYTE,
                                      save_image_upload)
 from studio.app.training_launcher import dreambooth_args, start_training, textual_inversion_args
+from studio.trainers.run_settings import PRECISIONS
 
 METHODS = {
     "textual-inversion": "Textual inversion — learn a new word",
     "dreambooth-lora": "DreamBooth LoRA — small adapter file",
     "dreambooth-full": "DreamBooth full — fine-tune the whole UNet",
 }
-PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 DEFAULT_DATASET = "my-concept"
 # The learning rates each method starts well with.
 DEFAULT_LEARNING_RATES = {"textual-inversion": 5e-3, "dreambooth-lora": 1e-4,
