@@ -12,7 +12,7 @@ The world holds two things on purpose that its vocabulary cannot say:
   "a red thing"), which also caption the named shapes now and then; so no
   single word makes the model draw it, and textual inversion has something
   real to find.
-- the *instance*: a circle with red and white stripes. It never appears in
+- the *instance*: a circle with red and cyan stripes. It never appears in
   base training, so DreamBooth has to teach it. Other shapes and colours do
   come striped (captioned "striped" or "with stripes"), as a real model
   knows stripes but not one particular striped object; without them the
@@ -31,8 +31,11 @@ SIZE_RADII = {"small": 0.22, "large": 0.34}
 CENTER_JITTER = 0.08
 # Half-width of a cross arm relative to the shape's radius.
 CROSS_ARM_HALF_WIDTH = 0.36
-# Stripes of the instance across the shape's diameter.
-INSTANCE_STRIPES = 6
+# Bands of a striped shape across its diameter (colour, stripe colour, ...).
+# Four bands are 5.4 px wide on a large shape, more than one pixel of the
+# 4x VAE's latents: at six (3.6 px) the generated stripes blurred and the
+# circle's outline with them.
+INSTANCE_STRIPES = 4
 # Share of named-shape captions that use a generic word instead of the name:
 # it keeps the generic words from naming the cross.
 GENERIC_CAPTION_RATE = 0.25
@@ -82,9 +85,11 @@ class ShapesWorld:
     SIZES = tuple(SIZE_RADII)
     PATTERNS = ("plain", "striped")
     GENERIC_WORDS = ("shape", "thing")
-    # The DreamBooth instance: a red-and-white striped circle.
+    # The DreamBooth instance: a red-and-cyan striped circle.
     INSTANCE = {"shape": "circle", "colour": "red", "pattern": "striped"}
-    INSTANCE_STRIPE_COLOUR = (245, 245, 245)
+    # Cyan: unlike white, it stands out on every background and shape colour
+    # (white stripes vanished into white backgrounds, taking the outline).
+    INSTANCE_STRIPE_COLOUR = (80, 220, 230)
 
     def __init__(self, image_size=32):
         if not isinstance(image_size, int) or image_size < 8:

@@ -32,7 +32,7 @@ DREAMBOOTH_SETTINGS = {
 
 
 def render_instance_set(folder, count=INSTANCE_IMAGES, seed=0):
-    """Writes `count` images of the instance (the red-and-white striped circle) into `folder`."""
+    """Writes `count` images of the instance (the red-and-cyan striped circle) into `folder`."""
     import numpy as np
     from PIL import Image
 

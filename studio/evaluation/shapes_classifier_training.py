@@ -7,9 +7,16 @@ from studio.evaluation.shapes_classifier import ATTRIBUTES, ShapesClassifier
 
 # Share of training images that show the striped pattern (any shape or colour).
 STRIPED_RATE = 0.2
-# Generated images are softer and noisier than rendered ones; the classifier
-# trains on such versions too, so that it judges content, not sharpness.
-BLUR_RATE = 0.5
+# Generated images are softer, noisier and less regular than rendered ones;
+# the classifier trains on such versions too, so that it judges content,
+# not sharpness: a blur of random strength, a smooth random warp that bends
+# straight edges and stripes by up to WARP_PIXELS, noise and colour jitter.
+# (Hand-written in NumPy: a few vectorised lines, no image library needed.)
+BLUR_RATE = 0.7
+MAX_BLUR_SIGMA = 1.2
+WARP_RATE = 0.7
+WARP_PIXELS = 1.5
+WARP_GRID = 4
 NOISE_STD = 0.04
 COLOUR_JITTER = 0.06
 
@@ -27,13 +34,56 @@ def classifier_examples(count, seed, image_size=32):
         images[index] = world.render(scene) / 255.0
         for name, classes in ATTRIBUTES.items():
             labels[name][index] = classes.index(getattr(scene, name))
-    blurred = (images + np.roll(images, 1, 1) + np.roll(images, -1, 1)
-               + np.roll(images, 1, 2) + np.roll(images, -1, 2)) / 5
+    pick = rng.random(count) < WARP_RATE
+    images[pick] = _warp(images[pick], rng)
     pick = rng.random(count) < BLUR_RATE
-    images[pick] = blurred[pick]
+    images[pick] = _blur(images[pick], rng.uniform(0.3, MAX_BLUR_SIGMA, pick.sum()))
     images += rng.normal(0, NOISE_STD, images.shape).astype(np.float32)
     images *= (1 + rng.uniform(-COLOUR_JITTER, COLOUR_JITTER, (count, 1, 1, 3))).astype(np.float32)
     return np.clip(images, 0, 1), labels
+
+
+def _blur(images, sigmas):
+    """Gaussian blur of each image with its own sigma (separable, edge-padded)."""
+    radius = int(np.ceil(3 * max(sigmas, default=0)))
+    if radius == 0:
+        return images
+    offsets = np.arange(-radius, radius + 1, dtype=np.float32)
+    kernels = np.exp(-0.5 * (offsets[None, :] / sigmas[:, None]) ** 2)
+    kernels /= kernels.sum(axis=1, keepdims=True)
+    for axis in (1, 2):
+        padded = np.pad(images, [(0, 0)] + [(radius, radius) if a == axis else (0, 0)
+                                            for a in (1, 2)] + [(0, 0)], mode="edge")
+        size = images.shape[axis]
+        images = sum(
+            kernels[:, k, None, None, None] * np.take(padded, np.arange(k, k + size), axis=axis)
+            for k in range(2 * radius + 1)
+        )
+    return images.astype(np.float32)
+
+
+def _warp(images, rng):
+    """Resamples each image through a smooth random displacement field (bilinear)."""
+    count, size = images.shape[0], images.shape[1]
+    coarse = rng.uniform(-WARP_PIXELS, WARP_PIXELS, (count, 2, WARP_GRID, WARP_GRID))
+    # Bilinear upsampling of the coarse field to every pixel.
+    position = np.linspace(0, WARP_GRID - 1, size)
+    low = np.minimum(np.floor(position).astype(int), WARP_GRID - 2)
+    frac = (position - low).astype(np.float32)
+    rows = coarse[:, :, low] * (1 - frac)[None, None, :, None] \
+        + coarse[:, :, low + 1] * frac[None, None, :, None]
+    field = rows[..., low] * (1 - frac) + rows[..., low + 1] * frac
+    y, x = np.mgrid[0:size, 0:size].astype(np.float32)
+    source_y = np.clip(y + field[:, 0], 0, size - 1)
+    source_x = np.clip(x + field[:, 1], 0, size - 1)
+    y0 = np.minimum(np.floor(source_y).astype(int), size - 2)
+    x0 = np.minimum(np.floor(source_x).astype(int), size - 2)
+    wy = (source_y - y0)[..., None]
+    wx = (source_x - x0)[..., None]
+    batch = np.arange(count)[:, None, None]
+    return (images[batch, y0, x0] * (1 - wy) * (1 - wx) + images[batch, y0, x0 + 1] * (1 - wy) * wx
+            + images[batch, y0 + 1, x0] * wy * (1 - wx)
+            + images[batch, y0 + 1, x0 + 1] * wy * wx).astype(np.float32)
 
 
 def train_shapes_classifier(steps=1500, batch_size=64, seed=0, pool_size=12000):
