@@ -21,8 +21,8 @@ GRID_ZOOM = 4
 GRID_GAP = 8
 DEMO_TI_SETTINGS = {
     # On the 20k-step weights, 300 steps reached concept fidelity 0.68-0.78
-    # depending on the seed, 600 reached 0.97; on the shipped 10k-step
-    # weights 600 steps reach 0.97 too, in 94 s on 2 CPU cores.
+    # depending on the seed, 600 reached 0.97; on the shipped weights 600
+    # steps reach 0.90, in 84 s on 2 CPU cores.
     "steps": 600,
     "lr": 2e-2,
     "batch_size": 5,

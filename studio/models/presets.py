@@ -221,7 +221,7 @@ BACKBONE_PRESETS = {
         "tokenizer": {"type": "shapes_world", "sequence_length": 16},
         "prediction_type": "epsilon",
         # Measured on the trained VAE: 1 / std of its latents over the world.
-        "latent_scale": 0.72609,
+        "latent_scale": 0.72589,
         "image_size": 32,
         "noise_schedule": SD_NOISE_SCHEDULE,
         "weights": None,

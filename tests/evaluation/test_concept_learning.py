@@ -79,7 +79,6 @@ def test_dreambooth_learns_the_instance():
     fidelity = after.score_concept("sks circle", INSTANCE_CONCEPT, SCORE_IMAGES)
 
     assert before["concept_fidelity"] <= 0.2, before
-    # 0.67 on the shipped model. The base model itself draws "a red striped
-    # circle" as a striped circle in 45% of 40 images ("a striped circle":
-    # 85%), which bounds what fine-tuning can show.
+    # The base model itself draws "a red striped circle" as a striped
+    # circle in 67.5% of 40 images, which bounds what fine-tuning can show.
     assert fidelity["concept_fidelity"] >= 0.5, fidelity
