@@ -86,8 +86,11 @@ def _warp(images, rng):
             + images[batch, y0 + 1, x0 + 1] * wy * wx).astype(np.float32)
 
 
-def train_shapes_classifier(steps=1500, batch_size=64, seed=0, pool_size=12000):
-    """Trains a `ShapesClassifier` from `seed`; returns it and its held-out accuracies."""
+def train_shapes_classifier(steps, batch_size=64, seed=0, pool_size=12000):
+    """Trains a `ShapesClassifier` for `steps` from `seed`; returns it and its held-out accuracies.
+
+    `studio train classifier` gives the shipped classifier's steps by default.
+    """
     import keras
 
     keras.utils.set_random_seed(seed)

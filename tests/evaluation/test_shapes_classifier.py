@@ -37,3 +37,23 @@ def test_shipped_classifier_tells_the_instance_pattern():
 def test_wrong_image_shape_is_a_clear_error():
     with pytest.raises(ValueError, match=r"Received: shape=\(1, 64, 64, 3\)"):
         ShapesClassifier(width=8).predict_attributes(np.zeros((1, 64, 64, 3), np.uint8))
+
+
+def test_augmentations_keep_flat_images_flat_and_move_edges():
+    from studio.evaluation.shapes_classifier_training import _blur, _warp
+
+    rng = np.random.default_rng(0)
+    flat = np.full((3, 32, 32, 3), 0.25, np.float32)
+    np.testing.assert_allclose(_blur(flat, np.array([0.3, 0.8, 1.2])), flat, atol=1e-6)
+    np.testing.assert_allclose(_warp(flat, rng), flat, atol=1e-6)
+
+    # A vertical edge: the blur spreads it by the image's own sigma; the warp bends it.
+    edge = np.zeros((2, 32, 32, 3), np.float32)
+    edge[:, :, 16:] = 1.0
+    blurred = _blur(edge, np.array([0.3, 1.2]))
+    assert blurred[0, 10, 15, 0] < blurred[1, 10, 15, 0] < 0.5 < blurred[1, 10, 16, 0]
+    np.testing.assert_allclose(blurred.sum(axis=2), edge.sum(axis=2), atol=1e-4)
+    warped = _warp(edge, rng)
+    columns = (warped[..., 0] > 0.5).argmax(axis=2)  # first bright column, per row
+    assert not np.array_equal(warped, edge)
+    assert np.abs(columns - 16).max() <= 2
