@@ -10,16 +10,19 @@ from studio.evaluation.model_evaluator import EVALUATION_GUIDANCE, INSTANCE_CONC
 INSTANCE_PROMPT = "a sks circle"
 CLASS_PROMPT = "a circle"
 INSTANCE_IMAGES = 5
-# LoRA rank 8 on the UNet's and the text encoder's attention. The world's
-# "sks" was never in a caption, so its vector is an untrained one: with the
-# text encoder frozen, "a sks circle" reads almost as "a circle", and the
-# prior loss wins (UNet-only LoRA scored instance fidelity 0.075 on the
-# shipped model; with the text encoder's LoRA 0.80 and 0.875 in two runs,
-# class diversity 0.94x and 1.07x).
+# LoRA rank 16 on the UNet's and the text encoder's attention, 600 steps.
+# The world's "sks" was never in a caption, so its vector is an untrained
+# one: with the text encoder frozen, "a sks circle" reads almost as "a
+# circle", and the prior loss wins (UNet-only LoRA, rank 8: instance
+# fidelity 0.075). With the text encoder, seeds 0 and 1 scored 0.85 and 1.0
+# with prior preservation (class diversity 1.05x and 1.13x the base
+# model's), 0.35 and 0.825 without it (0.83x and 0.37x). Rank 8 at 400
+# steps scored 0.80-0.875 with the prior, but kept the class's diversity
+# without it too (0.95x), so it could not show what the prior loss does.
 DREAMBOOTH_SETTINGS = {
-    "lora_rank": 8,
+    "lora_rank": 16,
     "train_text_encoder": True,
-    "steps": 400,
+    "steps": 600,
     "lr": 2e-3,
     "batch_size": 4,
     "num_class_images": 50,
