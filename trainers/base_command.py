@@ -19,10 +19,6 @@ PRESET = "tiny-shapes"
 # On 2 idle CPU cores it took 53 minutes: rendering the pool 1, the VAE 12
 # (4.2 steps/s), the diffusion phase 40 (4.2 steps/s); the shipped run
 # (shapes world v4) 50 minutes, with other light work on the machine.
-# Steps of the shipped classifier (`studio train classifier`): at 1500 its
-# shape accuracy on held-out augmented renders was 0.959 and still rising;
-# at 4000, 0.997 (4 minutes on 2 cores).
-CLASSIFIER_STEPS = 4000
 BASE_DEFAULTS = {
     "seed": 0,
     "pool_size": 20000,
@@ -35,6 +31,10 @@ BASE_DEFAULTS = {
     "save_every": 1000,
     "log_every": 50,
 }
+# Steps of the shipped classifier (`studio train classifier`): at 1500 its
+# shape accuracy on held-out augmented renders was 0.959 and still rising;
+# at 4000, 0.997 (4 minutes on 2 cores).
+CLASSIFIER_STEPS = 4000
 DEFAULT_MIN_SNR_GAMMA = 5.0
 # The learning rate decays along a cosine to this share of its peak.
 FINAL_LR_FRACTION = 0.1
