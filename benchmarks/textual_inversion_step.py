@@ -7,21 +7,31 @@ subprocess so that peak memory (`ru_maxrss`) is the variant's own:
 
 * `studio`: `studio.trainers.TextualInversionTrainer` as `studio train`
   runs it: VAE moments from the latent cache (no VAE call in the step),
-  gradients and Adam state of shape (1, 768), the step compiled with
-  `jit_compile="auto"` (XLA on GPUs; on a CPU-only TensorFlow machine a
-  graph without XLA, whose oneDNN convolutions XLA:CPU does not match).
-  `--with-xla` adds the same step forced through XLA, `--with-bf16` the
-  step under `mixed_bfloat16`, `--with-jax` the same trainer under
-  Keras' JAX backend (jit-compiled by XLA); the headline speed-up is the
-  float32 TensorFlow `studio` row's, each other row's ratio is printed
-  below it.
+  gradients and Adam state of shape (1, 768), the UNet's 3x3
+  convolutions on 1x1 to 4x4 images computed as matmuls (`UNetConv2D`),
+  the step compiled with `jit_compile="auto"` (XLA on
+  GPUs; on a CPU-only TensorFlow machine a graph without XLA, whose oneDNN
+  convolutions XLA:CPU does not match).
 * `keras_io`: a re-implementation of the keras.io example "Teach
   StableDiffusion new concepts via Textual Inversion" (Ian Stenbit,
   lukewood): the VAE encodes the images every step, the whole token
   embedding table (49408 x 768) is the trainable variable, its
   IndexedSlices gradient is zeroed except for the placeholder's row, Adam
-  (weight decay 0.004, global clipnorm 10) updates the whole table, and
-  the step is a `tf.function` without XLA (Keras' default on CPU).
+  (weight decay 0.004, global clipnorm 10) updates the whole table, the
+  UNet's convolutions are TensorFlow's at every size (KerasCV's UNet has
+  plain `Conv2D` layers), and the step is a `tf.function` without XLA
+  (Keras' default on CPU).
+
+Both in float32: the headline pair. `--with-bf16` adds the pair under
+`mixed_bfloat16`: `studio-bf16` as `studio train --precision
+mixed_bfloat16` runs it (the frozen networks stored in bfloat16), and
+`keras_io-bf16`, the recipe under Keras' `mixed_bfloat16` policy (float32
+weights, as the recipe trains its table). `--with-xla` adds the studio
+step forced through XLA, `--with-jax` the same trainer under Keras' JAX
+backend (jit-compiled by XLA). `--rounds N` runs every variant N times,
+alternating the order, and reports the median over all timed steps: the
+CPU machine's speed drifts by up to 2x over minutes (shared host), which
+one pass in a fixed order turns into a skewed ratio.
 
 The tokenizer is the byte-level one (no download): prompts have the same
 77 positions either way. Usage:
@@ -34,11 +44,11 @@ and the ratios. The goal: >= 3x the reference's steps per second, and less
 peak memory.
 
 What bounds the ratio on a CPU: both steps spend most of their time in the
-UNet's backward pass to the text context, which no recipe can skip, and
-TensorFlow's CPU kernel for a convolution's input gradient is about ten
-times slower than the forward convolution for SD's 1280-channel layers at
-2x2 to 4x4 pixels. The studio's step saves the VAE encoder and the table's
-update around it, not that.
+UNet's backward pass to the text context, which no recipe can skip. The
+studio's step saves the VAE encoder and the table's update around it, and
+`UNetConv2D` replaces TensorFlow's slow CPU convolution kernels on the
+1x1-4x4 levels; what remains is reading every frozen weight twice (forward
+and backward), which `mixed_bfloat16`'s half-precision storage halves.
 """
 
 import argparse
@@ -53,16 +63,20 @@ import time
 from random_backbone import build_random_backbone, current_rss_mib
 
 REFERENCE = "keras_io"
-# Variant -> (compile mode of the studio step, dtype policy).
+# Variant -> (compile mode of the studio step, precision as `--precision`).
 STUDIO_VARIANTS = {
     "studio": ("auto", "float32"),
     "studio-xla": (True, "float32"),
     "studio-bf16": ("auto", "mixed_bfloat16"),
     "studio-jax": ("auto", "float32"),
 }
+# Reference variant -> dtype policy of its networks.
+REFERENCE_VARIANTS = {REFERENCE: "float32", "keras_io-bf16": "mixed_bfloat16"}
+# Each studio variant's reference: the recipe at the same precision.
+PAIRS = {"studio": REFERENCE, "studio-bf16": "keras_io-bf16"}
 # Variant -> Keras backend of its process (the others run on TensorFlow).
 BACKENDS = {"studio-jax": "jax"}
-VARIANTS = tuple(STUDIO_VARIANTS) + (REFERENCE,)
+VARIANTS = tuple(STUDIO_VARIANTS) + tuple(REFERENCE_VARIANTS)
 GOAL_SPEEDUP = 3.0
 RESULT_PREFIX = "RESULT "
 PLACEHOLDER = "<benchmark-token>"
@@ -90,7 +104,9 @@ def parse_args(argv):
     parser.add_argument("--with-jax", action="store_true",
                         help="also time the studio step under the JAX backend (jit, XLA)")
     parser.add_argument("--with-bf16", action="store_true",
-                        help="also time the studio step under mixed_bfloat16")
+                        help="also time both steps under mixed_bfloat16")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="runs of every variant, in alternating order (default: 1)")
     parser.add_argument("--variant", choices=VARIANTS, help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
@@ -101,16 +117,36 @@ def main(argv=None):
         result = run_variant(args)
         print(RESULT_PREFIX + json.dumps(result), flush=True)
         return 0
-    variants = ["studio"]
+    variants = ["studio", REFERENCE]
+    variants += ["studio-bf16", "keras_io-bf16"] if args.with_bf16 else []
     variants += ["studio-xla"] if args.with_xla else []
-    variants += ["studio-bf16"] if args.with_bf16 else []
     variants += ["studio-jax"] if args.with_jax else []
-    results = {}
-    for variant in variants + [REFERENCE]:
-        print(f"Running {variant} in a fresh process ...", flush=True)
-        results[variant] = run_in_subprocess(variant, args)
-    print_report(results, args)
+    runs = {variant: [] for variant in variants}
+    for round_index in range(args.rounds):
+        order = variants if round_index % 2 == 0 else variants[::-1]
+        for variant in order:
+            print(f"Round {round_index + 1}/{args.rounds}: {variant} in a fresh process ...",
+                  flush=True)
+            runs[variant].append(run_in_subprocess(variant, args))
+    print_report({variant: combine(results) for variant, results in runs.items()}, args)
     return 0
+
+
+def combine(results):
+    """One variant's runs as one result: the median step over all runs, the largest peak."""
+    steps = [seconds for result in results for seconds in result["step_seconds"]]
+    seconds = statistics.median(steps)
+    combined = dict(results[0])
+    combined.update(
+        seconds_per_step=seconds,
+        steps_per_second=1.0 / seconds,
+        step_seconds=steps,
+        round_seconds_per_step=[result["seconds_per_step"] for result in results],
+        warmup_seconds=statistics.median(result["warmup_seconds"] for result in results),
+        peak_rss_mib=max(result["peak_rss_mib"] for result in results),
+        rss_after_build_mib=max(result["rss_after_build_mib"] for result in results),
+    )
+    return combined
 
 
 def run_in_subprocess(variant, args):
@@ -136,24 +172,29 @@ def run_in_subprocess(variant, args):
 
 
 def print_report(results, args):
-    studio, reference = results["studio"], results[REFERENCE]
     print()
     print(f"{args.preset} architecture, random weights, {args.resolution} px, "
-          f"batch {args.batch_size}, {results['studio']['device']}")
-    header = f"{'variant':<12} {'s/step':>8} {'steps/s':>8} {'first steps s':>14} " \
-             f"{'peak RSS MiB':>13} {'over weights MiB':>17}"
+          f"batch {args.batch_size}, {results['studio']['device']}, {args.rounds} round(s)")
+    header = f"{'variant':<14} {'s/step':>8} {'steps/s':>8} {'first steps s':>14} " \
+             f"{'peak RSS MiB':>13} {'over weights MiB':>17}  per-round s/step"
     print(header)
     for name, result in results.items():
-        print(f"{name:<12} {result['seconds_per_step']:>8.3f} {result['steps_per_second']:>8.3f} "
+        rounds = ", ".join(f"{value:.3f}" for value in result["round_seconds_per_step"])
+        print(f"{name:<14} {result['seconds_per_step']:>8.3f} {result['steps_per_second']:>8.3f} "
               f"{result['warmup_seconds']:>14.1f} {result['peak_rss_mib']:>13.0f} "
-              f"{result['peak_rss_mib'] - result['rss_after_build_mib']:>17.0f}")
-    speedup = studio["steps_per_second"] / reference["steps_per_second"]
-    memory = studio["peak_rss_mib"] / reference["peak_rss_mib"]
-    print(f"studio vs {REFERENCE}: {speedup:.2f}x steps/s (goal >= {GOAL_SPEEDUP:.0f}x: "
-          f"{'met' if speedup >= GOAL_SPEEDUP else 'NOT met'}); peak memory {memory:.2f}x "
-          f"({'less' if memory < 1 else 'NOT less'})")
+              f"{result['peak_rss_mib'] - result['rss_after_build_mib']:>17.0f}  {rounds}")
+    for name, reference_name in PAIRS.items():
+        if name not in results:
+            continue
+        studio, reference = results[name], results[reference_name]
+        speedup = studio["steps_per_second"] / reference["steps_per_second"]
+        memory = studio["peak_rss_mib"] / reference["peak_rss_mib"]
+        print(f"{name} vs {reference_name}: {speedup:.2f}x steps/s (goal >= "
+              f"{GOAL_SPEEDUP:.0f}x: {'met' if speedup >= GOAL_SPEEDUP else 'NOT met'}); "
+              f"peak memory {memory:.2f}x ({'less' if memory < 1 else 'NOT less'})")
+    reference = results[REFERENCE]
     for name in results:
-        if name not in ("studio", REFERENCE):
+        if name not in PAIRS and name not in REFERENCE_VARIANTS:
             ratio = results[name]["steps_per_second"] / reference["steps_per_second"]
             print(f"{name} vs {REFERENCE}: {ratio:.2f}x steps/s")
 
@@ -163,11 +204,18 @@ def run_variant(args):
 
     keras.utils.set_random_seed(0)
     start = time.perf_counter()
-    precision = STUDIO_VARIANTS.get(args.variant, (None, "float32"))[1]
-    backbone = build_random_backbone(args.preset, precision)
+    if args.variant in REFERENCE_VARIANTS:
+        policy = REFERENCE_VARIANTS[args.variant]
+    else:
+        from studio.trainers.run_settings import frozen_network_policy
+
+        # As `studio train textual-inversion` builds it: under mixed
+        # precision the frozen networks are stored in the compute dtype.
+        policy = frozen_network_policy(STUDIO_VARIANTS[args.variant][1])
+    backbone = build_random_backbone(args.preset, policy)
     build_seconds = time.perf_counter() - start
     rss_after_build = current_rss_mib()
-    make_step = keras_io_step if args.variant == REFERENCE else studio_step
+    make_step = keras_io_step if args.variant in REFERENCE_VARIANTS else studio_step
     step = make_step(backbone, args)
 
     start = time.perf_counter()
@@ -227,8 +275,12 @@ def keras_io_step(backbone, args):
     import numpy as np
     import tensorflow as tf
 
+    from studio.models.unet_conv2d import UNetConv2D
     from studio.schedulers import NoiseSchedule
 
+    # KerasCV's UNet, the recipe's, has plain `keras.layers.Conv2D` layers:
+    # the backend's own convolution at every image size.
+    UNetConv2D.MATMUL_MAX_PIXELS = 0
     tokenizer = backbone.tokenizer
     placeholder_id = tokenizer.add_placeholder_tokens(PLACEHOLDER)[0]
     text_encoder, unet, vae_encoder = backbone.text_encoder, backbone.unet, backbone.vae_encoder
@@ -258,7 +310,7 @@ def keras_io_step(backbone, args):
     @tf.function(jit_compile=False)
     def train_step(images, token_ids):
         with tf.GradientTape() as tape:
-            moments = vae_encoder(images, training=False)
+            moments = tf.cast(vae_encoder(images, training=False), tf.float32)
             mean, log_variance = tf.split(moments, 2, axis=-1)
             log_variance = tf.clip_by_value(log_variance, -30.0, 20.0)
             latents = mean + tf.exp(0.5 * log_variance) * tf.random.normal(tf.shape(mean))
@@ -272,7 +324,7 @@ def keras_io_step(backbone, args):
             prediction = unet(
                 {"latents": noisy, "timesteps": timesteps, "context": context}, training=False
             )
-            loss = tf.reduce_mean(tf.square(prediction - noise))
+            loss = tf.reduce_mean(tf.square(tf.cast(prediction, tf.float32) - noise))
         gradients = tape.gradient(loss, variables)
         # The recipe's trick: zero every row's gradient but the placeholder's.
         rows = gradients[0]

@@ -19,8 +19,19 @@ class FrozenPolicyTrainer(keras.Model):
 
     @property
     def precision(self):
-        """The networks' dtype policy name ("float32", "mixed_float16", ...)."""
-        return self.unet.dtype_policy.name
+        """How the networks compute: "float32", "mixed_float16" or "mixed_bfloat16".
+
+        Networks stored in half precision (policy "float16" or "bfloat16",
+        for frozen ones) compute as the mixed policy of that dtype does;
+        `weights_dtype` tells them apart.
+        """
+        compute_dtype = self.unet.dtype_policy.compute_dtype
+        return "float32" if compute_dtype == "float32" else f"mixed_{compute_dtype}"
+
+    @property
+    def weights_dtype(self):
+        """The dtype the networks store their weights in ("float32" under a mixed policy)."""
+        return self.unet.dtype_policy.variable_dtype
 
     @property
     def uses_loss_scaling(self):

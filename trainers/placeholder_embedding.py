@@ -77,8 +77,13 @@ class PlaceholderEmbedding(keras.layers.Layer):
     def call(self, token_ids):
         token_ids = ops.cast(token_ids, "int32")
         is_new = ops.greater_equal(token_ids, self.first_new_id)
-        table = ops.cast(self.token_embedding.embeddings, "float32")
-        old = ops.take(table, ops.minimum(token_ids, self.first_new_id - 1), axis=0)
+        # Gathered, then cast: a half-precision table is never copied whole.
+        old = ops.take(
+            self.token_embedding.embeddings,
+            ops.minimum(token_ids, self.first_new_id - 1),
+            axis=0,
+        )
+        old = ops.cast(old, "float32")
         # A one-hot product rather than a gather: its gradient is a dense
         # (num_new, dim) tensor on every backend. TensorFlow's gather
         # gradient is an IndexedSlices, which Keras' LossScaleOptimizer

@@ -9,6 +9,13 @@ DEVICES_HELP = (
 
 # The dtype policies a training run may use (`--precision`).
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+# The policy of networks that train nothing (textual inversion's), per
+# `--precision`: under mixed precision their weights are stored in the
+# compute dtype, as diffusers' `weight_dtype` does. Keras' mixed policies
+# keep float32 weights for the optimizer, which frozen weights never see:
+# half the memory, and no float32 -> half cast of every weight every step.
+# They compute exactly as under the mixed policy.
+FROZEN_NETWORK_POLICIES = {"mixed_float16": "float16", "mixed_bfloat16": "bfloat16"}
 # The `--model` option of the training commands.
 MODEL_HELP = (
     "preset (sd-v1, sd-v2, tiny), a folder saved by the studio, a diffusers folder, or an "
@@ -128,19 +135,27 @@ def set_up_devices(settings):
     return devices
 
 
-def load_backbone(settings, args, devices):
+def frozen_network_policy(precision):
+    """The dtype policy of networks that train nothing under `precision` (a `PRECISIONS` name)."""
+    return FROZEN_NETWORK_POLICIES.get(precision, precision)
+
+
+def load_backbone(settings, args, devices, frozen=False):
     """The run's base model (`settings["model"]`, in its precision), built in `devices`' scope.
 
-    `args` carries the command's `--weights` and `--vocabulary`.
+    `args` carries the command's `--weights` and `--vocabulary`. `frozen`:
+    no network of the backbone will train, so under mixed precision the
+    weights are stored in the compute dtype (`frozen_network_policy`).
     """
     from studio.models import StableDiffusionBackbone
 
+    precision = settings["precision"]
     with devices.scope():
         return StableDiffusionBackbone.from_preset(
             settings["model"],
             weights=args.weights,
             vocabulary=args.vocabulary,
-            dtype=settings["precision"],
+            dtype=frozen_network_policy(precision) if frozen else precision,
         )
 
 

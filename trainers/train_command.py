@@ -213,7 +213,7 @@ def build_textual_inversion(settings, args, devices=None):
     from studio.trainers.warmup_schedule import WarmupSchedule
 
     devices = devices or DataParallelDevices()
-    backbone = load_backbone(settings, args, devices)
+    backbone = load_backbone(settings, args, devices, frozen=True)
     with devices.scope():
         trainer = TextualInversionTrainer(
             backbone,

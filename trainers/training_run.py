@@ -227,6 +227,9 @@ class TrainingRun:
             "final_loss": None if final_loss is None else float(final_loss),
             "gradient_accumulation_steps": self.gradient_accumulation_steps,
             "precision": getattr(self.trainer, "precision", self.trainer.dtype_policy.name),
+            "weights_dtype": getattr(
+                self.trainer, "weights_dtype", self.trainer.dtype_policy.variable_dtype
+            ),
             "loss_scaling": self.uses_loss_scaling,
             "backend": keras.config.backend(),
             "device": describe_device(),

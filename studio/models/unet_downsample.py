@@ -2,6 +2,8 @@
 
 import keras
 
+from studio.models.unet_conv2d import UNetConv2D
+
 
 @keras.saving.register_keras_serializable(package="studio")
 class UNetDownsample(keras.layers.Layer):
@@ -27,7 +29,7 @@ class UNetDownsample(keras.layers.Layer):
         super().__init__(**kwargs)
         self.filters = filters
         self.padding = keras.layers.ZeroPadding2D(1, dtype=self.dtype_policy)
-        self.conv = keras.layers.Conv2D(
+        self.conv = UNetConv2D(
             filters, 3, strides=2, dtype=self.dtype_policy
         )
 

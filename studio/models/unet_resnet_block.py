@@ -6,6 +6,7 @@ from studio.models.numerics_arguments import (
     KERAS_CV_GROUP_NORM_EPSILON,
     check_norm_epsilon,
 )
+from studio.models.unet_conv2d import UNetConv2D
 
 
 @keras.saving.register_keras_serializable(package="studio")
@@ -50,7 +51,7 @@ class UNetResnetBlock(keras.layers.Layer):
         self.norm1 = keras.layers.GroupNormalization(
             norm_groups, epsilon=norm_epsilon, dtype=self.dtype_policy
         )
-        self.conv1 = keras.layers.Conv2D(
+        self.conv1 = UNetConv2D(
             filters, 3, padding="same", dtype=self.dtype_policy
         )
         self.embedding_projection = keras.layers.Dense(
@@ -59,7 +60,7 @@ class UNetResnetBlock(keras.layers.Layer):
         self.norm2 = keras.layers.GroupNormalization(
             norm_groups, epsilon=norm_epsilon, dtype=self.dtype_policy
         )
-        self.conv2 = keras.layers.Conv2D(
+        self.conv2 = UNetConv2D(
             filters, 3, padding="same", dtype=self.dtype_policy
         )
         self.shortcut = None
@@ -74,7 +75,7 @@ class UNetResnetBlock(keras.layers.Layer):
         # Created here, after the other sublayers, because it exists only
         # when the channels change; being last also matches KerasCV's order.
         if inputs_shape[-1] != self.filters:
-            self.shortcut = keras.layers.Conv2D(
+            self.shortcut = UNetConv2D(
                 self.filters, 1, dtype=self.dtype_policy
             )
             self.shortcut.build(inputs_shape)

@@ -9,6 +9,7 @@ from studio.models.numerics_arguments import (
     check_gelu_approximate,
     check_norm_epsilon,
 )
+from studio.models.unet_conv2d import UNetConv2D
 from studio.models.unet_transformer_block import UNetTransformerBlock
 
 # How the feature map is projected into and out of the transformer width.
@@ -97,7 +98,7 @@ class UNetSpatialTransformer(keras.layers.Layer):
 
     def _make_projection(self, units):
         if self.projection == "conv":
-            return keras.layers.Conv2D(units, 1, dtype=self.dtype_policy)
+            return UNetConv2D(units, 1, dtype=self.dtype_policy)
         return keras.layers.Dense(units, dtype=self.dtype_policy)
 
     def build(self, inputs_shape, context_shape):

@@ -2,6 +2,8 @@
 
 import keras
 
+from studio.models.unet_conv2d import UNetConv2D
+
 
 @keras.saving.register_keras_serializable(package="studio")
 class UNetUpsample(keras.layers.Layer):
@@ -24,7 +26,7 @@ class UNetUpsample(keras.layers.Layer):
         self.resize = keras.layers.UpSampling2D(
             2, interpolation="nearest", dtype=self.dtype_policy
         )
-        self.conv = keras.layers.Conv2D(
+        self.conv = UNetConv2D(
             filters, 3, padding="same", dtype=self.dtype_policy
         )
 

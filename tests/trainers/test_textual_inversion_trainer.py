@@ -246,18 +246,22 @@ def _jax_on_cpu():
     return jax.devices()[0].platform == "cpu"
 
 
+_NO_FLOAT16_ON_XLA_CPU = pytest.mark.skipif(
+    _jax_on_cpu(),
+    reason="XLA:CPU cannot compile float16 matmuls with float32 "
+    "accumulation (GPUs can); tests/models skips it too",
+)
+
+
+# Keras' mixed policies, and the half-precision ones `studio train
+# textual-inversion` builds its frozen networks in under them.
 @pytest.fixture(
     scope="module",
     params=[
         "mixed_bfloat16",
-        pytest.param(
-            "mixed_float16",
-            marks=pytest.mark.skipif(
-                _jax_on_cpu(),
-                reason="XLA:CPU cannot compile float16 matmuls with float32 "
-                "accumulation (GPUs can); tests/models skips it too",
-            ),
-        ),
+        "bfloat16",
+        pytest.param("mixed_float16", marks=_NO_FLOAT16_ON_XLA_CPU),
+        pytest.param("float16", marks=_NO_FLOAT16_ON_XLA_CPU),
     ],
 )
 def mixed_trainer(request, make_batches, quick_compile_options):
@@ -277,6 +281,10 @@ def test_mixed_precision_keeps_vectors_and_loss_float32(mixed_trainer, snapshot_
     history = fit(trainer, batches, 2)
     assert trainer.new_vectors.dtype == "float32"
     assert trainer.text_encoder.compute_dtype == trainer.precision.split("_")[1]
+    policy = trainer.unet.dtype_policy.name
+    assert trainer.precision == (policy if policy.startswith("mixed_") else f"mixed_{policy}")
+    assert trainer.weights_dtype == ("float32" if policy.startswith("mixed_") else policy)
+    assert trainer.text_encoder.token_embedding.embeddings.dtype == trainer.weights_dtype
     assert np.isfinite(history.history["step_loss"][-1])
     assert not np.array_equal(numpy(trainer.new_vectors), initial)
     after = snapshot_weights(trainer.backbone)

@@ -88,7 +88,7 @@ def test_training_writes_a_complete_run_directory(first_run):
     assert embedding.steps == 2
     summary = json.loads((run / "summary.json").read_text())
     assert summary["status"] == "completed" and summary["steps"] == 2
-    assert summary["precision"] == "float32"
+    assert summary["precision"] == "float32" and summary["weights_dtype"] == "float32"
     assert np.isfinite(summary["final_loss"])
 
 
@@ -132,6 +132,34 @@ def test_resume_of_a_folder_without_run(tmp_path):
 def test_train_without_method_prints_help(capsys):
     assert studio("train") == train_command.EXIT_USAGE
     assert "textual-inversion" in capsys.readouterr().out
+
+
+def test_mixed_precision_stores_the_frozen_networks_in_half(workspace, monkeypatch):
+    """Nothing of the networks trains, so no float32 copy of their weights is kept."""
+    from studio.trainers.textual_inversion_trainer import TextualInversionTrainer
+
+    built = []
+    original = TextualInversionTrainer.__init__
+
+    def init(self, backbone, *args, **kwargs):
+        built.append(backbone)
+        original(self, backbone, *args, **kwargs)
+
+    monkeypatch.setattr(TextualInversionTrainer, "__init__", init)
+    code = studio(
+        "train", "textual-inversion", "--out", str(workspace / "bf16"),
+        "--cache-dir", str(workspace / "cache"), "--model", "tiny",
+        "--data", str(workspace / "images"), "--token", "<half>", "--init-word", "toy",
+        "--steps", "1", "--latent-variants", "0", "--sample-every", "0",
+        "--precision", "mixed_bfloat16",
+    )
+    assert code == 0
+    summary = json.loads((workspace / "bf16" / "summary.json").read_text())
+    assert summary["precision"] == "mixed_bfloat16"
+    assert summary["weights_dtype"] == "bfloat16"
+    (backbone,) = built
+    for network in (backbone.text_encoder, backbone.unet, backbone.vae_encoder):
+        assert {weight.dtype for weight in network.weights} == {"bfloat16"}
 
 
 def test_non_finite_loss_exits_with_its_message(workspace, monkeypatch, capsys):
