@@ -62,7 +62,11 @@ class TextualInversionTrainer(FrozenPolicyTrainer):
         backbone: a `studio.models.StableDiffusionBackbone`. Its tokenizer
             gets the placeholder tokens (unless it already has them, with
             the same number of ids, as the last ids); its networks are set
-            to `trainable = False`.
+            to `trainable = False`. Under mixed precision it may be built
+            in the half-precision policy itself (`"float16"`,
+            `"bfloat16"`): nothing of it trains, so no float32 weights are
+            needed (`studio train` does this); `precision` is then the
+            mixed policy it computes as, `weights_dtype` the half one.
         placeholder_tokens: str or list of str, e.g. `"<cat-toy>"`.
         initializer_words: str or list of str, one per placeholder: the
             word or phrase whose vectors start the placeholder's.

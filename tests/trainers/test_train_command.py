@@ -150,13 +150,15 @@ def test_mixed_precision_stores_the_frozen_networks_in_half(workspace, monkeypat
         "train", "textual-inversion", "--out", str(workspace / "bf16"),
         "--cache-dir", str(workspace / "cache"), "--model", "tiny",
         "--data", str(workspace / "images"), "--token", "<half>", "--init-word", "toy",
-        "--steps", "1", "--latent-variants", "0", "--sample-every", "0",
-        "--precision", "mixed_bfloat16",
+        "--steps", "1", "--latent-variants", "0", "--sample-every", "1",
+        "--sample-steps", "2", "--precision", "mixed_bfloat16",
     )
     assert code == 0
     summary = json.loads((workspace / "bf16" / "summary.json").read_text())
     assert summary["precision"] == "mixed_bfloat16"
     assert summary["weights_dtype"] == "bfloat16"
+    # The sample images come from the half-precision networks too.
+    assert sorted(os.listdir(workspace / "bf16" / "samples"))[0] == "step-000001-0.png"
     (backbone,) = built
     for network in (backbone.text_encoder, backbone.unet, backbone.vae_encoder):
         assert {weight.dtype for weight in network.weights} == {"bfloat16"}
