@@ -36,7 +36,7 @@ one pass in a fixed order turns into a skewed ratio.
 The tokenizer is the byte-level one (no download): prompts have the same
 77 positions either way. Usage:
 
-    python benchmarks/textual_inversion_step.py [--resolution 128] [--steps 4]
+    python benchmarks/textual_inversion_step.py [--resolution 128] [--steps 4] [--with-bf16] [--rounds 2]
 
 It prints each variant's seconds per step (median over the timed steps;
 the first steps, which trace and compile, are timed apart), peak memory,
