@@ -14,7 +14,8 @@ PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 # compute dtype, as diffusers' `weight_dtype` does. Keras' mixed policies
 # keep float32 weights for the optimizer, which frozen weights never see:
 # half the memory, and no float32 -> half cast of every weight every step.
-# They compute exactly as under the mixed policy.
+# They compute in the same dtype as under the mixed policy, with the same
+# half-precision kernels (only normalisation scales are rounded too).
 FROZEN_NETWORK_POLICIES = {"mixed_float16": "float16", "mixed_bfloat16": "bfloat16"}
 # The `--model` option of the training commands.
 MODEL_HELP = (
