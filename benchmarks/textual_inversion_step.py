@@ -7,8 +7,8 @@ subprocess so that peak memory (`ru_maxrss`) is the variant's own:
 
 * `studio`: `studio.trainers.TextualInversionTrainer` as `studio train`
   runs it: VAE moments from the latent cache (no VAE call in the step),
-  gradients and Adam state of shape (1, 768), the UNet's 3x3
-  convolutions on 1x1 to 4x4 images computed as matmuls (`UNetConv2D`),
+  gradients and Adam state of shape (1, 768), the UNet's convolutions
+  with outputs of 1x1 to 4x4 pixels computed as matmuls (`UNetConv2D`),
   the step compiled with `jit_compile="auto"` (XLA on
   GPUs; on a CPU-only TensorFlow machine a graph without XLA, whose oneDNN
   convolutions XLA:CPU does not match).

@@ -52,8 +52,10 @@ class UNetConv2D(keras.layers.Conv2D):
                 return False
         elif self.padding != "valid":
             return False
-        padded = _padded_size(height, width, self.kernel_size, self.padding)
-        output_height, output_width = _output_size(padded, self.kernel_size, self.strides)
+        top, left = _padding(self.kernel_size, self.padding)
+        output_height, output_width = _output_size(
+            (height + 2 * top, width + 2 * left), self.kernel_size, self.strides
+        )
         return 0 < output_height * output_width <= self.MATMUL_MAX_PIXELS
 
     def convolution_op(self, inputs, kernel):
@@ -62,10 +64,11 @@ class UNetConv2D(keras.layers.Conv2D):
         return _matmul_convolution(inputs, kernel, tuple(self.strides), self.padding)
 
 
-def _padded_size(height, width, kernel_size, padding):
+def _padding(kernel_size, padding):
+    """Zero rows and columns added on each side: `(top, left)` (also bottom, right)."""
     if padding == "valid":
-        return height, width
-    return height + 2 * (kernel_size[0] // 2), width + 2 * (kernel_size[1] // 2)
+        return 0, 0
+    return kernel_size[0] // 2, kernel_size[1] // 2
 
 
 def _output_size(padded, kernel_size, strides):
@@ -88,11 +91,9 @@ def _matmul_convolution(images, kernel, strides, padding):
     """
     height, width = images.shape[1], images.shape[2]
     kernel_height, kernel_width, in_channels, out_channels = kernel.shape
-    if padding == "same":
-        top, left = kernel_height // 2, kernel_width // 2
+    top, left = _padding((kernel_height, kernel_width), padding)
+    if top or left:
         images = ops.pad(images, ((0, 0), (top, top), (left, left), (0, 0)))
-    else:
-        top = left = 0
     output_height, output_width = _output_size(
         (images.shape[1], images.shape[2]), (kernel_height, kernel_width), strides
     )
