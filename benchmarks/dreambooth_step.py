@@ -142,7 +142,7 @@ def run_mode(args):
     import keras
     import numpy as np
 
-    from studio.trainers.dreambooth_trainer import DreamBoothTrainer
+    from studio.trainers.dreambooth.dreambooth_trainer import DreamBoothTrainer
 
     keras.utils.set_random_seed(0)
     backbone = build_random_backbone(args.preset, args.precision)

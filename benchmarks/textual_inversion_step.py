@@ -246,7 +246,7 @@ def studio_step(backbone, args):
     import keras
     import numpy as np
 
-    from studio.trainers.textual_inversion_trainer import TextualInversionTrainer
+    from studio.trainers.textual_inversion.textual_inversion_trainer import TextualInversionTrainer
     from studio.trainers.warmup_schedule import WarmupSchedule
 
     trainer = TextualInversionTrainer(backbone, PLACEHOLDER, INITIALIZER, seed=0)
@@ -348,7 +348,7 @@ def keras_io_step(backbone, args):
 
 
 def _device():
-    from studio.trainers.training_run import describe_device
+    from studio.trainers.run.training_run import describe_device
 
     return describe_device()
 

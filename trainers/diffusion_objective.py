@@ -4,7 +4,7 @@ import keras
 from keras import ops
 
 from studio.schedulers import NoiseSchedule
-from studio.trainers.replica_context import draw_replica_rows
+from studio.trainers.distributed.replica_context import draw_replica_rows
 
 # diffusers and the SD VAE clamp the log-variance to this range before
 # sampling, so that a broken encoder output cannot produce inf latents.

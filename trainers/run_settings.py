@@ -89,7 +89,7 @@ def resolve_run_settings(args, defaults, resumable, required, command, positive=
     given = {key: getattr(args, key) for key in defaults if getattr(args, key, None) is not None}
     settings = dict(defaults)
     if args.resume:
-        from studio.trainers.run_directory import RunDirectory
+        from studio.trainers.run.run_directory import RunDirectory
 
         if not args.out:
             raise ValueError("--resume needs --out, the run folder to continue. Received: no --out")
@@ -127,7 +127,7 @@ def set_up_devices(settings):
         ValueError: the machine has fewer devices than asked for, or
             gradient accumulation where the devices cannot have it.
     """
-    from studio.trainers.data_parallel_devices import DataParallelDevices
+    from studio.trainers.distributed.data_parallel_devices import DataParallelDevices
 
     devices = DataParallelDevices(settings["devices"]).setup()
     devices.check_gradient_accumulation(settings["grad_accum"])
@@ -170,8 +170,8 @@ def fit_run(trainer, run_directory, settings, batches, resume, sample_prompts, c
     """
     import sys
 
-    from studio.trainers.non_finite_loss_error import NonFiniteLossError
-    from studio.trainers.training_run import TrainingRun
+    from studio.trainers.run.non_finite_loss_error import NonFiniteLossError
+    from studio.trainers.run.training_run import TrainingRun
 
     def sampler():
         return trainer.sample_images(

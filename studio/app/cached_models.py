@@ -25,7 +25,7 @@ def load_backbone(preset, loras=()):
             separate backbone, since LoRA changes the UNet's layers.
     """
     from studio.models import StableDiffusionBackbone
-    from studio.trainers.lora_weights import LoRAWeights
+    from studio.lora.lora_weights import LoRAWeights
 
     backbone = StableDiffusionBackbone.from_preset(preset)
     for (path, _), scale in loras:

@@ -81,7 +81,7 @@ def samples_panel(record, key):
 
 def stop_button(record, status, key):
     """The Stop button of an active run: asks for a stop with a final checkpoint."""
-    from studio.trainers.run_directory import RunDirectory
+    from studio.trainers.run.run_directory import RunDirectory
 
     disabled = status.state == run_status.STOPPING
     if st.button("Stop", key=key, icon=":material/stop:", disabled=disabled,

@@ -134,7 +134,7 @@ def save_lora_upload(folder, name, data):
     Raises:
         UploadRejected: too large, empty, wrong type, or not a LoRA file.
     """
-    from studio.trainers.lora_weights import LoRAWeights
+    from studio.lora.lora_weights import LoRAWeights
 
     check_size(name, data, MAX_LORA_BYTES)
     file_name = safe_file_name(name, LORA_EXTENSIONS)

@@ -37,7 +37,7 @@ def process_start_time(pid):
 
 
 def write_json(path, data):
-    from studio.embeddings.atomic_write import write_file_atomically
+    from studio.files.atomic_write import write_file_atomically
 
     write_file_atomically(path, (json.dumps(data, indent=2) + "\n").encode("utf-8"))
 
@@ -63,7 +63,7 @@ def main(argv=None):
     })
 
     def request_stop(signum, frame):
-        from studio.trainers.run_directory import RunDirectory
+        from studio.trainers.run.run_directory import RunDirectory
 
         RunDirectory(run_dir).request_stop()
 

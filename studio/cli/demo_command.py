@@ -110,10 +110,10 @@ def run(args):
     from PIL import Image
 
     from studio.evaluation.model_evaluator import UNNAMED_CONCEPT, ModelEvaluator
-    from studio.trainers.run_directory import RunDirectory
-    from studio.trainers.textual_inversion_trainer import EMBEDDING_FILE
-    from studio.trainers.train_command import TEXTUAL_INVERSION_DEFAULTS, build_textual_inversion
-    from studio.trainers.training_run import TrainingRun
+    from studio.trainers.run.run_directory import RunDirectory
+    from studio.trainers.textual_inversion.textual_inversion_trainer import EMBEDDING_FILE
+    from studio.cli.train_command import TEXTUAL_INVERSION_DEFAULTS, build_textual_inversion
+    from studio.trainers.run.training_run import TrainingRun
 
     out = os.path.abspath(args.out)
     run_folder = os.path.join(out, "textual-inversion")
@@ -177,6 +177,6 @@ def run(args):
 def _write_json(path, data):
     import json
 
-    from studio.embeddings.atomic_write import write_file_atomically
+    from studio.files.atomic_write import write_file_atomically
 
     write_file_atomically(path, json.dumps(data, indent=2).encode("utf-8"))

@@ -147,7 +147,7 @@ def _with_loras_and_embeddings(backbone, lora_paths, lora_scale, embedding_paths
 
     from studio.embeddings import load_embedding
     from studio.embeddings.backbone_with_embeddings import backbone_with_embeddings
-    from studio.trainers.lora_weights import LoRAWeights
+    from studio.lora.lora_weights import LoRAWeights
 
     for path in lora_paths:
         LoRAWeights.load(path).apply(backbone, scale=lora_scale)

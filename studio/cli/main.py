@@ -15,12 +15,12 @@ from studio import __version__
 # (module, attribute) of each subcommand group, in the order `--help` lists them.
 SUBCOMMAND_MODULES = (
     "studio.cli.generate_command",
-    "studio.trainers.train_command",
-    "studio.datasets.data_check_command",
-    "studio.embeddings.embeddings_command",
-    "studio.interop.models_command",
+    "studio.cli.train_command",
+    "studio.cli.data_check_command",
+    "studio.cli.embeddings_command",
+    "studio.cli.models_command",
     "studio.cli.demo_command",
-    "studio.evaluation.evaluate_command",
+    "studio.cli.evaluate_command",
 )
 
 from studio.errors import StudioError

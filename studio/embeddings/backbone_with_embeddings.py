@@ -46,7 +46,7 @@ def backbone_with_embeddings(backbone, embeddings):
 
     from studio.embeddings.embedding_compatibility import check_compatible
     from studio.tokenizers import CLIPTokenizer
-    from studio.trainers.placeholder_embedding import PlaceholderEmbedding
+    from studio.embeddings.placeholder_embedding import PlaceholderEmbedding
 
     embeddings = list(embeddings)
     if not embeddings:

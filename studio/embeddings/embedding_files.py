@@ -39,17 +39,17 @@ import numpy as np
 import safetensors.numpy
 
 from studio import __version__
-from studio.embeddings.atomic_write import write_file_atomically
+from studio.files.atomic_write import write_file_atomically
 from studio.embeddings.embedding_format_error import EmbeddingFormatError
-from studio.embeddings.safetensors_reader import looks_like_safetensors, read_safetensors
-from studio.embeddings.stored_tensor import StoredTensor
+from studio.tensor_files.safetensors_reader import looks_like_safetensors, read_safetensors
+from studio.tensor_files.stored_tensor import StoredTensor
 from studio.embeddings.textual_inversion_embedding import ARCHITECTURE_SD
 from studio.embeddings.textual_inversion_embedding import ARCHITECTURE_SDXL
 from studio.embeddings.textual_inversion_embedding import DTYPES
 from studio.embeddings.textual_inversion_embedding import SDXL_ENCODERS
 from studio.embeddings.textual_inversion_embedding import TextualInversionEmbedding
-from studio.embeddings.torch_pickle_reader import is_torch_file, load_torch_pickle
-from studio.embeddings.torch_pickle_writer import encode_torch_file
+from studio.tensor_files.torch_pickle_reader import is_torch_file, load_torch_pickle
+from studio.tensor_files.torch_pickle_writer import encode_torch_file
 
 FORMATS = ("native", "diffusers", "kohya", "a1111")
 FORMAT_SDXL = "sd-xl"

@@ -1,18 +1,10 @@
 """Errors raised for embedding files that cannot, or must not, be read."""
 
-from studio.errors import StudioError
+from studio.tensor_files.tensor_file_error import TensorFileError, UnsafePickleError
 
+# One class for both: the readers in `studio.tensor_files` raise it for a
+# damaged file, the embedding layer for a well-formed file that is not an
+# embedding, and `except EmbeddingFormatError` catches either.
+EmbeddingFormatError = TensorFileError
 
-class EmbeddingFormatError(StudioError, ValueError):
-    """A file is not a textual-inversion embedding we can read, or is damaged.
-
-    A `ValueError`, so the command line prints it as one message.
-    """
-
-
-class UnsafePickleError(EmbeddingFormatError):
-    """A PyTorch file asks to run code (a global outside the tensor allow-list).
-
-    Raised before anything of the file's making runs: the unpickler never
-    imports nor calls what the file names.
-    """
+__all__ = ["EmbeddingFormatError", "UnsafePickleError"]

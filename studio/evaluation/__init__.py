@@ -8,7 +8,7 @@ keras-hub and its presets can be loaded, and says they are unavailable
 otherwise.
 
 Names are imported on first use, so that `studio --help` (which imports
-`studio.evaluation.evaluate_command`) does not import Keras.
+`studio.cli.evaluate_command`) does not import Keras.
 """
 
 import importlib

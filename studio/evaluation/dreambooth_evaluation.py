@@ -64,9 +64,9 @@ def evaluate_dreambooth(out, prior_preservation=True, steps=None, seed=0, model=
         "a circle" images after and before), `diversity_ratio`, `steps`.
     """
     from studio.models import StableDiffusionBackbone
-    from studio.trainers.dreambooth_command import DREAMBOOTH_DEFAULTS, build_dreambooth
-    from studio.trainers.run_directory import RunDirectory
-    from studio.trainers.training_run import TrainingRun
+    from studio.cli.dreambooth_command import DREAMBOOTH_DEFAULTS, build_dreambooth
+    from studio.trainers.run.run_directory import RunDirectory
+    from studio.trainers.run.training_run import TrainingRun
 
     base = ModelEvaluator(StableDiffusionBackbone.from_preset(model))
     base_diversity = base.class_diversity(CLASS_PROMPT, num_images, seed=seed + 1000)

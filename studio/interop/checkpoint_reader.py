@@ -9,10 +9,10 @@ model is recognised, or refused, before gigabytes are read.
 
 import os
 
-from studio.embeddings.safetensors_reader import looks_like_safetensors, read_safetensors
-from studio.embeddings.stored_tensor import StoredTensor
+from studio.tensor_files.safetensors_reader import looks_like_safetensors, read_safetensors
+from studio.tensor_files.stored_tensor import StoredTensor
 from studio.embeddings.embedding_format_error import UnsafePickleError
-from studio.embeddings.torch_pickle_reader import is_torch_file, load_torch_pickle
+from studio.tensor_files.torch_pickle_reader import is_torch_file, load_torch_pickle
 from studio.interop.checkpoint_format_error import CheckpointFormatError
 
 SAFETENSORS_SUFFIX = ".safetensors"

@@ -22,7 +22,7 @@ are written under a temporary name and renamed into place.
 import json
 import os
 
-from studio.interop.atomic_output import atomic_folder
+from studio.files.atomic_output import atomic_folder
 from studio.interop.checkpoint_format_error import CheckpointFormatError
 from studio.interop.checkpoint_reader import quote_names, read_checkpoint
 from studio.interop.diffusers_configs import (
@@ -37,7 +37,7 @@ from studio.interop.diffusers_configs import (
     vae_config_to_diffusers,
 )
 from studio.interop.hf_tokenizer_files import read_hf_tokenizer, write_hf_tokenizer
-from studio.interop.safetensors_writer import write_safetensors
+from studio.tensor_files.safetensors_writer import write_safetensors
 from studio.interop.text_encoder_names import (
     DIFFUSERS_PREFIX,
     HUGGING_FACE,

@@ -45,7 +45,7 @@ from studio.interop.diffusers_configs import (
     diffusers_vae_numerics,
 )
 from studio.interop.hf_tokenizer_files import is_hf_tokenizer_folder, read_hf_tokenizer
-from studio.interop.safetensors_writer import write_safetensors
+from studio.tensor_files.safetensors_writer import write_safetensors
 from studio.interop.text_encoder_names import (
     HUGGING_FACE,
     LDM_CLIP_PREFIX,

@@ -83,8 +83,8 @@ def test_embeddings_and_lora_files_load_into_generation(tmp_path, capsys):
     """An embedding's token changes the image; a LoRA at scale 0 is the base model."""
     from studio.embeddings import TextualInversionEmbedding, save_embedding
     from studio.models import StableDiffusionBackbone
-    from studio.trainers.lora_targets import unet_lora_targets
-    from studio.trainers.lora_weights import LoRAWeights
+    from studio.lora.lora_targets import unet_lora_targets
+    from studio.lora.lora_weights import LoRAWeights
 
     rng = np.random.default_rng(0)
     embedding = tmp_path / "thing.safetensors"

@@ -5,8 +5,8 @@ import stat
 
 import pytest
 
-from studio.embeddings import atomic_write
-from studio.embeddings.atomic_write import write_file_atomically
+from studio.files import atomic_write
+from studio.files.atomic_write import write_file_atomically
 
 
 def test_writes_and_replaces(tmp_path):

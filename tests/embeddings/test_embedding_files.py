@@ -12,8 +12,8 @@ import studio
 from studio.embeddings import EmbeddingFormatError, TextualInversionEmbedding
 from studio.embeddings import UnsafePickleError
 from studio.embeddings import convert_embedding, load_embedding, save_embedding
-from studio.embeddings import atomic_write
-from studio.embeddings.torch_pickle_reader import load_torch_pickle
+from studio.files import atomic_write
+from studio.tensor_files.torch_pickle_reader import load_torch_pickle
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 FIXTURES_FOLDER = os.path.join(HERE, "fixtures")

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from studio.embeddings import TextualInversionEmbedding, load_embedding, save_embedding
-from studio.embeddings import embeddings_command
+from studio.cli import embeddings_command
 from studio.tokenizers import CLIPTokenizer
 
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures")

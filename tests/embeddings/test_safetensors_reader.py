@@ -8,7 +8,7 @@ import pytest
 import safetensors.numpy
 
 from studio.embeddings import EmbeddingFormatError
-from studio.embeddings.safetensors_reader import looks_like_safetensors, read_safetensors
+from studio.tensor_files.safetensors_reader import looks_like_safetensors, read_safetensors
 
 
 def test_reads_what_safetensors_writes(tmp_path):

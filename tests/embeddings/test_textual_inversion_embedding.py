@@ -80,7 +80,7 @@ def test_invalid_input(vectors, kwargs, message):
 
 def test_importing_the_package_imports_neither_keras_nor_torch():
     code = (
-        "import sys, studio.embeddings, studio.embeddings.embeddings_command\n"
+        "import sys, studio.embeddings, studio.cli.embeddings_command\n"
         "bad = [m for m in ('keras', 'tensorflow', 'torch', 'jax') if m in sys.modules]\n"
         "assert not bad, bad"
     )

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 
 from studio.embeddings import EmbeddingFormatError, UnsafePickleError
-from studio.embeddings.torch_pickle_reader import LEGACY_MAGIC_NUMBER
-from studio.embeddings.torch_pickle_reader import LEGACY_PROTOCOL_VERSION
-from studio.embeddings.torch_pickle_reader import load_torch_pickle
-from studio.embeddings.torch_pickle_writer import encode_torch_file
+from studio.tensor_files.torch_pickle_reader import LEGACY_MAGIC_NUMBER
+from studio.tensor_files.torch_pickle_reader import LEGACY_PROTOCOL_VERSION
+from studio.tensor_files.torch_pickle_reader import load_torch_pickle
+from studio.tensor_files.torch_pickle_writer import encode_torch_file
 
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures")
 

@@ -7,8 +7,8 @@ import zipfile
 import numpy as np
 import pytest
 
-from studio.embeddings.torch_pickle_reader import load_torch_pickle
-from studio.embeddings.torch_pickle_writer import STORAGE_ALIGNMENT, encode_torch_file
+from studio.tensor_files.torch_pickle_reader import load_torch_pickle
+from studio.tensor_files.torch_pickle_writer import STORAGE_ALIGNMENT, encode_torch_file
 
 OBJECT = {
     "string_to_token": {"*": 265},

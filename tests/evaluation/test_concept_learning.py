@@ -35,7 +35,7 @@ def _batches(tokenizer, prompts_and_scenes, batch_size, seed):
 
 
 def test_textual_inversion_finds_the_unnamed_concept():
-    from studio.trainers.textual_inversion_trainer import TextualInversionTrainer
+    from studio.trainers.textual_inversion.textual_inversion_trainer import TextualInversionTrainer
 
     backbone = StableDiffusionBackbone.from_preset("tiny-shapes")
     trainer = TextualInversionTrainer(backbone, "<cross>", "square", seed=0)
@@ -59,7 +59,7 @@ def test_textual_inversion_finds_the_unnamed_concept():
 
 
 def test_dreambooth_learns_the_instance():
-    from studio.trainers.dreambooth_trainer import DreamBoothTrainer
+    from studio.trainers.dreambooth.dreambooth_trainer import DreamBoothTrainer
 
     backbone = StableDiffusionBackbone.from_preset("tiny-shapes")
     classifier_evaluator = ModelEvaluator(backbone)

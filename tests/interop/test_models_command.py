@@ -7,7 +7,7 @@ import os
 import numpy as np
 import pytest
 
-from studio.interop import models_command
+from studio.cli import models_command
 from studio.interop.checkpoint_reader import read_checkpoint
 
 
@@ -141,7 +141,7 @@ def test_help_needs_no_keras():
 
     code = (
         "import argparse, sys\n"
-        "from studio.interop import models_command\n"
+        "from studio.cli import models_command\n"
         "parser = argparse.ArgumentParser()\n"
         "models_command.add_parser(parser.add_subparsers())\n"
         "assert 'keras' not in sys.modules and 'tensorflow' not in sys.modules\n"

@@ -12,7 +12,7 @@ import pytest
 from safetensors.numpy import save_file
 
 from studio.embeddings import EmbeddingFormatError, UnsafePickleError
-from studio.embeddings.torch_pickle_writer import encode_torch_file
+from studio.tensor_files.torch_pickle_writer import encode_torch_file
 from studio.interop import (
     CheckpointFormatError,
     UnsupportedModelError,

@@ -22,7 +22,7 @@ import keras
 import numpy as np
 
 from studio.models import StableDiffusionBackbone
-from studio.trainers.data_parallel_devices import DataParallelDevices
+from studio.trainers.distributed.data_parallel_devices import DataParallelDevices
 
 DEVICES = 2
 GLOBAL_BATCH = 4
@@ -54,7 +54,7 @@ def batches(tokenizer, prompts, is_class=None):
 
 
 def textual_inversion(devices):
-    from studio.trainers.textual_inversion_trainer import TextualInversionTrainer
+    from studio.trainers.textual_inversion.textual_inversion_trainer import TextualInversionTrainer
 
     with devices.scope():
         backbone = StableDiffusionBackbone.from_preset("tiny", seed=0)
@@ -68,7 +68,7 @@ def textual_inversion(devices):
 
 
 def dreambooth(devices):
-    from studio.trainers.dreambooth_trainer import DreamBoothTrainer
+    from studio.trainers.dreambooth.dreambooth_trainer import DreamBoothTrainer
 
     with devices.scope():
         backbone = StableDiffusionBackbone.from_preset("tiny", seed=0)

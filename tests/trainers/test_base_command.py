@@ -6,7 +6,7 @@ import os
 import numpy as np
 import pytest
 
-from studio.trainers.base_command import BASE_DEFAULTS, pretrain
+from studio.cli.base_command import BASE_DEFAULTS, pretrain
 
 pytestmark = pytest.mark.tensorflow_only
 

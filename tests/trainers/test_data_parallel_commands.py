@@ -18,7 +18,7 @@ import sys
 import numpy as np
 import pytest
 
-from studio.trainers import train_command
+from studio.cli import train_command
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 IMAGE_SIZE = 64
@@ -51,8 +51,8 @@ pytestmark = [
 @pytest.fixture(scope="module", autouse=True)
 def eager_steps(quick_compile_options):
     """Eager train steps for the runs in this process, as in test_train_command.py."""
-    from studio.trainers.dreambooth_trainer import DreamBoothTrainer
-    from studio.trainers.textual_inversion_trainer import TextualInversionTrainer
+    from studio.trainers.dreambooth.dreambooth_trainer import DreamBoothTrainer
+    from studio.trainers.textual_inversion.textual_inversion_trainer import TextualInversionTrainer
 
     with pytest.MonkeyPatch.context() as patch:
         for trainer in (TextualInversionTrainer, DreamBoothTrainer):
@@ -200,7 +200,7 @@ def dreambooth_run(request, workspace):
 
 
 def test_dreambooth_lora_on_two_devices(dreambooth_run):
-    from studio.trainers.lora_weights import LoRAWeights
+    from studio.lora.lora_weights import LoRAWeights
 
     _, stdout, run = dreambooth_run
     assert DATA_PARALLEL_MESSAGE in stdout
@@ -209,7 +209,7 @@ def test_dreambooth_lora_on_two_devices(dreambooth_run):
 
 
 def test_dreambooth_on_two_devices_trains_as_on_one(dreambooth_run, workspace):
-    from studio.trainers.lora_weights import LoRAWeights
+    from studio.lora.lora_weights import LoRAWeights
 
     backend, _, run = dreambooth_run
     skip_unless_tensorflow(backend)

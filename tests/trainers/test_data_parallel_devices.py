@@ -12,7 +12,7 @@ import sys
 import keras
 import pytest
 
-from studio.trainers.data_parallel_devices import DataParallelDevices
+from studio.trainers.distributed.data_parallel_devices import DataParallelDevices
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -77,7 +77,7 @@ def test_a_started_tensorflow_cannot_split_its_cpu_any_more():
 def test_a_started_jax_cannot_split_its_cpu_any_more():
     code = (
         "import jax\n"
-        "from studio.trainers.data_parallel_devices import DataParallelDevices\n"
+        "from studio.trainers.distributed.data_parallel_devices import DataParallelDevices\n"
         "jax.devices()\n"  # Starts JAX with one CPU device.
         "try:\n"
         "    DataParallelDevices(2).setup()\n"
@@ -99,7 +99,7 @@ def test_a_fresh_tensorflow_splits_its_cpu_and_refuses_gradient_accumulation():
     if tf.config.list_physical_devices("GPU"):
         pytest.skip("a GPU machine does not split its CPU")
     code = (
-        "from studio.trainers.data_parallel_devices import DataParallelDevices\n"
+        "from studio.trainers.distributed.data_parallel_devices import DataParallelDevices\n"
         "devices = DataParallelDevices(2).setup()\n"
         "print(devices.device_names, devices.describe())\n"
         "print(devices.jit_compile(True))\n"

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from studio.trainers import train_command
-from studio.trainers.dreambooth_command import EXIT_OK
+from studio.cli import train_command
+from studio.cli.dreambooth_command import EXIT_OK
 
 pytestmark = pytest.mark.tensorflow_only
 
@@ -29,7 +29,7 @@ def studio(*argv):
 @pytest.fixture(scope="module", autouse=True)
 def quick_steps(quick_compile_options):
     """Runs the command's train steps eagerly: tracing costs more than these steps."""
-    from studio.trainers.dreambooth_trainer import DreamBoothTrainer
+    from studio.trainers.dreambooth.dreambooth_trainer import DreamBoothTrainer
 
     original = DreamBoothTrainer.compile
 
@@ -68,7 +68,7 @@ def lora_run(workspace):
 
 def test_lora_run_generates_class_images_and_writes_a_lora_file(lora_run):
     from studio.images import read_parameters
-    from studio.trainers.lora_weights import LoRAWeights
+    from studio.lora.lora_weights import LoRAWeights
 
     code, run = lora_run
     assert code == EXIT_OK
@@ -87,7 +87,7 @@ def test_lora_run_generates_class_images_and_writes_a_lora_file(lora_run):
 
 
 def test_resume_continues_without_regenerating_class_images(lora_run, workspace, capsys):
-    from studio.trainers.lora_weights import LoRAWeights
+    from studio.lora.lora_weights import LoRAWeights
 
     _, run = lora_run
     before = LoRAWeights.load(run / "lora.safetensors").modules
@@ -128,7 +128,7 @@ def test_class_images_top_up_a_folder_and_keep_what_is_there(tmp_path):
     from studio.images import read_parameters
     from studio.models import StableDiffusionBackbone
     from studio.pipelines import TextToImagePipeline
-    from studio.trainers.dreambooth_class_images import generate_class_images
+    from studio.trainers.dreambooth.dreambooth_class_images import generate_class_images
 
     folder = tmp_path / "class"
     folder.mkdir()

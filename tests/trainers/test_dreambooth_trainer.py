@@ -9,13 +9,13 @@ import pytest
 
 from studio.models import StableDiffusionBackbone
 from studio.pipelines import TextToImagePipeline
-from studio.trainers.dreambooth_text_embeddings import precompute_text_embeddings
-from studio.trainers.dreambooth_trainer import (
+from studio.trainers.dreambooth.dreambooth_text_embeddings import precompute_text_embeddings
+from studio.trainers.dreambooth.dreambooth_trainer import (
     LORA_FILE,
     UNET_WEIGHTS_FILE,
     DreamBoothTrainer,
 )
-from studio.trainers.lora_weights import LoRAWeights
+from studio.lora.lora_weights import LoRAWeights
 
 INSTANCE_PROMPT = "a photo of sks dog"
 CLASS_PROMPT = "a photo of a dog"

@@ -9,11 +9,11 @@ import pytest
 from studio.images import read_parameters
 from studio.models import StableDiffusionBackbone
 from studio.pipelines import TextToImagePipeline
-from studio.trainers.dreambooth_trainer import LORA_FILE, DreamBoothTrainer
-from studio.trainers.lora_weights import LoRAWeights
-from studio.trainers.non_finite_loss_error import NonFiniteLossError
-from studio.trainers.run_directory import RunDirectory
-from studio.trainers.training_run import TrainingRun
+from studio.trainers.dreambooth.dreambooth_trainer import LORA_FILE, DreamBoothTrainer
+from studio.lora.lora_weights import LoRAWeights
+from studio.trainers.run.non_finite_loss_error import NonFiniteLossError
+from studio.trainers.run.run_directory import RunDirectory
+from studio.trainers.run.training_run import TrainingRun
 from studio.trainers.warmup_schedule import WarmupSchedule
 
 INSTANCE_PROMPT = "a photo of sks dog"

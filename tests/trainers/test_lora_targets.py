@@ -6,7 +6,7 @@ import keras
 import pytest
 
 from studio.models import BACKBONE_PRESETS, StableDiffusionBackbone
-from studio.trainers.lora_targets import (
+from studio.lora.lora_targets import (
     TEXT_ENCODER_PREFIX,
     UNET_PREFIX,
     diffusers_block_name,

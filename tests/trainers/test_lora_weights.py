@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from studio.models import StableDiffusionBackbone
-from studio.trainers.lora_targets import unet_lora_targets
-from studio.trainers.lora_weights import LoRAWeights
+from studio.lora.lora_targets import unet_lora_targets
+from studio.lora.lora_weights import LoRAWeights
 
 RANK = 2
 ALPHA = 1.0

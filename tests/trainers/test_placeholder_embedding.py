@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from studio.trainers.placeholder_embedding import PlaceholderEmbedding
+from studio.embeddings.placeholder_embedding import PlaceholderEmbedding
 
 ROWS, DIM = 12, 4
 FIRST_NEW_ID = 10  # Rows 10 and 11 of the table exist but are never read.

@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from studio.trainers.run_directory import RunDirectory
+from studio.trainers.run.run_directory import RunDirectory
 
 
 def test_create_lays_out_the_folder_and_writes_the_config(tmp_path):

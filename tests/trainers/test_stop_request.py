@@ -5,11 +5,11 @@ import os
 
 import keras
 
-from studio.trainers.run_directory import RunDirectory
-from studio.trainers.step_callback import StepCallback
-from studio.trainers.textual_inversion_trainer import EMBEDDING_FILE, TextualInversionTrainer
-from studio.trainers.training_checkpoint import TrainingCheckpoint
-from studio.trainers.training_run import STATUS_COMPLETED, STATUS_STOPPED, TrainingRun
+from studio.trainers.run.run_directory import RunDirectory
+from studio.trainers.run.callbacks.step_callback import StepCallback
+from studio.trainers.textual_inversion.textual_inversion_trainer import EMBEDDING_FILE, TextualInversionTrainer
+from studio.trainers.run.training_checkpoint import TrainingCheckpoint
+from studio.trainers.run.training_run import STATUS_COMPLETED, STATUS_STOPPED, TrainingRun
 
 TOTAL_STEPS = 6
 STOP_AFTER_STEP = 2

@@ -8,7 +8,7 @@ import keras
 import numpy as np
 import pytest
 
-from studio.trainers.textual_inversion_trainer import EMBEDDING_FILE, TextualInversionTrainer
+from studio.trainers.textual_inversion.textual_inversion_trainer import EMBEDDING_FILE, TextualInversionTrainer
 
 TRAIN_STEPS = 3
 LEARNING_RATE = 1e-2

@@ -7,7 +7,7 @@ import os
 import numpy as np
 import pytest
 
-from studio.trainers import train_command
+from studio.cli import train_command
 
 pytestmark = pytest.mark.tensorflow_only
 
@@ -30,7 +30,7 @@ def quick_steps(quick_compile_options):
     What `compile` does with `jit_compile` is covered in
     test_textual_inversion_trainer.py; here the command line is tested.
     """
-    from studio.trainers.textual_inversion_trainer import TextualInversionTrainer
+    from studio.trainers.textual_inversion.textual_inversion_trainer import TextualInversionTrainer
 
     original = TextualInversionTrainer.compile
 
@@ -136,7 +136,7 @@ def test_train_without_method_prints_help(capsys):
 
 def test_mixed_precision_stores_the_frozen_networks_in_half(workspace, monkeypatch):
     """Nothing of the networks trains, so no float32 copy of their weights is kept."""
-    from studio.trainers.textual_inversion_trainer import TextualInversionTrainer
+    from studio.trainers.textual_inversion.textual_inversion_trainer import TextualInversionTrainer
 
     built = []
     original = TextualInversionTrainer.__init__
@@ -165,8 +165,8 @@ def test_mixed_precision_stores_the_frozen_networks_in_half(workspace, monkeypat
 
 
 def test_non_finite_loss_exits_with_its_message(workspace, monkeypatch, capsys):
-    from studio.trainers.non_finite_loss_error import NonFiniteLossError
-    from studio.trainers.training_run import TrainingRun
+    from studio.trainers.run.non_finite_loss_error import NonFiniteLossError
+    from studio.trainers.run.training_run import TrainingRun
 
     def diverge(self, batches, resume=False, callbacks=None):
         raise NonFiniteLossError(step=7, checkpoint="ckpt/step-000005", consecutive=1)

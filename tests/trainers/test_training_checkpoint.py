@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 
-from studio.trainers.training_checkpoint import TrainingCheckpoint, training_state_variables
+from studio.trainers.run.training_checkpoint import TrainingCheckpoint, training_state_variables
 
 
 class NoisyRegressor(keras.Model):

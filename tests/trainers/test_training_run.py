@@ -6,11 +6,11 @@ import keras
 import numpy as np
 import pytest
 
-from studio.trainers.non_finite_loss_error import NonFiniteLossError
-from studio.trainers.run_directory import RunDirectory
-from studio.trainers.step_callback import StepCallback
-from studio.trainers.textual_inversion_trainer import EMBEDDING_FILE, TextualInversionTrainer
-from studio.trainers.training_run import STATUS_NON_FINITE, TrainingRun
+from studio.trainers.run.non_finite_loss_error import NonFiniteLossError
+from studio.trainers.run.run_directory import RunDirectory
+from studio.trainers.run.callbacks.step_callback import StepCallback
+from studio.trainers.textual_inversion.textual_inversion_trainer import EMBEDDING_FILE, TextualInversionTrainer
+from studio.trainers.run.training_run import STATUS_NON_FINITE, TrainingRun
 from studio.trainers.warmup_schedule import WarmupSchedule
 
 TOTAL_STEPS = 3

@@ -6,7 +6,7 @@ import keras
 from keras import ops
 
 from studio.trainers.diffusion_objective import LOG_VARIANCE_RANGE
-from studio.trainers.last_value import LastValue
+from studio.trainers.run.last_value import LastValue
 
 # Weight of the KL term against the per-pixel squared error: small, as in
 # Stable Diffusion's KL-f8 autoencoder, so latents keep the detail; the

@@ -10,9 +10,9 @@ from keras import ops
 from studio.embeddings.backbone_with_embeddings import published_text_encoder_hash
 from studio.trainers.diffusion_objective import DiffusionObjective
 from studio.trainers.frozen_policy_trainer import FrozenPolicyTrainer
-from studio.trainers.last_value import LastValue
-from studio.trainers.placeholder_embedding import PlaceholderEmbedding
-from studio.trainers.replica_context import replica_share, sum_over_replicas
+from studio.trainers.run.last_value import LastValue
+from studio.embeddings.placeholder_embedding import PlaceholderEmbedding
+from studio.trainers.distributed.replica_context import replica_share, sum_over_replicas
 
 # Batch keys the step accepts for the images, cheapest first.
 IMAGE_INPUT_KEYS = ("latents", "moments", "images")

@@ -130,8 +130,8 @@ def pretrain(settings, out, resume=False):
     from studio.datasets.shapes_world import ShapesWorld
     from studio.datasets.shapes_world_batches import ShapesWorldBatches
     from studio.models import StableDiffusionBackbone
-    from studio.trainers.base_model_trainer import BaseModelTrainer
-    from studio.trainers.vae_trainer import VAETrainer
+    from studio.trainers.base_model.base_model_trainer import BaseModelTrainer
+    from studio.trainers.base_model.vae_trainer import VAETrainer
 
     seed = settings["seed"]
     backbone = StableDiffusionBackbone.from_preset(PRESET, load_weights=False, seed=seed)
@@ -197,8 +197,8 @@ def _schedule(settings, lr_key, steps_key):
 
 
 def _run_phase(trainer, folder, settings, steps_key, batches, resume):
-    from studio.trainers.run_directory import RunDirectory
-    from studio.trainers.training_run import STATUS_COMPLETED, TrainingRun
+    from studio.trainers.run.run_directory import RunDirectory
+    from studio.trainers.run.training_run import STATUS_COMPLETED, TrainingRun
 
     directory = RunDirectory(folder)
     summary = directory.read_summary() if directory.exists() else None

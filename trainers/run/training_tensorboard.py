@@ -4,8 +4,8 @@ import math
 
 from keras import ops
 
-from studio.trainers.step_callback import StepCallback
-from studio.trainers.summary_writer import SummaryWriter
+from studio.trainers.run.callbacks.step_callback import StepCallback
+from studio.trainers.run.summary_writer import SummaryWriter
 
 # The `fit` log holding each step's own loss (see `LastValue`); Keras'
 # `loss` is a running mean, the fallback for models without it.

@@ -48,7 +48,7 @@ def run_base(args):
 
 
 def run_dreambooth(args):
-    from studio.embeddings.atomic_write import write_file_atomically
+    from studio.files.atomic_write import write_file_atomically
     from studio.evaluation.dreambooth_evaluation import evaluate_dreambooth
 
     start = time.perf_counter()

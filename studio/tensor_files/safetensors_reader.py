@@ -15,8 +15,8 @@ import struct
 
 import numpy as np
 
-from studio.embeddings.embedding_format_error import EmbeddingFormatError
-from studio.embeddings.stored_tensor import STORED_DTYPES, StoredTensor
+from studio.tensor_files.tensor_file_error import TensorFileError
+from studio.tensor_files.stored_tensor import STORED_DTYPES, StoredTensor
 
 HEADER_LENGTH_BYTES = 8
 # The safetensors specification caps the JSON header at 100 MB.
@@ -60,20 +60,20 @@ def read_safetensors(path):
         `.numpy()`), in file order, and the header's string metadata.
 
     Raises:
-        EmbeddingFormatError: the file is truncated or its header is invalid.
+        TensorFileError: the file is truncated or its header is invalid.
     """
     path = os.fspath(path)
     file_size = os.path.getsize(path)
     with open(path, "rb") as file:
         start = file.read(HEADER_LENGTH_BYTES)
         if len(start) < HEADER_LENGTH_BYTES:
-            raise EmbeddingFormatError(
+            raise TensorFileError(
                 f"{path} is too short to be a safetensors file. "
                 f"Received: a file of {file_size} bytes"
             )
         (header_length,) = struct.unpack("<Q", start)
         if header_length > min(MAX_HEADER_BYTES, file_size - HEADER_LENGTH_BYTES):
-            raise EmbeddingFormatError(
+            raise TensorFileError(
                 f"{path} is truncated or not a safetensors file: its header claims "
                 f"{header_length} bytes. Received: a file of {file_size} bytes"
             )
@@ -81,11 +81,11 @@ def read_safetensors(path):
     try:
         header = json.loads(header_bytes.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise EmbeddingFormatError(
+        raise TensorFileError(
             f"{path} is not a valid safetensors file: its header is not JSON ({error})."
         ) from None
     if not isinstance(header, dict):
-        raise EmbeddingFormatError(
+        raise TensorFileError(
             f"{path} is not a valid safetensors file: its header is not a JSON object. "
             f"Received: {type(header).__name__}"
         )
@@ -93,7 +93,7 @@ def read_safetensors(path):
     if not isinstance(metadata, dict) or not all(
         isinstance(key, str) and isinstance(value, str) for key, value in metadata.items()
     ):
-        raise EmbeddingFormatError(
+        raise TensorFileError(
             f"{path}: safetensors metadata must map strings to strings. Received: {metadata!r}"
         )
     data_start = HEADER_LENGTH_BYTES + header_length
@@ -103,12 +103,12 @@ def read_safetensors(path):
         shape, dtype, begin, end = _parse_entry(path, name, entry)
         expected = math.prod(shape) * np.dtype(STORED_DTYPES[dtype]).itemsize
         if end - begin != expected:
-            raise EmbeddingFormatError(
+            raise TensorFileError(
                 f"{path}: tensor {name!r} of shape {list(shape)} and dtype {dtype} needs "
                 f"{expected} bytes. Received: data_offsets [{begin}, {end}]"
             )
         if end > data_size:
-            raise EmbeddingFormatError(
+            raise TensorFileError(
                 f"{path} is truncated: tensor {name!r} ends at byte {data_start + end} "
                 f"of the file. Received: a file of {file_size} bytes"
             )
@@ -127,7 +127,7 @@ def _parse_entry(path, name, entry):
     except (KeyError, TypeError, ValueError):
         valid = False
     if not valid or end < begin:
-        raise EmbeddingFormatError(
+        raise TensorFileError(
             f"{path}: tensor {name!r} has an invalid or unsupported header entry "
             f"(dtypes: {sorted(SAFETENSORS_DTYPES)}). Received: {entry!r}"
         )
@@ -142,7 +142,7 @@ def _reader(path, offset, shape, dtype):
             file.seek(offset)
             data = file.read(count * numpy_dtype.itemsize)
         if len(data) != count * numpy_dtype.itemsize:
-            raise EmbeddingFormatError(f"{path} was truncated while it was being read.")
+            raise TensorFileError(f"{path} was truncated while it was being read.")
         return np.frombuffer(data, numpy_dtype, count).reshape(shape)
 
     return read

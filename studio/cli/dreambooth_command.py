@@ -180,7 +180,7 @@ def resolve_settings(args):
         )
     if settings["latent_variants"] < 0:
         raise ValueError(f"--latent-variants must be >= 0. Received: {settings['latent_variants']}")
-    from studio.trainers.data_parallel_devices import DataParallelDevices
+    from studio.trainers.distributed.data_parallel_devices import DataParallelDevices
 
     batch, source = settings["batch_size"], f"--batch-size {settings['batch_size']}"
     if settings["class_prompt"]:
@@ -206,7 +206,7 @@ def run(args):
 
     import keras
 
-    from studio.trainers.run_directory import RunDirectory
+    from studio.trainers.run.run_directory import RunDirectory
 
     run_directory = RunDirectory(out)
     if not args.resume and run_directory.exists():
@@ -233,7 +233,7 @@ def run(args):
                       "studio train dreambooth")
     if summary is None:
         return EXIT_NON_FINITE
-    from studio.trainers.dreambooth_trainer import LORA_FILE, UNET_WEIGHTS_FILE
+    from studio.trainers.dreambooth.dreambooth_trainer import LORA_FILE, UNET_WEIGHTS_FILE
 
     if trainer.is_lora:
         result = run_directory.file(LORA_FILE)
@@ -253,13 +253,13 @@ def build_dreambooth(settings, args, devices=None):
     class images outside it (under TensorFlow, on one device).
     """
     from studio.datasets import ConceptDataset, DreamBoothDataset, ImageFolder, LatentCache
-    from studio.trainers.data_parallel_devices import DataParallelDevices
-    from studio.trainers.dreambooth_trainer import DreamBoothTrainer
-    from studio.trainers.dreambooth_text_embeddings import (
+    from studio.trainers.distributed.data_parallel_devices import DataParallelDevices
+    from studio.trainers.dreambooth.dreambooth_trainer import DreamBoothTrainer
+    from studio.trainers.dreambooth.dreambooth_text_embeddings import (
         attach_text_embeddings,
         precompute_text_embeddings,
     )
-    from studio.trainers.train_command import weights_id
+    from studio.cli.train_command import weights_id
 
     devices = devices or DataParallelDevices()
     backbone = load_backbone(settings, args, devices)
@@ -267,7 +267,7 @@ def build_dreambooth(settings, args, devices=None):
     prior_preservation = bool(settings["class_prompt"])
     if prior_preservation:
         from studio.pipelines import TextToImagePipeline
-        from studio.trainers.dreambooth_class_images import generate_class_images
+        from studio.trainers.dreambooth.dreambooth_class_images import generate_class_images
 
         generate_class_images(
             TextToImagePipeline(backbone),

@@ -5,7 +5,7 @@ import os
 
 import numpy as np
 
-from studio.trainers.lora_targets import (
+from studio.lora.lora_targets import (
     TEXT_ENCODER_PREFIX,
     UNET_PREFIX,
     kohya_name,
@@ -32,7 +32,7 @@ class LoRAWeights:
     layout of Dense kernels; kohya's files keep torch's `[out, in]` layout:
     `lora_down.weight` `(rank, in)` is `lora_kernel_a.T`, `lora_up.weight`
     `(out, rank)` is `lora_kernel_b.T`, and `alpha` is `lora_alpha`. Module
-    names are listed in `studio.trainers.lora_targets`.
+    names are listed in `studio.lora.lora_targets`.
 
     Args:
         modules: dict kohya module name (`"lora_unet_..._attn1_to_q"`) ->
@@ -121,7 +121,7 @@ class LoRAWeights:
         """
         import safetensors.numpy
 
-        from studio.embeddings.atomic_write import write_file_atomically
+        from studio.files.atomic_write import write_file_atomically
 
         if dtype not in SAVE_DTYPES:
             raise ValueError(f"`dtype` must be one of {SAVE_DTYPES}. Received: dtype={dtype!r}")
@@ -146,7 +146,7 @@ class LoRAWeights:
                 matrices (e.g. LyCORIS or DoRA weights), or a module lacks
                 its down or up matrix.
         """
-        from studio.embeddings.safetensors_reader import read_safetensors
+        from studio.tensor_files.safetensors_reader import read_safetensors
 
         stored, metadata = read_safetensors(os.fspath(path))
         parts, unknown = {}, []

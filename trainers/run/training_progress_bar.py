@@ -1,7 +1,7 @@
 """A progress bar of optimizer steps with the last loss."""
 
-from studio.trainers.step_callback import StepCallback
-from studio.trainers.training_tensorboard import STEP_LOSS_KEY
+from studio.trainers.run.callbacks.step_callback import StepCallback
+from studio.trainers.run.training_tensorboard import STEP_LOSS_KEY
 
 
 class TrainingProgressBar(StepCallback):

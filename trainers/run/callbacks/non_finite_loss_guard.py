@@ -2,8 +2,8 @@
 
 import math
 
-from studio.trainers.step_callback import StepCallback
-from studio.trainers.training_tensorboard import STEP_LOSS_KEY
+from studio.trainers.run.callbacks.step_callback import StepCallback
+from studio.trainers.run.training_tensorboard import STEP_LOSS_KEY
 
 
 class NonFiniteLossGuard(StepCallback):

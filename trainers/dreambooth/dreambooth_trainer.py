@@ -7,11 +7,11 @@ from keras import ops
 
 from studio.trainers.diffusion_objective import DiffusionObjective
 from studio.trainers.frozen_policy_trainer import FrozenPolicyTrainer
-from studio.trainers.dreambooth_remat import rematerialize_unet_blocks
-from studio.trainers.last_value import LastValue
-from studio.trainers.lora_targets import text_encoder_lora_targets, unet_lora_targets
-from studio.trainers.lora_weights import LoRAWeights
-from studio.trainers.replica_context import sum_over_replicas
+from studio.trainers.dreambooth.dreambooth_remat import rematerialize_unet_blocks
+from studio.trainers.run.last_value import LastValue
+from studio.lora.lora_targets import text_encoder_lora_targets, unet_lora_targets
+from studio.lora.lora_weights import LoRAWeights
+from studio.trainers.distributed.replica_context import sum_over_replicas
 
 # Batch keys the step accepts for the images, cheapest first.
 IMAGE_INPUT_KEYS = ("latents", "moments", "images")
@@ -55,7 +55,7 @@ class DreamBoothTrainer(FrozenPolicyTrainer):
           in full mode, LoRA on its attention (and MLP) projections in LoRA
           mode. Otherwise it is frozen and batches may carry its output
           (`"context"`) computed once (see
-          `studio.trainers.dreambooth_text_embeddings`).
+          `studio.trainers.dreambooth.dreambooth_text_embeddings`).
 
     As in `TextualInversionTrainer`, `call` noises the latents and runs the
     networks, `compute_loss` scores, and Keras' own `train_step` computes

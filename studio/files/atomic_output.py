@@ -1,6 +1,6 @@
 """Writing files and folders so that readers see the old version or the whole new one.
 
-`studio.embeddings.atomic_write` writes bytes held in memory; a model file
+`studio.files.atomic_write` writes bytes held in memory; a model file
 of gigabytes is streamed instead, hence these context managers.
 """
 

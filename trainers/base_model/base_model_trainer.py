@@ -6,7 +6,7 @@ import keras
 from keras import ops
 
 from studio.trainers.diffusion_objective import DiffusionObjective
-from studio.trainers.last_value import LastValue
+from studio.trainers.run.last_value import LastValue
 
 
 class BaseModelTrainer(keras.Model):

@@ -2,7 +2,7 @@
 
 import os
 
-from studio.trainers.step_callback import StepCallback
+from studio.trainers.run.callbacks.step_callback import StepCallback
 
 SAMPLE_FILE_PATTERN = "step-{step:06d}-{index}.png"
 

@@ -72,10 +72,10 @@ def add_parser(subparsers):
     methods = train.add_subparsers(dest="train_method", metavar="METHOD")
     _add_textual_inversion(methods)
     # Imported here: the DreamBooth command module imports nothing heavy either.
-    from studio.trainers.dreambooth_command import add_dreambooth_parser
+    from studio.cli.dreambooth_command import add_dreambooth_parser
 
     add_dreambooth_parser(methods)
-    from studio.trainers.base_command import add_base_parser
+    from studio.cli.base_command import add_base_parser
 
     add_base_parser(methods)
     train.set_defaults(run=lambda args: _print_help(train))
@@ -146,7 +146,7 @@ def resolve_settings(args):
         "studio train textual-inversion",
         positive=("num_vectors", "steps", "batch_size", "grad_accum", "devices"),
     )
-    from studio.trainers.data_parallel_devices import DataParallelDevices
+    from studio.trainers.distributed.data_parallel_devices import DataParallelDevices
 
     DataParallelDevices(settings["devices"]).split_batch(
         settings["batch_size"], f"--batch-size {settings['batch_size']}"
@@ -166,7 +166,7 @@ def run(args):
         DEFAULT_RUNS_FOLDER, "".join(c for c in settings["token"] if c.isalnum() or c in "-_")
     )
 
-    from studio.trainers.run_directory import RunDirectory
+    from studio.trainers.run.run_directory import RunDirectory
 
     run_directory = RunDirectory(out)
     if not args.resume and run_directory.exists():
@@ -190,7 +190,7 @@ def run(args):
                       "studio train textual-inversion")
     if summary is None:
         return EXIT_NON_FINITE
-    from studio.trainers.textual_inversion_trainer import EMBEDDING_FILE
+    from studio.trainers.textual_inversion.textual_inversion_trainer import EMBEDDING_FILE
 
     print(
         f"Trained {summary['steps']} steps{describe_loss(summary)}. "
@@ -208,8 +208,8 @@ def build_textual_inversion(settings, args, devices=None):
     import keras
 
     from studio.datasets import ConceptDataset, ImageFolder, LatentCache
-    from studio.trainers.data_parallel_devices import DataParallelDevices
-    from studio.trainers.textual_inversion_trainer import TextualInversionTrainer
+    from studio.trainers.distributed.data_parallel_devices import DataParallelDevices
+    from studio.trainers.textual_inversion.textual_inversion_trainer import TextualInversionTrainer
     from studio.trainers.warmup_schedule import WarmupSchedule
 
     devices = devices or DataParallelDevices()

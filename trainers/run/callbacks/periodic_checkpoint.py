@@ -4,7 +4,7 @@ import logging
 
 import numpy as np
 
-from studio.trainers.step_callback import StepCallback
+from studio.trainers.run.callbacks.step_callback import StepCallback
 
 logger = logging.getLogger(__name__)
 

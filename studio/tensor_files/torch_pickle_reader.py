@@ -30,9 +30,9 @@ from collections import OrderedDict
 
 import numpy as np
 
-from studio.embeddings.embedding_format_error import EmbeddingFormatError
-from studio.embeddings.embedding_format_error import UnsafePickleError
-from studio.embeddings.stored_tensor import STORED_DTYPES, StoredTensor
+from studio.tensor_files.tensor_file_error import TensorFileError
+from studio.tensor_files.tensor_file_error import UnsafePickleError
+from studio.tensor_files.stored_tensor import STORED_DTYPES, StoredTensor
 
 PICKLE_MEMBER = "data.pkl"
 # Torch pickles hold structure only (tensor bytes are separate): a full SD
@@ -87,7 +87,7 @@ def load_torch_pickle(path):
     Raises:
         UnsafePickleError: the file names a global outside the allow-list
             (e.g. `os.system`); nothing was run.
-        EmbeddingFormatError: the file is truncated or not a PyTorch file.
+        TensorFileError: the file is truncated or not a PyTorch file.
     """
     path = os.fspath(path)
     if zipfile.is_zipfile(path):
@@ -95,13 +95,13 @@ def load_torch_pickle(path):
     with open(path, "rb") as file:
         start = file.read(len(ZIP_MAGIC))
     if start == ZIP_MAGIC:
-        raise EmbeddingFormatError(
+        raise TensorFileError(
             f"{path} starts like a PyTorch zip file but has no zip directory: "
             "it is truncated or damaged."
         )
     if start[:2] == b"\x80\x02":
         return _load_legacy(path)
-    raise EmbeddingFormatError(
+    raise TensorFileError(
         f"{path} is not a PyTorch file: it is neither a zip archive nor a pickle. "
         f"Received: first bytes {start!r}"
     )
@@ -164,7 +164,7 @@ class _Storage:
         numpy_dtype = np.dtype(STORED_DTYPES[self.dtype]).newbyteorder(self._byteorder)
         data = self._read_bytes()
         if len(data) < self.numel * numpy_dtype.itemsize:
-            raise EmbeddingFormatError(
+            raise TensorFileError(
                 f"A storage of {self.numel} {self.dtype} elements holds only "
                 f"{len(data)} bytes: the file is truncated."
             )
@@ -179,7 +179,7 @@ class _PickledParameterDict(dict):
     def __setstate__(self, state):
         parameters = state.get("_parameters") if isinstance(state, dict) else None
         if not isinstance(parameters, dict):
-            raise EmbeddingFormatError(
+            raise TensorFileError(
                 "A pickled ParameterDict has no `_parameters` dict. "
                 f"Received: state of type {type(state).__name__}"
             )
@@ -199,7 +199,7 @@ def _rebuild_tensor(storage, storage_offset, size, stride, *unused):
         and len(size) == len(stride)
         and all(_is_count(value) for value in (*size, *stride))
     ):
-        raise EmbeddingFormatError(
+        raise TensorFileError(
             "A tensor record is malformed: expected (storage, offset, size, stride). "
             f"Received: {type(storage).__name__}, {storage_offset!r}, {size!r}, {stride!r}"
         )
@@ -207,13 +207,13 @@ def _rebuild_tensor(storage, storage_offset, size, stride, *unused):
     if numel > storage.numel:
         # Only expanded (stride 0) tensors are bigger than their storage;
         # refused, so that a few bytes cannot claim gigabytes.
-        raise EmbeddingFormatError(
+        raise TensorFileError(
             f"A tensor of shape {size} has more elements than its storage "
             f"({storage.numel}); expanded tensors are not supported."
         )
     last = storage_offset + sum((length - 1) * step for length, step in zip(size, stride))
     if numel and last >= storage.numel:
-        raise EmbeddingFormatError(
+        raise TensorFileError(
             f"A tensor of shape {size} reads past the end of its storage "
             f"({storage.numel} elements). The file is damaged."
         )
@@ -236,7 +236,7 @@ def _rebuild_tensor(storage, storage_offset, size, stride, *unused):
 def _rebuild_parameter(data, *unused):
     """Our `torch._utils._rebuild_parameter(_with_state)`: the tensor itself."""
     if not isinstance(data, StoredTensor):
-        raise EmbeddingFormatError(
+        raise TensorFileError(
             f"A parameter record does not hold a tensor. Received: {type(data).__name__}"
         )
     return data
@@ -314,7 +314,7 @@ class _SafeUnpickler(pickle.Unpickler):
 
     def persistent_load(self, persistent_id):
         if self._persistent_load is None:
-            raise EmbeddingFormatError(
+            raise TensorFileError(
                 f"{self._path}: a persistent id where none may be. "
                 f"Received: {persistent_id!r}"
             )
@@ -324,11 +324,11 @@ class _SafeUnpickler(pickle.Unpickler):
 def _unpickle(file, path, persistent_load=None):
     try:
         return _SafeUnpickler(file, path, persistent_load).load()
-    except EmbeddingFormatError:
+    except TensorFileError:
         raise
     # Nothing of the file's making runs, so any other failure means a bad file.
     except Exception as error:  # noqa: BLE001
-        raise EmbeddingFormatError(
+        raise TensorFileError(
             f"{path} is not a readable PyTorch file: its pickle is truncated or "
             f"malformed. Received: {type(error).__name__}: {error}"
         ) from None
@@ -341,7 +341,7 @@ def _storage_fields(path, persistent_id, length):
         and len(persistent_id) == length
         and persistent_id[0] in ("storage", b"storage")
     ):
-        raise EmbeddingFormatError(
+        raise TensorFileError(
             f"{path}: unsupported persistent id; expected a {length}-tuple "
             f"('storage', ...). Received: {persistent_id!r}"
         )
@@ -355,7 +355,7 @@ def _storage_fields(path, persistent_id, length):
         and STORAGE_KEY_PATTERN.fullmatch(key)
         and _is_count(numel)
     ):
-        raise EmbeddingFormatError(f"{path}: malformed storage record. Received: {persistent_id!r}")
+        raise TensorFileError(f"{path}: malformed storage record. Received: {persistent_id!r}")
     return storage_type.dtype, key, numel
 
 
@@ -371,14 +371,14 @@ def _load_zip(path):
                 if info.filename == PICKLE_MEMBER or info.filename.endswith("/" + PICKLE_MEMBER)
             ]
             if len(pickles) != 1:
-                raise EmbeddingFormatError(
+                raise TensorFileError(
                     f"{path} is a zip file but not a PyTorch file: expected one "
                     f"`<archive>/{PICKLE_MEMBER}`. Received: members "
                     f"{archive.namelist()[:10]}"
                 )
             info = pickles[0]
             if info.file_size > MAX_PICKLE_BYTES:
-                raise EmbeddingFormatError(
+                raise TensorFileError(
                     f"{path}: its pickle is {info.file_size} bytes, more than the "
                     f"{MAX_PICKLE_BYTES} a PyTorch file needs. Refused."
                 )
@@ -390,12 +390,12 @@ def _load_zip(path):
                     archive.read(prefix + "byteorder").decode("ascii", "replace").strip()
                 )
                 if byteorder is None:
-                    raise EmbeddingFormatError(
+                    raise TensorFileError(
                         f"{path}: `byteorder` must be 'little' or 'big'."
                     )
             pickle_bytes = archive.read(info)
     except zipfile.BadZipFile as error:
-        raise EmbeddingFormatError(
+        raise TensorFileError(
             f"{path} is a damaged zip file. Received: {error}"
         ) from None
 
@@ -406,7 +406,7 @@ def _load_zip(path):
         if key not in storages:
             member = f"{prefix}data/{key}"
             if member not in names:
-                raise EmbeddingFormatError(
+                raise TensorFileError(
                     f"{path} is missing the storage `{member}`: the file is incomplete."
                 )
             storages[key] = _Storage(dtype, numel, _zip_member_reader(path, member), byteorder)
@@ -424,7 +424,7 @@ def _zip_member_reader(path, member):
                 with zipfile.ZipFile(path) as archive:
                     cache.append(archive.read(member))
             except (zipfile.BadZipFile, OSError, EOFError) as error:
-                raise EmbeddingFormatError(
+                raise TensorFileError(
                     f"{path}: cannot read `{member}`; the file is damaged. Received: {error}"
                 ) from None
         return cache[0]
@@ -451,7 +451,7 @@ def _load_legacy(path):
 
     def persistent_load(persistent_id):
         if isinstance(persistent_id, tuple) and persistent_id[:1] in (("module",), (b"module",)):
-            raise EmbeddingFormatError(
+            raise TensorFileError(
                 f"{path} holds a pickled module's source, not an embedding. Refused."
             )
         dtype, key, numel = _storage_fields(path, persistent_id, length=6)
@@ -460,10 +460,10 @@ def _load_legacy(path):
         if view is None:
             return _Storage(dtype, numel, root_reader(key))
         if not (isinstance(view, tuple) and len(view) == 3):
-            raise EmbeddingFormatError(f"{path}: malformed storage view. Received: {view!r}")
+            raise TensorFileError(f"{path}: malformed storage view. Received: {view!r}")
         _, offset, view_numel = view
         if not (_is_count(offset) and _is_count(view_numel)):
-            raise EmbeddingFormatError(f"{path}: malformed storage view. Received: {view!r}")
+            raise TensorFileError(f"{path}: malformed storage view. Received: {view!r}")
         root_read = root_reader(key)
         itemsize = np.dtype(STORED_DTYPES[dtype]).itemsize
         return _Storage(
@@ -475,12 +475,12 @@ def _load_legacy(path):
     with open(path, "rb") as file:
         magic = _unpickle(file, path)
         if magic != LEGACY_MAGIC_NUMBER:
-            raise EmbeddingFormatError(
+            raise TensorFileError(
                 f"{path} is a pickle but not a PyTorch file (no PyTorch magic number)."
             )
         protocol = _unpickle(file, path)
         if protocol != LEGACY_PROTOCOL_VERSION:
-            raise EmbeddingFormatError(
+            raise TensorFileError(
                 f"{path}: unsupported legacy PyTorch protocol. "
                 f"Expected {LEGACY_PROTOCOL_VERSION}. Received: {protocol!r}"
             )
@@ -488,20 +488,20 @@ def _load_legacy(path):
         result = _unpickle(file, path, persistent_load)
         keys = _unpickle(file, path)
         if not isinstance(keys, list):
-            raise EmbeddingFormatError(f"{path}: malformed storage key list. Received: {keys!r}")
+            raise TensorFileError(f"{path}: malformed storage key list. Received: {keys!r}")
         file_size = os.fstat(file.fileno()).st_size
         for key in keys:
             key = key.decode("ascii", "replace") if isinstance(key, bytes) else key
             if key not in roots:
-                raise EmbeddingFormatError(f"{path}: data for an unknown storage {key!r}.")
+                raise TensorFileError(f"{path}: data for an unknown storage {key!r}.")
             size_bytes = file.read(LEGACY_SIZE_BYTES)
             if len(size_bytes) < LEGACY_SIZE_BYTES:
-                raise EmbeddingFormatError(f"{path} is truncated: storage {key!r} is missing.")
+                raise TensorFileError(f"{path} is truncated: storage {key!r} is missing.")
             (count,) = struct.unpack("<q", size_bytes)
             dtype, declared = roots[key]
             nbytes = count * np.dtype(STORED_DTYPES[dtype]).itemsize
             if count < declared or file.tell() + nbytes > file_size:
-                raise EmbeddingFormatError(
+                raise TensorFileError(
                     f"{path} is truncated: storage {key!r} needs {declared} elements. "
                     f"Received: {count} elements, {file_size - file.tell()} bytes left"
                 )
@@ -509,5 +509,5 @@ def _load_legacy(path):
             file.seek(nbytes, os.SEEK_CUR)
     missing = sorted(set(roots) - set(locations))
     if missing:
-        raise EmbeddingFormatError(f"{path} is truncated: storages {missing} have no data.")
+        raise TensorFileError(f"{path} is truncated: storages {missing} have no data.")
     return result

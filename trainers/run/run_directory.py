@@ -3,7 +3,7 @@
 import json
 import os
 
-from studio.embeddings.atomic_write import write_file_atomically
+from studio.files.atomic_write import write_file_atomically
 
 CONFIG_FILE = "config.json"
 SUMMARY_FILE = "summary.json"

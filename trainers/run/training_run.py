@@ -7,16 +7,16 @@ import time
 
 import keras
 
-from studio.trainers.non_finite_loss_error import NonFiniteLossError
-from studio.trainers.non_finite_loss_guard import NonFiniteLossGuard
-from studio.trainers.periodic_checkpoint import PeriodicCheckpoint
-from studio.trainers.progress_file import ProgressFile
-from studio.trainers.run_directory import RunDirectory
-from studio.trainers.sample_images import SampleImages
-from studio.trainers.stop_request import StopRequest
-from studio.trainers.training_checkpoint import TrainingCheckpoint
-from studio.trainers.training_progress_bar import TrainingProgressBar
-from studio.trainers.training_tensorboard import STEP_LOSS_KEY, TrainingTensorBoard
+from studio.trainers.run.non_finite_loss_error import NonFiniteLossError
+from studio.trainers.run.callbacks.non_finite_loss_guard import NonFiniteLossGuard
+from studio.trainers.run.callbacks.periodic_checkpoint import PeriodicCheckpoint
+from studio.trainers.run.progress_file import ProgressFile
+from studio.trainers.run.run_directory import RunDirectory
+from studio.trainers.run.callbacks.sample_images import SampleImages
+from studio.trainers.run.callbacks.stop_request import StopRequest
+from studio.trainers.run.training_checkpoint import TrainingCheckpoint
+from studio.trainers.run.training_progress_bar import TrainingProgressBar
+from studio.trainers.run.training_tensorboard import STEP_LOSS_KEY, TrainingTensorBoard
 
 logger = logging.getLogger(__name__)
 

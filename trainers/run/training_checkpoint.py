@@ -10,7 +10,7 @@ import tempfile
 
 import numpy as np
 
-from studio.embeddings.atomic_write import write_file_atomically
+from studio.files.atomic_write import write_file_atomically
 
 STATE_FILE = "training_state.npz"
 INFO_FILE = "checkpoint.json"

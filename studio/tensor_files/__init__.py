@@ -1,0 +1,1 @@
+"""Tensor files read and written without PyTorch: `.safetensors` and PyTorch zip pickles."""

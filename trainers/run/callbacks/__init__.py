@@ -1,0 +1,1 @@
+"""Keras callbacks of a training run: step counting, checkpoints, samples, stop requests."""

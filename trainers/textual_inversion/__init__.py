@@ -1,0 +1,1 @@
+"""Textual inversion: new token vectors, the rest of the model frozen."""
