@@ -12,12 +12,13 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 
 import numpy as np
 
 from studio.datasets.concept_dataset import to_model_range
 from studio.datasets.image_augmenter import NO_CROP, ImageAugmenter, check_crop_area_range
+from studio.files.atomic_write import atomic_file
+from studio.files.keras_home import keras_home
 
 logger = logging.getLogger(__name__)
 
@@ -35,8 +36,7 @@ SEED_MODULUS = 2**31 - 1
 
 def default_cache_dir():
     """`$KERAS_HOME/studio-latents` (`~/.keras/studio-latents` by default)."""
-    home = os.environ.get("KERAS_HOME", os.path.join(os.path.expanduser("~"), ".keras"))
-    return os.path.join(home, CACHE_FOLDER_NAME)
+    return keras_home(CACHE_FOLDER_NAME)
 
 
 class LatentCache:
@@ -230,15 +230,6 @@ class LatentCache:
 
 
 def _save_atomically(path, array):
-    """Writes to a temporary file and renames it, so a crash leaves no half entry."""
-    handle, temporary = tempfile.mkstemp(
-        dir=os.path.dirname(path), prefix=".tmp-", suffix=CACHE_FILE_EXTENSION
-    )
-    try:
-        with os.fdopen(handle, "wb") as file:
-            np.save(file, array, allow_pickle=False)
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-        raise
+    """Writes an entry whole or not at all, so a crash leaves no half entry."""
+    with atomic_file(path) as file:
+        np.save(file, array, allow_pickle=False)

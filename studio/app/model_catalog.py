@@ -65,10 +65,11 @@ def _choice(name, spec):
             missing.append(f"{weights['file_name']} ({component}) from {weights.get('origin', '?')}")
     tokenizer = spec.get("tokenizer") or {}
     if tokenizer.get("type") == "clip":
+        from studio.files.keras_home import keras_home
         from studio.tokenizers import CLIP_VOCABULARY_FILENAME, CLIP_VOCABULARY_ORIGIN
+        from studio.tokenizers.clip_vocabulary import KERAS_CACHE_SUBDIR
 
-        home = os.environ.get("KERAS_HOME", os.path.join(os.path.expanduser("~"), ".keras"))
-        vocabulary = os.path.join(home, "datasets", CLIP_VOCABULARY_FILENAME)
+        vocabulary = keras_home(KERAS_CACHE_SUBDIR, CLIP_VOCABULARY_FILENAME)
         if not os.path.isfile(vocabulary):
             missing.append(f"{CLIP_VOCABULARY_FILENAME} (tokenizer) from {CLIP_VOCABULARY_ORIGIN}")
     how_to_get = ""

@@ -1,1 +1,1 @@
-"""Writing files so that a reader never sees a half-written one."""
+"""Files the studio writes and where: atomic writes, JSON files, `$KERAS_HOME`."""

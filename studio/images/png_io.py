@@ -4,12 +4,10 @@ The parameters go in a `parameters` tEXt/iTXt chunk, where AUTOMATIC1111 and
 the PNG-info readers built for it look for them.
 """
 
-import os
-import tempfile
-
 import numpy as np
 from PIL import Image, PngImagePlugin
 
+from studio.files.atomic_write import atomic_file
 from studio.images.generation_parameters import GenerationParameters
 
 PARAMETERS_CHUNK = "parameters"
@@ -43,19 +41,8 @@ def save_png(image, path, parameters=None):
         )
         # iTXt keeps non-Latin-1 prompts intact; A1111 reads both kinds.
         info.add_itxt(PARAMETERS_CHUNK, text)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(
-        dir=folder, prefix=".tmp-", suffix=".png"
-    )
-    try:
-        with os.fdopen(handle, "wb") as file:
-            image.save(file, format="PNG", pnginfo=info)
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-        raise
+    with atomic_file(path) as file:
+        image.save(file, format="PNG", pnginfo=info)
     return path
 
 

@@ -22,7 +22,7 @@ are written under a temporary name and renamed into place.
 import json
 import os
 
-from studio.files.atomic_output import atomic_folder
+from studio.files.atomic_write import atomic_folder
 from studio.interop.checkpoint_format_error import CheckpointFormatError
 from studio.interop.checkpoint_reader import quote_names, read_checkpoint
 from studio.interop.diffusers_configs import (

@@ -3,6 +3,7 @@
 import os
 
 from studio.errors import WeightsNotFoundError
+from studio.files.keras_home import keras_home
 
 
 def resolve_weight_files(preset, specs, weights=None):
@@ -37,8 +38,7 @@ def resolve_weight_files(preset, specs, weights=None):
 
 def keras_cache_folder():
     """The folder where `keras.utils.get_file` keeps model files."""
-    home = os.environ.get("KERAS_HOME", os.path.join(os.path.expanduser("~"), ".keras"))
-    return os.path.join(home, "models")
+    return keras_home("models")
 
 
 def _local_file(spec, component, preset, local):

@@ -14,7 +14,7 @@ import struct
 
 import numpy as np
 
-from studio.files.atomic_output import atomic_file
+from studio.files.atomic_write import atomic_file
 
 # dtype name -> (safetensors code, numpy dtype of the stored bytes).
 WRITTEN_DTYPES = {"float32": ("F32", "<f4"), "float16": ("F16", "<f2")}

@@ -11,6 +11,7 @@ import hashlib
 import os
 
 from studio.errors import StudioError
+from studio.files.keras_home import keras_home
 
 CLIP_VOCABULARY_FILENAME = "bpe_simple_vocab_16e6.txt.gz"
 CLIP_VOCABULARY_ORIGIN = (
@@ -191,8 +192,7 @@ def _cached_or_downloaded():
 
 
 def _how_to_get_it():
-    home = os.environ.get("KERAS_HOME", os.path.join(os.path.expanduser("~"), ".keras"))
-    cache_path = os.path.join(home, KERAS_CACHE_SUBDIR, CLIP_VOCABULARY_FILENAME)
+    cache_path = keras_home(KERAS_CACHE_SUBDIR, CLIP_VOCABULARY_FILENAME)
     return _HOW_TO_GET_IT.format(cache_path=cache_path)
 
 

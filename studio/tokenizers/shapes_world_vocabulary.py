@@ -10,6 +10,7 @@ placeholder tokens included) with this vocabulary inline.
 import collections
 import os
 
+from studio.files.atomic_write import write_file_atomically
 from studio.tokenizers.clip_tokenizer import CLIPTokenizer
 from studio.tokenizers.clip_vocabulary import END_OF_WORD
 from studio.tokenizers.clip_vocabulary import END_TOKEN
@@ -74,11 +75,8 @@ def learn_merges(words):
 def write_merges_file(words, path):
     """Writes the merges learned from `words` to `path` (atomically)."""
     merges = learn_merges(words)
-    temporary = path + ".tmp"
-    with open(temporary, "w", encoding="utf-8") as file:
-        file.write("\n".join([MERGES_HEADER] + merges) + "\n")
-    os.replace(temporary, path)
-    return path
+    text = "\n".join([MERGES_HEADER] + merges) + "\n"
+    return write_file_atomically(path, text.encode("utf-8"))
 
 
 def load_shapes_world_vocabulary(path=None):

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file
 
-from studio.files.atomic_output import atomic_folder
+from studio.files.atomic_write import atomic_folder
 from studio.interop.checkpoint_format_error import CheckpointFormatError
 from studio.interop.hf_tokenizer_files import read_hf_tokenizer, write_hf_tokenizer
 from studio.tensor_files.safetensors_writer import write_safetensors

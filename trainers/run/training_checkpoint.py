@@ -1,16 +1,14 @@
 """Checkpoints of a training run: what `--resume` needs to continue exactly."""
 
 import contextlib
-import io
-import json
 import os
 import re
 import shutil
-import tempfile
 
 import numpy as np
 
-from studio.files.atomic_write import write_file_atomically
+from studio.files.atomic_write import atomic_file, atomic_folder
+from studio.files.json_file import read_json, write_json
 
 STATE_FILE = "training_state.npz"
 INFO_FILE = "checkpoint.json"
@@ -114,12 +112,11 @@ class TrainingCheckpoint:
             The checkpoint's folder.
         """
         variables = training_state_variables(model)
-        os.makedirs(self.directory, exist_ok=True)
-        staging = tempfile.mkdtemp(dir=self.directory, prefix=".tmp-checkpoint-")
-        try:
-            buffer = io.BytesIO()
-            np.savez(buffer, *[np.asarray(variable.numpy()) for variable in variables])
-            write_file_atomically(os.path.join(staging, STATE_FILE), buffer.getvalue())
+        target = self.folder(step)
+        # A resumed run reaching a step saved before: the new one wins.
+        with atomic_folder(target, overwrite=True) as staging:
+            with atomic_file(os.path.join(staging, STATE_FILE)) as file:
+                np.savez(file, *[np.asarray(variable.numpy()) for variable in variables])
             if artifacts is not None:
                 artifacts(staging)
             record = {
@@ -127,24 +124,13 @@ class TrainingCheckpoint:
                 "step": int(step),
                 "variables": [[v.path, list(v.shape)] for v in variables],
             }
-            text = json.dumps(record, indent=2) + "\n"
-            write_file_atomically(os.path.join(staging, INFO_FILE), text.encode("utf-8"))
-            target = self.folder(step)
-            if os.path.exists(target):
-                # A resumed run reaching a step saved before: the new one wins.
-                shutil.rmtree(target)
-            os.replace(staging, target)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
+            write_json(os.path.join(staging, INFO_FILE), record)
         self._prune()
         return target
 
     def read_info(self, folder=None):
         """The `checkpoint.json` of `folder` (default: the latest checkpoint)."""
-        folder = self._existing(folder)
-        with open(os.path.join(folder, INFO_FILE), encoding="utf-8") as file:
-            return json.load(file)
+        return read_json(os.path.join(self._existing(folder), INFO_FILE))
 
     def restore(self, model, folder=None):
         """Loads a checkpoint's training state into `model`.
