@@ -3,8 +3,9 @@
 import dataclasses
 import os
 
-from studio.app.run_record import EMBEDDING_FILE, LORA_FILE, list_runs
+from studio.app.run_record import list_runs
 from studio.app.safe_uploads import EMBEDDING_EXTENSIONS, LORA_EXTENSIONS
+from studio.trainers.run.run_directory import EMBEDDING_FILE, LORA_FILE
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,7 +53,7 @@ def _library(folder, extensions):
 def _run_files(data_folder, file_name, include_checkpoints):
     files = []
     for record in list_runs(data_folder.runs):
-        final = os.path.join(record.path, file_name)
+        final = record.run.file(file_name)
         if os.path.isfile(final):
             files.append(LibraryFile(f"{record.name} · final", final, record.name))
         if include_checkpoints:

@@ -1,11 +1,11 @@
 """A training run's status, read from the files in its folder (never from app memory)."""
 
 import dataclasses
-import json
 import os
 import time
 
-from studio.app.training_process import EXIT_FILE, PROCESS_FILE, process_start_time
+from studio.app.training_process import process_start_time
+from studio.trainers.run.run_directory import STATUS_COMPLETED, STATUS_NON_FINITE, RunDirectory
 
 STARTING = "starting"
 RUNNING = "running"
@@ -18,7 +18,6 @@ INTERRUPTED = "interrupted"
 ACTIVE_STATES = (STARTING, RUNNING, STOPPING)
 # States a run can be resumed from (it has a config; the last checkpoint is used).
 RESUMABLE_STATES = (STOPPED, FAILED, INTERRUPTED)
-SUMMARY_COMPLETED = "completed"
 
 
 @dataclasses.dataclass
@@ -56,10 +55,11 @@ def read_run_status(run_dir, has_steps=False):
         has_steps: True when the run has logged a step (tells "starting"
             from "running").
     """
-    process = _read_json(os.path.join(run_dir, PROCESS_FILE))
-    exit_record = _read_json(os.path.join(run_dir, EXIT_FILE))
-    summary = _read_json(os.path.join(run_dir, "summary.json"))
-    stop_asked = os.path.exists(os.path.join(run_dir, "STOP"))
+    run = RunDirectory(run_dir)
+    process = run.read_process_record()
+    exit_record = run.read_exit_record()
+    summary = run.read_summary()
+    stop_asked = run.stop_requested()
 
     if exit_record is None and process is not None and is_alive(process):
         pid = process["pid"]
@@ -73,9 +73,9 @@ def read_run_status(run_dir, has_steps=False):
         return RunStatus(FAILED, error)
     if summary is not None and (exit_record is not None or process is None):
         status = summary.get("status", "")
-        if status == SUMMARY_COMPLETED:
+        if status == STATUS_COMPLETED:
             return RunStatus(FINISHED, f"Finished {summary.get('steps')} steps.")
-        if status.startswith("stopped: non-finite"):
+        if status == STATUS_NON_FINITE:
             return RunStatus(FAILED, "The loss became non-finite; the last good checkpoint is kept.")
         return RunStatus(STOPPED, f"{status.capitalize()} at step {summary.get('steps')} "
                          f"of {summary.get('target_steps')}.")
@@ -119,14 +119,6 @@ def _is_zombie(pid):
             return file.read().rsplit(")", 1)[1].split()[0] == "Z"
     except (OSError, IndexError):
         return False
-
-
-def _read_json(path):
-    try:
-        with open(path, encoding="utf-8") as file:
-            return json.load(file)
-    except (OSError, ValueError):
-        return None
 
 
 def seconds_since(timestamp):

@@ -4,7 +4,7 @@ import os
 import subprocess
 import sys
 
-from studio.app.training_process import EXIT_FILE, LOG_FILE
+from studio.trainers.run.run_directory import RunDirectory
 
 # Settings whose option is not the setting's name with dashes.
 OPTION_NAMES = {"sample_prompts": "--sample-prompt"}
@@ -29,15 +29,14 @@ def start_training(run_dir, studio_args, environment=None):
         The process id.
     """
     os.makedirs(run_dir, exist_ok=True)
-    stale = os.path.join(run_dir, EXIT_FILE)
-    if os.path.exists(stale):
-        os.remove(stale)
+    run = RunDirectory(run_dir)
+    run.remove_exit_record()
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1",
                **(environment or {}))
     # The app's working folder may hold the repository, whose top-level
     # `datasets/` would shadow packages; the process needs none of it.
     env.pop("PYTHONPATH", None)
-    with open(os.path.join(run_dir, LOG_FILE), "ab") as log:
+    with open(run.log_path, "ab") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "studio.app.training_process", run_dir, "--", *studio_args],
             stdin=subprocess.DEVNULL,

@@ -9,16 +9,13 @@ running: `process.json` (this process's id and start time) when it starts,
 clean stop (the run's `STOP` file), as the app's Stop button does.
 """
 
-import json
 import os
 import signal
 import sys
 import time
 import traceback
 
-PROCESS_FILE = "process.json"
-EXIT_FILE = "exit.json"
-LOG_FILE = "train.log"
+from studio.trainers.run.run_directory import RunDirectory
 # The exit code recorded for an exception the command did not handle.
 EXIT_CRASHED = 3
 
@@ -36,12 +33,6 @@ def process_start_time(pid):
         return None
 
 
-def write_json(path, data):
-    from studio.files.atomic_write import write_file_atomically
-
-    write_file_atomically(path, (json.dumps(data, indent=2) + "\n").encode("utf-8"))
-
-
 def main(argv=None):
     """Runs `studio ARGS` for the run folder RUN_DIR; returns the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -51,11 +42,10 @@ def main(argv=None):
         return 2
     run_dir, command = argv[0], argv[2:]
     os.makedirs(run_dir, exist_ok=True)
-    exit_path = os.path.join(run_dir, EXIT_FILE)
-    if os.path.exists(exit_path):
-        os.remove(exit_path)
+    run = RunDirectory(run_dir)
+    run.remove_exit_record()
     pid = os.getpid()
-    write_json(os.path.join(run_dir, PROCESS_FILE), {
+    run.write_process_record({
         "pid": pid,
         "start_time": process_start_time(pid),
         "started": time.time(),
@@ -63,9 +53,7 @@ def main(argv=None):
     })
 
     def request_stop(signum, frame):
-        from studio.trainers.run.run_directory import RunDirectory
-
-        RunDirectory(run_dir).request_stop()
+        run.request_stop()
 
     signal.signal(signal.SIGTERM, request_stop)
 
@@ -83,8 +71,8 @@ def main(argv=None):
     sys.stdout.flush()
     sys.stderr.flush()
     if code and error is None:
-        error = last_error_line(os.path.join(run_dir, LOG_FILE))
-    write_json(exit_path, {"code": code, "error": error, "ended": time.time()})
+        error = last_error_line(run.log_path)
+    run.write_exit_record({"code": code, "error": error, "ended": time.time()})
     return code
 
 

@@ -13,17 +13,12 @@ fine-tuned `unet.weights.h5` (and `text_encoder.weights.h5`). Keras is
 imported inside `run`, so `--help` is instant.
 """
 
-import json
 import os
 
 FORMATS = ("diffusers", "single-file")
 PREDICTION_TYPES = ("epsilon", "v_prediction")
 EXPORT_DTYPES = ("float32", "float16")
 EXIT_OK = 0
-# Files a DreamBooth run folder holds (trainers/dreambooth_trainer.py).
-RUN_CONFIG_FILE = "config.json"
-RUN_WEIGHT_FILES = {"unet": "unet.weights.h5", "text_encoder": "text_encoder.weights.h5"}
-RUN_LORA_FILE = "lora.safetensors"
 PRESET_CONFIG_FILE = "backbone.json"
 
 
@@ -169,33 +164,41 @@ def load_backbone(source, weights=None, vocabulary=None):
             folder without weights or base model.
     """
     from studio.models import StableDiffusionBackbone
+    from studio.trainers.run.run_directory import (
+        CONFIG_FILE,
+        LORA_FILE,
+        TEXT_ENCODER_WEIGHTS_FILE,
+        UNET_WEIGHTS_FILE,
+        RunDirectory,
+    )
 
+    # The weight files a full DreamBooth run folder holds.
+    weight_files = {"unet": UNET_WEIGHTS_FILE, "text_encoder": TEXT_ENCODER_WEIGHTS_FILE}
     source = os.fspath(source)
-    config_path = os.path.join(source, RUN_CONFIG_FILE)
+    config_path = os.path.join(source, CONFIG_FILE)
     if not os.path.isdir(source) or os.path.isfile(os.path.join(source, PRESET_CONFIG_FILE)):
         return StableDiffusionBackbone.from_preset(source, weights=weights, vocabulary=vocabulary)
     if not os.path.isfile(config_path):
         raise ValueError(
             f"{source} is neither a studio model folder ({PRESET_CONFIG_FILE}) nor a "
-            f"training run ({RUN_CONFIG_FILE}). Received: {sorted(os.listdir(source))[:10]}"
+            f"training run ({CONFIG_FILE}). Received: {sorted(os.listdir(source))[:10]}"
         )
-    if os.path.isfile(os.path.join(source, RUN_LORA_FILE)):
+    if os.path.isfile(os.path.join(source, LORA_FILE)):
         raise ValueError(
-            f"{source} is a LoRA run: its {RUN_LORA_FILE} loads in AUTOMATIC1111 and "
+            f"{source} is a LoRA run: its {LORA_FILE} loads in AUTOMATIC1111 and "
             "diffusers as it is; to export a whole model, save the merged backbone "
             "(`DreamBoothTrainer.save_backbone`) and export that folder."
         )
-    with open(config_path, encoding="utf-8") as file:
-        base = json.load(file).get("model")
+    base = RunDirectory(source).read_config().get("model")
     found = {
         component: os.path.join(source, name)
-        for component, name in RUN_WEIGHT_FILES.items()
+        for component, name in weight_files.items()
         if os.path.isfile(os.path.join(source, name))
     }
     if not base or "unet" not in found:
         raise ValueError(
             f"{source} is not a finished fine-tuning run: expected `model` in its "
-            f"{RUN_CONFIG_FILE} and a {RUN_WEIGHT_FILES['unet']}. Received: model={base!r}, "
+            f"{CONFIG_FILE} and a {weight_files['unet']}. Received: model={base!r}, "
             f"files {sorted(os.listdir(source))[:10]}"
         )
     backbone = StableDiffusionBackbone.from_preset(base, weights=weights, vocabulary=vocabulary)

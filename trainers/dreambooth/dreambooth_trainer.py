@@ -9,16 +9,14 @@ from studio.trainers.diffusion_objective import DiffusionObjective
 from studio.trainers.frozen_policy_trainer import FrozenPolicyTrainer
 from studio.trainers.dreambooth.dreambooth_remat import rematerialize_unet_blocks
 from studio.trainers.run.last_value import LastValue
+# Result files in a run folder and in each checkpoint.
+from studio.trainers.run.run_directory import LORA_FILE, TEXT_ENCODER_WEIGHTS_FILE, UNET_WEIGHTS_FILE
 from studio.lora.lora_targets import text_encoder_lora_targets, unet_lora_targets
 from studio.lora.lora_weights import LoRAWeights
 from studio.trainers.distributed.replica_context import sum_over_replicas
 
 # Batch keys the step accepts for the images, cheapest first.
 IMAGE_INPUT_KEYS = ("latents", "moments", "images")
-# Result files in a run folder and in each checkpoint.
-LORA_FILE = "lora.safetensors"
-UNET_WEIGHTS_FILE = "unet.weights.h5"
-TEXT_ENCODER_WEIGHTS_FILE = "text_encoder.weights.h5"
 # Offsets of the LoRA initializers' seeds from the trainer's seed, so that
 # the two networks' adapters differ.
 _UNET_LORA_SEED_OFFSET = 1

@@ -1,11 +1,10 @@
 """Appends each step's loss and time to a file that other processes read."""
 
-import json
-import math
 import os
 import time
 
 from studio.trainers.run.callbacks.step_callback import StepCallback
+from studio.trainers.run.run_directory import progress_line
 from studio.trainers.run.training_tensorboard import STEP_LOSS_KEY
 
 
@@ -36,9 +35,7 @@ class ProgressFile(StepCallback):
 
     def on_step_end(self, step, logs):
         loss = logs.get(STEP_LOSS_KEY, logs.get("loss"))
-        loss = None if loss is None or not math.isfinite(float(loss)) else float(loss)
-        record = {"step": int(step), "loss": loss, "time": round(time.time(), 3)}
-        self._file.write(json.dumps(record) + "\n")
+        self._file.write(progress_line(step, loss, time.time()))
         self._file.flush()
 
     def on_train_end(self, logs=None):

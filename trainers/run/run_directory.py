@@ -1,9 +1,18 @@
-"""The folder one training run writes: config, checkpoints, logs, samples, results."""
+"""The folder one training run writes: config, checkpoints, logs, samples, results.
+
+The one place that knows the run folder's layout: the trainers write it
+through `RunDirectory`, the app and the commands read it through
+`RunDirectory`. Importing this module imports neither Keras nor
+TensorFlow (the app's pages read runs, and start fast).
+"""
 
 import json
+import math
 import os
+import re
 
-from studio.files.atomic_write import write_file_atomically
+from studio.files.json_file import read_json, read_json_or_none, write_json
+from studio.trainers.run.training_checkpoint import TrainingCheckpoint
 
 CONFIG_FILE = "config.json"
 SUMMARY_FILE = "summary.json"
@@ -14,6 +23,29 @@ SAMPLES_FOLDER = "samples"
 STOP_FILE = "STOP"
 # One JSON line per step (step, loss, time), for watching a run live.
 PROGRESS_FILE = "progress.jsonl"
+# Sample images: `samples/step-000500-0.png`, ...
+SAMPLE_FILE_PATTERN = "step-{step:06d}-{index}.png"
+_SAMPLE_NAME = re.compile(r"step-(\d+)-(\d+)\.png")
+# Results, in the run folder and in each checkpoint: the textual-inversion
+# embedding, the DreamBooth LoRA, or full DreamBooth's Keras weight files.
+EMBEDDING_FILE = "embedding.safetensors"
+LORA_FILE = "lora.safetensors"
+UNET_WEIGHTS_FILE = "unet.weights.h5"
+TEXT_ENCODER_WEIGHTS_FILE = "text_encoder.weights.h5"
+RESULT_FILES = (EMBEDDING_FILE, LORA_FILE)
+# Written by the process that runs the command for the app
+# (`studio.app.training_process`): its id when it starts, its exit code
+# when it ends, and its output.
+PROCESS_FILE = "process.json"
+EXIT_FILE = "exit.json"
+LOG_FILE = "train.log"
+# `status` of `summary.json`: how the last session of the run ended.
+STATUS_COMPLETED = "completed"
+STATUS_NON_FINITE = "stopped: non-finite loss"
+STATUS_OUT_OF_DATA = "stopped: out of data"
+STATUS_STOPPED = "stopped: by request"
+# Read with a default instead of raising, see `read_config`.
+_REQUIRED = object()
 
 
 class RunDirectory:
@@ -28,11 +60,16 @@ class RunDirectory:
       summary.json      steps, time, final loss, device, precision
       progress.jsonl    one line per step: step, loss, time
       STOP              (only when asked) stop after the current step
-      <results>         e.g. embedding.safetensors
+      <results>         embedding.safetensors, lora.safetensors, unet.weights.h5
+      process.json      (app runs) the training process: id, start time, command
+      exit.json         (app runs) its exit code and error
+      train.log         (app runs) its output
     ```
 
     JSON files are written atomically (temporary file, then rename), so a
     crash leaves the previous version or the new one, never half a file.
+    Every `read_*` method reads the files again, so it is current whichever
+    process is writing the run.
 
     Args:
         path: the run's folder (created by `create`).
@@ -77,6 +114,18 @@ class RunDirectory:
     def progress_path(self):
         return os.path.join(self.path, PROGRESS_FILE)
 
+    @property
+    def process_path(self):
+        return os.path.join(self.path, PROCESS_FILE)
+
+    @property
+    def exit_path(self):
+        return os.path.join(self.path, EXIT_FILE)
+
+    @property
+    def log_path(self):
+        return os.path.join(self.path, LOG_FILE)
+
     def request_stop(self):
         """Asks the run's training process to stop after its current step.
 
@@ -85,6 +134,10 @@ class RunDirectory:
         """
         with open(self.stop_path, "w", encoding="utf-8") as file:
             file.write("stop\n")
+
+    def stop_requested(self):
+        """True while a stop is asked for and not yet answered."""
+        return os.path.exists(self.stop_path)
 
     def file(self, name):
         """The path of a result file in the run's folder."""
@@ -115,36 +168,148 @@ class RunDirectory:
         self.write_config(config)
 
     def write_config(self, config):
-        _write_json(self.config_path, config)
+        write_json(self.config_path, config, sort_keys=True)
 
-    def read_config(self):
+    def read_config(self, default=_REQUIRED):
         """The run's settings.
 
+        Args:
+            default: returned instead of raising when the folder has no
+                readable config (yet); without it, a missing config raises.
+
         Raises:
-            FileNotFoundError: the folder holds no run.
+            FileNotFoundError: the folder holds no run (and no `default`).
         """
+        if default is not _REQUIRED:
+            config = read_json_or_none(self.config_path)
+            return default if config is None else config
         if not self.exists():
             raise FileNotFoundError(
                 f"{self.path} holds no training run to resume: there is no {CONFIG_FILE}. "
                 f"Received: {self.path}"
             )
-        return _read_json(self.config_path)
+        return read_json(self.config_path)
 
     def write_summary(self, summary):
-        _write_json(self.summary_path, summary)
+        write_json(self.summary_path, summary, sort_keys=True)
 
     def read_summary(self):
-        """The summary of the last completed (or stopped) session, or None."""
-        if not os.path.isfile(self.summary_path):
-            return None
-        return _read_json(self.summary_path)
+        """The summary of the last completed (or stopped) session, or None.
+
+        None also when the file is not valid JSON (written by hand).
+        """
+        return read_json_or_none(self.summary_path)
+
+    def read_progress(self):
+        """`[(step, loss, time)]` of `progress.jsonl`, one per step (the last line wins).
+
+        A resumed run appends after the old lines, and the last line may be
+        half written: lines that do not parse are skipped.
+        """
+        points = {}
+        try:
+            with open(self.progress_path, encoding="utf-8") as file:
+                for line in file:
+                    try:
+                        record = json.loads(line)
+                        points[int(record["step"])] = (record.get("loss"), record.get("time"))
+                    except (ValueError, KeyError, TypeError):
+                        continue  # A line being written.
+        except OSError:
+            return []
+        return [(step, loss, when) for step, (loss, when) in sorted(points.items())]
+
+    def sample_path(self, step, index):
+        """The PNG of sample `index` at `step`."""
+        return os.path.join(self.samples_path, SAMPLE_FILE_PATTERN.format(step=step, index=index))
+
+    def sample_files(self):
+        """Dict step -> sample PNG paths (by index), steps ascending."""
+        found = {}
+        for name in _list(self.samples_path):
+            match = _SAMPLE_NAME.fullmatch(name)
+            if match:
+                found.setdefault(int(match.group(1)), []).append(
+                    (int(match.group(2)), os.path.join(self.samples_path, name))
+                )
+        return {step: [path for _, path in sorted(items)] for step, items in sorted(found.items())}
+
+    def checkpoints(self, keep=None):
+        """The run's `TrainingCheckpoint` (`keep`: how many of the newest it keeps)."""
+        return TrainingCheckpoint(self.checkpoints_path, keep=keep)
+
+    def checkpoint_folders(self):
+        """`[(step, folder)]` of the complete checkpoints, ascending."""
+        checkpoints = self.checkpoints()
+        return [(step, checkpoints.folder(step)) for step in checkpoints.steps()]
+
+    def result_file(self, folder=None):
+        """The embedding or LoRA file in `folder` (default: the run's folder), or None.
+
+        None also for full DreamBooth, whose results are Keras weight files.
+        """
+        for name in RESULT_FILES:
+            path = os.path.join(self.path if folder is None else folder, name)
+            if os.path.isfile(path):
+                return path
+        return None
+
+    def checkpoint_result_files(self):
+        """`[(step, path)]` of the embedding or LoRA file in each checkpoint."""
+        result = []
+        for step, folder in self.checkpoint_folders():
+            for name in RESULT_FILES:
+                path = os.path.join(folder, name)
+                if os.path.isfile(path):
+                    result.append((step, path))
+        return result
+
+    def write_process_record(self, record):
+        """Writes `process.json` (the app's training process: pid, start time, command)."""
+        write_json(self.process_path, record)
+
+    def read_process_record(self):
+        """The `process.json` record, or None (no app process, or being written)."""
+        return read_json_or_none(self.process_path)
+
+    def write_exit_record(self, record):
+        """Writes `exit.json` (the training process's exit code and error)."""
+        write_json(self.exit_path, record)
+
+    def read_exit_record(self):
+        """The `exit.json` record, or None while the process runs."""
+        return read_json_or_none(self.exit_path)
+
+    def remove_exit_record(self):
+        """Forgets the exit of an earlier session (before a resume starts)."""
+        if os.path.exists(self.exit_path):
+            os.remove(self.exit_path)
+
+    def read_log(self):
+        """The training process's output (`train.log`), or "" when there is none."""
+        try:
+            with open(self.log_path, encoding="utf-8", errors="replace") as file:
+                return file.read()
+        except OSError:
+            return ""
+
+    def last_activity(self):
+        """The newest modification time among the run's own files (for sorting runs)."""
+        times = [os.path.getmtime(self.path)]
+        for path in (self.config_path, self.summary_path, self.progress_path, self.process_path):
+            if os.path.exists(path):
+                times.append(os.path.getmtime(path))
+        return max(times)
 
 
-def _write_json(path, data):
-    text = json.dumps(data, indent=2, sort_keys=True) + "\n"
-    write_file_atomically(path, text.encode("utf-8"))
+def progress_line(step, loss, when):
+    """One line of `progress.jsonl`: a non-finite or missing loss is written as null."""
+    loss = None if loss is None or not math.isfinite(float(loss)) else float(loss)
+    return json.dumps({"step": int(step), "loss": loss, "time": round(when, 3)}) + "\n"
 
 
-def _read_json(path):
-    with open(path, encoding="utf-8") as file:
-        return json.load(file)
+def _list(folder):
+    try:
+        return sorted(os.listdir(folder))
+    except OSError:
+        return []

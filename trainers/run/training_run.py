@@ -11,19 +11,18 @@ from studio.trainers.run.non_finite_loss_error import NonFiniteLossError
 from studio.trainers.run.callbacks.non_finite_loss_guard import NonFiniteLossGuard
 from studio.trainers.run.callbacks.periodic_checkpoint import PeriodicCheckpoint
 from studio.trainers.run.progress_file import ProgressFile
+# The statuses are also imported from here (`training_run.STATUS_COMPLETED`).
+from studio.trainers.run.run_directory import STATUS_COMPLETED
+from studio.trainers.run.run_directory import STATUS_NON_FINITE
+from studio.trainers.run.run_directory import STATUS_OUT_OF_DATA
+from studio.trainers.run.run_directory import STATUS_STOPPED
 from studio.trainers.run.run_directory import RunDirectory
 from studio.trainers.run.callbacks.sample_images import SampleImages
 from studio.trainers.run.callbacks.stop_request import StopRequest
-from studio.trainers.run.training_checkpoint import TrainingCheckpoint
 from studio.trainers.run.training_progress_bar import TrainingProgressBar
 from studio.trainers.run.training_tensorboard import STEP_LOSS_KEY, TrainingTensorBoard
 
 logger = logging.getLogger(__name__)
-
-STATUS_COMPLETED = "completed"
-STATUS_NON_FINITE = "stopped: non-finite loss"
-STATUS_OUT_OF_DATA = "stopped: out of data"
-STATUS_STOPPED = "stopped: by request"
 
 
 class TrainingRun:
@@ -103,7 +102,7 @@ class TrainingRun:
         self.sample_every = sample_every
         self.keep_checkpoints = keep_checkpoints
         self.max_non_finite_steps = max_non_finite_steps
-        self.checkpoint = TrainingCheckpoint(run_directory.checkpoints_path, keep=keep_checkpoints)
+        self.checkpoint = run_directory.checkpoints(keep=keep_checkpoints)
 
     @property
     def gradient_accumulation_steps(self):

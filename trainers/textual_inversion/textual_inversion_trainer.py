@@ -11,13 +11,13 @@ from studio.embeddings.backbone_with_embeddings import published_text_encoder_ha
 from studio.trainers.diffusion_objective import DiffusionObjective
 from studio.trainers.frozen_policy_trainer import FrozenPolicyTrainer
 from studio.trainers.run.last_value import LastValue
+# The learned vectors' file in a run folder and in each checkpoint.
+from studio.trainers.run.run_directory import EMBEDDING_FILE
 from studio.embeddings.placeholder_embedding import PlaceholderEmbedding
 from studio.trainers.distributed.replica_context import replica_share, sum_over_replicas
 
 # Batch keys the step accepts for the images, cheapest first.
 IMAGE_INPUT_KEYS = ("latents", "moments", "images")
-# The learned vectors' file in a run folder and in each checkpoint.
-EMBEDDING_FILE = "embedding.safetensors"
 
 
 class TextualInversionTrainer(FrozenPolicyTrainer):

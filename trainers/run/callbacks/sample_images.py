@@ -3,8 +3,7 @@
 import os
 
 from studio.trainers.run.callbacks.step_callback import StepCallback
-
-SAMPLE_FILE_PATTERN = "step-{step:06d}-{index}.png"
+from studio.trainers.run.run_directory import SAMPLE_FILE_PATTERN
 
 
 class SampleImages(StepCallback):
