@@ -94,14 +94,13 @@ def run_classifier(args):
     """Runs `studio train classifier`; returns the exit code."""
     from studio.evaluation.shapes_classifier import packaged_classifier_path
     from studio.evaluation.shapes_classifier_training import train_shapes_classifier
+    from studio.files.atomic_write import atomic_path
 
     classifier, accuracy = train_shapes_classifier(steps=args.steps, seed=args.seed)
     print("Held-out accuracy: " + ", ".join(f"{k} {v:.3f}" for k, v in accuracy.items()))
     path = packaged_classifier_path() if args.ship else args.out
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    staging = path[: -len(".weights.h5")] + ".tmp.weights.h5"
-    classifier.save_weights(staging)
-    os.replace(staging, path)
+    with atomic_path(path, suffix=".weights.h5") as staging:
+        classifier.save_weights(staging)
     print(f"Classifier: {path}")
     return 0
 
@@ -168,6 +167,7 @@ def pretrain(settings, out, resume=False):
 
 def ship(model_folder):
     """Copies a saved model's weights into `studio/pretrained/`; returns the paths."""
+    from studio.files.atomic_write import atomic_file
     from studio.models.presets import BACKBONE_PRESETS
     from studio.models.stable_diffusion_backbone import packaged_weights_path
 
@@ -175,9 +175,10 @@ def ship(model_folder):
     paths = []
     for name in ("text_encoder", "unet", "vae_encoder", "vae_decoder"):
         target = packaged_weights_path(prefix, name)
-        staging = target + ".tmp"
-        shutil.copyfile(os.path.join(model_folder, f"{name}.weights.h5"), staging)
-        os.replace(staging, target)
+        with atomic_file(target) as file, open(
+            os.path.join(model_folder, f"{name}.weights.h5"), "rb"
+        ) as source:
+            shutil.copyfileobj(source, file)
         paths.append(target)
     return paths
 

@@ -110,6 +110,8 @@ def run(args):
     from PIL import Image
 
     from studio.evaluation.model_evaluator import UNNAMED_CONCEPT, ModelEvaluator
+    from studio.files.atomic_write import atomic_file
+    from studio.files.json_file import write_json
     from studio.trainers.run.run_directory import RunDirectory
     from studio.trainers.textual_inversion.textual_inversion_trainer import EMBEDDING_FILE
     from studio.cli.train_command import TEXTUAL_INVERSION_DEFAULTS, build_textual_inversion
@@ -160,23 +162,15 @@ def run(args):
 
     grid_path = os.path.join(out, "before_after.png")
     grid = comparison_grid(before_images, after_images, len(prompts), GRID_SEEDS)
-    Image.fromarray(grid).save(grid_path + ".tmp.png")
-    os.replace(grid_path + ".tmp.png", grid_path)
+    with atomic_file(grid_path) as file:
+        Image.fromarray(grid).save(file, format="PNG")
     scores = {"before": before, "after": after, "steps": summary["steps"],
               "init_word": args.init_word, "prompts": prompts,
               "seconds": round(time.perf_counter() - start, 1)}
-    _write_json(os.path.join(out, "scores.json"), scores)
+    write_json(os.path.join(out, "scores.json"), scores)
     print(f"Grid (rows: {', '.join(prompts)}; columns: seeds {args.seed}..{args.seed + GRID_SEEDS - 1}; "
           f"left before, right after): {grid_path}")
     print(f"Embedding: {run_directory.file(EMBEDDING_FILE)}")
     print(f"TensorBoard logs: {run_directory.logs_path}  (tensorboard --logdir {run_directory.logs_path})")
     print(f"Scores: {os.path.join(out, 'scores.json')}  ({scores['seconds']:.0f} s in all)")
     return 0
-
-
-def _write_json(path, data):
-    import json
-
-    from studio.files.atomic_write import write_file_atomically
-
-    write_file_atomically(path, json.dumps(data, indent=2).encode("utf-8"))

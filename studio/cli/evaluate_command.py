@@ -48,15 +48,14 @@ def run_base(args):
 
 
 def run_dreambooth(args):
-    from studio.files.atomic_write import write_file_atomically
     from studio.evaluation.dreambooth_evaluation import evaluate_dreambooth
+    from studio.files.json_file import write_json
 
     start = time.perf_counter()
     scores = evaluate_dreambooth(args.out, prior_preservation=args.prior, steps=args.steps,
                                  seed=args.seed, model=args.model)
     scores["seconds"] = round(time.perf_counter() - start, 1)
-    write_file_atomically(os.path.join(args.out, "scores.json"),
-                          json.dumps(scores, indent=2).encode("utf-8"))
+    write_json(os.path.join(args.out, "scores.json"), scores)
     print(json.dumps(scores, indent=2))
     return 0
 

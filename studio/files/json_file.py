@@ -44,3 +44,23 @@ def read_json_or_none(path):
         return read_json(path)
     except (OSError, ValueError):
         return None
+
+
+def read_json_object(path, error=ValueError):
+    """The JSON object (dict) in the file `path`, for files other tools wrote.
+
+    Args:
+        path: the file.
+        error: the exception class raised, with one line naming the file,
+            when it cannot be read, is not JSON or holds no object.
+
+    Raises:
+        `error`: see above.
+    """
+    try:
+        value = read_json(path)
+    except (OSError, ValueError) as cause:
+        raise error(f"{path} is not valid JSON: {cause}") from None
+    if not isinstance(value, dict):
+        raise error(f"{path} must hold a JSON object. Received: {type(value).__name__}")
+    return value

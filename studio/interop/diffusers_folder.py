@@ -19,10 +19,10 @@ networks default to, so they give what diffusers gives. Exported folders
 are written under a temporary name and renamed into place.
 """
 
-import json
 import os
 
 from studio.files.atomic_write import atomic_folder
+from studio.files.json_file import read_json_object, write_json
 from studio.interop.checkpoint_format_error import CheckpointFormatError
 from studio.interop.checkpoint_reader import quote_names, read_checkpoint
 from studio.interop.diffusers_configs import (
@@ -202,7 +202,7 @@ def export_diffusers_folder(backbone, folder, dtype="float32", overwrite=False):
 
         def component(name, config, weights_name, tensors):
             os.makedirs(os.path.join(staging, name))
-            _write_json(os.path.join(staging, name, CONFIG_FILE), config)
+            write_json(os.path.join(staging, name, CONFIG_FILE), config)
             write_safetensors(
                 os.path.join(staging, name, f"{weights_name}.safetensors"),
                 tensors,
@@ -240,11 +240,11 @@ def export_diffusers_folder(backbone, folder, dtype="float32", overwrite=False):
         os.makedirs(os.path.join(staging, "tokenizer"))
         write_hf_tokenizer(backbone.tokenizer, os.path.join(staging, "tokenizer"))
         os.makedirs(os.path.join(staging, "scheduler"))
-        _write_json(
+        write_json(
             os.path.join(staging, "scheduler", SCHEDULER_CONFIG_FILE),
             scheduler_config_to_diffusers(backbone.noise_schedule, backbone.prediction_type),
         )
-        _write_json(os.path.join(staging, MODEL_INDEX_FILE), _model_index())
+        write_json(os.path.join(staging, MODEL_INDEX_FILE), _model_index())
     return os.path.abspath(folder)
 
 
@@ -305,22 +305,7 @@ def _read_config(folder, component, name):
 
 
 def _read_json(path):
-    try:
-        with open(path, encoding="utf-8") as file:
-            value = json.load(file)
-    except (OSError, ValueError) as error:
-        raise CheckpointFormatError(f"{path} is not valid JSON: {error}") from None
-    if not isinstance(value, dict):
-        raise CheckpointFormatError(
-            f"{path} must hold a JSON object. Received: {type(value).__name__}"
-        )
-    return value
-
-
-def _write_json(path, value):
-    with open(path, "w", encoding="utf-8") as file:
-        json.dump(value, file, indent=2)
-        file.write("\n")
+    return read_json_object(path, CheckpointFormatError)
 
 
 def _load_networks(path, tensors, tables):

@@ -9,9 +9,9 @@ textual-inversion placeholder). The token strings are CLIP's byte-level
 symbols, the same as `studio.tokenizers.CLIPTokenizer`'s.
 """
 
-import json
 import os
 
+from studio.files.json_file import read_json_object, write_json
 from studio.interop.checkpoint_format_error import CheckpointFormatError
 
 VOCABULARY_FILE = "vocab.json"
@@ -95,8 +95,8 @@ def write_hf_tokenizer(tokenizer, folder):
         tokenizer: a `studio.tokenizers.CLIPTokenizer`.
         folder: an existing folder.
     """
-    with open(os.path.join(folder, VOCABULARY_FILE), "w", encoding="utf-8") as file:
-        json.dump(tokenizer.vocabulary, file, ensure_ascii=False)
+    write_json(os.path.join(folder, VOCABULARY_FILE), tokenizer.vocabulary,
+               ensure_ascii=False, indent=None)
     with open(os.path.join(folder, MERGES_FILE), "w", encoding="utf-8") as file:
         file.write("\n".join([MERGES_VERSION_LINE, *tokenizer.merges]) + "\n")
     added = {
@@ -187,19 +187,8 @@ def _read_json(folder, name):
     path = os.path.join(folder, name)
     if not os.path.isfile(path):
         return {}
-    try:
-        with open(path, encoding="utf-8") as file:
-            value = json.load(file)
-    except (OSError, ValueError) as error:
-        raise CheckpointFormatError(f"{path} is not valid JSON: {error}") from None
-    if not isinstance(value, dict):
-        raise CheckpointFormatError(
-            f"{path} must hold a JSON object. Received: {type(value).__name__}"
-        )
-    return value
+    return read_json_object(path, CheckpointFormatError)
 
 
 def _write_json(folder, name, value):
-    with open(os.path.join(folder, name), "w", encoding="utf-8") as file:
-        json.dump(value, file, indent=2, ensure_ascii=False)
-        file.write("\n")
+    write_json(os.path.join(folder, name), value, ensure_ascii=False)

@@ -1,13 +1,13 @@
 """The Stable Diffusion networks and tokenizer, loaded together from a preset."""
 
-import json
 import os
 import shutil
-import tempfile
 
 import keras
 
 from studio.errors import WeightsNotFoundError
+from studio.files.atomic_write import atomic_folder
+from studio.files.json_file import read_json, write_json
 from studio.models.legacy_h5_weights import load_legacy_h5_weights
 from studio.models.presets import BACKBONE_PRESETS, COMPONENTS
 from studio.models.weight_file_resolver import resolve_weight_files
@@ -184,22 +184,12 @@ class StableDiffusionBackbone:
         so an interrupted save never leaves a half-written preset.
         """
         directory = os.path.abspath(directory)
-        parent = os.path.dirname(directory)
-        os.makedirs(parent, exist_ok=True)
-        staging = tempfile.mkdtemp(dir=parent, prefix=".tmp-preset-")
-        try:
+        with atomic_folder(directory, overwrite=True) as staging:
             config = self.get_config()
             config["tokenizer"] = _save_tokenizer(self.tokenizer, staging)
             for name, network in self.components.items():
                 network.save_weights(os.path.join(staging, f"{name}.weights.h5"))
-            with open(os.path.join(staging, PRESET_CONFIG_FILE), "w") as file:
-                json.dump(config, file, indent=2)
-            if os.path.exists(directory):
-                shutil.rmtree(directory)
-            os.replace(staging, directory)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
+            write_json(os.path.join(staging, PRESET_CONFIG_FILE), config)
         return directory
 
     @classmethod
@@ -213,8 +203,7 @@ class StableDiffusionBackbone:
                 "(model_index.json, unet/, ...), or name a preset: "
                 f"{sorted(BACKBONE_PRESETS)}."
             )
-        with open(config_path) as file:
-            config = json.load(file)
+        config = read_json(config_path)
         tokenizer = _load_tokenizer(config["tokenizer"], directory)
         networks = _build_networks(config, dtype)
         if load_weights:
