@@ -48,13 +48,14 @@ from studio.interop.hf_tokenizer_files import is_hf_tokenizer_folder, read_hf_to
 from studio.tensor_files.safetensors_writer import write_safetensors
 from studio.interop.text_encoder_names import (
     HUGGING_FACE,
+    KOHYA_TEXT_ENCODER_PREFIX,
     LDM_CLIP_PREFIX,
     LDM_LEGACY_CLIP_PREFIX,
     LDM_OPEN_CLIP_PREFIX,
     OPEN_CLIP,
     text_encoder_weight_names,
 )
-from studio.interop.unet_names import LDM, LDM_UNET_PREFIX, unet_weight_names
+from studio.interop.unet_names import KOHYA_UNET_PREFIX, LDM, LDM_UNET_PREFIX, unet_weight_names
 from studio.interop.unsupported_model_error import UnsupportedModelError
 from studio.interop.vae_names import (
     LDM_VAE_PREFIX,
@@ -288,7 +289,7 @@ def _check_family(tensors, source):
                 "a diffusers UNet weight file, not a single-file checkpoint (import the "
                 "whole diffusers folder instead)"
             )
-        if any(name.startswith(("lora_unet_", "lora_te")) for name in names):
+        if any(name.startswith((KOHYA_UNET_PREFIX + "_", KOHYA_TEXT_ENCODER_PREFIX)) for name in names):
             unsupported("a LoRA file, not a model")
         if "encoder.conv_in.weight" in tensors or "decoder.conv_in.weight" in tensors:
             unsupported("a stand-alone VAE, not a whole model")

@@ -24,6 +24,9 @@ LDM_CLIP_PREFIX = "cond_stage_model.transformer.text_model."
 # renames their keys on load).
 LDM_LEGACY_CLIP_PREFIX = "cond_stage_model.transformer."
 LDM_OPEN_CLIP_PREFIX = "cond_stage_model.model."
+# Kohya's LoRA files name a text-encoder module `lora_te_` + its Hugging
+# Face name with underscores for dots.
+KOHYA_TEXT_ENCODER_PREFIX = "lora_te"
 
 # Top-level layers: ours, Hugging Face's name (kind), OpenCLIP's (kind).
 ENCODER = (

@@ -24,6 +24,9 @@ LDM = "ldm"
 LAYOUTS = (DIFFUSERS, LDM)
 # The UNet's tensors in an original-LDM single file are under this prefix.
 LDM_UNET_PREFIX = "model.diffusion_model."
+# Kohya's LoRA files name a UNet module `lora_unet_` + its diffusers name
+# with underscores for dots.
+KOHYA_UNET_PREFIX = "lora_unet"
 
 # Sub-layers of a `UNetResnetBlock`: ours, diffusers', LDM's, kind. The
 # shortcut exists only where the block changes the channel count.
@@ -72,8 +75,21 @@ def unet_blocks(unet):
     `what` is a kind of `weight_transfer` for single layers, or `RESNET` /
     `TRANSFORMER` for blocks that expand with their templates.
     """
-    per_level = unet.layers_per_block
-    num_levels = len(unet.block_channels)
+    return unet_block_rows(unet.block_channels, unet.layers_per_block, unet.attention_levels)
+
+
+def unet_block_rows(block_channels, layers_per_block, attention_levels):
+    """`unet_blocks` from a `UNet` config, without building the network.
+
+    Args:
+        block_channels, layers_per_block, attention_levels: the `UNet`
+            config.
+
+    Returns:
+        `(ours, diffusers, LDM, what)` rows, in graph order.
+    """
+    per_level = layers_per_block
+    num_levels = len(block_channels)
     rows = [
         ("time_dense_in", "time_embedding.linear_1", "time_embed.0", LINEAR),
         ("time_dense_out", "time_embedding.linear_2", "time_embed.2", LINEAR),
@@ -86,7 +102,7 @@ def unet_blocks(unet):
             rows.append(
                 (f"down{level}_resnet{index}", f"{down}.resnets.{index}", f"{block}.0", RESNET)
             )
-            if unet.attention_levels[level]:
+            if attention_levels[level]:
                 rows.append(
                     (
                         f"down{level}_attention{index}",
@@ -110,7 +126,7 @@ def unet_blocks(unet):
         ("mid_resnet1", "mid_block.resnets.1", "middle_block.2", RESNET),
     ]
     for up_index, level in enumerate(reversed(range(num_levels))):
-        attention = unet.attention_levels[level]
+        attention = attention_levels[level]
         for index in range(per_level + 1):
             up, block = (
                 f"up_blocks.{up_index}",

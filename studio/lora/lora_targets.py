@@ -5,7 +5,11 @@ kohya's scripts) find each pair of matrices a home. They name a pair after
 the diffusers module it adapts, with dots turned into underscores and a
 prefix: `lora_unet_` for UNet modules, `lora_te_` for the text encoder's.
 This module maps our layers to those names by walking the networks, so a
-name never depends on Keras' automatic layer names.
+name never depends on Keras' automatic layer names. The names come from
+the importers' tables (`studio.interop.unet_names`,
+`studio.interop.text_encoder_names`), so a LoRA file and an imported
+model agree on every module by construction; the tables below say what
+they hold.
 
 UNet blocks. Our UNet names its spatial transformers after their level and
 place (`down{l}_attention{i}`, `mid_attention`, `up{l}_attention{i}`); the
@@ -50,31 +54,23 @@ module name with every `.` replaced by `_`:
 
 import re
 
-UNET_PREFIX = "lora_unet"
-TEXT_ENCODER_PREFIX = "lora_te"
-# Our attribute -> diffusers' name, for the four projections of an attention.
-ATTENTION_PROJECTIONS = (
-    ("query_projection", "to_q"),
-    ("key_projection", "to_k"),
-    ("value_projection", "to_v"),
-    ("output_projection", "to_out.0"),
-)
-# diffusers' `attn1` attends to the image itself, `attn2` to the text.
-ATTENTIONS = (("self_attention", "attn1"), ("cross_attention", "attn2"))
-FEED_FORWARD_PROJECTIONS = (
-    ("geglu_projection", "ff.net.0.proj"),
-    ("output_projection", "ff.net.2"),
-)
-TEXT_ATTENTION_PROJECTIONS = (
-    ("query_dense", "self_attn.q_proj"),
-    ("key_dense", "self_attn.k_proj"),
-    ("value_dense", "self_attn.v_proj"),
-    ("output_dense", "self_attn.out_proj"),
-)
-TEXT_MLP_PROJECTIONS = (
-    ("intermediate_dense", "mlp.fc1"),
-    ("mlp_output_dense", "mlp.fc2"),
-)
+from studio.interop.text_encoder_names import DIFFUSERS_PREFIX
+from studio.interop.text_encoder_names import HUGGING_FACE
+from studio.interop.text_encoder_names import HUGGING_FACE_LAYER
+from studio.interop.text_encoder_names import KOHYA_TEXT_ENCODER_PREFIX
+from studio.interop.text_encoder_names import LAYERS
+from studio.interop.unet_names import ATTENTION
+from studio.interop.unet_names import KOHYA_UNET_PREFIX
+from studio.interop.unet_names import TRANSFORMER
+from studio.interop.unet_names import TRANSFORMER_BLOCK
+from studio.interop.unet_names import unet_block_rows
+from studio.interop.weight_transfer import LINEAR
+
+UNET_PREFIX = KOHYA_UNET_PREFIX
+TEXT_ENCODER_PREFIX = KOHYA_TEXT_ENCODER_PREFIX
+# Groups of the text encoder's projections, by the start of their names.
+TEXT_ATTENTION = "self_attn."
+TEXT_MLP = "mlp."
 _BLOCK_PATTERN = re.compile(r"(down|up)(\d+)_attention(\d+)|mid_attention")
 
 
@@ -90,49 +86,41 @@ def diffusers_block_name(layer_name, num_levels):
         e.g. `"down_blocks.0.attentions.1"`, `"mid_block.attentions.0"`.
 
     Raises:
-        ValueError: for another name.
+        ValueError: for another name, or a level the UNet does not have.
     """
     match = _BLOCK_PATTERN.fullmatch(layer_name)
-    if match is None:
-        raise ValueError(
-            "Expected a UNet spatial-transformer name such as 'down0_attention1', "
-            f"'mid_attention' or 'up2_attention0'. Received: {layer_name!r}"
+    if match is not None:
+        # The smallest UNet with attention everywhere that has this block.
+        index = int(match.group(3) or 0)
+        blocks = _transformer_blocks([0] * num_levels, index + 1, [True] * num_levels)
+        if layer_name in blocks:
+            return blocks[layer_name]
+    raise ValueError(
+        "Expected a UNet spatial-transformer name such as 'down0_attention1', "
+        f"'mid_attention' or 'up2_attention0' of a UNet with {num_levels} levels. "
+        f"Received: {layer_name!r}"
+    )
+
+
+def _transformer_blocks(block_channels, layers_per_block, attention_levels):
+    """Dict our spatial transformers' names -> diffusers', in graph order."""
+    return {
+        ours: diffusers
+        for ours, diffusers, _, what in unet_block_rows(
+            block_channels, layers_per_block, attention_levels
         )
-    if layer_name == "mid_attention":
-        return "mid_block.attentions.0"
-    direction, level, index = match.group(1), int(match.group(2)), int(match.group(3))
-    if direction == "down":
-        return f"down_blocks.{level}.attentions.{index}"
-    return f"up_blocks.{num_levels - 1 - level}.attentions.{index}"
-
-
-def unet_block_names(block_channels, layers_per_block, attention_levels):
-    """Our names of a UNet's spatial transformers, in graph order, from its config."""
-    num_levels = len(block_channels)
-    names = [
-        f"down{level}_attention{index}"
-        for level in range(num_levels)
-        if attention_levels[level]
-        for index in range(layers_per_block)
-    ]
-    names.append("mid_attention")
-    names += [
-        f"up{level}_attention{index}"
-        for level in reversed(range(num_levels))
-        if attention_levels[level]
-        for index in range(layers_per_block + 1)
-    ]
-    return names
+        if what == TRANSFORMER
+    }
 
 
 def _projection_names(feed_forward):
-    names = [
-        (f"{attention}.{diffusers}", (ours_attention, ours))
-        for ours_attention, attention in ATTENTIONS
-        for ours, diffusers in ATTENTION_PROJECTIONS
-    ]
-    if feed_forward:
-        names += [(diffusers, (ours,)) for ours, diffusers in FEED_FORWARD_PROJECTIONS]
+    """`(diffusers name in a transformer block, our attribute path)` of its dense layers."""
+    names = []
+    for ours, theirs, what in TRANSFORMER_BLOCK:
+        if what is ATTENTION:
+            names += [(f"{theirs}.{name}", (ours, attribute)) for attribute, name, _ in ATTENTION]
+        elif what == LINEAR and feed_forward:
+            names.append((theirs, (ours,)))
     return names
 
 
@@ -153,10 +141,10 @@ def unet_lora_module_names(
     Returns:
         list of str, in our layers' order.
     """
-    num_levels = len(block_channels)
+    blocks = _transformer_blocks(block_channels, layers_per_block, attention_levels)
     return [
-        f"{diffusers_block_name(block, num_levels)}.transformer_blocks.{depth}.{name}"
-        for block in unet_block_names(block_channels, layers_per_block, attention_levels)
+        f"{block}.transformer_blocks.{depth}.{name}"
+        for block in blocks.values()
         for depth in range(transformer_depth)
         for name, _ in _projection_names(feed_forward)
     ]
@@ -173,13 +161,10 @@ def unet_lora_targets(unet, feed_forward=False):
     Returns:
         dict diffusers module name -> `keras.layers.Dense`, in graph order.
     """
-    num_levels = len(unet.block_channels)
     targets = {}
-    for block_name in unet_block_names(
-        unet.block_channels, unet.layers_per_block, unet.attention_levels
-    ):
+    blocks = _transformer_blocks(unet.block_channels, unet.layers_per_block, unet.attention_levels)
+    for block_name, prefix in blocks.items():
         block = unet.get_layer(block_name)
-        prefix = diffusers_block_name(block_name, num_levels)
         for depth, transformer in enumerate(block.transformer_blocks):
             for name, attributes in _projection_names(feed_forward):
                 layer = transformer
@@ -201,11 +186,13 @@ def text_encoder_lora_targets(text_encoder, mlp=False):
         dict module name (`text_model.encoder.layers.{i}.self_attn.q_proj`,
         ...) -> `keras.layers.Dense`.
     """
-    projections = TEXT_ATTENTION_PROJECTIONS + (TEXT_MLP_PROJECTIONS if mlp else ())
+    groups = (TEXT_ATTENTION, TEXT_MLP) if mlp else (TEXT_ATTENTION,)
+    layers = DIFFUSERS_PREFIX + LAYERS[HUGGING_FACE]
     return {
-        f"text_model.encoder.layers.{index}.{name}": getattr(layer, attribute)
+        f"{layers}.{index}.{name}": getattr(layer, attribute)
         for index, layer in enumerate(text_encoder.encoder_layers)
-        for attribute, name in projections
+        for attribute, name, kind in HUGGING_FACE_LAYER
+        if kind == LINEAR and name.startswith(groups)
     }
 
 
