@@ -90,15 +90,23 @@ def comparison_grid(before, after, rows, columns):
     """One uint8 image: `before` on the left, `after` on the right, rows x columns each."""
     import numpy as np
 
-    def block(images):
-        images = np.asarray(images).reshape(rows, columns, *images.shape[1:])
-        images = images.repeat(GRID_ZOOM, axis=2).repeat(GRID_ZOOM, axis=3)
-        size = images.shape[2]
-        return images.transpose(0, 2, 1, 3, 4).reshape(rows * size, columns * size, 3)
+    from studio.images.grid_style import GridStyle
+    from studio.images.image_grid import make_image_grid
 
-    left, right = block(before), block(after)
-    gap = np.full((left.shape[0], GRID_GAP, 3), 255, np.uint8)
-    return np.concatenate([left, gap, right], axis=1)
+    def block(images):
+        if len(images) != rows * columns:
+            raise ValueError(
+                f"Expected rows * columns = {rows * columns} images a side. "
+                f"Received: {len(images)}"
+            )
+        height, width = np.asarray(images).shape[1:3]
+        return make_image_grid(
+            images, columns, cell_size=(width * GRID_ZOOM, height * GRID_ZOOM),
+            style=GridStyle(gap=0, margin=0),
+        )
+
+    halves = GridStyle(gap=GRID_GAP, margin=0, background=(255, 255, 255))
+    return np.asarray(make_image_grid([block(before), block(after)], 2, style=halves))
 
 
 def run(args):

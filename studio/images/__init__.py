@@ -1,4 +1,4 @@
-"""Images on disk: PNGs with A1111-style generation parameters."""
+"""Images on disk (PNGs with A1111-style generation parameters) and labelled image grids."""
 
 from studio.images.generation_parameters import GenerationParameters
 from studio.images.png_io import read_parameters, save_png
