@@ -7,6 +7,11 @@ DATA_FOLDER_VARIABLE = "STUDIO_APP_DATA"
 DEFAULT_DATA_FOLDER = "studio-data"
 
 
+def _sub_folder(name):
+    """A read-only attribute: the path of the sub-folder `name`."""
+    return property(lambda self: os.path.join(self.root, name), doc=f"`ROOT/{name}/`.")
+
+
 class AppDataFolder:
     """The app's data folder and its sub-folders.
 
@@ -35,29 +40,12 @@ class AppDataFolder:
         """`$STUDIO_APP_DATA`, or `./studio-data`."""
         return cls(os.environ.get(DATA_FOLDER_VARIABLE) or DEFAULT_DATA_FOLDER)
 
-    @property
-    def datasets(self):
-        return os.path.join(self.root, "datasets")
-
-    @property
-    def runs(self):
-        return os.path.join(self.root, "runs")
-
-    @property
-    def embeddings(self):
-        return os.path.join(self.root, "embeddings")
-
-    @property
-    def loras(self):
-        return os.path.join(self.root, "loras")
-
-    @property
-    def outputs(self):
-        return os.path.join(self.root, "outputs")
-
-    @property
-    def cache(self):
-        return os.path.join(self.root, "cache")
+    datasets = _sub_folder("datasets")
+    runs = _sub_folder("runs")
+    embeddings = _sub_folder("embeddings")
+    loras = _sub_folder("loras")
+    outputs = _sub_folder("outputs")
+    cache = _sub_folder("cache")
 
     def ensure(self):
         """Creates the folder and its sub-folders; returns self."""

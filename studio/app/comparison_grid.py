@@ -7,19 +7,9 @@ from studio.images.image_grid import make_image_grid
 
 # Small models make tiny images; the grid shows cells at least this large.
 MIN_CELL_SIZE = 128
-# Dark labels on white; the margin and the row labels' band are 200 pixels
-# wide; labels too long lose their end.
-COMPARISON_STYLE = GridStyle(
-    gap=6,
-    margin=6,
-    background=(250, 250, 250),
-    text_color=(30, 30, 30),
-    font_size=13,
-    resample="nearest",
-    row_label_width=194,
-    column_label_height=24,
-    shorten="end",
-)
+# `GridStyle`'s dark labels on near-white, sharp pixels, a row-label band
+# that with the margin is 200 pixels wide; labels too long lose their end.
+COMPARISON_STYLE = GridStyle(gap=6, margin=6, background=(250, 250, 250), shorten="end")
 
 
 def make_comparison_grid(images, row_labels, column_labels):

@@ -48,6 +48,11 @@ STATUS_STOPPED = "stopped: by request"
 _REQUIRED = object()
 
 
+def _file_property(name):
+    """A read-only attribute: the path of `name` in the run's folder."""
+    return property(lambda self: os.path.join(self.path, name), doc=f"`{name}` in the run's folder.")
+
+
 class RunDirectory:
     """Where a training run keeps everything, laid out the same for every trainer.
 
@@ -86,45 +91,16 @@ class RunDirectory:
     def __init__(self, path):
         self.path = os.fspath(path)
 
-    @property
-    def config_path(self):
-        return os.path.join(self.path, CONFIG_FILE)
-
-    @property
-    def summary_path(self):
-        return os.path.join(self.path, SUMMARY_FILE)
-
-    @property
-    def checkpoints_path(self):
-        return os.path.join(self.path, CHECKPOINTS_FOLDER)
-
-    @property
-    def logs_path(self):
-        return os.path.join(self.path, LOGS_FOLDER)
-
-    @property
-    def samples_path(self):
-        return os.path.join(self.path, SAMPLES_FOLDER)
-
-    @property
-    def stop_path(self):
-        return os.path.join(self.path, STOP_FILE)
-
-    @property
-    def progress_path(self):
-        return os.path.join(self.path, PROGRESS_FILE)
-
-    @property
-    def process_path(self):
-        return os.path.join(self.path, PROCESS_FILE)
-
-    @property
-    def exit_path(self):
-        return os.path.join(self.path, EXIT_FILE)
-
-    @property
-    def log_path(self):
-        return os.path.join(self.path, LOG_FILE)
+    config_path = _file_property(CONFIG_FILE)
+    summary_path = _file_property(SUMMARY_FILE)
+    checkpoints_path = _file_property(CHECKPOINTS_FOLDER)
+    logs_path = _file_property(LOGS_FOLDER)
+    samples_path = _file_property(SAMPLES_FOLDER)
+    stop_path = _file_property(STOP_FILE)
+    progress_path = _file_property(PROGRESS_FILE)
+    process_path = _file_property(PROCESS_FILE)
+    exit_path = _file_property(EXIT_FILE)
+    log_path = _file_property(LOG_FILE)
 
     def request_stop(self):
         """Asks the run's training process to stop after its current step.

@@ -9,6 +9,7 @@ import numpy as np
 
 from studio.files.atomic_write import atomic_file, atomic_folder
 from studio.files.json_file import read_json, write_json
+from studio.trainers.run.positive_integer import check_positive_integer
 
 STATE_FILE = "training_state.npz"
 INFO_FILE = "checkpoint.json"
@@ -72,8 +73,8 @@ class TrainingCheckpoint:
     """
 
     def __init__(self, directory, keep=None):
-        if keep is not None and (isinstance(keep, bool) or not isinstance(keep, int) or keep < 1):
-            raise ValueError(f"`keep` must be None or an integer >= 1. Received: keep={keep!r}")
+        if keep is not None:
+            check_positive_integer("keep", keep)
         self.directory = os.fspath(directory)
         self.keep = keep
 

@@ -21,6 +21,7 @@ from studio.trainers.run.callbacks.sample_images import SampleImages
 from studio.trainers.run.callbacks.stop_request import StopRequest
 from studio.trainers.run.training_progress_bar import TrainingProgressBar
 from studio.trainers.run.training_tensorboard import STEP_LOSS_KEY, TrainingTensorBoard
+from studio.trainers.run.positive_integer import check_positive_integer
 
 logger = logging.getLogger(__name__)
 
@@ -82,10 +83,10 @@ class TrainingRun:
     ):
         for name, value in (("steps", steps), ("log_every", log_every),
                             ("max_non_finite_steps", max_non_finite_steps)):
-            _check_positive(name, value)
+            check_positive_integer(name, value)
         for name, value in (("save_every", save_every), ("sample_every", sample_every)):
             if value is not None:
-                _check_positive(name, value)
+                check_positive_integer(name, value)
         if sample_every is not None and sampler is None:
             raise ValueError(
                 "`sample_every` needs a `sampler` that generates the images. "
@@ -265,8 +266,3 @@ def _skip(batches, count):
             yield batch if isinstance(batch, tuple) else (batch,)
 
     return remaining()
-
-
-def _check_positive(name, value):
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"`{name}` must be an integer >= 1. Received: {name}={value!r}")

@@ -6,6 +6,7 @@ from keras import ops
 
 from studio.trainers.run.callbacks.step_callback import StepCallback
 from studio.trainers.run.summary_writer import SummaryWriter
+from studio.trainers.run.positive_integer import check_positive_integer
 
 # The `fit` log holding each step's own loss (see `LastValue`); Keras'
 # `loss` is a running mean, the fallback for models without it.
@@ -37,12 +38,8 @@ class TrainingTensorBoard(StepCallback):
         gradient_accumulation_steps=1,
     ):
         super().__init__(initial_step, gradient_accumulation_steps)
-        if isinstance(log_every, bool) or not isinstance(log_every, int) or log_every < 1:
-            raise ValueError(
-                f"`log_every` must be an integer >= 1. Received: log_every={log_every!r}"
-            )
         self.log_dir = log_dir
-        self.log_every = log_every
+        self.log_every = check_positive_integer("log_every", log_every)
         self.scalars = scalars
         self.writer = None
 

@@ -4,6 +4,7 @@ import math
 
 from studio.trainers.run.callbacks.step_callback import StepCallback
 from studio.trainers.run.training_tensorboard import STEP_LOSS_KEY
+from studio.trainers.run.positive_integer import check_positive_integer
 
 
 class NonFiniteLossGuard(StepCallback):
@@ -28,9 +29,7 @@ class NonFiniteLossGuard(StepCallback):
 
     def __init__(self, patience=1, initial_step=0, gradient_accumulation_steps=1):
         super().__init__(initial_step, gradient_accumulation_steps)
-        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 1:
-            raise ValueError(f"`patience` must be an integer >= 1. Received: patience={patience!r}")
-        self.patience = patience
+        self.patience = check_positive_integer("patience", patience)
         self.failed_step = None
         self.consecutive = 0
 

@@ -5,6 +5,7 @@ import logging
 import numpy as np
 
 from studio.trainers.run.callbacks.step_callback import StepCallback
+from studio.trainers.run.positive_integer import check_positive_integer
 
 logger = logging.getLogger(__name__)
 
@@ -38,12 +39,8 @@ class PeriodicCheckpoint(StepCallback):
         gradient_accumulation_steps=1,
     ):
         super().__init__(initial_step, gradient_accumulation_steps)
-        if isinstance(save_every, bool) or not isinstance(save_every, int) or save_every < 1:
-            raise ValueError(
-                f"`save_every` must be an integer >= 1. Received: save_every={save_every!r}"
-            )
         self.checkpoint = checkpoint
-        self.save_every = save_every
+        self.save_every = check_positive_integer("save_every", save_every)
         self.artifacts = artifacts
         self.last_saved_step = None
 

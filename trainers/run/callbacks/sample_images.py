@@ -4,6 +4,7 @@ import os
 
 from studio.trainers.run.callbacks.step_callback import StepCallback
 from studio.trainers.run.run_directory import SAMPLE_FILE_PATTERN
+from studio.trainers.run.positive_integer import check_positive_integer
 
 
 class SampleImages(StepCallback):
@@ -37,13 +38,9 @@ class SampleImages(StepCallback):
         gradient_accumulation_steps=1,
     ):
         super().__init__(initial_step, gradient_accumulation_steps)
-        if isinstance(sample_every, bool) or not isinstance(sample_every, int) or sample_every < 1:
-            raise ValueError(
-                f"`sample_every` must be an integer >= 1. Received: sample_every={sample_every!r}"
-            )
         self.generate = generate
         self.folder = folder
-        self.sample_every = sample_every
+        self.sample_every = check_positive_integer("sample_every", sample_every)
         self.tensorboard = tensorboard
         self.last_sampled_step = None
 
