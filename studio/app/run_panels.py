@@ -1,7 +1,5 @@
 """Streamlit panels of one run, shared by the Train and Runs pages."""
 
-import os
-
 import streamlit as st
 
 from studio.app import run_status
@@ -93,7 +91,7 @@ def stop_button(record, status, key):
 
 
 def tensorboard_command(record):
-    return f"tensorboard --logdir \"{os.path.join(record.path, 'logs')}\""
+    return f"tensorboard --logdir \"{record.run.logs_path}\""
 
 
 def _prompt_of(path):

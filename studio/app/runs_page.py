@@ -118,7 +118,7 @@ def _scalars(log_dir, fingerprint):
 def _curves(record):
     import pandas as pd
 
-    log_dir = os.path.join(record.path, "logs")
+    log_dir = record.run.logs_path
     names = sorted(os.listdir(log_dir)) if os.path.isdir(log_dir) else []
     fingerprint = tuple((n, os.path.getsize(os.path.join(log_dir, n))) for n in names)
     series = _scalars(log_dir, fingerprint)

@@ -16,6 +16,7 @@ import time
 import traceback
 
 from studio.trainers.run.run_directory import RunDirectory
+
 # The exit code recorded for an exception the command did not handle.
 EXIT_CRASHED = 3
 

@@ -98,19 +98,10 @@ def unet_block_rows(block_channels, layers_per_block, attention_levels):
     for level in range(num_levels):
         first = 1 + level * (per_level + 1)
         for index in range(per_level):
-            down, block = f"down_blocks.{level}", f"input_blocks.{first + index}"
-            rows.append(
-                (f"down{level}_resnet{index}", f"{down}.resnets.{index}", f"{block}.0", RESNET)
+            rows += _numbered_block(
+                f"down{level}", f"down_blocks.{level}", f"input_blocks.{first + index}",
+                index, attention_levels[level],
             )
-            if attention_levels[level]:
-                rows.append(
-                    (
-                        f"down{level}_attention{index}",
-                        f"{down}.attentions.{index}",
-                        f"{block}.1",
-                        TRANSFORMER,
-                    )
-                )
         if level < num_levels - 1:
             rows.append(
                 (
@@ -127,21 +118,10 @@ def unet_block_rows(block_channels, layers_per_block, attention_levels):
     ]
     for up_index, level in enumerate(reversed(range(num_levels))):
         attention = attention_levels[level]
+        up = f"up_blocks.{up_index}"
         for index in range(per_level + 1):
-            up, block = (
-                f"up_blocks.{up_index}",
-                f"output_blocks.{up_index * (per_level + 1) + index}",
-            )
-            rows.append((f"up{level}_resnet{index}", f"{up}.resnets.{index}", f"{block}.0", RESNET))
-            if attention:
-                rows.append(
-                    (
-                        f"up{level}_attention{index}",
-                        f"{up}.attentions.{index}",
-                        f"{block}.1",
-                        TRANSFORMER,
-                    )
-                )
+            block = f"output_blocks.{up_index * (per_level + 1) + index}"
+            rows += _numbered_block(f"up{level}", up, block, index, attention)
         if level > 0:
             # In the level's last LDM block, after its resnet and transformer.
             rows.append(
@@ -156,6 +136,24 @@ def unet_block_rows(block_channels, layers_per_block, attention_levels):
         ("output_norm", "conv_norm_out", "out.0", NORM),
         ("output_conv", "conv_out", "out.2", CONV),
     ]
+    return rows
+
+
+def _numbered_block(ours, diffusers, ldm, index, attention):
+    """Rows of one block of a level: its resnet, then (with attention) its transformer.
+
+    Args:
+        ours: the level's prefix, e.g. `"down0"`.
+        diffusers: the level's diffusers module, e.g. `"down_blocks.0"`.
+        ldm: the LDM block, e.g. `"input_blocks.1"`.
+        index: the block's index in the level.
+        attention: whether the level has transformers.
+    """
+    rows = [(f"{ours}_resnet{index}", f"{diffusers}.resnets.{index}", f"{ldm}.0", RESNET)]
+    if attention:
+        rows.append(
+            (f"{ours}_attention{index}", f"{diffusers}.attentions.{index}", f"{ldm}.1", TRANSFORMER)
+        )
     return rows
 
 

