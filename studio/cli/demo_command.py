@@ -8,7 +8,6 @@ scores it again, and writes a before/after comparison grid.
 """
 
 import os
-import types
 
 DEFAULT_OUT = "studio-demo"
 PLACEHOLDER = "<cross>"
@@ -112,7 +111,7 @@ def run(args):
     from studio.evaluation.model_evaluator import UNNAMED_CONCEPT, ModelEvaluator
     from studio.trainers.run.run_directory import RunDirectory
     from studio.trainers.textual_inversion.textual_inversion_trainer import EMBEDDING_FILE
-    from studio.cli.train_command import TEXTUAL_INVERSION_DEFAULTS, build_textual_inversion
+    from studio.trainers import TextualInversionSettings, build_textual_inversion
     from studio.trainers.run.training_run import TrainingRun
 
     out = os.path.abspath(args.out)
@@ -126,12 +125,12 @@ def run(args):
     render_concept_set(concept_folder, seed=args.seed)
     print(f"Concept set: {CONCEPT_IMAGES} images of a shape no word names, in {concept_folder}")
 
-    settings = dict(TEXTUAL_INVERSION_DEFAULTS, **DEMO_TI_SETTINGS)
-    settings.update(model="tiny-shapes", data=concept_folder, token=PLACEHOLDER,
-                    init_word=args.init_word, steps=args.steps, seed=args.seed)
-    options = types.SimpleNamespace(weights=None, vocabulary=None, jit=True,
-                                    cache_dir=os.path.join(out, "latent-cache"))
-    trainer, dataset = build_textual_inversion(settings, options)
+    settings = TextualInversionSettings(**dict(
+        DEMO_TI_SETTINGS, model="tiny-shapes", data=concept_folder, token=PLACEHOLDER,
+        init_word=args.init_word, steps=args.steps, seed=args.seed,
+        cache_dir=os.path.join(out, "latent-cache"),
+    ))
+    trainer, dataset = build_textual_inversion(settings)
     evaluator = ModelEvaluator(trainer.backbone, text_encoder=trainer.encode_text)
 
     prompts = [f"a {PLACEHOLDER}", f"a green {PLACEHOLDER}",
@@ -148,10 +147,10 @@ def run(args):
           f"editability {before['editability']:.2f}")
 
     run_directory = RunDirectory(run_folder)
-    run_directory.create(settings)
-    summary = TrainingRun(trainer, run_directory, settings["steps"],
-                          save_every=settings["save_every"],
-                          log_every=settings["log_every"]).fit(dataset)
+    run_directory.create(settings.to_config())
+    summary = TrainingRun(trainer, run_directory, settings.steps,
+                          save_every=settings.save_every,
+                          log_every=settings.log_every).fit(dataset)
 
     after_images = grid_images()
     after = evaluator.score_concept(PLACEHOLDER, UNNAMED_CONCEPT, SCORE_IMAGES, seed=args.seed)

@@ -23,11 +23,7 @@ SUBCOMMAND_MODULES = (
     "studio.cli.evaluate_command",
 )
 
-from studio.errors import StudioError
-
-# Errors a user can fix: printed as one message, without a traceback.
-USER_ERRORS = (StudioError, FileNotFoundError, NotADirectoryError, ValueError,
-               PermissionError)
+from studio.errors import USER_ERRORS
 
 
 def build_parser():
