@@ -180,3 +180,17 @@ def test_non_finite_loss_exits_with_its_message(workspace, monkeypatch, capsys):
     )
     assert code == train_command.EXIT_NON_FINITE
     assert "step 7" in capsys.readouterr().err
+
+
+def test_a_run_recorded_without_its_method_still_resumes(first_run, workspace):
+    """Runs written before `config.json` recorded the method resume as before, and get it."""
+    _, run = first_run
+    config = json.loads((run / "config.json").read_text())
+    assert config.pop("method") == "textual_inversion"
+    (run / "config.json").write_text(json.dumps(config))
+    steps = json.loads((run / "summary.json").read_text())["steps"]
+    code = studio(*base_options(workspace), "--resume", "--steps", str(steps + 1),
+                  "--sample-every", "0")
+    assert code == train_command.EXIT_OK
+    assert json.loads((run / "summary.json").read_text())["steps"] == steps + 1
+    assert json.loads((run / "config.json").read_text())["method"] == "textual_inversion"
