@@ -14,7 +14,7 @@ CLASSIFIER_STEPS = 4000
 DEFAULT_OUT = os.path.join("runs", "base")
 
 
-def add_base_parser(methods):
+def add_method_parser(methods):
     """Registers `studio train base` and `studio train classifier`."""
     from studio.cli.settings_options import add_settings_options
     from studio.trainers.settings.base_model_settings import BaseModelSettings

@@ -1,6 +1,6 @@
 """`studio train dreambooth`: fine-tune Stable Diffusion on a subject from the command line.
 
-`add_dreambooth_parser(train_subparsers)` registers the subcommand in the
+`add_method_parser(train_subparsers)` registers the subcommand in the
 `studio train` group; `run(args)` runs `studio.trainers.train_dreambooth`
 and returns the exit code.
 """
@@ -8,6 +8,7 @@ and returns the exit code.
 import os
 import sys
 
+from studio.cli.run_folder_options import add_run_folder_options, describe_loss
 from studio.cli.settings_options import add_settings_options, settings_from_options
 
 # Exit codes: done, stopped by a non-finite loss (as `train textual-inversion`).
@@ -17,9 +18,8 @@ DEFAULT_RUNS_FOLDER = "runs"
 COMMAND = "studio train dreambooth"
 
 
-def add_dreambooth_parser(train_subparsers):
+def add_method_parser(train_subparsers):
     """Registers `dreambooth` in the `studio train` group; returns its parser."""
-    from studio.cli.train_command import add_run_folder_options
     from studio.trainers.settings.dreambooth_settings import DreamBoothSettings
 
     parser = train_subparsers.add_parser(
@@ -49,7 +49,6 @@ def default_run_folder(instance_prompt):
 
 def run(args):
     """Runs `studio train dreambooth`; returns the exit code."""
-    from studio.cli.train_command import describe_loss
     from studio.trainers import DreamBoothSettings, NonFiniteLossError, train_dreambooth
     from studio.trainers.dreambooth.dreambooth_trainer import LORA_FILE, UNET_WEIGHTS_FILE
     from studio.trainers.dreambooth.dreambooth_training import MODEL_FOLDER

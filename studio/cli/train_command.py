@@ -1,14 +1,14 @@
-"""`studio train ...`: fine-tune Stable Diffusion from the command line.
+"""`studio train textual-inversion`: learn a placeholder token from a folder of images.
 
-`studio train textual-inversion` learns a placeholder token from a folder
-of images (`studio.trainers.train_textual_inversion`); `studio train
-dreambooth` (in `dreambooth_command`) fine-tunes the UNet on a subject.
-The options are built from the settings dataclasses' fields.
+A thin shell over `studio.trainers.train_textual_inversion`: its options
+are built from `TextualInversionSettings`' fields. The `studio train`
+group itself is made in `studio.cli.main`.
 """
 
 import os
 import sys
 
+from studio.cli.run_folder_options import add_run_folder_options, describe_loss
 from studio.cli.settings_options import add_settings_options, settings_from_options
 
 # Exit codes: done, stopped by a non-finite loss, bad usage.
@@ -19,34 +19,8 @@ DEFAULT_RUNS_FOLDER = "runs"
 COMMAND = "studio train textual-inversion"
 
 
-def add_parser(subparsers):
-    """Registers `train` and its `textual-inversion` subcommand."""
-    train = subparsers.add_parser(
-        "train",
-        help="teach the model a new concept",
-        description="Fine-tune Stable Diffusion on a folder of images.",
-    )
-    methods = train.add_subparsers(dest="train_method", metavar="METHOD")
-    _add_textual_inversion(methods)
-    # Imported here: the DreamBooth command module imports nothing heavy either.
-    from studio.cli.dreambooth_command import add_dreambooth_parser
-
-    add_dreambooth_parser(methods)
-    from studio.cli.base_command import add_base_parser
-
-    add_base_parser(methods)
-    train.set_defaults(run=lambda args: _print_help(train))
-    return train
-
-
-def add_run_folder_options(parser, default_out):
-    """Adds `--out` and `--resume`, which are where a run goes rather than what it is."""
-    parser.add_argument("--out", help=f"run folder (default: {default_out})")
-    parser.add_argument("--resume", action="store_true",
-                        help="continue the run in --out from its last checkpoint")
-
-
-def _add_textual_inversion(methods):
+def add_method_parser(methods):
+    """Registers `textual-inversion` in the `studio train` group; returns its parser."""
     from studio.trainers.settings.textual_inversion_settings import TextualInversionSettings
 
     parser = methods.add_parser(
@@ -65,11 +39,6 @@ def _add_textual_inversion(methods):
     add_run_folder_options(parser, f"{DEFAULT_RUNS_FOLDER}/<token>")
     parser.set_defaults(run=run)
     return parser
-
-
-def _print_help(parser):
-    parser.print_help()
-    return EXIT_USAGE
 
 
 def run(args):
@@ -96,8 +65,3 @@ def run(args):
     )
     return EXIT_OK
 
-
-def describe_loss(summary):
-    """", final loss 0.1234" for a run's summary; "" when no step reported a loss."""
-    loss = summary["final_loss"]
-    return "" if loss is None else f", final loss {loss:.4f}"

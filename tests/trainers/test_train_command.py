@@ -1,6 +1,5 @@
 """Tests of `studio train textual-inversion` on the tiny preset (tf.data pipelines)."""
 
-import argparse
 import json
 import os
 
@@ -8,6 +7,7 @@ import numpy as np
 import pytest
 
 from studio.cli import train_command
+from studio.cli.main import build_parser
 
 pytestmark = pytest.mark.tensorflow_only
 
@@ -17,9 +17,7 @@ IMAGE_SIZE = 64
 
 def studio(*argv):
     """Runs the command line as `studio train ...` would; returns the exit code."""
-    parser = argparse.ArgumentParser(prog="studio")
-    train_command.add_parser(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(list(argv))
+    args = build_parser().parse_args(list(argv))
     return args.run(args)
 
 
