@@ -48,7 +48,7 @@ def start_training(run_dir, request, environment=None):
 
 
 def new_run_request(settings):
-    """The request of a new run with `settings` (a `TextualInversionSettings` or `DreamBoothSettings`)."""
+    """The request of a new run with `settings` (`TextualInversionSettings`, `DreamBoothSettings`)."""
     return {"method": settings.METHOD, "resume": False, "settings": dataclasses.asdict(settings)}
 
 

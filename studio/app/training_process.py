@@ -54,11 +54,12 @@ def write_json(path, data):
 def command_line(run_dir, request):
     """The `studio` command line that does what `request` asks (kept in `process.json`)."""
     method = request["method"].replace("_", "-")
-    return ["studio", "train", method, "--out", run_dir] + (["--resume"] if request["resume"] else [])
+    resume = ["--resume"] if request["resume"] else []
+    return ["studio", "train", method, "--out", run_dir, *resume]
 
 
 def main(argv=None):
-    """Runs the training run REQUEST_JSON asks for in the run folder RUN_DIR; returns the exit code."""
+    """Runs the training REQUEST_JSON asks for in the run folder RUN_DIR; returns the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if len(argv) != 2:
         print("usage: python -m studio.app.training_process RUN_DIR REQUEST_JSON", file=sys.stderr)

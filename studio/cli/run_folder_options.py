@@ -1,4 +1,4 @@
-"""What the training commands share beyond their settings: the run folder's options, the result line."""
+"""What the training commands share beyond their settings: run folder options, result line."""
 
 
 def add_run_folder_options(parser, default_out):

@@ -25,7 +25,8 @@ def add_settings_options(parser, settings_class, skip=()):
     from studio.trainers.settings.setting import option_name
 
     # Required settings first, as a reader of `--help` needs them first.
-    fields = sorted(dataclasses.fields(settings_class), key=lambda f: not f.metadata.get("required"))
+    fields = sorted(dataclasses.fields(settings_class),
+                    key=lambda field: not field.metadata.get("required"))
     for field in fields:
         if field.name in skip or "help" not in field.metadata:
             continue

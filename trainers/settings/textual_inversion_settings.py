@@ -41,7 +41,11 @@ class TextualInversionSettings(RunSettings):
         "XLA, which is faster there")
 
     def validate(self):
-        """Checks the settings (`TrainingSettings.validate`, and the batch's split); returns them."""
+        """Checks the settings (`TrainingSettings.validate`, and the batch's split).
+
+        Returns:
+            The settings.
+        """
         super().validate()
         self.batch_split_check(self.batch_size, f"--batch-size {self.batch_size}")
         return self
