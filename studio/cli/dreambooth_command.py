@@ -49,11 +49,14 @@ def default_run_folder(instance_prompt):
 
 def run(args):
     """Runs `studio train dreambooth`; returns the exit code."""
-    from studio.trainers import DreamBoothSettings, NonFiniteLossError, train_dreambooth
+    from studio.trainers.settings.dreambooth_settings import DreamBoothSettings
+
+    # Checked before Keras is imported: a mistyped option fails at once.
+    settings = settings_from_options(DreamBoothSettings, args)
+    from studio.trainers import NonFiniteLossError, train_dreambooth
     from studio.trainers.dreambooth.dreambooth_trainer import LORA_FILE, UNET_WEIGHTS_FILE
     from studio.trainers.dreambooth.dreambooth_training import MODEL_FOLDER
 
-    settings = settings_from_options(DreamBoothSettings, args)
     out = args.out or default_run_folder(settings.instance_prompt)
     try:
         summary = train_dreambooth(settings, out, resume=args.resume)

@@ -43,14 +43,13 @@ def add_method_parser(methods):
 
 def run(args):
     """Runs `studio train textual-inversion`; returns the exit code."""
-    from studio.trainers import (
-        NonFiniteLossError,
-        TextualInversionSettings,
-        train_textual_inversion,
-    )
+    from studio.trainers.settings.textual_inversion_settings import TextualInversionSettings
+
+    # Checked before Keras is imported: a mistyped option fails at once.
+    settings = settings_from_options(TextualInversionSettings, args)
+    from studio.trainers import NonFiniteLossError, train_textual_inversion
     from studio.trainers.textual_inversion.textual_inversion_trainer import EMBEDDING_FILE
 
-    settings = settings_from_options(TextualInversionSettings, args)
     out = args.out or os.path.join(
         DEFAULT_RUNS_FOLDER, "".join(c for c in settings.token if c.isalnum() or c in "-_")
     )
