@@ -99,7 +99,7 @@ class DreamBoothSettings(RunSettings):
         if self.class_prompt:
             # Prior preservation: as many class images join the subject's.
             batch, source = 2 * batch, source + " subject images and as many class images"
-        self.batch_split_check(batch, source)
+        self.check_batch_split(batch, source)
         return self
 
     def sample_prompt_list(self):

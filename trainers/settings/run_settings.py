@@ -61,7 +61,7 @@ class RunSettings(TrainingSettings):
                                      recorded=False)
     devices: int = setting(1, DEVICES_HELP, resumable=True, at_least=1)
 
-    def batch_split_check(self, batch, source):
+    def check_batch_split(self, batch, source):
         """Checks that `batch` examples split evenly across `devices` (`source` names it)."""
         from studio.trainers.distributed.data_parallel_devices import DataParallelDevices
 

@@ -47,7 +47,7 @@ class TextualInversionSettings(RunSettings):
             The settings.
         """
         super().validate()
-        self.batch_split_check(self.batch_size, f"--batch-size {self.batch_size}")
+        self.check_batch_split(self.batch_size, f"--batch-size {self.batch_size}")
         return self
 
     def sample_prompt_list(self):
