@@ -207,7 +207,7 @@ def run_variant(args):
     if args.variant in REFERENCE_VARIANTS:
         policy = REFERENCE_VARIANTS[args.variant]
     else:
-        from studio.trainers.run_settings import frozen_network_policy
+        from studio.trainers.settings.precision import frozen_network_policy
 
         # As `studio train textual-inversion` builds it: under mixed
         # precision the frozen networks are stored in the compute dtype.

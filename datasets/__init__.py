@@ -17,6 +17,7 @@ from studio.datasets.image_folder import ImageFolder
 from studio.datasets.image_folder_report import ImageFolderReport
 from studio.datasets.invalid_image_folder_error import InvalidImageFolderError
 from studio.datasets.latent_cache import LatentCache, default_cache_dir
+from studio.datasets.weights_id import weights_id
 
 __all__ = [
     "ConceptDataset",
@@ -32,4 +33,5 @@ __all__ = [
     "default_cache_dir",
     "dreambooth_instance_dataset",
     "make_contact_sheet",
+    "weights_id",
 ]

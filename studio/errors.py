@@ -15,3 +15,8 @@ class WeightsNotFoundError(StudioError, FileNotFoundError):
 
 class WeightsMismatchError(StudioError, ValueError):
     """A weight file is corrupt or does not fit the model it is loaded into."""
+
+
+# Errors a user can fix: the CLI and the app's training process print these
+# as one message, without a traceback.
+USER_ERRORS = (StudioError, FileNotFoundError, NotADirectoryError, ValueError, PermissionError)

@@ -152,7 +152,7 @@ def _generate(data, model, embeddings, loras, lora_scale, prompt, negative, samp
 
 
 def _next_index(folder):
-    from studio.cli.generate_command import next_image_index
+    from studio.images import next_image_index
 
     return next_image_index(folder)
 

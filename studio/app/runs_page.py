@@ -12,7 +12,7 @@ from studio.app.run_panels import (POLL_SECONDS, progress_panel, samples_panel, 
 from studio.app.run_record import list_runs
 from studio.app.run_progress import format_age
 from studio.app.tensorboard_scalars import read_scalars
-from studio.app.training_launcher import resume_args, start_training
+from studio.app.training_launcher import resume_request, start_training
 
 
 def render():
@@ -73,8 +73,8 @@ def _details(record, status, data):
             elif current.state in run_status.RESUMABLE_STATES and record.config:
                 if st.button("Resume", icon=":material/play_arrow:", key=f"resume-{record.name}",
                              help="Continue from the last checkpoint."):
-                    start_training(record.path, resume_args(
-                        record.path, record.method, os.path.join(data.cache, "latents")))
+                    start_training(record.path, resume_request(
+                        record.method, os.path.join(data.cache, "latents")))
                     st.session_state["selected_run"] = record.path
                     st.toast(f"Resuming {record.name}")
                     st.rerun()

@@ -16,8 +16,12 @@ from studio.app.run_panels import (POLL_SECONDS, progress_panel, samples_panel, 
 from studio.app.run_record import RunRecord, list_runs
 from studio.app.safe_uploads import (IMAGE_EXTENSIONS, MAX_IMAGE_BYTES, MEBIBYTE,
                                      save_image_upload)
-from studio.app.training_launcher import dreambooth_args, start_training, textual_inversion_args
-from studio.trainers.run_settings import PRECISIONS
+from studio.app.training_launcher import new_run_request, start_training
+from studio.trainers.settings.dreambooth_settings import (DEFAULT_FULL_LR, DEFAULT_LORA_LR,
+                                                          DreamBoothSettings)
+from studio.trainers.settings.precision import PRECISIONS
+from studio.trainers.settings.textual_inversion_settings import (PROPERTIES,
+                                                                 TextualInversionSettings)
 
 METHODS = {
     "textual-inversion": "Textual inversion — learn a new word",
@@ -25,9 +29,9 @@ METHODS = {
     "dreambooth-full": "DreamBooth full — fine-tune the whole UNet",
 }
 DEFAULT_DATASET = "my-concept"
-# The learning rates each method starts well with.
-DEFAULT_LEARNING_RATES = {"textual-inversion": 5e-3, "dreambooth-lora": 1e-4,
-                          "dreambooth-full": 5e-6}
+# The learning rates each method starts well with: the settings' defaults.
+DEFAULT_LEARNING_RATES = {"textual-inversion": TextualInversionSettings.default("lr"),
+                          "dreambooth-lora": DEFAULT_LORA_LR, "dreambooth-full": DEFAULT_FULL_LR}
 DEFAULT_LORA_RANK = 4
 _SLUG = re.compile(r"[^a-z0-9]+")
 
@@ -207,7 +211,7 @@ def _settings_section(data, folder):
                 key=f"train_init_word_{model}",
                 help="An existing word close to the concept; the new word starts from its "
                 f"meaning (e.g. {chosen.initializer_word!r} for {model}).")
-            kind = st.radio("What is it?", ["object", "style"], horizontal=True,
+            kind = st.radio("What is it?", list(PROPERTIES), horizontal=True,
                             key="train_property",
                             help="An object (a thing, a person) or a style (a look).")
         else:
@@ -236,13 +240,15 @@ def _settings_section(data, folder):
                                                 max(1, int(steps) // 4), key="train_sample_every")
             save_every = more[1].number_input("Checkpoint every (steps)", 1, 100000,
                                               max(1, int(steps) // 4), key="train_save_every")
-            seed = more[2].number_input("Seed", 0, 2**31 - 1, 0, key="train_seed")
+            seed = more[2].number_input("Seed", 0, 2**31 - 1,
+                                        TextualInversionSettings.default("seed"), key="train_seed")
             sample_steps = more[3].number_input("Sampling steps of samples", 1, 200, 20,
                                                 key="train_sample_steps")
             lora_rank = more[0].number_input("LoRA rank", 1, 256, DEFAULT_LORA_RANK,
                                              key="train_lora_rank",
                                              disabled=method != "dreambooth-lora")
-            num_vectors = more[1].number_input("Vectors per token", 1, 16, 1,
+            num_vectors = more[1].number_input("Vectors per token", 1, 16,
+                                               TextualInversionSettings.default("num_vectors"),
                                                key="train_num_vectors",
                                                disabled=method != "textual-inversion")
         start = st.form_submit_button("Start training", type="primary", icon=":material/school:",
@@ -265,6 +271,7 @@ def _settings_section(data, folder):
         "sample_steps": int(sample_steps),
         "save_every": int(save_every),
         "log_every": 1,
+        "cache_dir": os.path.join(data.cache, "latents"),
     }
     if method == "textual-inversion":
         from studio.prompts import validate_placeholder_token
@@ -272,20 +279,18 @@ def _settings_section(data, folder):
         validate_placeholder_token(token.strip())
         if not init_word.strip():
             raise ValueError("Give an initializer word: an existing word close to the concept.")
-        settings.update(token=token.strip(), init_word=init_word.strip(), property=kind,
-                        num_vectors=int(num_vectors))
-        name = _run_name(token)
+        settings = TextualInversionSettings(
+            **settings, token=token.strip(), init_word=init_word.strip(), property=kind,
+            num_vectors=int(num_vectors))
     else:
         if not token.strip():
             raise ValueError("Give an instance prompt, such as 'a photo of sks toy'.")
-        settings.update(instance_prompt=token.strip(), class_prompt=init_word.strip() or None)
-        if method == "dreambooth-lora":
-            settings["lora_rank"] = int(lora_rank)
-        name = _run_name(token)
+        settings = DreamBoothSettings(
+            **settings, instance_prompt=token.strip(), class_prompt=init_word.strip() or None,
+            lora_rank=int(lora_rank) if method == "dreambooth-lora" else None)
+    name = _run_name(token)
     run_dir = os.path.join(data.runs, name)
-    build = textual_inversion_args if method == "textual-inversion" else dreambooth_args
-    args = build(run_dir, settings, os.path.join(data.cache, "latents"))
-    start_training(run_dir, args)
+    start_training(run_dir, new_run_request(settings))
     st.session_state["selected_run"] = run_dir
     st.toast(f"Started {name}")
     st.rerun()

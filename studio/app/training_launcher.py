@@ -1,17 +1,16 @@
 """Starts, stops and resumes training runs as processes that outlive the app."""
 
+import dataclasses
+import json
 import os
 import subprocess
 import sys
 
 from studio.trainers.run.run_directory import RunDirectory
 
-# Settings whose option is not the setting's name with dashes.
-OPTION_NAMES = {"sample_prompts": "--sample-prompt"}
 
-
-def start_training(run_dir, studio_args, environment=None):
-    """Starts `studio STUDIO_ARGS` for `run_dir` in a new process session.
+def start_training(run_dir, request, environment=None):
+    """Starts the training run `request` asks for in `run_dir`, in a new process session.
 
     The process gets its own session (as a daemon would), so stopping or
     killing the app, or its terminal, leaves training running; the app
@@ -19,10 +18,8 @@ def start_training(run_dir, studio_args, environment=None):
     `run_dir/train.log`.
 
     Args:
-        run_dir: the run folder (created here; the command writes the run
-            into it).
-        studio_args: the `studio` command's arguments, e.g.
-            `["train", "textual-inversion", "--out", run_dir, ...]`.
+        run_dir: the run folder (created here; the run writes into it).
+        request: `new_run_request(settings)` or `resume_request(...)`.
         environment: extra environment variables for the process.
 
     Returns:
@@ -38,7 +35,7 @@ def start_training(run_dir, studio_args, environment=None):
     env.pop("PYTHONPATH", None)
     with open(run.log_path, "ab") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "studio.app.training_process", run_dir, "--", *studio_args],
+            [sys.executable, "-m", "studio.app.training_process", run_dir, json.dumps(request)],
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -49,35 +46,12 @@ def start_training(run_dir, studio_args, environment=None):
     return process.pid
 
 
-def textual_inversion_args(run_dir, settings, cache_dir):
-    """`studio` arguments of a textual-inversion run from the Train page's settings."""
-    args = ["train", "textual-inversion", "--out", run_dir, "--cache-dir", cache_dir]
-    return args + _options(settings)
+def new_run_request(settings):
+    """The request of a new run with `settings` (`TextualInversionSettings`, `DreamBoothSettings`)."""
+    return {"method": settings.METHOD, "resume": False, "settings": dataclasses.asdict(settings)}
 
 
-def dreambooth_args(run_dir, settings, cache_dir):
-    """`studio` arguments of a DreamBooth run from the Train page's settings."""
-    args = ["train", "dreambooth", "--out", run_dir, "--cache-dir", cache_dir]
-    return args + _options(settings)
-
-
-def resume_args(run_dir, method, cache_dir):
-    """`studio` arguments that continue the run in `run_dir` from its last checkpoint."""
-    return ["train", method, "--out", run_dir, "--resume", "--cache-dir", cache_dir]
-
-
-def _options(settings):
-    """`{"init_word": "toy", "lora_feed_forward": True}` -> `--init-word toy --lora-feed-forward`."""
-    args = []
-    for key, value in settings.items():
-        if value is None or value is False:
-            continue
-        option = OPTION_NAMES.get(key) or "--" + key.replace("_", "-")
-        if value is True:
-            args.append(option)
-        elif isinstance(value, (list, tuple)):
-            for item in value:
-                args += [option, str(item)]
-        else:
-            args += [option, str(value)]
-    return args
+def resume_request(method, cache_dir):
+    """The request that continues a run of `method` ("textual-inversion", "dreambooth")."""
+    return {"method": method.replace("-", "_"), "resume": True,
+            "settings": {"cache_dir": cache_dir}}

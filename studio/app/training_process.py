@@ -1,14 +1,19 @@
-"""The training process the app starts: `studio train ...`, recorded in the run folder.
+"""The training process the app starts: one training run, recorded in the run folder.
 
-    python -m studio.app.training_process RUN_DIR -- train textual-inversion ...
+    python -m studio.app.training_process RUN_DIR REQUEST_JSON
 
-Runs the `studio` command in this process and keeps what the app needs to
-tell the run's status from files alone, whether or not the app is still
-running: `process.json` (this process's id and start time) when it starts,
+REQUEST_JSON is `{"method": "textual_inversion", "resume": false,
+"settings": {...}}`: the fields of the method's settings dataclass (a
+resumed run takes its own from its `config.json`, with these on top). The
+process calls the library (`studio.trainers.train_textual_inversion` or
+`train_dreambooth`) and keeps what the app needs to tell the run's status
+from files alone, whether or not the app is still running:
+`process.json` (this process's id and start time) when it starts,
 `exit.json` (exit code and error message) when it ends. SIGTERM asks for a
 clean stop (the run's `STOP` file), as the app's Stop button does.
 """
 
+import json
 import os
 import signal
 import sys
@@ -17,8 +22,13 @@ import traceback
 
 from studio.trainers.run.run_directory import RunDirectory
 
-# The exit code recorded for an exception the command did not handle.
+# Exit codes, as `studio train ...`'s: done, stopped by a non-finite loss,
+# a user error; and one for an exception the run did not handle.
+EXIT_OK = 0
+EXIT_NON_FINITE = 1
+EXIT_USAGE = 2
 EXIT_CRASHED = 3
+EXIT_INTERRUPTED = 130
 
 
 def process_start_time(pid):
@@ -34,14 +44,20 @@ def process_start_time(pid):
         return None
 
 
+def command_line(run_dir, request):
+    """The `studio` command line that does what `request` asks (kept in `process.json`)."""
+    method = request["method"].replace("_", "-")
+    resume = ["--resume"] if request["resume"] else []
+    return ["studio", "train", method, "--out", run_dir, *resume]
+
+
 def main(argv=None):
-    """Runs `studio ARGS` for the run folder RUN_DIR; returns the exit code."""
+    """Runs the training REQUEST_JSON asks for in the run folder RUN_DIR; returns the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    if len(argv) < 2 or argv[1] != "--":
-        print("usage: python -m studio.app.training_process RUN_DIR -- STUDIO_ARGS...",
-              file=sys.stderr)
-        return 2
-    run_dir, command = argv[0], argv[2:]
+    if len(argv) != 2:
+        print("usage: python -m studio.app.training_process RUN_DIR REQUEST_JSON", file=sys.stderr)
+        return EXIT_USAGE
+    run_dir, request = argv[0], json.loads(argv[1])
     os.makedirs(run_dir, exist_ok=True)
     run = RunDirectory(run_dir)
     run.remove_exit_record()
@@ -50,44 +66,69 @@ def main(argv=None):
         "pid": pid,
         "start_time": process_start_time(pid),
         "started": time.time(),
-        "command": ["studio", *command],
+        "command": command_line(run_dir, request),
     })
 
     def request_stop(signum, frame):
         run.request_stop()
 
     signal.signal(signal.SIGTERM, request_stop)
-
-    from studio.cli.main import main as studio_main
-
-    error = None
-    try:
-        code = studio_main(command)
-    except SystemExit as exit:  # argparse's usage errors.
-        code = exit.code if isinstance(exit.code, int) else 2
-    except BaseException as exception:  # A bug: keep its traceback in the log.
-        traceback.print_exc()
-        code = EXIT_CRASHED
-        error = f"{type(exception).__name__}: {exception}"
+    # TensorFlow's C++ start-up chatter is noise in the log.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    code, error = run_training(run_dir, request)
     sys.stdout.flush()
     sys.stderr.flush()
-    if code and error is None:
-        error = last_error_line(run.log_path)
     run.write_exit_record({"code": code, "error": error, "ended": time.time()})
     return code
 
 
-def last_error_line(log_path):
-    """The message of the last `studio ...: error:` line of the log, or its last line."""
+def run_training(run_dir, request):
+    """Runs the request's training run in `run_dir`; returns (exit code, error message or None).
+
+    Errors are printed to the log as `studio train` prints them.
+    """
+    from studio.errors import USER_ERRORS
+    from studio.trainers.run.non_finite_loss_error import NonFiniteLossError
+
+    command = " ".join(command_line(run_dir, request)[:3])
     try:
-        with open(log_path, encoding="utf-8", errors="replace") as file:
-            lines = [line.rstrip() for line in file if line.strip()]
-    except OSError:
-        return None
-    for line in reversed(lines):
-        if ": error: " in line:
-            return line.split(": error: ", 1)[1]
-    return lines[-1] if lines else None
+        settings = request_settings(run_dir, request)
+        summary = train(settings, run_dir, request["resume"])
+    except KeyboardInterrupt:
+        print("studio: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED, "interrupted"
+    except NonFiniteLossError as exception:
+        print(f"{command}: {exception}", file=sys.stderr)
+        return EXIT_NON_FINITE, str(exception)
+    except USER_ERRORS as exception:
+        print(f"studio train: error: {exception}", file=sys.stderr)
+        return EXIT_USAGE, str(exception)
+    except BaseException as exception:  # A bug: keep its traceback in the log.
+        traceback.print_exc()
+        return EXIT_CRASHED, f"{type(exception).__name__}: {exception}"
+    loss = summary["final_loss"]
+    print(f"Trained {summary['steps']} steps" + ("" if loss is None else f", final loss {loss:.4f}")
+          + f". Run: {run_dir}")
+    return EXIT_OK, None
+
+
+def request_settings(run_dir, request):
+    """The settings object of `request`: a resumed run's own, with the request's on top."""
+    from studio.trainers.settings.run_settings_files import SETTINGS_CLASSES
+
+    settings_class = SETTINGS_CLASSES[request["method"]]
+    if request["resume"]:
+        stored = RunDirectory(run_dir).read_config()
+        return settings_class.from_config(stored, **request["settings"])
+    return settings_class(**request["settings"])
+
+
+def train(settings, run_dir, resume):
+    """Runs the library's training function of `settings`' method; returns the summary."""
+    from studio.trainers import train_dreambooth, train_textual_inversion
+
+    functions = {"textual_inversion": train_textual_inversion, "dreambooth": train_dreambooth}
+    return functions[settings.METHOD](settings, run_dir, resume=resume)
 
 
 if __name__ == "__main__":

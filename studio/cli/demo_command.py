@@ -8,13 +8,11 @@ scores it again, and writes a before/after comparison grid.
 """
 
 import os
-import types
 
 DEFAULT_OUT = "studio-demo"
 PLACEHOLDER = "<cross>"
 # The named shape that looks most like the cross: compact, axis-aligned.
 DEFAULT_INIT_WORD = "square"
-CONCEPT_IMAGES = 5
 GRID_SEEDS = 4
 # Each grid cell is upscaled this many times (nearest neighbour): 32 px is small.
 GRID_ZOOM = 4
@@ -58,34 +56,6 @@ def add_parser(subparsers):
     return parser
 
 
-def render_concept_set(folder, count=CONCEPT_IMAGES, seed=0):
-    """Writes `count` cross images with caption files into `folder`; returns their paths."""
-    import numpy as np
-    from PIL import Image
-
-    from studio.datasets.shapes_world import ShapesWorld
-
-    world = ShapesWorld(32)
-    rng = np.random.default_rng(seed)
-    os.makedirs(folder, exist_ok=True)
-    paths = []
-    colours = list(ShapesWorld.COLOURS)
-    for index in range(count):
-        scene = world.random_scene(rng, shape=ShapesWorld.UNNAMED_SHAPE,
-                                   colour=colours[index % len(colours)])
-        path = os.path.join(folder, f"cross_{index}.png")
-        Image.fromarray(world.render(scene)).save(path)
-        captions = [
-            f"a {scene.colour} {{}} on a {scene.background} background",
-            f"a {scene.size} {scene.colour} {{}}",
-            f"a {scene.colour} {{}}",
-        ]
-        with open(os.path.join(folder, f"cross_{index}.txt"), "w", encoding="utf-8") as file:
-            file.write("\n".join(captions) + "\n")
-        paths.append(path)
-    return paths
-
-
 def comparison_grid(before, after, rows, columns):
     """One uint8 image: `before` on the left, `after` on the right, rows x columns each."""
     import numpy as np
@@ -117,12 +87,13 @@ def run(args):
     import numpy as np
     from PIL import Image
 
+    from studio.evaluation.concept_set import CONCEPT_IMAGES, render_concept_set
     from studio.evaluation.model_evaluator import UNNAMED_CONCEPT, ModelEvaluator
     from studio.files.atomic_write import atomic_file
     from studio.files.json_file import write_json
     from studio.trainers.run.run_directory import RunDirectory
     from studio.trainers.textual_inversion.textual_inversion_trainer import EMBEDDING_FILE
-    from studio.cli.train_command import TEXTUAL_INVERSION_DEFAULTS, build_textual_inversion
+    from studio.trainers import TextualInversionSettings, build_textual_inversion
     from studio.trainers.run.training_run import TrainingRun
 
     out = os.path.abspath(args.out)
@@ -133,15 +104,15 @@ def run(args):
             f"Received: --out {args.out}"
         )
     concept_folder = os.path.join(out, "concept")
-    render_concept_set(concept_folder, seed=args.seed)
+    render_concept_set(concept_folder, CONCEPT_IMAGES, seed=args.seed)
     print(f"Concept set: {CONCEPT_IMAGES} images of a shape no word names, in {concept_folder}")
 
-    settings = dict(TEXTUAL_INVERSION_DEFAULTS, **DEMO_TI_SETTINGS)
-    settings.update(model="tiny-shapes", data=concept_folder, token=PLACEHOLDER,
-                    init_word=args.init_word, steps=args.steps, seed=args.seed)
-    options = types.SimpleNamespace(weights=None, vocabulary=None, jit=True,
-                                    cache_dir=os.path.join(out, "latent-cache"))
-    trainer, dataset = build_textual_inversion(settings, options)
+    settings = TextualInversionSettings(**dict(
+        DEMO_TI_SETTINGS, model="tiny-shapes", data=concept_folder, token=PLACEHOLDER,
+        init_word=args.init_word, steps=args.steps, seed=args.seed,
+        cache_dir=os.path.join(out, "latent-cache"),
+    ))
+    trainer, dataset = build_textual_inversion(settings)
     evaluator = ModelEvaluator(trainer.backbone, text_encoder=trainer.encode_text)
 
     prompts = [f"a {PLACEHOLDER}", f"a green {PLACEHOLDER}",
@@ -158,10 +129,10 @@ def run(args):
           f"editability {before['editability']:.2f}")
 
     run_directory = RunDirectory(run_folder)
-    run_directory.create(settings)
-    summary = TrainingRun(trainer, run_directory, settings["steps"],
-                          save_every=settings["save_every"],
-                          log_every=settings["log_every"]).fit(dataset)
+    run_directory.create(settings.to_config())
+    summary = TrainingRun(trainer, run_directory, settings.steps,
+                          save_every=settings.save_every,
+                          log_every=settings.log_every).fit(dataset)
 
     after_images = grid_images()
     after = evaluator.score_concept(PLACEHOLDER, UNNAMED_CONCEPT, SCORE_IMAGES, seed=args.seed)

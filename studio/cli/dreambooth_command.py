@@ -1,89 +1,27 @@
 """`studio train dreambooth`: fine-tune Stable Diffusion on a subject from the command line.
 
-`add_dreambooth_parser(train_subparsers)` registers the subcommand in the
-`studio train` group; `run(args)` runs it and returns the exit code.
+`add_method_parser(train_subparsers)` registers the subcommand in the
+`studio train` group; `run(args)` runs `studio.trainers.train_dreambooth`
+and returns the exit code.
 """
 
 import os
+import sys
 
-from studio.trainers.run_settings import (
-    MODEL_HELP,
-    PRECISIONS,
-    add_run_folder_options,
-    add_training_options,
-    describe_loss,
-    fit_run,
-    load_backbone,
-    resolve_run_settings,
-    set_up_devices,
-)
+from studio.cli.run_folder_options import add_run_folder_options, describe_loss
+from studio.cli.settings_options import add_settings_options, settings_from_options
 
-OPTIMIZERS = ("adamw", "adam", "adafactor", "lion", "sgd")
-LR_DECAYS = ("constant", "cosine")
 # Exit codes: done, stopped by a non-finite loss (as `train textual-inversion`).
 EXIT_OK = 0
 EXIT_NON_FINITE = 1
 DEFAULT_RUNS_FOLDER = "runs"
-# Learning rates that work for SD 1.x subjects (diffusers' examples): full
-# fine-tuning moves every weight and needs a far smaller rate than LoRA.
-DEFAULT_FULL_LR = 5e-6
-DEFAULT_LORA_LR = 1e-4
-ADAMW_WEIGHT_DECAY = 1e-2
-SGD_MOMENTUM = 0.9
-# Where class images go when --class-data is not given.
-CLASS_IMAGES_FOLDER = "class_images"
-# The whole fine-tuned model (full mode), in the run folder.
-MODEL_FOLDER = "model"
-
-DREAMBOOTH_DEFAULTS = {
-    "model": None,
-    "data": None,
-    "instance_prompt": None,
-    "class_prompt": None,
-    "class_data": None,
-    "num_class_images": 100,
-    "class_image_steps": 25,
-    "class_image_guidance": 7.5,
-    "prior_loss_weight": 1.0,
-    "lora_rank": None,
-    "lora_alpha": None,
-    "lora_feed_forward": False,
-    "train_text_encoder": False,
-    "optimizer": "adamw",
-    "steps": 400,
-    "lr": None,  # DEFAULT_FULL_LR or DEFAULT_LORA_LR.
-    "warmup_steps": 0,
-    "lr_decay": "constant",
-    "batch_size": 1,
-    "grad_accum": 1,
-    "resolution": None,  # The model's own resolution.
-    "precision": "float32",
-    "remat": False,
-    "seed": 0,
-    "min_snr_gamma": None,
-    "offset_noise": 0.0,
-    "latent_variants": 8,
-    "sample_every": None,
-    "sample_prompts": None,
-    "sample_steps": 25,
-    "save_every": 500,
-    "log_every": 10,
-    "keep_checkpoints": None,
-    "devices": 1,
-}
-# What a resumed run may change; the other settings define the run.
-RESUMABLE_SETTINGS = (
-    "steps", "sample_every", "sample_prompts", "sample_steps", "save_every", "log_every",
-    "keep_checkpoints", "devices",
-)
-REQUIRED_SETTINGS = ("model", "data", "instance_prompt")
-POSITIVE_SETTINGS = (
-    "steps", "batch_size", "grad_accum", "num_class_images", "class_image_steps", "devices",
-)
+COMMAND = "studio train dreambooth"
 
 
-def add_dreambooth_parser(train_subparsers):
+def add_method_parser(train_subparsers):
     """Registers `dreambooth` in the `studio train` group; returns its parser."""
+    from studio.trainers.settings.dreambooth_settings import DreamBoothSettings
+
     parser = train_subparsers.add_parser(
         "dreambooth",
         help="fine-tune the model on a subject (full or LoRA), with prior preservation",
@@ -97,99 +35,10 @@ def add_dreambooth_parser(train_subparsers):
             "With --resume, only --out is needed."
         ),
     )
-    add = parser.add_argument
-    # Defaults are None here and filled in `resolve_settings`, so that a
-    # resumed run can tell the options given on its command line.
-    add("--model", help=MODEL_HELP)
-    add("--data", help="folder of the subject's photos")
-    add("--instance-prompt", help='prompt of the subject\'s photos, e.g. "a photo of sks dog"')
-    add("--class-prompt",
-        help='prompt of the class images, e.g. "a photo of a dog"; turns on prior preservation')
-    add("--class-data",
-        help=f"folder of class images, topped up by generation (default: RUN/{CLASS_IMAGES_FOLDER})")
-    add("--num-class-images", type=int, help="class images wanted (default: 100)")
-    add("--class-image-steps", type=int, help="sampling steps per class image (default: 25)")
-    add("--class-image-guidance", type=float,
-        help="guidance scale of the class images: the scale you will sample the fine-tuned "
-        "model with, since the prior loss pulls it toward these images (default: 7.5)")
-    add("--prior-loss-weight", type=float, help="weight of the class images' loss (default: 1.0)")
-    add("--lora-rank", type=int, help="train LoRA matrices of this rank only (default: full UNet)")
-    add("--lora-alpha", type=float, help="LoRA alpha; outputs scale by alpha/rank (default: rank)")
-    add("--lora-feed-forward", action="store_true", default=None,
-        help="LoRA also on the feed-forward projections")
-    add("--train-text-encoder", action="store_true", default=None,
-        help="also train the text encoder (LoRA in LoRA mode)")
-    add("--optimizer", choices=OPTIMIZERS,
-        help="adamw (default), adam, adafactor (less memory; its rate is relative to each "
-        "weight's size), lion or sgd")
-    add("--steps", type=int, help="optimizer steps in the run (default: 400)")
-    add("--lr", type=float,
-        help=f"learning rate (default: {DEFAULT_FULL_LR} full, {DEFAULT_LORA_LR} LoRA)")
-    add("--lr-decay", choices=LR_DECAYS, help="after warm-up: constant (default) or cosine")
-    add("--batch-size", type=int,
-        help="subject images per batch; as many class images join them; the whole batch is "
-        "split evenly across --devices (default: 1)")
-    add("--precision", choices=PRECISIONS,
-        help="dtype policy; weights stay float32 (default: float32)")
-    add("--remat", action="store_true", default=None,
-        help="recompute the UNet blocks' activations in the backward pass (less memory)")
-    add("--seed", type=int, help="seed of data order, noise and LoRA init (default: 0)")
-    add_training_options(add)
-    add("--sample-every", type=int, help="steps between validation images (default: none)")
-    add("--sample-prompt", dest="sample_prompts", action="append",
-        help="prompt of the validation images; repeat for several (default: the instance "
-        "and class prompts)")
-    add("--sample-steps", type=int, help="sampling steps of validation images (default: 25)")
-    add_run_folder_options(add, f"{DEFAULT_RUNS_FOLDER}/dreambooth-<prompt>")
+    add_settings_options(parser, DreamBoothSettings)
+    add_run_folder_options(parser, f"{DEFAULT_RUNS_FOLDER}/dreambooth-<prompt>")
     parser.set_defaults(run=run)
     return parser
-
-
-def resolve_settings(args):
-    """The run's settings: defaults, then the resumed run's config, then the options.
-
-    Raises:
-        ValueError: a required setting is missing or out of range, or a
-            resumed run is given a setting that defines the run with
-            another value.
-    """
-    settings = resolve_run_settings(
-        args,
-        DREAMBOOTH_DEFAULTS,
-        RESUMABLE_SETTINGS,
-        REQUIRED_SETTINGS,
-        "studio train dreambooth",
-        positive=POSITIVE_SETTINGS,
-    )
-    if settings["lora_rank"] is not None and settings["lora_rank"] < 1:
-        raise ValueError(f"--lora-rank must be at least 1. Received: {settings['lora_rank']}")
-    if settings["lora_rank"] is None and (
-        settings["lora_alpha"] is not None or settings["lora_feed_forward"]
-    ):
-        raise ValueError(
-            "--lora-alpha and --lora-feed-forward need --lora-rank. Received: no --lora-rank"
-        )
-    if settings["class_data"] and not settings["class_prompt"]:
-        raise ValueError(
-            "--class-data needs --class-prompt, the prompt of the class images. "
-            f"Received: --class-data {settings['class_data']} without --class-prompt"
-        )
-    if settings["class_image_guidance"] < 0:
-        raise ValueError(
-            f"--class-image-guidance must be >= 0. Received: {settings['class_image_guidance']}"
-        )
-    if settings["latent_variants"] < 0:
-        raise ValueError(f"--latent-variants must be >= 0. Received: {settings['latent_variants']}")
-    from studio.trainers.distributed.data_parallel_devices import DataParallelDevices
-
-    batch, source = settings["batch_size"], f"--batch-size {settings['batch_size']}"
-    if settings["class_prompt"]:
-        # Prior preservation: as many class images join the subject's.
-        batch, source = 2 * batch, source + " subject images and as many class images"
-    DataParallelDevices(settings["devices"]).split_batch(batch, source)
-    if settings["lr"] is None:
-        settings["lr"] = DEFAULT_LORA_LR if settings["lora_rank"] else DEFAULT_FULL_LR
-    return settings
 
 
 def default_run_folder(instance_prompt):
@@ -200,186 +49,23 @@ def default_run_folder(instance_prompt):
 
 def run(args):
     """Runs `studio train dreambooth`; returns the exit code."""
-    settings = resolve_settings(args)
-    devices = set_up_devices(settings)
-    out = args.out or default_run_folder(settings["instance_prompt"])
+    from studio.trainers.settings.dreambooth_settings import DreamBoothSettings
 
-    import keras
-
-    from studio.trainers.run.run_directory import RunDirectory
-
-    run_directory = RunDirectory(out)
-    if not args.resume and run_directory.exists():
-        raise ValueError(
-            f"{out} already holds a training run. Add --resume to continue it, or "
-            f"choose another --out. Received: --out {out}"
-        )
-    if settings["class_prompt"] and not settings["class_data"]:
-        settings["class_data"] = os.path.join(out, CLASS_IMAGES_FOLDER)
-    # Presets without weights (tiny) start from seeded random weights, so
-    # that a resumed run has the same frozen model.
-    keras.utils.set_random_seed(settings["seed"])
-    trainer, batches = build_dreambooth(settings, args, devices)
-    if not args.resume:
-        run_directory.create(settings)
-    else:
-        run_directory.write_config(settings)
-
-    prompts = settings["sample_prompts"] or [
-        p for p in (settings["instance_prompt"], settings["class_prompt"]) if p
-    ]
-
-    summary = fit_run(trainer, run_directory, settings, batches, args.resume, prompts,
-                      "studio train dreambooth")
-    if summary is None:
-        return EXIT_NON_FINITE
+    # Checked before Keras is imported: a mistyped option fails at once.
+    settings = settings_from_options(DreamBoothSettings, args)
+    from studio.trainers import NonFiniteLossError, train_dreambooth
     from studio.trainers.dreambooth.dreambooth_trainer import LORA_FILE, UNET_WEIGHTS_FILE
+    from studio.trainers.dreambooth.dreambooth_training import MODEL_FOLDER
 
-    if trainer.is_lora:
-        result = run_directory.file(LORA_FILE)
+    out = args.out or default_run_folder(settings.instance_prompt)
+    try:
+        summary = train_dreambooth(settings, out, resume=args.resume)
+    except NonFiniteLossError as error:
+        print(f"{COMMAND}: {error}", file=sys.stderr)
+        return EXIT_NON_FINITE
+    if settings.is_lora:
+        result = os.path.join(out, LORA_FILE)
     else:
-        result = trainer.save_backbone(run_directory.file(MODEL_FOLDER))
-        result = f"{run_directory.file(UNET_WEIGHTS_FILE)}, {result}"
+        result = f"{os.path.join(out, UNET_WEIGHTS_FILE)}, {os.path.join(out, MODEL_FOLDER)}"
     print(f"Trained {summary['steps']} steps{describe_loss(summary)}. Weights: {result}")
     return EXIT_OK
-
-
-def build_dreambooth(settings, args, devices=None):
-    """The compiled trainer and its training batches (a `tf.data.Dataset`) for `settings`.
-
-    Generates the missing class images first, with the model before
-    fine-tuning. The backbone, trainer and optimizer are built in the scope
-    of `devices` (a set-up `DataParallelDevices`; None: one device); the
-    class images outside it (under TensorFlow, on one device).
-    """
-    from studio.datasets import ConceptDataset, DreamBoothDataset, ImageFolder, LatentCache
-    from studio.trainers.distributed.data_parallel_devices import DataParallelDevices
-    from studio.trainers.dreambooth.dreambooth_trainer import DreamBoothTrainer
-    from studio.trainers.dreambooth.dreambooth_text_embeddings import (
-        attach_text_embeddings,
-        precompute_text_embeddings,
-    )
-    from studio.cli.train_command import weights_id
-
-    devices = devices or DataParallelDevices()
-    backbone = load_backbone(settings, args, devices)
-    resolution = settings["resolution"] or backbone.image_size
-    prior_preservation = bool(settings["class_prompt"])
-    if prior_preservation:
-        from studio.pipelines import TextToImagePipeline
-        from studio.trainers.dreambooth.dreambooth_class_images import generate_class_images
-
-        generate_class_images(
-            TextToImagePipeline(backbone),
-            settings["class_data"],
-            settings["class_prompt"],
-            settings["num_class_images"],
-            seed=settings["seed"],
-            num_steps=settings["class_image_steps"],
-            guidance_scale=settings["class_image_guidance"],
-            resolution=resolution,
-        )
-
-    with devices.scope():
-        trainer = DreamBoothTrainer(
-            backbone,
-            prior_loss_weight=settings["prior_loss_weight"],
-            lora_rank=settings["lora_rank"],
-            lora_alpha=settings["lora_alpha"],
-            lora_feed_forward=bool(settings["lora_feed_forward"]),
-            train_text_encoder=bool(settings["train_text_encoder"]),
-            remat=bool(settings["remat"]),
-            min_snr_gamma=settings["min_snr_gamma"],
-            offset_noise=settings["offset_noise"],
-            seed=settings["seed"],
-        )
-        trainer.compile(optimizer=build_optimizer(settings), jit_compile=devices.jit_compile(True))
-
-    cache = None
-    if settings["latent_variants"]:
-        cache = LatentCache(
-            backbone.vae_encoder,
-            model_id=weights_id(backbone.vae_encoder),
-            cache_dir=args.cache_dir,
-            num_variants=settings["latent_variants"],
-        )
-
-    def concept(folder, prompt):
-        # The whole prompt is the "placeholder" of a one-template set, so a
-        # caption file's `{}` stands for it.
-        return ConceptDataset(
-            ImageFolder(folder, resolution=resolution),
-            backbone.tokenizer,
-            placeholder=prompt,
-            templates=["{}"],
-            latent_cache=cache,
-        )
-
-    instances = concept(settings["data"], settings["instance_prompt"])
-    datasets = [instances]
-    if prior_preservation:
-        datasets.append(concept(settings["class_data"], settings["class_prompt"]))
-    table = contexts = None
-    if not settings["train_text_encoder"]:
-        import numpy as np
-
-        table, contexts = precompute_text_embeddings(
-            backbone.text_encoder, np.concatenate([d.token_ids for d in datasets])
-        )
-
-    def build_batches():
-        if prior_preservation:
-            batches = DreamBoothDataset(*datasets).build(
-                batch_size=settings["batch_size"], seed=settings["seed"]
-            )
-        else:
-            batches = instances.build(batch_size=settings["batch_size"], seed=settings["seed"])
-        if table is not None:
-            batches = attach_text_embeddings(batches, table, contexts)
-        if prior_preservation and devices.is_data_parallel:
-            batches = batches.map(float_class_mask)
-        return batches
-
-    # Without the cache the pipeline augments with keras_cv layers.
-    batches = devices.dataset(build_batches, rebuildable=cache is not None)
-    return trainer, batches
-
-
-def float_class_mask(batch):
-    """`batch` with its `is_class_image` as 0/1 float32 (the trainer takes either).
-
-    Under `tf.distribute` Keras averages a first batch over the replicas to
-    build the model, and TensorFlow cannot add bools.
-    """
-    import tensorflow as tf
-
-    return dict(batch, is_class_image=tf.cast(batch["is_class_image"], tf.float32))
-
-
-def build_optimizer(settings):
-    """The optimizer of `settings`, with its warm-up schedule and gradient accumulation."""
-    import keras
-
-    from studio.trainers.warmup_schedule import WarmupSchedule
-
-    accumulation = settings["grad_accum"]
-    schedule = WarmupSchedule(
-        settings["lr"],
-        warmup_steps=settings["warmup_steps"],
-        decay=settings["lr_decay"],
-        decay_steps=settings["steps"] if settings["lr_decay"] == "cosine" else None,
-        gradient_accumulation_steps=accumulation,
-    )
-    options = {"gradient_accumulation_steps": accumulation if accumulation > 1 else None}
-    name = settings["optimizer"]
-    if name == "adamw":
-        return keras.optimizers.AdamW(schedule, weight_decay=ADAMW_WEIGHT_DECAY, **options)
-    if name == "adam":
-        return keras.optimizers.Adam(schedule, **options)
-    if name == "adafactor":
-        return keras.optimizers.Adafactor(schedule, **options)
-    if name == "lion":
-        return keras.optimizers.Lion(schedule, **options)
-    if name == "sgd":
-        return keras.optimizers.SGD(schedule, momentum=SGD_MOMENTUM, **options)
-    raise ValueError(f"--optimizer must be one of {OPTIMIZERS}. Received: {name!r}")

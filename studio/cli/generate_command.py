@@ -4,7 +4,7 @@ import os
 import re
 import sys
 
-PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+from studio.trainers.settings.precision import PRECISIONS
 
 
 def add_parser(subparsers):
@@ -71,16 +71,6 @@ def parse_size(text):
     return width, int(match.group(2) or width)
 
 
-def next_image_index(folder):
-    """The index after the highest `NNNNN-*.png` already in `folder`."""
-    indices = [
-        int(name[:5])
-        for name in (os.listdir(folder) if os.path.isdir(folder) else [])
-        if re.fullmatch(r"\d{5}-.*\.png", name)
-    ]
-    return max(indices, default=-1) + 1
-
-
 def run(args):
     if args.steps < 1 or args.num_images < 1:
         raise ValueError(
@@ -102,7 +92,7 @@ def run(args):
 
     from tqdm import tqdm
 
-    from studio.images import save_png
+    from studio.images import next_image_index, save_png
     from studio.models import StableDiffusionBackbone
     from studio.pipelines import TextToImagePipeline
 

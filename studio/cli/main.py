@@ -12,22 +12,28 @@ import sys
 
 from studio import __version__
 
-# (module, attribute) of each subcommand group, in the order `--help` lists them.
+# The module of each subcommand, in the order `--help` lists them; TRAIN_GROUP
+# is the `studio train METHOD` group, made here from TRAIN_METHOD_MODULES.
+TRAIN_GROUP = "train"
 SUBCOMMAND_MODULES = (
     "studio.cli.generate_command",
-    "studio.cli.train_command",
+    TRAIN_GROUP,
     "studio.cli.data_check_command",
     "studio.cli.embeddings_command",
     "studio.cli.models_command",
     "studio.cli.demo_command",
     "studio.cli.evaluate_command",
 )
+# The modules of `studio train METHOD`, each with `add_method_parser(methods)`.
+TRAIN_METHOD_MODULES = (
+    "studio.cli.train_command",
+    "studio.cli.dreambooth_command",
+    "studio.cli.base_command",
+)
+# `studio train` without a method prints its help and exits with this code.
+EXIT_USAGE = 2
 
-from studio.errors import StudioError
-
-# Errors a user can fix: printed as one message, without a traceback.
-USER_ERRORS = (StudioError, FileNotFoundError, NotADirectoryError, ValueError,
-               PermissionError)
+from studio.errors import USER_ERRORS
 
 
 def build_parser():
@@ -43,6 +49,9 @@ def build_parser():
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module_name in SUBCOMMAND_MODULES:
+        if module_name == TRAIN_GROUP:
+            add_train_parser(subparsers)
+            continue
         try:
             module = importlib.import_module(module_name)
         except ModuleNotFoundError as error:
@@ -51,6 +60,25 @@ def build_parser():
             continue
         module.add_parser(subparsers)
     return parser
+
+
+def add_train_parser(subparsers):
+    """Registers the `train` group and its methods; returns its parser."""
+    train = subparsers.add_parser(
+        "train",
+        help="teach the model a new concept",
+        description="Fine-tune Stable Diffusion on a folder of images.",
+    )
+    methods = train.add_subparsers(dest="train_method", metavar="METHOD")
+    for module_name in TRAIN_METHOD_MODULES:
+        importlib.import_module(module_name).add_method_parser(methods)
+
+    def print_help(args):
+        train.print_help()
+        return EXIT_USAGE
+
+    train.set_defaults(run=print_help)
+    return train
 
 
 def main(argv=None):

@@ -19,6 +19,7 @@ _EXPORTS = {
     "attribute_accuracy": "studio.evaluation.concept_metrics",
     "class_diversity": "studio.evaluation.concept_metrics",
     "concept_fidelity": "studio.evaluation.concept_metrics",
+    "render_concept_set": "studio.evaluation.concept_set",
     "reference_metrics_status": "studio.evaluation.reference_metrics",
     "score_comparison": "studio.evaluation.comparison_scores",
 }

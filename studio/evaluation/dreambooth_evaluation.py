@@ -1,7 +1,6 @@
 """DreamBooth on the shapes world's instance, scored: instance fidelity and class diversity."""
 
 import os
-import types
 
 from studio.datasets.shapes_scene import ShapesScene
 from studio.datasets.shapes_world import ShapesWorld
@@ -64,31 +63,29 @@ def evaluate_dreambooth(out, prior_preservation=True, steps=None, seed=0, model=
         "a circle" images after and before), `diversity_ratio`, `steps`.
     """
     from studio.models import StableDiffusionBackbone
-    from studio.cli.dreambooth_command import DREAMBOOTH_DEFAULTS, build_dreambooth
+    from studio.trainers import DreamBoothSettings, build_dreambooth
     from studio.trainers.run.run_directory import RunDirectory
     from studio.trainers.run.training_run import TrainingRun
 
     base = ModelEvaluator(StableDiffusionBackbone.from_preset(model))
     base_diversity = base.class_diversity(CLASS_PROMPT, num_images, seed=seed + 1000)
 
-    settings = dict(DREAMBOOTH_DEFAULTS, **DREAMBOOTH_SETTINGS)
-    settings.update(
+    settings = DreamBoothSettings(**dict(
+        DREAMBOOTH_SETTINGS,
         model=model,
         data=render_instance_set(os.path.join(out, "instance"), seed=seed),
         instance_prompt=INSTANCE_PROMPT,
         class_prompt=CLASS_PROMPT if prior_preservation else None,
         class_data=os.path.join(out, "class-images"),
         seed=seed,
-    )
-    if steps:
-        settings["steps"] = steps
-    options = types.SimpleNamespace(weights=None, vocabulary=None,
-                                    cache_dir=os.path.join(out, "latent-cache"))
-    trainer, batches = build_dreambooth(settings, options)
+        steps=steps or DREAMBOOTH_SETTINGS["steps"],
+        cache_dir=os.path.join(out, "latent-cache"),
+    ))
+    trainer, batches = build_dreambooth(settings)
     directory = RunDirectory(os.path.join(out, "dreambooth"))
-    directory.create(settings)
-    TrainingRun(trainer, directory, settings["steps"], save_every=settings["save_every"],
-                log_every=settings["log_every"]).fit(batches)
+    directory.create(settings.to_config())
+    TrainingRun(trainer, directory, settings.steps, save_every=settings.save_every,
+                log_every=settings.log_every).fit(batches)
 
     tuned = ModelEvaluator(trainer.backbone, classifier=base.classifier)
     fidelity = tuned.score_concept("sks circle", INSTANCE_CONCEPT, num_images, seed=seed)
@@ -100,5 +97,5 @@ def evaluate_dreambooth(out, prior_preservation=True, steps=None, seed=0, model=
         "base_class_diversity": base_diversity,
         "diversity_ratio": diversity / base_diversity if base_diversity else None,
         "prior_preservation": prior_preservation,
-        "steps": settings["steps"],
+        "steps": settings.steps,
     }

@@ -2,3 +2,4 @@
 
 from studio.images.generation_parameters import GenerationParameters
 from studio.images.png_io import read_parameters, save_png
+from studio.images.next_image_index import next_image_index

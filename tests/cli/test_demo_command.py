@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from studio.cli.demo_command import comparison_grid, render_concept_set
+from studio.cli.demo_command import comparison_grid
+from studio.evaluation import render_concept_set
 from studio.cli.main import main
 
 

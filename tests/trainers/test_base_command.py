@@ -6,12 +6,17 @@ import os
 import numpy as np
 import pytest
 
-from studio.cli.base_command import BASE_DEFAULTS, pretrain
+from studio.trainers import BaseModelSettings, pretrain_base_model
 
 pytestmark = pytest.mark.tensorflow_only
 
-SHORT = dict(BASE_DEFAULTS, pool_size=64, batch_size=8, vae_steps=3, steps=3, warmup_steps=1,
-             save_every=2, log_every=1)
+SHORT = dict(pool_size=64, batch_size=8, vae_steps=3, steps=3, warmup_steps=1, save_every=2,
+             log_every=1)
+
+
+def pretrain(settings, out, resume=False):
+    """`studio train base`'s library function, on the settings dict."""
+    return pretrain_base_model(BaseModelSettings(**settings), out, resume=resume)
 
 
 def _weights(folder):

@@ -9,7 +9,6 @@ one device, which runs here with eager steps. JAX spends minutes
 compiling on 2 CPU cores, so its cases are large.
 """
 
-import argparse
 import json
 import os
 import subprocess
@@ -19,6 +18,7 @@ import numpy as np
 import pytest
 
 from studio.cli import train_command
+from studio.cli.main import build_parser
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 IMAGE_SIZE = 64
@@ -84,9 +84,7 @@ def studio_process(backend, *argv):
 
 def studio(*argv):
     """Runs the command line in this process, as test_train_command.py does."""
-    parser = argparse.ArgumentParser(prog="studio")
-    train_command.add_parser(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(list(argv))
+    args = build_parser().parse_args(list(argv))
     return args.run(args)
 
 

@@ -1,6 +1,5 @@
 """Tests of `studio train dreambooth` and its class images, on the tiny preset."""
 
-import argparse
 import json
 import os
 
@@ -8,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from studio.cli import train_command
+from studio.cli.main import build_parser
 from studio.cli.dreambooth_command import EXIT_OK
 
 pytestmark = pytest.mark.tensorflow_only
@@ -20,9 +19,7 @@ CLASS_PROMPT = "a photo of a toy"
 
 def studio(*argv):
     """Runs the command line as `studio train ...` would; returns the exit code."""
-    parser = argparse.ArgumentParser(prog="studio")
-    train_command.add_parser(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(list(argv))
+    args = build_parser().parse_args(list(argv))
     return args.run(args)
 
 

@@ -1,6 +1,5 @@
 """Tests of `studio train textual-inversion` on the tiny preset (tf.data pipelines)."""
 
-import argparse
 import json
 import os
 
@@ -8,6 +7,7 @@ import numpy as np
 import pytest
 
 from studio.cli import train_command
+from studio.cli.main import build_parser
 
 pytestmark = pytest.mark.tensorflow_only
 
@@ -17,9 +17,7 @@ IMAGE_SIZE = 64
 
 def studio(*argv):
     """Runs the command line as `studio train ...` would; returns the exit code."""
-    parser = argparse.ArgumentParser(prog="studio")
-    train_command.add_parser(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(list(argv))
+    args = build_parser().parse_args(list(argv))
     return args.run(args)
 
 
@@ -180,3 +178,17 @@ def test_non_finite_loss_exits_with_its_message(workspace, monkeypatch, capsys):
     )
     assert code == train_command.EXIT_NON_FINITE
     assert "step 7" in capsys.readouterr().err
+
+
+def test_a_run_recorded_without_its_method_still_resumes(first_run, workspace):
+    """Runs written before `config.json` recorded the method resume as before, and get it."""
+    _, run = first_run
+    config = json.loads((run / "config.json").read_text())
+    assert config.pop("method") == "textual_inversion"
+    (run / "config.json").write_text(json.dumps(config))
+    steps = json.loads((run / "summary.json").read_text())["steps"]
+    code = studio(*base_options(workspace), "--resume", "--steps", str(steps + 1),
+                  "--sample-every", "0")
+    assert code == train_command.EXIT_OK
+    assert json.loads((run / "summary.json").read_text())["steps"] == steps + 1
+    assert json.loads((run / "config.json").read_text())["method"] == "textual_inversion"

@@ -1,0 +1,68 @@
+"""`RunSettings`: the settings textual inversion and DreamBooth share."""
+
+import dataclasses
+
+from studio.trainers.settings.precision import PRECISIONS
+from studio.trainers.settings.setting import setting
+from studio.trainers.settings.training_settings import TrainingSettings
+
+MODEL_HELP = (
+    "preset (sd-v1, sd-v2, tiny), a folder saved by the studio, a diffusers folder, or an "
+    "SD 1.x / 2.x .safetensors / .ckpt file (converted on load)"
+)
+DEVICES_HELP = (
+    "data-parallel training on this many GPUs (each takes an equal part of every batch); "
+    "without GPUs the CPU is split into as many logical devices, a testing aid. A resumed "
+    "run may change it"
+)
+
+
+@dataclasses.dataclass(kw_only=True)
+class RunSettings(TrainingSettings):
+    """The settings of a fine-tuning run that both methods share.
+
+    The model, the data, the step and its schedule, the latent cache,
+    sample images, checkpoints and devices. `weights`, `vocabulary` and
+    `cache_dir` say where files are on this machine: `config.json` does
+    not record them, and a resumed run takes them as given.
+    """
+
+    model: str | None = setting(None, MODEL_HELP, required=True)
+    data: str | None = setting(None, "folder of training images", required=True)
+    steps: int = setting(2000, "optimizer steps in the run", resumable=True, at_least=1)
+    lr: float | None = setting(5e-3, "learning rate")
+    warmup_steps: int = setting(0, "linear learning-rate warm-up steps")
+    batch_size: int = setting(1, "images per batch, split evenly across --devices", at_least=1)
+    grad_accum: int = setting(1, "batches accumulated per optimizer step", at_least=1)
+    resolution: int | None = setting(None, "training image size", default_text="the model's")
+    precision: str = setting("float32", "dtype policy", choices=PRECISIONS)
+    seed: int = setting(0, "seed of data order, noise and tiny models' weights")
+    min_snr_gamma: float | None = setting(None, "min-SNR loss weighting, e.g. 5",
+                                          default_text="off")
+    offset_noise: float = setting(0.0, "offset-noise strength, e.g. 0.05", default_text="off")
+    latent_variants: int = setting(
+        8, "augmented variants per image encoded once into the latent cache; 0 encodes "
+        "every step instead", at_least=0)
+    cache_dir: str | None = setting(None, "latent cache folder",
+                                    default_text="~/.keras/studio-latents", recorded=False)
+    sample_every: int | None = setting(None, "steps between sample images; 0: none",
+                                       resumable=True, default_text="none")
+    sample_prompts: list[str] | None = setting(
+        None, "prompt of the sample images; repeat for several", resumable=True,
+        default_text="two templates", option="--sample-prompt")
+    sample_steps: int = setting(25, "sampling steps of sample images", resumable=True)
+    save_every: int = setting(500, "steps between checkpoints", resumable=True)
+    log_every: int = setting(10, "steps between TensorBoard points", resumable=True)
+    keep_checkpoints: int | None = setting(None, "newest checkpoints kept", resumable=True,
+                                           default_text="all")
+    weights: str | None = setting(None, "folder holding the preset's weight files, for "
+                                  "offline use", recorded=False)
+    vocabulary: str | None = setting(None, "local CLIP vocabulary file, for offline use",
+                                     recorded=False)
+    devices: int = setting(1, DEVICES_HELP, resumable=True, at_least=1)
+
+    def check_batch_split(self, batch, source):
+        """Checks that `batch` examples split evenly across `devices` (`source` names it)."""
+        from studio.trainers.distributed.data_parallel_devices import DataParallelDevices
+
+        DataParallelDevices(self.devices).split_batch(batch, source)
