@@ -3,7 +3,8 @@
 import json
 
 from studio.app.training_launcher import new_run_request, resume_request
-from studio.app.training_process import EXIT_FILE, PROCESS_FILE, main, request_settings
+from studio.app.training_process import main, request_settings
+from studio.trainers.run.run_directory import EXIT_FILE, PROCESS_FILE
 from studio.trainers import DreamBoothSettings, TextualInversionSettings
 
 
