@@ -1,8 +1,8 @@
 """Shared test set-up.
 
 The Keras backend is chosen before any test module imports Keras: the
-suite runs under TensorFlow unless KERAS_BACKEND says otherwise;
-tests/test_jax_backend.py re-runs the backend-agnostic tests under JAX.
+suite runs under TensorFlow unless KERAS_BACKEND says otherwise; .ci/run
+runs the backend-agnostic tests again with KERAS_BACKEND=jax.
 """
 
 import os
