@@ -1,4 +1,4 @@
-"""Model, sampler and tokenizer code imports no TensorFlow under JAX; the suite runs the backend asked for.
+"""Under JAX, model code imports no TensorFlow; the suite runs the backend it is asked for.
 
 The backend-agnostic tests themselves run a second time under JAX as a
 step of their own in `.ci/run` (`KERAS_BACKEND=jax python -m pytest ...`),

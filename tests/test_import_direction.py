@@ -37,8 +37,9 @@ import pytest
 REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 LAYERS = (
-    ("studio", "studio.__main__", "studio.errors", "studio.files", "studio.tensor_files", "studio.tokenizers",
-     "studio.schedulers", "studio.images", "studio.prompts", "studio.pretrained"),
+    ("studio", "studio.__main__", "studio.errors", "studio.files", "studio.tensor_files",
+     "studio.tokenizers", "studio.schedulers", "studio.images", "studio.prompts",
+     "studio.pretrained"),
     ("studio.models",),
     ("studio.interop", "studio.embeddings", "studio.lora"),
     ("studio.pipelines", "studio.datasets"),
@@ -310,7 +311,8 @@ def test_a_tree_that_follows_the_layers_has_no_problems(tmp_path):
         "studio/__main__.py": "from studio.cli.main import main\n",
         "studio/cli/main.py": "from studio.trainers import train\n",
         "studio/app/page.py": "from ..trainers import train\nfrom studio.evaluation import score\n",
-        "studio/interop/reader.py": "from studio.models import Backbone\nimport studio.embeddings\n",
+        "studio/interop/reader.py": (
+            "from studio.models import Backbone\nimport studio.embeddings\n"),
         "studio/evaluation/score.py": "def score():\n    from studio.trainers import train\n",
         "trainers/train.py": "from .run import x\nfrom studio.interop import reader\n",
         "trainers/run.py": "x = 1\n",

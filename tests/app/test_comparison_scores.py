@@ -19,14 +19,12 @@ OTHER_PROMPT = "a green triangle on a black background"
 
 
 @pytest.fixture(scope="module")
-def drawn():
+def drawn(tiny_shapes_pipeline):
     """Three tiny-shapes images of `PROMPT`, generated as the Compare page does (one per seed)."""
-    from studio.models import StableDiffusionBackbone
-    from studio.pipelines import TextToImagePipeline
-
-    pipeline = TextToImagePipeline(StableDiffusionBackbone.from_preset("tiny-shapes"))
-    return np.stack([pipeline(PROMPT, num_steps=10, guidance_scale=7.5, seed=seed).images[0]
-                     for seed in SEEDS])
+    return np.stack([
+        tiny_shapes_pipeline(PROMPT, num_steps=10, guidance_scale=7.5, seed=seed).images[0]
+        for seed in SEEDS
+    ])
 
 
 def test_scores_read_what_the_model_drew(drawn):
@@ -44,8 +42,8 @@ def test_scores_read_what_the_model_drew(drawn):
 
 def test_training_images_add_how_many_cells_look_like_them(drawn):
     red_circles, other = drawn[:2], 255 - drawn[:2]  # Inverted: cyan on black.
-    scores = score_comparison({"before": other, "after": red_circles},
-                              {"before": ["a photo of <toy>"] * 2, "after": ["a photo of <toy>"] * 2},
+    prompts = {"before": ["a photo of <toy>"] * 2, "after": ["a photo of <toy>"] * 2}
+    scores = score_comparison({"before": other, "after": red_circles}, prompts,
                               reference_images=drawn, model="tiny-shapes")
     assert scores["after"]["like the references"] == 1.0
     assert scores["before"]["like the references"] == 0.0

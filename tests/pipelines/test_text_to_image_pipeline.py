@@ -3,7 +3,8 @@
 Most tests use the random `tiny` preset, where only the mechanics can be
 checked; the tests of what the images show use the embedded, trained
 `tiny-shapes` model and the shipped shapes classifier, which reads each
-image's shape, colour and background.
+image's shape, colour and background (`tiny_shapes_pipeline` and
+`read_shapes`, shared by the session: tests/conftest.py).
 """
 
 import numpy as np
@@ -28,29 +29,10 @@ def pipeline():
     return TextToImagePipeline(StableDiffusionBackbone.from_preset("tiny"))
 
 
-@pytest.fixture(scope="module")
-def shapes_pipeline():
-    return TextToImagePipeline(StableDiffusionBackbone.from_preset("tiny-shapes"))
-
-
-@pytest.fixture(scope="module")
-def read_shapes():
-    """`read(images)` -> what the shapes classifier sees: a list of (colour, shape, background)."""
-    from studio.evaluation.shapes_classifier import ShapesClassifier
-
-    classifier = ShapesClassifier.from_package()
-
-    def read(images):
-        seen = classifier.predict_attributes(images)
-        return list(zip(seen["colour"], seen["shape"], seen["background"]))
-
-    return read
-
-
-def _obeyed(shapes_pipeline, read_shapes, **options):
+def _obeyed(tiny_shapes_pipeline, read_shapes, **options):
     """The images of `SHAPES_PROMPTS` and the share of them that show what their prompt asks."""
     prompts = list(SHAPES_PROMPTS)
-    result = shapes_pipeline(prompts, num_images_per_prompt=SHAPES_PER_PROMPT,
+    result = tiny_shapes_pipeline(prompts, num_images_per_prompt=SHAPES_PER_PROMPT,
                              num_steps=SHAPES_STEPS, seed=0, **options)
     asked = [SHAPES_PROMPTS[prompt] for prompt in prompts for _ in range(SHAPES_PER_PROMPT)]
     seen = read_shapes(result.images)
@@ -109,9 +91,11 @@ def test_negative_prompt_changes_the_image(pipeline):
 
 
 def test_guidance_changes_the_image_and_strong_guidance_obeys_the_prompt(
-        shapes_pipeline, read_shapes):
-    unguided, unguided_accuracy, _ = _obeyed(shapes_pipeline, read_shapes, guidance_scale=1.0)
-    guided, guided_accuracy, seen = _obeyed(shapes_pipeline, read_shapes, guidance_scale=7.5)
+        tiny_shapes_pipeline, read_shapes):
+    unguided, unguided_accuracy, _ = _obeyed(tiny_shapes_pipeline, read_shapes,
+                                             guidance_scale=1.0)
+    guided, guided_accuracy, seen = _obeyed(tiny_shapes_pipeline, read_shapes,
+                                            guidance_scale=7.5)
     assert np.abs(unguided.astype(int) - guided.astype(int)).max() > 50
     # At 7.5 every image showed what was asked, at 1.0 six of eight (one
     # margin for other float rounding).
@@ -122,12 +106,12 @@ def test_guidance_changes_the_image_and_strong_guidance_obeys_the_prompt(
 @pytest.mark.parametrize("sampler,name", [
     ("euler", "Euler"), ("euler_a", "Euler a"), ("dpmpp_2m", "DPM++ 2M"), ("DDIM", "DDIM"),
 ])
-def test_every_sampler_draws_what_the_prompt_asks(shapes_pipeline, read_shapes, sampler, name):
-    images, accuracy, seen = _obeyed(shapes_pipeline, read_shapes, guidance_scale=7.5,
+def test_every_sampler_draws_what_the_prompt_asks(tiny_shapes_pipeline, read_shapes, sampler, name):
+    images, accuracy, seen = _obeyed(tiny_shapes_pipeline, read_shapes, guidance_scale=7.5,
                                      sampler=sampler)
     assert images.shape == (2 * SHAPES_PER_PROMPT, 32, 32, 3)
     assert accuracy >= 7 / 8, seen
-    result = shapes_pipeline("a circle", num_steps=1, seed=2, sampler=sampler)
+    result = tiny_shapes_pipeline("a circle", num_steps=1, seed=2, sampler=sampler)
     assert result.parameters[0].sampler == name
 
 
