@@ -230,11 +230,12 @@ def test_dreambooth_on_two_devices_trains_as_on_one(dreambooth_run, workspace):
     for name in split:
         for a, b in zip(split[name][:2], one[name][:2]):
             np.testing.assert_allclose(a, b, atol=TOLERANCE, err_msg=name)
-    # The second step moved the LoRA matrices far more than the tolerance.
+    # The second step moved the LoRA matrices more than the tolerance (Adam
+    # moves a weight by about the learning rate, 1e-4, per step).
     first = LoRAWeights.load(run / "checkpoints" / "step-000001" / "lora.safetensors").modules
     moved = max(float(np.abs(np.asarray(a) - np.asarray(b)).max())
                 for name in split for a, b in zip(split[name][:2], first[name][:2]))
-    assert moved > 100 * TOLERANCE
+    assert moved > 5 * TOLERANCE
 
 
 def test_a_batch_that_does_not_split_evenly_is_refused(workspace):

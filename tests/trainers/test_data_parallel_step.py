@@ -6,10 +6,7 @@ backend starts): two SGD steps on the same global batches, once on one
 device and once split across two, from the same tiny model. The trained
 weights (textual-inversion vectors; DreamBooth's LoRA matrices) and the
 step losses must agree to float32 round-off. JAX compiles each step in
-about half a minute on 2 CPU cores, so its cases are large; so are
-TensorFlow's (about a minute each on 2 cores), because the default suite
-checks the same equality end to end, through `studio train ... --devices 2`
-for both trainers (test_data_parallel_commands.py, `*_trains_as_on_one`).
+about half a minute on 2 CPU cores, so its cases are large.
 """
 
 import json
@@ -53,7 +50,7 @@ def run_step(method, backend, *options):
     "backend, options",
     [
         # Eager steps: quickest. The graph the commands trace is large.
-        pytest.param("tensorflow", (), marks=pytest.mark.large, id="tensorflow-eager"),
+        pytest.param("tensorflow", (), id="tensorflow-eager"),
         pytest.param("tensorflow", ("--graph",), marks=pytest.mark.large, id="tensorflow-graph"),
         pytest.param("jax", (), marks=pytest.mark.large, id="jax"),
     ],
