@@ -84,20 +84,35 @@ def test_inspect_sdxl_with_a_model_fails_before_loading_it(monkeypatch):
         _run(["inspect", os.path.join(FIXTURES, "sdxl.safetensors"), "--model", "tiny"])
 
 
-def test_inspect_with_the_tiny_preset(tmp_path, capsys):
-    """End to end: the real preset's token table and tokenizer."""
-    pytest.importorskip("keras")
+def test_inspect_with_the_embedded_model_finds_the_word_a_vector_was_copied_from(
+        tmp_path, capsys):
+    """End to end: the embedded tiny-shapes model's own token table and tokenizer.
+
+    The embedding's two vectors are rows of that table ("circle" and
+    "red", scaled: the cosine ignores the scale), so the nearest word of
+    each is the word whose row it is, at similarity 1.
+    """
+    import keras
+
     from studio.models import StableDiffusionBackbone
 
-    try:
-        backbone = StableDiffusionBackbone.from_preset("tiny")
-    except TypeError as error:  # The preset's networks are still being written.
-        pytest.skip(f"the tiny preset cannot be built yet: {error}")
-    width = backbone.text_encoder.hidden_dim
-    embedding = TextualInversionEmbedding({"<t>": np.ones((1, width), np.float32)})
+    backbone = StableDiffusionBackbone.from_preset("tiny-shapes")
+    table = keras.ops.convert_to_numpy(backbone.text_encoder.token_embedding.embeddings)
+    tokenizer = backbone.tokenizer
+    rows = [tokenizer.tokenize_words(word) for word in ("circle", "red")]
+    assert all(len(ids) == 1 for ids in rows)  # One token each in the world's vocabulary.
+    rows = [ids[0] for ids in rows]
+    words = [tokenizer.id_to_token(row) for row in rows]
+    embedding = TextualInversionEmbedding({"<t>": table[rows] * 3.0})
     path = save_embedding(embedding, tmp_path / "t.safetensors")
-    assert _run(["inspect", str(path), "--model", "tiny"]) == 0
-    assert "<t>[0]: " in capsys.readouterr().out
+    assert _run(["inspect", str(path), "--model", "tiny-shapes", "--top-k", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "Warning" not in out  # The same width, and no recorded weights to disagree.
+    for index, word in enumerate(words):
+        line = next(line for line in out.splitlines() if line.strip().startswith(f"<t>[{index}]:"))
+        listed = line.split(":", 1)[1].split(",")
+        assert len(listed) == 3  # --top-k 3
+        assert listed[0].split() == [word, "1.000"], line
 
 
 def test_convert(tmp_path, capsys):
