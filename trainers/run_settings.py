@@ -148,11 +148,11 @@ def load_backbone(settings, args, devices, frozen=False):
     no network of the backbone will train, so under mixed precision the
     weights are stored in the compute dtype (`frozen_network_policy`).
     """
-    from studio.models import StableDiffusionBackbone
+    from studio.interop import load_backbone
 
     precision = settings["precision"]
     with devices.scope():
-        return StableDiffusionBackbone.from_preset(
+        return load_backbone(
             settings["model"],
             weights=args.weights,
             vocabulary=args.vocabulary,

@@ -168,12 +168,12 @@ def load_backbone(source, weights=None, vocabulary=None):
         ValueError: a LoRA run (its LoRA must be merged first), or a run
             folder without weights or base model.
     """
-    from studio.models import StableDiffusionBackbone
+    from studio.interop import load_backbone
 
     source = os.fspath(source)
     config_path = os.path.join(source, RUN_CONFIG_FILE)
     if not os.path.isdir(source) or os.path.isfile(os.path.join(source, PRESET_CONFIG_FILE)):
-        return StableDiffusionBackbone.from_preset(source, weights=weights, vocabulary=vocabulary)
+        return load_backbone(source, weights=weights, vocabulary=vocabulary)
     if not os.path.isfile(config_path):
         raise ValueError(
             f"{source} is neither a studio model folder ({PRESET_CONFIG_FILE}) nor a "
@@ -198,7 +198,7 @@ def load_backbone(source, weights=None, vocabulary=None):
             f"{RUN_CONFIG_FILE} and a {RUN_WEIGHT_FILES['unet']}. Received: model={base!r}, "
             f"files {sorted(os.listdir(source))[:10]}"
         )
-    backbone = StableDiffusionBackbone.from_preset(base, weights=weights, vocabulary=vocabulary)
+    backbone = load_backbone(base, weights=weights, vocabulary=vocabulary)
     for component, path in found.items():
         getattr(backbone, component).load_weights(path)
     backbone.name = os.path.basename(os.path.normpath(source))
