@@ -16,8 +16,10 @@ class DiffusionBackbone:
 
     Subclasses set `tokenizer`, `name`, `image_size`, `prediction_type`,
     `noise_schedule` and `latent_scale`, and implement `encode_text`,
-    `encode_moments`, `decode_latents`, `denoise`, `latent_channels` and
-    `latent_downsampling`.
+    `encode_moments`, `decode_latents`, `denoise`, `denoiser`,
+    `objective`, `latent_channels`, `latent_downsampling`, and the
+    `token_embedding` table (with `text_compute_dtype`) that placeholder
+    lookups join.
 
     Attributes:
         image_preprocessor: the `ImagePreprocessor` of the family's pixel range.

@@ -63,6 +63,14 @@ class TokenLookupView:
         return self.backbone.denoise(latents, timesteps, conditioning, training=training)
 
     @property
+    def token_embedding(self):
+        return self.backbone.token_embedding
+
+    @property
+    def text_compute_dtype(self):
+        return self.backbone.text_compute_dtype
+
+    @property
     def denoiser(self):
         return self.backbone.denoiser
 
