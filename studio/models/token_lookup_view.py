@@ -34,9 +34,9 @@ class TokenLookupView:
 
     def encode_text(self, token_ids, token_lookup=None, training=False):
         """`backbone.encode_text` with this view's token lookup (or the one given)."""
-        return self.backbone.encode_text(
-            token_ids, token_lookup=token_lookup or self.token_lookup, training=training
-        )
+        if token_lookup is None:
+            token_lookup = self.token_lookup
+        return self.backbone.encode_text(token_ids, token_lookup=token_lookup, training=training)
 
     def with_token_lookup(self, tokenizer, token_lookup):
         """A view of the same backbone with another tokenizer and lookup."""

@@ -68,15 +68,16 @@ def test_token_lookup_view_reads_placeholders_and_leaves_the_backbone_alone(back
 
     tokenizer = CLIPTokenizer.from_config(backbone.tokenizer.get_config())
     first_new_id = tokenizer.vocabulary_size
-    tokenizer.add_placeholder_tokens("<seam>", 1)
-    word_vector = numpy(backbone.token_embedding.embeddings)[tokenizer.tokenize_words("red")]
-    lookup = PlaceholderEmbedding(backbone.token_embedding, first_new_id, word_vector)
+    word_ids = tokenizer.tokenize_words("red")  # Byte-level (tiny): one id per letter.
+    tokenizer.add_placeholder_tokens("<seam>", len(word_ids))
+    word_vectors = numpy(backbone.token_embedding.embeddings)[word_ids]
+    lookup = PlaceholderEmbedding(backbone.token_embedding, first_new_id, word_vectors)
     view = backbone.with_token_lookup(tokenizer, lookup)
 
     assert isinstance(view, TokenLookupView)
     assert "<seam>" not in backbone.tokenizer.placeholder_tokens
     assert view.name == backbone.name and view.image_size == backbone.image_size
-    # The placeholder starts as "red": its context equals the word's.
+    # The placeholder's vectors are those of "red": its context equals the word's.
     with_placeholder = view.encode_text(view.tokenizer(["a <seam> circle"]))["context"]
     with_word = backbone.encode_text(backbone.tokenizer(["a red circle"]))["context"]
     np.testing.assert_allclose(numpy(with_placeholder), numpy(with_word), atol=1e-5)
@@ -111,7 +112,11 @@ def test_decode_latents_and_denoise_are_the_networks(backbone):
         numpy(backbone.vae_decoder(latents / backbone.latent_scale)),
         atol=1e-6,
     )
-    conditioning = backbone.encode_text(backbone.tokenizer(["a circle"]))
+    # NumPy throughout: a functional model's dict input must not mix kinds.
+    conditioning = {
+        key: numpy(value)
+        for key, value in backbone.encode_text(backbone.tokenizer(["a circle"])).items()
+    }
     timesteps = np.array([10], "int32")
     np.testing.assert_allclose(
         numpy(backbone.denoise(latents, timesteps, conditioning)),
