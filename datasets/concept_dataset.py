@@ -6,6 +6,7 @@ import re
 import numpy as np
 
 from studio.datasets.image_augmenter import ImageAugmenter, check_crop_area_range
+from studio.models.image_preprocessor import ImagePreprocessor
 from studio.prompts.prompt_templates import PLACEHOLDER_MARK, PromptTemplates, fill_template
 
 # Seeds are drawn below this when none is given, and per-stream seeds are
@@ -14,13 +15,6 @@ SEED_MODULUS = 2**31 - 1
 _CAPTION_STREAM, _VARIANT_STREAM, _AUGMENT_STREAM = 1, 2, 3
 # Placeholders written like `<cat-toy>` are new tokens that must be registered.
 _PLACEHOLDER_PATTERN = re.compile(r"<[^<>\s]+>")
-
-
-def to_model_range(images):
-    """uint8 images in [0, 255] -> float32 in [-1, 1], the VAE's input range."""
-    import tensorflow as tf
-
-    return tf.cast(images, tf.float32) / 127.5 - 1.0
 
 
 class ConceptDataset:
@@ -182,7 +176,7 @@ class ConceptDataset:
         )
 
         def load_image(index, caption, variant):
-            return to_model_range(tf.gather(images, index)), tf.gather(token_ids, caption)
+            return ImagePreprocessor.to_model_range(tf.gather(images, index)), tf.gather(token_ids, caption)
 
         def augment(image, tokens):
             # Bilinear resampling stays within the input range; the clip only

@@ -15,10 +15,10 @@ import os
 
 import numpy as np
 
-from studio.datasets.concept_dataset import to_model_range
 from studio.datasets.image_augmenter import NO_CROP, ImageAugmenter, check_crop_area_range
 from studio.files.atomic_write import atomic_file
 from studio.files.keras_home import keras_home
+from studio.models.image_preprocessor import ImagePreprocessor
 
 logger = logging.getLogger(__name__)
 
@@ -178,7 +178,7 @@ class LatentCache:
             return tf.clip_by_value(augmenter(image), -1.0, 1.0)
 
         copies = tf.data.Dataset.from_tensor_slices(image_folder.images[indices])
-        copies = copies.map(to_model_range).flat_map(
+        copies = copies.map(ImagePreprocessor.to_model_range).flat_map(
             lambda image: tf.data.Dataset.from_tensors(image).repeat(variants)
         )
         if not augmenter.is_identity:

@@ -2,6 +2,8 @@
 
 import numpy as np
 
+from studio.models.image_preprocessor import ImagePreprocessor
+
 # Share of captions replaced by the empty prompt, so the model also learns
 # the unconditional prediction that classifier-free guidance needs.
 CAPTION_DROPOUT_RATE = 0.1
@@ -47,7 +49,7 @@ class ShapesWorldBatches:
         rng = np.random.default_rng([self.seed, index])
         picks = rng.integers(len(self.images), size=self.batch_size)
         if self.tokenizer is None:
-            return {"images": self.images[picks].astype("float32") / 127.5 - 1.0}
+            return {"images": ImagePreprocessor.to_model_range(self.images[picks])}
         captions = [
             "" if rng.random() < self.caption_dropout else self.world.caption(self.scenes[i], rng)
             for i in picks
@@ -56,7 +58,7 @@ class ShapesWorldBatches:
         if self.moments is not None:
             batch["moments"] = self.moments[picks]
         else:
-            batch["images"] = self.images[picks].astype("float32") / 127.5 - 1.0
+            batch["images"] = ImagePreprocessor.to_model_range(self.images[picks])
         return batch
 
     def __iter__(self):

@@ -35,11 +35,11 @@ def load_backbone(settings, devices, frozen=False):
     the backbone will train, so under mixed precision the weights are
     stored in the compute dtype (`frozen_network_policy`).
     """
-    from studio.models import StableDiffusionBackbone
+    from studio.interop import load_backbone as load_model
 
     precision = settings.precision
     with devices.scope():
-        return StableDiffusionBackbone.from_preset(
+        return load_model(
             settings.model,
             weights=settings.weights,
             vocabulary=settings.vocabulary,

@@ -24,10 +24,10 @@ def load_backbone(preset, loras=()):
         loras: tuple of `((path, mtime), scale)`; each distinct tuple is a
             separate backbone, since LoRA changes the UNet's layers.
     """
-    from studio.models import StableDiffusionBackbone
+    from studio import interop
     from studio.lora.lora_weights import LoRAWeights
 
-    backbone = StableDiffusionBackbone.from_preset(preset)
+    backbone = interop.load_backbone(preset)
     for (path, _), scale in loras:
         LoRAWeights.load(path).apply(backbone, scale=scale, strict=False)
     return backbone

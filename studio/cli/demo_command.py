@@ -113,7 +113,7 @@ def run(args):
         cache_dir=os.path.join(out, "latent-cache"),
     ))
     trainer, dataset = build_textual_inversion(settings)
-    evaluator = ModelEvaluator(trainer.backbone, text_encoder=trainer.encode_text)
+    evaluator = ModelEvaluator(trainer.sampling_backbone())
 
     prompts = [f"a {PLACEHOLDER}", f"a green {PLACEHOLDER}",
                f"a blue {PLACEHOLDER} on a white background"]

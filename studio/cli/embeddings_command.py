@@ -159,10 +159,11 @@ def _load_model_vocabulary(args):
     """The model's token table (numpy), tokenizer, and text-encoder weight hash."""
     import keras
 
-    from studio.models import BACKBONE_PRESETS, StableDiffusionBackbone
+    from studio.interop import load_backbone
+    from studio.models import BACKBONE_PRESETS
 
     print(f"Loading {args.model} ...", flush=True)
-    backbone = StableDiffusionBackbone.from_preset(
+    backbone = load_backbone(
         args.model, weights=args.weights, vocabulary=args.vocabulary
     )
     table = keras.ops.convert_to_numpy(backbone.text_encoder.token_embedding.embeddings)

@@ -37,10 +37,10 @@ def add_parser(subparsers):
 
 def run_base(args):
     from studio.evaluation.model_evaluator import ModelEvaluator
-    from studio.models import StableDiffusionBackbone
+    from studio.interop import load_backbone
 
     start = time.perf_counter()
-    scores = ModelEvaluator(StableDiffusionBackbone.from_preset(args.model)).score_base(
+    scores = ModelEvaluator(load_backbone(args.model)).score_base(
         args.images_per_combination, seed=args.seed)
     scores["seconds"] = round(time.perf_counter() - start, 1)
     print(json.dumps(scores, indent=2))

@@ -93,11 +93,11 @@ def run(args):
     from tqdm import tqdm
 
     from studio.images import next_image_index, save_png
-    from studio.models import StableDiffusionBackbone
+    from studio.interop import load_backbone
     from studio.pipelines import TextToImagePipeline
 
     print(f"Loading {args.model} ...", flush=True)
-    backbone = StableDiffusionBackbone.from_preset(
+    backbone = load_backbone(
         args.model,
         weights=args.weights,
         vocabulary=args.vocabulary,

@@ -137,7 +137,7 @@ def _export(args):
     from studio.interop.diffusers_folder import export_diffusers_folder
     from studio.interop.single_file_checkpoint import export_single_file
 
-    backbone = load_backbone(args.source, weights=args.weights, vocabulary=args.vocabulary)
+    backbone = load_export_source(args.source, weights=args.weights, vocabulary=args.vocabulary)
     if args.format == "diffusers":
         path = export_diffusers_folder(
             backbone, args.out, dtype=args.dtype, overwrite=args.overwrite
@@ -148,7 +148,7 @@ def _export(args):
     return EXIT_OK
 
 
-def load_backbone(source, weights=None, vocabulary=None):
+def load_export_source(source, weights=None, vocabulary=None):
     """The backbone to export: a model folder, a preset name, or a run folder.
 
     Args:
@@ -163,7 +163,7 @@ def load_backbone(source, weights=None, vocabulary=None):
         ValueError: a LoRA run (its LoRA must be merged first), or a run
             folder without weights or base model.
     """
-    from studio.models import StableDiffusionBackbone
+    from studio.interop import load_backbone
     from studio.trainers.run.run_directory import (
         CONFIG_FILE,
         LORA_FILE,
@@ -177,7 +177,7 @@ def load_backbone(source, weights=None, vocabulary=None):
     source = os.fspath(source)
     config_path = os.path.join(source, CONFIG_FILE)
     if not os.path.isdir(source) or os.path.isfile(os.path.join(source, PRESET_CONFIG_FILE)):
-        return StableDiffusionBackbone.from_preset(source, weights=weights, vocabulary=vocabulary)
+        return load_backbone(source, weights=weights, vocabulary=vocabulary)
     if not os.path.isfile(config_path):
         raise ValueError(
             f"{source} is neither a studio model folder ({PRESET_CONFIG_FILE}) nor a "
@@ -201,7 +201,7 @@ def load_backbone(source, weights=None, vocabulary=None):
             f"{CONFIG_FILE} and a {weight_files['unet']}. Received: model={base!r}, "
             f"files {sorted(os.listdir(source))[:10]}"
         )
-    backbone = StableDiffusionBackbone.from_preset(base, weights=weights, vocabulary=vocabulary)
+    backbone = load_backbone(base, weights=weights, vocabulary=vocabulary)
     for component, path in found.items():
         getattr(backbone, component).load_weights(path)
     backbone.name = os.path.basename(os.path.normpath(source))

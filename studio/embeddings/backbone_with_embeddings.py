@@ -1,6 +1,5 @@
-"""A backbone view whose tokenizer and text encoder know loaded embeddings' tokens."""
+"""A backbone view whose tokenizer and text encoding know loaded embeddings' tokens."""
 
-import copy
 import warnings
 
 
@@ -16,11 +15,12 @@ def backbone_with_embeddings(backbone, embeddings):
     """A view of `backbone` that reads the placeholders of `embeddings`.
 
     The backbone itself is not changed (it may be shared by other views):
-    the view has a copy of the tokenizer with every embedding's
-    placeholders added and a text encoder that looks their ids up in the
-    embeddings' vectors, the other ids in the model's own table. Pipelines
-    take the view as a backbone. An embedding trained on other text-encoder
-    weights of the same width loads with a `UserWarning`.
+    the view (`backbone.with_token_lookup`, a `TokenLookupView`) has a copy
+    of the tokenizer with every embedding's placeholders added and a token
+    lookup that reads their ids from the embeddings' vectors, the other ids
+    from the model's own table. Pipelines take the view as a backbone. An
+    embedding trained on other text-encoder weights of the same width loads
+    with a `UserWarning`.
 
     Args:
         backbone: a `StableDiffusionBackbone`.
@@ -51,8 +51,8 @@ def backbone_with_embeddings(backbone, embeddings):
     embeddings = list(embeddings)
     if not embeddings:
         return backbone
-    encoder = backbone.text_encoder
-    width = encoder.token_embedding.output_dim
+    token_embedding = backbone.token_embedding
+    width = token_embedding.output_dim
     base_hash = published_text_encoder_hash(backbone.name)
     tokenizer = CLIPTokenizer.from_config(backbone.tokenizer.get_config())
     vectors = []
@@ -70,17 +70,10 @@ def backbone_with_embeddings(backbone, embeddings):
             vectors.append(np.asarray(values, "float32"))
     first_new_id = backbone.tokenizer.vocabulary_size
     lookup = PlaceholderEmbedding(
-        encoder.token_embedding,
+        token_embedding,
         first_new_id,
         np.concatenate(vectors),
-        output_dtype=encoder.compute_dtype,
+        output_dtype=backbone.text_compute_dtype,
         name="loaded_embeddings",
     )
-
-    def text_encoder(token_ids):
-        return encoder.encode_token_embeddings(lookup(token_ids))
-
-    view = copy.copy(backbone)
-    view.tokenizer = tokenizer
-    view.text_encoder = text_encoder
-    return view
+    return backbone.with_token_lookup(tokenizer, lookup)

@@ -62,12 +62,12 @@ def evaluate_dreambooth(out, prior_preservation=True, steps=None, seed=0, model=
         `base_class_diversity` (normalised colour-and-pattern entropy of
         "a circle" images after and before), `diversity_ratio`, `steps`.
     """
-    from studio.models import StableDiffusionBackbone
+    from studio.interop import load_backbone
     from studio.trainers import DreamBoothSettings, build_dreambooth
     from studio.trainers.run.run_directory import RunDirectory
     from studio.trainers.run.training_run import TrainingRun
 
-    base = ModelEvaluator(StableDiffusionBackbone.from_preset(model))
+    base = ModelEvaluator(load_backbone(model))
     base_diversity = base.class_diversity(CLASS_PROMPT, num_images, seed=seed + 1000)
 
     settings = DreamBoothSettings(**dict(

@@ -1,7 +1,5 @@
 """Generates shapes-world images with a model and scores them with the shipped classifier."""
 
-import copy
-
 import numpy as np
 
 from studio.datasets.shapes_world import ShapesWorld
@@ -22,11 +20,10 @@ class ModelEvaluator:
     """Scores a `tiny-shapes` model: prompt accuracy, concept fidelity, editability, diversity.
 
     Args:
-        backbone: a `StableDiffusionBackbone` of the shapes world.
+        backbone: a `StableDiffusionBackbone` of the shapes world, or a view
+            of one whose text encoding knows placeholder tokens (a
+            textual-inversion trainer's `sampling_backbone()`).
         classifier: a `ShapesClassifier` (default: the shipped one).
-        text_encoder: None, or a callable token ids -> context used instead
-            of `backbone.text_encoder` (a textual-inversion trainer's
-            `encode_text`, which knows the placeholder's vectors).
         num_steps: sampling steps.
         guidance_scale: classifier-free guidance scale.
         batch_size: images per pipeline batch.
@@ -39,7 +36,7 @@ class ModelEvaluator:
     ```
     """
 
-    def __init__(self, backbone, classifier=None, text_encoder=None,
+    def __init__(self, backbone, classifier=None,
                  num_steps=EVALUATION_STEPS, guidance_scale=EVALUATION_GUIDANCE, batch_size=128):
         from studio.pipelines import TextToImagePipeline
 
@@ -48,12 +45,8 @@ class ModelEvaluator:
         self.num_steps = num_steps
         self.guidance_scale = guidance_scale
         self.batch_size = batch_size
-        view = backbone
-        if text_encoder is not None:
-            view = copy.copy(backbone)
-            view.text_encoder = text_encoder
         # TensorFlow on a CPU runs the step faster as a graph than with XLA.
-        self.pipeline = TextToImagePipeline(view, jit_compile=False)
+        self.pipeline = TextToImagePipeline(backbone, jit_compile=False)
 
     def generate(self, prompts, seed=0):
         """uint8 images, one per prompt; image `i` uses seed `seed + i`."""

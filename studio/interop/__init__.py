@@ -5,10 +5,12 @@ single `.safetensors` / `.ckpt` file (read without running pickle code)
 into a `StableDiffusionBackbone`, and exports a backbone (a DreamBooth
 result) back to both, so it opens in diffusers and AUTOMATIC1111. The
 weight names live in one table per network (`unet_names`, `vae_names`,
-`text_encoder_names`). Importing this package imports neither Keras nor
-TensorFlow; the importers do, when called.
+`text_encoder_names`). `load_backbone` takes any of these or a preset name
+or saved folder, as the `--model` option does. Importing this package
+imports neither Keras nor TensorFlow; the loaders do, when called.
 """
 
+from studio.interop.backbone_loader import load_backbone
 from studio.interop.checkpoint_format_error import CheckpointFormatError
 from studio.interop.diffusers_folder import export_diffusers_folder
 from studio.interop.diffusers_folder import import_diffusers_folder
@@ -27,4 +29,5 @@ __all__ = [
     "import_diffusers_folder",
     "import_model",
     "import_single_file",
+    "load_backbone",
 ]

@@ -1,6 +1,6 @@
 """Backbone presets: plain data, registered in one place.
 
-Each preset names the class and constructor arguments of every network, the
+Each preset names its model family, the class and constructor arguments of every network, the
 tokenizer, what the UNet predicts, and where the published weights are.
 `sd-v1` and `sd-v2` use the files KerasCV publishes for its
 `StableDiffusion` (v1.4) and `StableDiffusionV2` (v2.1-base, 512 px,
@@ -9,6 +9,10 @@ notebook that already ran KerasCV finds them in its Keras cache.
 """
 
 COMPONENTS = ("text_encoder", "unet", "vae_encoder", "vae_decoder")
+
+# The model family of a preset: the key of `studio.models.FAMILIES`, whose
+# backbone class builds it (SD 1.x, 2.x and the tiny presets share one).
+STABLE_DIFFUSION = "stable_diffusion"
 
 # SD's VAE latents are scaled to unit variance before the UNet sees them.
 SD_LATENT_SCALE = 0.18215
@@ -87,6 +91,7 @@ _SD_V2_UNET = dict(
 
 BACKBONE_PRESETS = {
     "sd-v1": {
+        "family": STABLE_DIFFUSION,
         "description": (
             "Stable Diffusion v1.4, 512 px, epsilon prediction; KerasCV's "
             "published weights (about 4 GB, downloaded once)."
@@ -123,6 +128,7 @@ BACKBONE_PRESETS = {
         },
     },
     "sd-v2": {
+        "family": STABLE_DIFFUSION,
         "description": (
             "Stable Diffusion v2.1-base, 512 px, epsilon prediction, OpenCLIP "
             "text encoder; KerasCV's published weights (about 5 GB, "
@@ -162,6 +168,7 @@ BACKBONE_PRESETS = {
         },
     },
     "tiny": {
+        "family": STABLE_DIFFUSION,
         "description": (
             "Random weights, same code at a tiny size (64 px images, width "
             "32): builds in seconds, for tests and trying the tools offline."
@@ -193,6 +200,7 @@ BACKBONE_PRESETS = {
         "weights": None,
     },
     "tiny-shapes": {
+        "family": STABLE_DIFFUSION,
         "description": (
             "The studio's embedded model: the same code at a tiny size (32 px "
             "images, 8x8 latents), pretrained by `studio train base` on the "

@@ -8,21 +8,30 @@ import keras
 from studio.errors import WeightsNotFoundError
 from studio.files.atomic_write import atomic_folder
 from studio.files.json_file import read_json, write_json
+from studio.models.diffusion_backbone import DiffusionBackbone
 from studio.models.legacy_h5_weights import load_legacy_h5_weights
-from studio.models.presets import BACKBONE_PRESETS, COMPONENTS
+from studio.models.presets import BACKBONE_PRESETS, COMPONENTS, STABLE_DIFFUSION
 from studio.models.weight_file_resolver import resolve_weight_files
 
 # Random networks are initialised from this seed unless told otherwise.
 RANDOM_WEIGHTS_SEED = 0
 # A saved preset folder holds this file and one `<component>.weights.h5` each.
 PRESET_CONFIG_FILE = "backbone.json"
+# The family of SD 1.x / 2.x presets and of the tiny ones (a preset's "family").
+STABLE_DIFFUSION_FAMILY = STABLE_DIFFUSION
+# The objective type `studio.trainers.objectives` builds for this family.
+DDPM_OBJECTIVE = "ddpm"
+# A diffusers folder has one of these; `studio.interop.load_backbone` converts it.
+_DIFFUSERS_MARKERS = ("model_index.json", os.path.join("unet", "config.json"))
 
 
-class StableDiffusionBackbone:
-    """Text encoder, UNet, VAE encoder and decoder, and their tokenizer.
+class StableDiffusionBackbone(DiffusionBackbone):
+    """Text encoder, UNet, VAE encoder and decoder, and their tokenizer (SD 1.x / 2.x).
 
     The networks know nothing of sampling or training: pipelines
-    (`studio.pipelines`) and trainers (`studio.trainers`) use them.
+    (`studio.pipelines`) and trainers (`studio.trainers`) use them through
+    the seam of `DiffusionBackbone` (`encode_text`, `with_token_lookup`,
+    `encode_images`, `decode_latents`, `denoise`, `objective`).
 
     Args:
         text_encoder: a `CLIPTextEncoder`.
@@ -41,9 +50,12 @@ class StableDiffusionBackbone:
 
     ```python
     backbone = StableDiffusionBackbone.from_preset("tiny")
-    context = backbone.text_encoder(backbone.tokenizer(["a photo of a cat"]))
+    conditioning = backbone.encode_text(backbone.tokenizer(["a photo of a cat"]))
+    conditioning["context"]  # float32 (1, 77, 32)
     ```
     """
+
+    family = STABLE_DIFFUSION_FAMILY
 
     def __init__(
         self,
@@ -79,6 +91,66 @@ class StableDiffusionBackbone:
         """The four networks by name, in `COMPONENTS` order."""
         return {name: getattr(self, name) for name in COMPONENTS}
 
+    # --- The seam (see `DiffusionBackbone`) -------------------------------
+
+    def encode_text(self, token_ids, token_lookup=None, training=False):
+        """The CLIP text encoder's hidden states: `{"context": (batch, length, width)}`.
+
+        With a `token_lookup` (placeholder vectors joined to the frozen
+        table), the encoder runs on the looked-up vectors instead of its
+        own table's.
+        """
+        if token_lookup is None:
+            context = self.text_encoder(token_ids, training=training)
+        else:
+            context = self.text_encoder.encode_token_embeddings(token_lookup(token_ids))
+        return {"context": context}
+
+    @property
+    def token_embedding(self):
+        """The text encoder's token table, which placeholder lookups join (read only)."""
+        return self.text_encoder.token_embedding
+
+    @property
+    def text_compute_dtype(self):
+        """The dtype token vectors enter the text encoder in."""
+        return self.text_encoder.compute_dtype
+
+    def encode_moments(self, pixels, training=False):
+        return self.vae_encoder(pixels, training=training)
+
+    def decode_latents(self, latents):
+        return self.vae_decoder(latents / self.latent_scale)
+
+    def denoise(self, latents, timesteps, conditioning, training=False):
+        return self.unet(
+            {"latents": latents, "timesteps": timesteps, **conditioning}, training=training
+        )
+
+    @property
+    def denoiser(self):
+        """The denoising network (the UNet), which `GuidedDenoiser` compiles."""
+        return self.unet
+
+    @property
+    def latent_channels(self):
+        return self.unet.latent_channels
+
+    @property
+    def latent_downsampling(self):
+        """Pixels per latent along each side (8 for SD)."""
+        return self.vae_decoder.upsampling_factor
+
+    @property
+    def objective(self):
+        """DDPM with the preset's prediction type, noise schedule and latent scale."""
+        return {
+            "type": DDPM_OBJECTIVE,
+            "prediction_type": self.prediction_type,
+            "noise_schedule": dict(self.noise_schedule),
+            "latent_scale": self.latent_scale,
+        }
+
     @classmethod
     def from_preset(
         cls,
@@ -92,12 +164,11 @@ class StableDiffusionBackbone:
         """Builds the backbone of a preset, with its weights.
 
         Args:
-            preset: a name of `BACKBONE_PRESETS` ("sd-v1", "sd-v2", "tiny"),
-                a folder written by `save_to_preset`, or a model to convert
-                with `studio.interop.import_model`: a diffusers folder or an
-                original single file (`.safetensors`, `.ckpt`).
-            load_weights: False builds the networks with random weights
-                (named presets and saved folders only).
+            preset: a name of `BACKBONE_PRESETS` ("sd-v1", "sd-v2", "tiny")
+                or a folder written by `save_to_preset`. Diffusers folders
+                and single files (`.safetensors`, `.ckpt`) are converted by
+                `studio.interop.load_backbone`, which takes all four.
+            load_weights: False builds the networks with random weights.
             weights: where the preset's published weight files are: None for
                 the Keras cache (downloaded once), a folder holding them, or a
                 dict component -> file or folder.
@@ -111,14 +182,17 @@ class StableDiffusionBackbone:
                 every process. None leaves Keras' random state alone.
 
         Raises:
-            ValueError: for an unknown preset name.
+            ValueError: for an unknown preset name, or a model to convert
+                (a diffusers folder or a single file).
             WeightsNotFoundError: when weight files are neither local nor
                 downloadable; one message lists every missing file.
-            UnsupportedModelError, CheckpointFormatError: a diffusers folder
-                or single file the studio cannot convert (`studio.interop`).
         """
         if _is_model_to_import(preset):
-            return _import_model(preset, load_weights, weights, vocabulary, dtype)
+            raise ValueError(
+                f"{preset} is a model to convert, not a preset: `from_preset` takes "
+                "preset names and folders saved by `save_to_preset`. Load it with "
+                f"`studio.interop.load_backbone`. Received: preset={preset!r}"
+            )
         if os.path.isdir(str(preset)):
             return cls._from_saved_preset(preset, load_weights, dtype)
         if preset not in BACKBONE_PRESETS:
@@ -163,6 +237,7 @@ class StableDiffusionBackbone:
     def get_config(self):
         """Everything but the weights, as JSON-serialisable data."""
         return {
+            "family": self.family,
             "prediction_type": self.prediction_type,
             "latent_scale": self.latent_scale,
             "image_size": self.image_size,
@@ -221,29 +296,13 @@ class StableDiffusionBackbone:
 
 
 def _is_model_to_import(preset):
-    """True for a diffusers folder or a single file, which `studio.interop` converts."""
+    """True for a single file or a diffusers folder, which `studio.interop` converts."""
     path = str(preset)
     if os.path.isfile(path):
         return True
-    if os.path.isdir(path) and not os.path.isfile(os.path.join(path, PRESET_CONFIG_FILE)):
-        from studio.interop.diffusers_folder import is_diffusers_folder
-
-        return is_diffusers_folder(path)
-    return False
-
-
-def _import_model(path, load_weights, weights, vocabulary, dtype):
-    # Imported here: studio.interop (PyTorch file readers, name tables) is
-    # needed only for these paths.
-    from studio.interop import import_model
-
-    if not load_weights or weights is not None:
-        raise ValueError(
-            f"{path} is converted with its own weights; `load_weights=False` and "
-            f"`weights` are for named presets. Received: load_weights={load_weights}, "
-            f"weights={weights!r}"
-        )
-    return import_model(path, vocabulary=vocabulary, dtype=dtype)
+    return os.path.isdir(path) and not os.path.isfile(
+        os.path.join(path, PRESET_CONFIG_FILE)
+    ) and any(os.path.isfile(os.path.join(path, marker)) for marker in _DIFFUSERS_MARKERS)
 
 
 def _network_config(network):

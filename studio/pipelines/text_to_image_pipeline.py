@@ -33,8 +33,13 @@ class TextToImagePipeline:
     any backend (bit for bit with the same batch size; another batch size
     changes float rounding inside the networks by about one pixel level).
 
+    It uses only the backbone's seam (`studio.models.DiffusionBackbone`):
+    `tokenizer`, `encode_text`, `encode_images`, `decode_latents`,
+    `latent_shape` and `denoiser`, so a `TokenLookupView` (placeholder
+    tokens) generates like the backbone itself.
+
     Args:
-        backbone: a `StableDiffusionBackbone`.
+        backbone: a `StableDiffusionBackbone`, or a view of one.
         jit_compile: compile the guided UNet step (XLA on TensorFlow, jit on
             JAX): True, False, or "auto" (the default): compiled on
             accelerators and under JAX; TensorFlow on a CPU runs a graph
@@ -51,15 +56,14 @@ class TextToImagePipeline:
 
     def __init__(self, backbone, jit_compile="auto"):
         self.backbone = backbone
-        self.denoiser = GuidedDenoiser(backbone.unet)
+        self.denoiser = GuidedDenoiser(backbone.denoiser)
         self.denoiser.compile(jit_compile=jit_compile)
 
     def encode_prompts(self, prompts):
         """Returns the text encoder's context for a list of prompts (numpy)."""
         token_ids = self.backbone.tokenizer(list(prompts))
-        return ops.convert_to_numpy(self.backbone.text_encoder(token_ids)).astype(
-            "float32"
-        )
+        context = self.backbone.encode_text(token_ids)["context"]
+        return ops.convert_to_numpy(context).astype("float32")
 
     def __call__(
         self,
@@ -118,7 +122,7 @@ class TextToImagePipeline:
             height, width = init_image.shape[:2]
         height = int(height or self.backbone.image_size)
         width = int(width or self.backbone.image_size)
-        factor = self.backbone.vae_decoder.upsampling_factor
+        factor = self.backbone.latent_downsampling
         for label, value in (("height", height), ("width", width)):
             if value <= 0 or value % factor:
                 raise ValueError(
@@ -195,9 +199,7 @@ class TextToImagePipeline:
         callback,
     ):
         generators = [np.random.default_rng(seed) for seed in seeds]
-        channels = self.backbone.unet.latent_channels
-        factor = self.backbone.vae_decoder.upsampling_factor
-        latent_shape = (height // factor, width // factor, channels)
+        latent_shape = self.backbone.latent_shape(height, width)
 
         def noise():
             return np.stack(
@@ -211,7 +213,7 @@ class TextToImagePipeline:
         if init_image is None:
             latents = noise() * scheduler.init_noise_sigma
         else:
-            clean = self._encode_image(init_image, generators)
+            clean = self._encode_image(init_image, noise())
             start = np.full((len(seeds),), int(timesteps[0]))
             latents = ops.convert_to_numpy(scheduler.add_noise(clean, noise(), start))
         scales = np.full((len(seeds),), guidance_scale, dtype=np.float32)
@@ -235,18 +237,11 @@ class TextToImagePipeline:
                 callback(step + 1, len(timesteps))
         return self._decode(latents)
 
-    def _encode_image(self, image, generators):
-        pixels = image.astype("float32")[None] / 127.5 - 1.0
-        moments = ops.convert_to_numpy(self.backbone.vae_encoder(pixels))[0]
-        mean, log_variance = np.split(moments, 2, axis=-1)
-        std = np.exp(0.5 * np.clip(log_variance, -30.0, 20.0))
-        latents = [
-            mean + std * g.standard_normal(mean.shape, dtype=np.float32)
-            for g in generators
-        ]
-        return np.stack(latents) * self.backbone.latent_scale
+    def _encode_image(self, image, noise):
+        """One image's latents, sampled once per image of the batch with its noise."""
+        pixels = self.backbone.image_preprocessor.to_model_range(image[None])
+        return ops.convert_to_numpy(self.backbone.encode_images(pixels, noise))
 
     def _decode(self, latents):
-        decoded = self.backbone.vae_decoder(latents / self.backbone.latent_scale)
-        pixels = (ops.convert_to_numpy(decoded) + 1.0) * 127.5
-        return np.clip(np.round(pixels), 0, 255).astype(np.uint8)
+        decoded = self.backbone.decode_latents(latents)
+        return self.backbone.image_preprocessor.to_uint8(decoded)

@@ -40,7 +40,7 @@ def test_textual_inversion_finds_the_unnamed_concept():
     backbone = StableDiffusionBackbone.from_preset("tiny-shapes")
     trainer = TextualInversionTrainer(backbone, "<cross>", "square", seed=0)
     trainer.compile(optimizer=keras.optimizers.Adam(2e-2))
-    evaluator = ModelEvaluator(backbone, text_encoder=trainer.encode_text)
+    evaluator = ModelEvaluator(trainer.sampling_backbone())
     before = evaluator.score_concept("<cross>", UNNAMED_CONCEPT, SCORE_IMAGES)
 
     world, rng = ShapesWorld(32), np.random.default_rng(0)

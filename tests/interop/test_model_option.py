@@ -1,8 +1,9 @@
 """`--model PATH`: a diffusers folder or a single file wherever a preset is taken.
 
 `generate` and the trainers load their model with
-`StableDiffusionBackbone.from_preset`, which converts such paths with
-`studio.interop.import_model`; the converted model must generate exactly
+`studio.interop.load_backbone`, which converts such paths with
+`studio.interop.import_model` (and gives presets and saved folders to
+`StableDiffusionBackbone.from_preset`); the converted model must generate exactly
 what the same model saved by the studio generates.
 """
 
@@ -84,19 +85,34 @@ def test_generate_takes_a_single_file(saved, expected, tmp_path):
     assert parameters.model == "tiny-single"
 
 
-def test_from_preset_passes_the_precision_and_refuses_preset_options(saved):
-    from studio.models import StableDiffusionBackbone
+def test_load_backbone_passes_the_precision_and_refuses_preset_options(saved):
+    from studio.interop import load_backbone
 
-    backbone = StableDiffusionBackbone.from_preset(saved["diffusers"], dtype="mixed_float16")
+    backbone = load_backbone(saved["diffusers"], dtype="mixed_float16")
     assert {network.dtype_policy.name for network in backbone.components.values()} == {
         "mixed_float16"
     }
     with pytest.raises(ValueError, match="weights='elsewhere'"):
-        StableDiffusionBackbone.from_preset(saved["diffusers"], weights="elsewhere")
+        load_backbone(saved["diffusers"], weights="elsewhere")
     with pytest.raises(ValueError, match="load_weights=False"):
-        StableDiffusionBackbone.from_preset(saved["single_file"], load_weights=False)
+        load_backbone(saved["single_file"], load_weights=False)
     with pytest.raises(ValueError, match="own tokenizer"):
-        StableDiffusionBackbone.from_preset(saved["diffusers"], vocabulary=saved["tokenizer"])
+        load_backbone(saved["diffusers"], vocabulary=saved["tokenizer"])
+
+
+def test_load_backbone_takes_presets_and_saved_folders(saved):
+    from studio.interop import load_backbone
+
+    assert load_backbone(saved["studio"]).name == "tiny-studio"
+    assert load_backbone("tiny", load_weights=False).name == "tiny"
+
+
+def test_from_preset_sends_models_to_convert_to_load_backbone(saved):
+    from studio.models import StableDiffusionBackbone
+
+    for source in (saved["diffusers"], saved["single_file"]):
+        with pytest.raises(ValueError, match="studio.interop.load_backbone"):
+            StableDiffusionBackbone.from_preset(source)
 
 
 def test_generate_names_an_unsupported_file(tmp_path, capsys):

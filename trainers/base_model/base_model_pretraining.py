@@ -57,7 +57,9 @@ def pretrain_base_model(settings, out, resume=False):
 
     moments = np.concatenate([
         keras.ops.convert_to_numpy(
-            backbone.vae_encoder(images[i : i + ENCODE_BATCH_SIZE].astype("float32") / 127.5 - 1)
+            backbone.encode_moments(
+                backbone.image_preprocessor.to_model_range(images[i : i + ENCODE_BATCH_SIZE])
+            )
         )
         for i in range(0, len(images), ENCODE_BATCH_SIZE)
     ])

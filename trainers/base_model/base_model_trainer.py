@@ -2,63 +2,49 @@
 
 import os
 
-import keras
 from keras import ops
 
-from studio.trainers.diffusion_objective import DiffusionObjective
-from studio.trainers.run.last_value import LastValue
+from studio.trainers.diffusion_trainer import DiffusionTrainer
 
 
-class BaseModelTrainer(keras.Model):
+class BaseModelTrainer(DiffusionTrainer):
     """Trains a backbone's text encoder and UNet together on image/caption batches.
 
     The VAE is frozen (trained before, by `VAETrainer`). Each step samples
     latents from the batch's VAE moments, noises them with the backbone's
-    `DiffusionObjective`, and regresses the UNet's prediction, with the
+    objective (`DDPMObjective`), and regresses the UNet's prediction, with the
     caption's context from the text encoder, which learns along.
 
     Args:
         backbone: a `studio.models.StableDiffusionBackbone`.
-        min_snr_gamma: float or None (see `DiffusionObjective`).
+        min_snr_gamma: float or None (see `DDPMObjective`).
         seed: int or None, of the noise and timestep draws.
         **kwargs: `keras.Model` arguments.
 
     Call arguments:
         inputs: dict with `"token_ids"` and `"moments"` (or `"images"` in
-            `[-1, 1]`, encoded by the frozen VAE every step).
+            `[-1, 1]`, encoded by the frozen VAE every step, or `"latents"`).
 
     Returns:
         `(prediction, target, weights)`, as `TextualInversionTrainer`.
     """
 
     def __init__(self, backbone, min_snr_gamma=None, seed=None, **kwargs):
-        kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
-        self.backbone = backbone
         self.min_snr_gamma = min_snr_gamma
         self.seed = seed
         backbone.vae_encoder.trainable = False
         backbone.vae_decoder.trainable = False
-        self.text_encoder = backbone.text_encoder
-        self.unet = backbone.unet
-        self.vae_encoder = backbone.vae_encoder
-        self.objective = DiffusionObjective.from_backbone(backbone, min_snr_gamma=min_snr_gamma)
-        self.seed_generator = keras.random.SeedGenerator(seed, name="noise_seed")
-        self.step_loss = LastValue(name="step_loss")
+        self._track_backbone(backbone)
+        self._start_training_state(seed, min_snr_gamma=min_snr_gamma)
 
     def call(self, inputs, training=False):
-        if "moments" in inputs:
-            moments = inputs["moments"]
-        else:
-            moments = self.vae_encoder(inputs["images"], training=False)
-        latents = self.objective.sample_latents(moments, self.seed_generator)
+        latents = self._clean_latents(inputs)
         noisy, timesteps, target, weights = self.objective.noisy_latents(
             latents, self.seed_generator
         )
-        context = self.text_encoder(inputs["token_ids"], training=training)
-        prediction = self.unet(
-            {"latents": noisy, "timesteps": timesteps, "context": context}, training=training
-        )
+        conditioning = self.backbone.encode_text(inputs["token_ids"], training=training)
+        prediction = self.backbone.denoise(noisy, timesteps, conditioning, training=training)
         return ops.cast(prediction, "float32"), target, weights
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):

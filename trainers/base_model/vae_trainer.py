@@ -5,7 +5,7 @@ import os
 import keras
 from keras import ops
 
-from studio.trainers.diffusion_objective import LOG_VARIANCE_RANGE
+from studio.models.latent_distribution import reparameterize, split_moments
 from studio.trainers.run.last_value import LastValue
 
 # Weight of the KL term against the per-pixel squared error: small, as in
@@ -53,10 +53,9 @@ class VAETrainer(keras.Model):
     def call(self, inputs, training=False):
         images = ops.cast(inputs["images"], "float32")
         moments = self.vae_encoder(images, training=training)
-        mean, log_variance = ops.split(ops.cast(moments, "float32"), 2, axis=-1)
-        log_variance = ops.clip(log_variance, *LOG_VARIANCE_RANGE)
+        mean, log_variance = split_moments(moments)
         noise = keras.random.normal(ops.shape(mean), seed=self.seed_generator)
-        latents = mean + ops.exp(0.5 * log_variance) * noise
+        latents = reparameterize(mean, log_variance, noise)
         reconstruction = self.vae_decoder(latents, training=training)
         kl = 0.5 * ops.mean(ops.square(mean) + ops.exp(log_variance) - 1.0 - log_variance)
         return ops.cast(reconstruction, "float32"), images, kl

@@ -5,25 +5,22 @@ import os
 import keras
 from keras import ops
 
-from studio.trainers.diffusion_objective import DiffusionObjective
-from studio.trainers.frozen_policy_trainer import FrozenPolicyTrainer
+from studio.lora.lora_targets import text_encoder_lora_targets, unet_lora_targets
+from studio.lora.lora_weights import LoRAWeights
+from studio.trainers.diffusion_trainer import IMAGE_INPUT_KEYS, DiffusionTrainer, describe_batch
+from studio.trainers.distributed.replica_context import sum_over_replicas
 from studio.trainers.dreambooth.dreambooth_remat import rematerialize_unet_blocks
 from studio.trainers.run.last_value import LastValue
 # Result files in a run folder and in each checkpoint.
 from studio.trainers.run.run_directory import LORA_FILE, TEXT_ENCODER_WEIGHTS_FILE, UNET_WEIGHTS_FILE
-from studio.lora.lora_targets import text_encoder_lora_targets, unet_lora_targets
-from studio.lora.lora_weights import LoRAWeights
-from studio.trainers.distributed.replica_context import sum_over_replicas
 
-# Batch keys the step accepts for the images, cheapest first.
-IMAGE_INPUT_KEYS = ("latents", "moments", "images")
 # Offsets of the LoRA initializers' seeds from the trainer's seed, so that
 # the two networks' adapters differ.
 _UNET_LORA_SEED_OFFSET = 1
 _TEXT_ENCODER_LORA_SEED_OFFSET = 2
 
 
-class DreamBoothTrainer(FrozenPolicyTrainer):
+class DreamBoothTrainer(DiffusionTrainer):
     """Fine-tunes a `StableDiffusionBackbone` on a subject's photos, with prior preservation.
 
     Batches pair the subject's images with a prompt holding a rare
@@ -131,9 +128,6 @@ class DreamBoothTrainer(FrozenPolicyTrainer):
         seed=None,
         **kwargs,
     ):
-        # float32: the trainer's own inputs (moments, latents) must not be
-        # cast to float16; the networks keep their own policies.
-        kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
         if not prior_loss_weight >= 0:
             raise ValueError(
@@ -152,7 +146,6 @@ class DreamBoothTrainer(FrozenPolicyTrainer):
                 "`lora_alpha` and `lora_feed_forward` need `lora_rank`. Received: "
                 f"lora_rank=None, lora_alpha={lora_alpha!r}, lora_feed_forward={lora_feed_forward!r}"
             )
-        self.backbone = backbone
         self.prior_loss_weight = float(prior_loss_weight)
         self.lora_rank = lora_rank
         self.lora_alpha = None if lora_alpha is None else float(lora_alpha)
@@ -163,9 +156,7 @@ class DreamBoothTrainer(FrozenPolicyTrainer):
         self.offset_noise = offset_noise
         self.seed = seed
 
-        self.text_encoder = backbone.text_encoder
-        self.unet = backbone.unet
-        self.vae_encoder = backbone.vae_encoder
+        self._track_backbone(backbone)
         self.vae_encoder.trainable = False
         backbone.vae_decoder.trainable = False
         if lora_rank is None:
@@ -177,11 +168,9 @@ class DreamBoothTrainer(FrozenPolicyTrainer):
         if self.remat:
             rematerialize_unet_blocks(self.unet)
 
-        self.objective = DiffusionObjective.from_backbone(
-            backbone, min_snr_gamma=min_snr_gamma, offset_noise=offset_noise
+        self._start_training_state(
+            seed, min_snr_gamma=min_snr_gamma, offset_noise=offset_noise
         )
-        self.seed_generator = keras.random.SeedGenerator(seed, name="noise_seed")
-        self.step_loss = LastValue(name="step_loss")
         self.instance_loss = LastValue(name="instance_loss")
         self.prior_loss = LastValue(name="prior_loss")
 
@@ -222,50 +211,36 @@ class DreamBoothTrainer(FrozenPolicyTrainer):
     # --- The training step ------------------------------------------------
 
     def compile(self, optimizer="adamw", **kwargs):
-        """`FrozenPolicyTrainer.compile`, with AdamW by default."""
+        """`DiffusionTrainer.compile`, with AdamW by default."""
         super().compile(optimizer=optimizer, **kwargs)
 
     def call(self, inputs, training=False):
         if not isinstance(inputs, dict) or not ({"token_ids", "context"} & set(inputs)):
             raise ValueError(
                 "A batch must be a dict with 'token_ids' or 'context', and one of "
-                f"{IMAGE_INPUT_KEYS}. Received: {_describe(inputs)}"
+                f"{IMAGE_INPUT_KEYS}. Received: {describe_batch(inputs)}"
             )
         latents = self._clean_latents(inputs)
         noisy, timesteps, target, weights = self.objective.noisy_latents(
             latents, self.seed_generator
         )
-        context = self._context(inputs)
-        prediction = self.unet(
-            {"latents": noisy, "timesteps": timesteps, "context": context}, training=training
-        )
+        conditioning = self._conditioning(inputs)
+        prediction = self.backbone.denoise(noisy, timesteps, conditioning, training=training)
         if "is_class_image" in inputs:
             is_class = ops.cast(inputs["is_class_image"], "float32")
         else:
             is_class = ops.zeros(ops.shape(weights), "float32")
         return ops.cast(prediction, "float32"), target, weights, is_class
 
-    def _context(self, inputs):
+    def _conditioning(self, inputs):
         if "context" in inputs:
             if self.train_text_encoder:
                 raise ValueError(
                     "Precomputed 'context' cannot train the text encoder: give "
-                    f"'token_ids'. Received: {_describe(inputs)}"
+                    f"'token_ids'. Received: {describe_batch(inputs)}"
                 )
-            return ops.cast(inputs["context"], "float32")
-        return self.text_encoder(inputs["token_ids"], training=self.train_text_encoder)
-
-    def _clean_latents(self, inputs):
-        if "latents" in inputs:
-            return ops.cast(inputs["latents"], "float32")
-        if "moments" in inputs:
-            return self.objective.sample_latents(inputs["moments"], self.seed_generator)
-        if "images" in inputs:
-            moments = self.vae_encoder(inputs["images"], training=False)
-            return self.objective.sample_latents(moments, self.seed_generator)
-        raise ValueError(
-            f"A batch must hold one of {IMAGE_INPUT_KEYS}. Received: {_describe(inputs)}"
-        )
+            return {"context": ops.cast(inputs["context"], "float32")}
+        return self.backbone.encode_text(inputs["token_ids"], training=self.train_text_encoder)
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         prediction, target, weights, is_class = y_pred
@@ -377,8 +352,3 @@ def _kohya_base_model_version(backbone):
     """kohya's `ss_base_model_version` for the backbone's architecture."""
     return "sd_v1" if backbone.unet.transformer_projection == "conv" else "sd_2.0"
 
-
-def _describe(inputs):
-    if isinstance(inputs, dict):
-        return f"a dict with keys {sorted(inputs)}"
-    return type(inputs).__name__

@@ -1,26 +1,19 @@
 """Textual inversion: learn new token vectors that make Stable Diffusion draw a concept."""
 
-import copy
 import os
 
-import keras
 import numpy as np
 from keras import ops
 
 from studio.embeddings.backbone_with_embeddings import published_text_encoder_hash
-from studio.trainers.diffusion_objective import DiffusionObjective
-from studio.trainers.frozen_policy_trainer import FrozenPolicyTrainer
-from studio.trainers.run.last_value import LastValue
+from studio.embeddings.placeholder_embedding import PlaceholderEmbedding
+from studio.trainers.diffusion_trainer import IMAGE_INPUT_KEYS, DiffusionTrainer, describe_batch
+from studio.trainers.distributed.replica_context import replica_share, sum_over_replicas
 # The learned vectors' file in a run folder and in each checkpoint.
 from studio.trainers.run.run_directory import EMBEDDING_FILE
-from studio.embeddings.placeholder_embedding import PlaceholderEmbedding
-from studio.trainers.distributed.replica_context import replica_share, sum_over_replicas
-
-# Batch keys the step accepts for the images, cheapest first.
-IMAGE_INPUT_KEYS = ("latents", "moments", "images")
 
 
-class TextualInversionTrainer(FrozenPolicyTrainer):
+class TextualInversionTrainer(DiffusionTrainer):
     """Trains placeholder token vectors on a frozen `StableDiffusionBackbone`.
 
     Each placeholder token (`"<cat-toy>"`) gets `num_vectors` new token ids
@@ -72,7 +65,7 @@ class TextualInversionTrainer(FrozenPolicyTrainer):
             word or phrase whose vectors start the placeholder's.
         num_vectors: int or list of int, vectors per placeholder (>= 1).
         min_snr_gamma: float or None, min-SNR loss weighting (see
-            `DiffusionObjective`).
+            `DDPMObjective`).
         offset_noise: float >= 0, offset-noise strength (0: off).
         norm_regularization: float >= 0. Adds this times the mean squared
             difference between each vector's norm and its initial norm to the
@@ -117,9 +110,6 @@ class TextualInversionTrainer(FrozenPolicyTrainer):
         seed=None,
         **kwargs,
     ):
-        # float32: the trainer's own inputs (moments, latents) must not be
-        # cast to float16; the networks keep their own policies.
-        kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
         tokens, words, counts = _as_lists(placeholder_tokens, initializer_words, num_vectors)
         if not norm_regularization >= 0:
@@ -127,7 +117,6 @@ class TextualInversionTrainer(FrozenPolicyTrainer):
                 "`norm_regularization` must be >= 0 (0 turns it off). "
                 f"Received: norm_regularization={norm_regularization!r}"
             )
-        self.backbone = backbone
         self.placeholder_tokens = tokens
         self.initializer_words = words
         self.num_vectors = counts
@@ -138,9 +127,7 @@ class TextualInversionTrainer(FrozenPolicyTrainer):
 
         for network in backbone.components.values():
             network.trainable = False
-        self.text_encoder = backbone.text_encoder
-        self.unet = backbone.unet
-        self.vae_encoder = backbone.vae_encoder
+        self._track_backbone(backbone)
 
         # Initializers are checked before the tokenizer is changed.
         word_ids = [
@@ -149,25 +136,23 @@ class TextualInversionTrainer(FrozenPolicyTrainer):
         ]
         token_ids = _register_placeholders(backbone.tokenizer, tokens, counts)
         first_new_id = token_ids[tokens[0]][0]
-        _check_fits_table(backbone.tokenizer, first_new_id, self.text_encoder)
+        _check_fits_table(backbone.tokenizer, first_new_id, backbone.token_embedding)
         self.placeholder_token_ids = token_ids
-        table = ops.convert_to_numpy(self.text_encoder.token_embedding.embeddings)
+        table = ops.convert_to_numpy(backbone.token_embedding.embeddings)
         initial = np.concatenate(
             [_initial_vectors(table, ids, count) for ids, count in zip(word_ids, counts)]
         ).astype("float32")
         self.initial_norms = np.linalg.norm(initial, axis=-1).astype("float32")
         self.placeholder_embedding = PlaceholderEmbedding(
-            self.text_encoder.token_embedding,
+            backbone.token_embedding,
             first_new_id,
             initial,
-            output_dtype=self.text_encoder.compute_dtype,
+            output_dtype=backbone.text_compute_dtype,
             name="placeholder_embedding",
         )
-        self.objective = DiffusionObjective.from_backbone(
-            backbone, min_snr_gamma=min_snr_gamma, offset_noise=offset_noise
+        self._start_training_state(
+            seed, min_snr_gamma=min_snr_gamma, offset_noise=offset_noise
         )
-        self.seed_generator = keras.random.SeedGenerator(seed, name="noise_seed")
-        self.step_loss = LastValue(name="step_loss")
 
     # --- The training step ------------------------------------------------
 
@@ -177,44 +162,30 @@ class TextualInversionTrainer(FrozenPolicyTrainer):
         return self.placeholder_embedding.new_vectors
 
     def encode_text(self, token_ids):
-        """The text encoder's context for token ids that may include placeholders.
+        """The backbone's conditioning for token ids that may include placeholders.
 
         Args:
             token_ids: int `(batch, length)`, from `backbone.tokenizer`.
 
         Returns:
-            float32 `(batch, length, width)`.
+            The dict of `backbone.encode_text` (`{"context": float32
+            (batch, length, width)}` for Stable Diffusion).
         """
-        return self.text_encoder.encode_token_embeddings(self.placeholder_embedding(token_ids))
+        return self.backbone.encode_text(token_ids, token_lookup=self.placeholder_embedding)
 
     def call(self, inputs, training=False):
         if not isinstance(inputs, dict) or "token_ids" not in inputs:
             raise ValueError(
                 "A batch must be a dict with 'token_ids' and one of "
-                f"{IMAGE_INPUT_KEYS}. Received: {_describe(inputs)}"
+                f"{IMAGE_INPUT_KEYS}. Received: {describe_batch(inputs)}"
             )
-        latents = self._clean_latents(inputs)
+        latents = self._clean_latents(inputs, requirement=" besides 'token_ids'")
         noisy, timesteps, target, weights = self.objective.noisy_latents(
             latents, self.seed_generator
         )
-        context = self.encode_text(inputs["token_ids"])
-        prediction = self.unet(
-            {"latents": noisy, "timesteps": timesteps, "context": context}, training=False
-        )
+        conditioning = self.encode_text(inputs["token_ids"])
+        prediction = self.backbone.denoise(noisy, timesteps, conditioning, training=False)
         return ops.cast(prediction, "float32"), target, weights
-
-    def _clean_latents(self, inputs):
-        if "latents" in inputs:
-            return ops.cast(inputs["latents"], "float32")
-        if "moments" in inputs:
-            return self.objective.sample_latents(inputs["moments"], self.seed_generator)
-        if "images" in inputs:
-            moments = self.vae_encoder(inputs["images"], training=False)
-            return self.objective.sample_latents(moments, self.seed_generator)
-        raise ValueError(
-            f"A batch must hold one of {IMAGE_INPUT_KEYS} besides 'token_ids'. "
-            f"Received: {_describe(inputs)}"
-        )
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         prediction, target, weights = y_pred
@@ -278,13 +249,13 @@ class TextualInversionTrainer(FrozenPolicyTrainer):
         """TensorBoard scalars beside the loss: each vector's norm (for `TrainingRun`)."""
         return {f"vector_norm/{name}": norm for name, norm in self.vector_norms().items()}
 
-    def _sampling_backbone(self):
-        # Prompts may use the placeholder tokens: the pipeline calls
-        # `backbone.text_encoder(token_ids)`, and this view of the backbone
-        # routes that through the joined lookup of the trainer's vectors.
-        view = copy.copy(self.backbone)
-        view.text_encoder = self.encode_text
-        return view
+    def sampling_backbone(self):
+        """A view of the backbone whose text encoding reads the trainer's vectors.
+
+        Prompts may use the placeholder tokens (the backbone's tokenizer
+        has them); the view looks them up in the vectors as trained so far.
+        """
+        return self.backbone.with_token_lookup(self.backbone.tokenizer, self.placeholder_embedding)
 
     def get_config(self):
         return {
@@ -357,8 +328,8 @@ def _register_placeholders(tokenizer, tokens, counts):
     return ids
 
 
-def _check_fits_table(tokenizer, first_new_id, text_encoder):
-    rows = text_encoder.vocabulary_size
+def _check_fits_table(tokenizer, first_new_id, token_embedding):
+    rows = token_embedding.input_dim
     if first_new_id > rows:
         raise ValueError(
             f"The tokenizer's vocabulary ({first_new_id} ids before the placeholders) "
@@ -393,8 +364,3 @@ def _initial_vectors(table, ids, count):
         return vectors
     return np.repeat(vectors.mean(axis=0, keepdims=True), count, axis=0)
 
-
-def _describe(inputs):
-    if isinstance(inputs, dict):
-        return f"a dict with keys {sorted(inputs)}"
-    return type(inputs).__name__

@@ -1,17 +1,17 @@
-"""What a Stable Diffusion fine-tuning step regresses the UNet on."""
+"""The DDPM objective (epsilon or v-prediction): what an SD 1.x / 2.x training step regresses."""
 
 import keras
 from keras import ops
 
+from studio.models.latent_distribution import sample_latents
 from studio.schedulers import NoiseSchedule
 from studio.trainers.distributed.replica_context import draw_replica_rows
 
-# diffusers and the SD VAE clamp the log-variance to this range before
-# sampling, so that a broken encoder output cannot produce inf latents.
-LOG_VARIANCE_RANGE = (-30.0, 20.0)
+# `DiffusionBackbone.objective["type"]` of the backbones trained with it.
+DDPM_OBJECTIVE = "ddpm"
 
 
-class DiffusionObjective:
+class DDPMObjective:
     """Noises latents and scores the UNet's prediction, as Stable Diffusion was trained.
 
     Shared by the trainers: it holds no variables, and takes the caller's
@@ -43,7 +43,7 @@ class DiffusionObjective:
     Example:
 
     ```python
-    objective = DiffusionObjective("epsilon", 0.18215, backbone.noise_schedule)
+    objective = DDPMObjective("epsilon", 0.18215, backbone.noise_schedule)
     latents = objective.sample_latents(moments, seed_generator)
     noisy, timesteps, target, weights = objective.noisy_latents(latents, seed_generator)
     loss = objective.loss(unet(...), target, weights)
@@ -78,14 +78,14 @@ class DiffusionObjective:
 
     @classmethod
     def from_backbone(cls, backbone, min_snr_gamma=None, offset_noise=0.0):
-        """The objective a `StableDiffusionBackbone` was trained with."""
-        return cls(
-            prediction_type=backbone.prediction_type,
-            latent_scale=backbone.latent_scale,
-            noise_schedule=backbone.noise_schedule,
-            min_snr_gamma=min_snr_gamma,
-            offset_noise=offset_noise,
-        )
+        """The objective a backbone was trained with (its `objective` data)."""
+        data = dict(backbone.objective)
+        if data.pop("type") != DDPM_OBJECTIVE:
+            raise ValueError(
+                f"The backbone was not trained with the DDPM objective. Received: "
+                f"objective={backbone.objective!r}"
+            )
+        return cls(**data, min_snr_gamma=min_snr_gamma, offset_noise=offset_noise)
 
     def sample_latents(self, moments, seed):
         """Draws scaled latents from VAE moments (mean, then log-variance).
@@ -98,11 +98,21 @@ class DiffusionObjective:
         Returns:
             float32 latents `(batch, h, w, channels)`, times `latent_scale`.
         """
-        moments = ops.cast(moments, "float32")
-        mean, log_variance = ops.split(moments, 2, axis=-1)
-        log_variance = ops.clip(log_variance, *LOG_VARIANCE_RANGE)
-        noise = draw_replica_rows(lambda s: keras.random.normal(s, seed=seed), ops.shape(mean))
-        return (mean + ops.exp(0.5 * log_variance) * noise) * self.latent_scale
+        return sample_latents(moments, self.latent_noise(seed), self.latent_scale)
+
+    @staticmethod
+    def latent_noise(seed):
+        """The draw `backbone.sample_latents` takes: normal noise, this replica's rows.
+
+        Args:
+            seed: a `keras.random.SeedGenerator`.
+
+        Returns:
+            A function `shape -> float32 tensor`.
+        """
+        return lambda shape: draw_replica_rows(
+            lambda s: keras.random.normal(s, seed=seed), shape
+        )
 
     def noisy_latents(self, latents, seed):
         """Draws timesteps and noise, and returns what the UNet sees and must predict.

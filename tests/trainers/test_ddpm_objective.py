@@ -1,4 +1,4 @@
-"""Tests of DiffusionObjective: latents from moments, noising, targets, weights (any backend)."""
+"""Tests of DDPMObjective: latents from moments, noising, targets, weights (any backend)."""
 
 import json
 
@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 
-from studio.trainers.diffusion_objective import DiffusionObjective
+from studio.trainers.objectives import DDPMObjective
 
 SD_SCHEDULE = {
     "num_train_timesteps": 1000,
@@ -28,7 +28,7 @@ def numpy(x):
 
 
 def objective(**kwargs):
-    return DiffusionObjective(latent_scale=LATENT_SCALE, noise_schedule=SD_SCHEDULE, **kwargs)
+    return DDPMObjective(latent_scale=LATENT_SCALE, noise_schedule=SD_SCHEDULE, **kwargs)
 
 
 def clean_latents(seed=0, shape=(4, 8, 8, 4)):
@@ -112,14 +112,14 @@ def test_loss_is_the_weighted_mean_of_per_example_errors():
     target = rng.standard_normal((3, 4, 4, 2)).astype("float32")
     weights = np.array([0.5, 1.0, 2.0], "float32")
     per_example = ((prediction - target) ** 2).reshape(3, -1).mean(-1)
-    loss = DiffusionObjective.loss(prediction, target, weights)
+    loss = DDPMObjective.loss(prediction, target, weights)
     assert float(numpy(loss)) == pytest.approx(float((per_example * weights).mean()), rel=1e-5)
 
 
 def test_config_round_trips_through_json():
     original = objective(prediction_type="v_prediction", min_snr_gamma=5.0, offset_noise=0.05)
     config = json.loads(json.dumps(original.get_config()))
-    assert DiffusionObjective.from_config(config).get_config() == original.get_config()
+    assert DDPMObjective.from_config(config).get_config() == original.get_config()
 
 
 @pytest.mark.parametrize(
