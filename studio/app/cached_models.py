@@ -73,5 +73,5 @@ def load_token_table(preset):
     import keras
 
     backbone = load_backbone(preset)
-    table = keras.ops.convert_to_numpy(backbone.text_encoder.token_embedding.embeddings)
+    table = keras.ops.convert_to_numpy(backbone.token_embedding.embeddings)
     return table, backbone.tokenizer

@@ -166,7 +166,7 @@ def _load_model_vocabulary(args):
     backbone = load_backbone(
         args.model, weights=args.weights, vocabulary=args.vocabulary
     )
-    table = keras.ops.convert_to_numpy(backbone.text_encoder.token_embedding.embeddings)
+    table = keras.ops.convert_to_numpy(backbone.token_embedding.embeddings)
     weights = (BACKBONE_PRESETS.get(args.model) or {}).get("weights") or {}
     weights_hash = (weights.get("text_encoder") or {}).get("file_hash")
     return table, backbone.tokenizer, weights_hash

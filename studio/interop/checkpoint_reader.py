@@ -11,7 +11,7 @@ import os
 
 from studio.tensor_files.safetensors_reader import looks_like_safetensors, read_safetensors
 from studio.tensor_files.stored_tensor import StoredTensor
-from studio.embeddings.embedding_format_error import UnsafePickleError
+from studio.tensor_files.tensor_file_error import UnsafePickleError
 from studio.tensor_files.torch_pickle_reader import is_torch_file, load_torch_pickle
 from studio.interop.checkpoint_format_error import CheckpointFormatError
 
@@ -45,7 +45,7 @@ def read_checkpoint(path):
     Raises:
         FileNotFoundError: `path` is not a file.
         CheckpointFormatError: the file is neither format or holds no tensors.
-        EmbeddingFormatError: the file is truncated or damaged (raised by the
+        TensorFileError: the file is truncated or damaged (raised by the
             shared readers of `studio.embeddings`).
         UnsafePickleError: a PyTorch file names a Python global that is not
             tensor data; nothing of the file was run.

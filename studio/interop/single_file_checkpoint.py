@@ -133,7 +133,7 @@ def import_single_file(path, prediction_type=None, image_size=None, vocabulary=N
             studio lacks, or files that are no Stable Diffusion checkpoint;
             the message names what was found.
         CheckpointFormatError: missing tensors, or shapes that do not fit.
-        EmbeddingFormatError: a truncated or damaged file.
+        TensorFileError: a truncated or damaged file.
         UnsafePickleError: a `.ckpt` naming a Python global that is not
             tensor data (nothing of it was run).
     """

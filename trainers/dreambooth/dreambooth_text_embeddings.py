@@ -15,8 +15,9 @@ def precompute_text_embeddings(text_encoder, token_ids, batch_size=ENCODE_BATCH_
     forward pass, and its activations, in every step.
 
     Args:
-        text_encoder: the frozen `CLIPTextEncoder` (any callable from int
-            token ids `(batch, length)` to `(batch, length, width)`).
+        text_encoder: a callable from int token ids `(batch, length)` to
+            the frozen encoder's `(batch, length, width)` context, such as
+            `lambda ids: backbone.encode_text(ids)["context"]`.
         token_ids: int array `(rows, length)`, e.g. the concatenated
             `token_ids` tables of the instance and class datasets.
         batch_size: rows per encoder call.

@@ -146,7 +146,8 @@ def build_dreambooth(settings, devices=None):
         import numpy as np
 
         table, contexts = precompute_text_embeddings(
-            backbone.text_encoder, np.concatenate([d.token_ids for d in datasets])
+            lambda token_ids: backbone.encode_text(token_ids)["context"],
+            np.concatenate([d.token_ids for d in datasets]),
         )
 
     def build_batches():
