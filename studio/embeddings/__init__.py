@@ -7,6 +7,7 @@ files without PyTorch and without running pickle code. Importing this
 package imports neither Keras nor TensorFlow.
 """
 
+from studio.embeddings.backbone_with_embeddings import backbone_with_embeddings
 from studio.embeddings.embedding_compatibility import check_compatible
 from studio.embeddings.embedding_files import FORMATS
 from studio.embeddings.embedding_files import convert_embedding
@@ -18,6 +19,7 @@ from studio.embeddings.nearest_words import nearest_words
 from studio.embeddings.textual_inversion_embedding import TextualInversionEmbedding
 
 __all__ = [
+    "backbone_with_embeddings",
     "EmbeddingFormatError",
     "FORMATS",
     "TextualInversionEmbedding",
