@@ -39,9 +39,6 @@ import subprocess
 import sys
 import time
 
-# Keras reads its backend when first imported: the studio worker is JAX.
-os.environ["KERAS_BACKEND"] = "jax"
-
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPOSITORY = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
@@ -245,6 +242,9 @@ def run_worker(args):
     """A worker process: runs its rows and prints one result line per row."""
     scale = SCALES[args.scale]
     rows = json.loads(args.rows)
+    # Keras reads its backend when first imported: the studio's is JAX
+    # (the GPU machine has no TensorFlow).
+    os.environ["KERAS_BACKEND"] = "jax"
     _make_studio_importable()
     if args.worker == "studio":
         import gpu_check_studio as worker
@@ -439,21 +439,21 @@ def format_table(report):
                 cells.append("-")
                 notes.append(f"{framework}: {problem}")
             elif entry["kind"] == "train":
-                cells.append(f"{side['steps_per_second']:.3f} ({side['first_s']:.0f}, "
+                cells.append(f"{side['steps_per_second']:.3f} ({side['first_s']:.1f}, "
                              f"{side['peak_gib']:.2f})")
             elif entry["kind"] == "generate":
-                cells.append(f"{side['latency_s']:.3f} ({side['first_s']:.0f}, "
+                cells.append(f"{side['latency_s']:.3f} ({side['first_s']:.1f}, "
                              f"{side['peak_gib']:.2f})")
             elif framework == "studio":
-                cells.append(f"export {side['export_s']:.0f} s")
+                cells.append(f"export {side['export_s']:.1f} s")
             else:
                 cells.append(f"max {side['max_abs_diff']:.0f} mean {side['mean_abs_diff']:.3f}")
         ratio = entry.get("speedup", entry.get("latency_ratio"))
         if entry["kind"] == "train" and "flops" in entry:
             mfus = [f"{name} MFU {_cell(entry[name].get('mfu') and 100 * entry[name]['mfu'], 1)}% "
-                    f"({_cell(entry[name].get('tflops_per_s'), 1)} TFLOP/s)"
+                    f"({entry[name].get('tflops_per_s'):.3g} TFLOP/s)"
                     for name in FRAMEWORKS if _ok(entry[name])]
-            notes.append(f"{entry['flops'] / 1e12:.2f} TFLOP/step; " + ", ".join(mfus))
+            notes.append(f"{entry['flops'] / 1e12:.3g} TFLOP/step; " + ", ".join(mfus))
         for goal, met in entry.get("goals", {}).items():
             notes.append(f"{goal}: {'met' if met else 'NOT met'}")
         lines.append(f"{_row_label(entry):<40} {cells[0]:>24} {cells[1]:>24} "

@@ -173,9 +173,10 @@ def _textual_inversion(unet, scale, batch_size, dtype, device):
     with torch.no_grad():
         table[placeholder] = table[INITIALIZER_ROW]
     unet.to(dtype).requires_grad_(False)
-    text_encoder.text_model.encoder.requires_grad_(False)
-    text_encoder.text_model.final_layer_norm.requires_grad_(False)
-    text_encoder.text_model.embeddings.position_embedding.requires_grad_(False)
+    # Only the token table trains (the script freezes the rest module by
+    # module; transformers 5 moved those modules).
+    text_encoder.requires_grad_(False)
+    table.requires_grad_(True)
     parameters = [table]
     optimizer = torch.optim.AdamW(parameters, lr=TI_LEARNING_RATE, weight_decay=ADAMW_WEIGHT_DECAY)
     original = table.detach().clone()
