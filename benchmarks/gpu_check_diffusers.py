@@ -104,7 +104,6 @@ def train_row(row, scale, work_dir, shared):
 
     device = _device(scale)
     torch.manual_seed(TRAIN_SEED)
-    _reset_peak(device)
     dtype = getattr(torch, TORCH_DTYPES[row["precision"]])
     task, batch_size = row["task"], row["batch"]
     start = time.perf_counter()
@@ -116,6 +115,9 @@ def train_row(row, scale, work_dir, shared):
     else:
         step_parts = _dreambooth(unet, scale, batch_size, dtype, device, task)
     build_seconds = time.perf_counter() - start
+    # The float32 UNet a half-precision row casts down is gone by now: the
+    # peak is what training holds (the studio builds in its dtype directly).
+    _reset_peak(device)
     forward, parameters, optimizer, after_step, moments = step_parts
     # fp16 gradients underflow unscaled: accelerate's GradScaler, as the scripts get.
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
