@@ -86,6 +86,9 @@ def test_cpu_dry_run_gives_every_row(tmp_path, gpu_check, scales):
     assert {row["task"] for row in train} == set(scales.TRAIN_TASKS)
     for row in train:
         assert row["studio"]["steps_per_second"] > 0 and row["diffusers"]["steps_per_second"] > 0
+        # The same trained weights on both sides: LoRA on the same layers,
+        # the same UNet, one placeholder vector.
+        assert row["studio"]["trained_parameters"] == row["diffusers"]["trained_parameters"], row
         assert math.isfinite(row["speedup"])
     full = [row for row in train if row["task"] == "full"]
     for row in full:
