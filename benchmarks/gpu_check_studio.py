@@ -257,13 +257,11 @@ def unet_step_flops(unet, batch, scale):
 
     step = jax.jit(jax.value_and_grad(loss))
     result = {}
-    if hasattr(step, "trace"):
-        traced = step.trace(*shapes)
-        jaxpr, lowered = traced.jaxpr, traced.lower()
-    else:
-        jaxpr, lowered = jax.make_jaxpr(step)(*shapes), step.lower(*shapes)
+    traced = step.trace(*shapes) if hasattr(step, "trace") else None
+    jaxpr = traced.jaxpr if traced is not None else jax.make_jaxpr(step)(*shapes)
     result["flops_counted"] = float(count_flops(jaxpr))
     try:
+        lowered = traced.lower() if traced is not None else step.lower(*shapes)
         cost = lowered.cost_analysis()
         cost = cost[0] if isinstance(cost, (list, tuple)) else cost
         result["flops_xla"] = float(cost["flops"])
