@@ -9,6 +9,8 @@ itself is only read.
 import logging
 import os
 
+from studio.errors import InvalidInputError
+
 # Exit codes: every image usable, or some files unusable (training would
 # stop unless told to skip them). A folder with no usable image is an error.
 EXIT_OK = 0
@@ -81,7 +83,7 @@ def run(args):
         )
     except NotADirectoryError as error:
         # A usage error like a missing folder: one line, no traceback.
-        raise ValueError(str(error)) from None
+        raise InvalidInputError(str(error)) from None
     finally:
         image_folder.logger.setLevel(previous_level)
     print(folder.report.format())
@@ -95,7 +97,7 @@ def _check_outside(out, folder):
     out_folder = os.path.realpath(os.path.dirname(os.path.abspath(out)))
     folder = os.path.realpath(folder)
     if os.path.commonpath([out_folder, folder]) == folder:
-        raise ValueError(
+        raise InvalidInputError(
             "The contact sheet must be written outside the image folder, which is "
             f"never modified; pass --out. Received: {out!r} inside {folder!r}"
         )

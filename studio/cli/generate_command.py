@@ -4,6 +4,7 @@ import os
 import re
 import sys
 
+from studio.errors import InvalidInputError
 from studio.trainers.settings.precision import PRECISIONS
 
 
@@ -66,14 +67,14 @@ def parse_size(text):
     """'512', '512x768' -> (width, height)."""
     match = re.fullmatch(r"\s*(\d+)\s*(?:[x×]\s*(\d+))?\s*", text or "")
     if not match:
-        raise ValueError(f"`--size` must be N or WIDTHxHEIGHT. Received: --size {text!r}")
+        raise InvalidInputError(f"`--size` must be N or WIDTHxHEIGHT. Received: --size {text!r}")
     width = int(match.group(1))
     return width, int(match.group(2) or width)
 
 
 def run(args):
     if args.steps < 1 or args.num_images < 1:
-        raise ValueError(
+        raise InvalidInputError(
             "`--steps` and `--num-images` must be at least 1. "
             f"Received: --steps {args.steps}, --num-images {args.num_images}"
         )

@@ -15,6 +15,8 @@ imported inside `run`, so `--help` is instant.
 
 import os
 
+from studio.errors import InvalidInputError
+
 FORMATS = ("diffusers", "single-file")
 PREDICTION_TYPES = ("epsilon", "v_prediction")
 EXPORT_DTYPES = ("float32", "float16")
@@ -109,7 +111,7 @@ def run(args):
         return _import(args)
     if action == "export":
         return _export(args)
-    raise ValueError("Say what to do: `studio models import ...` or `studio models export ...`.")
+    raise InvalidInputError("Say what to do: `studio models import ...` or `studio models export ...`.")
 
 
 def _import(args):
@@ -179,12 +181,12 @@ def load_export_source(source, weights=None, vocabulary=None):
     if not os.path.isdir(source) or os.path.isfile(os.path.join(source, PRESET_CONFIG_FILE)):
         return load_backbone(source, weights=weights, vocabulary=vocabulary)
     if not os.path.isfile(config_path):
-        raise ValueError(
+        raise InvalidInputError(
             f"{source} is neither a studio model folder ({PRESET_CONFIG_FILE}) nor a "
             f"training run ({CONFIG_FILE}). Received: {sorted(os.listdir(source))[:10]}"
         )
     if os.path.isfile(os.path.join(source, LORA_FILE)):
-        raise ValueError(
+        raise InvalidInputError(
             f"{source} is a LoRA run: its {LORA_FILE} loads in AUTOMATIC1111 and "
             "diffusers as it is; to export a whole model, save the merged backbone "
             "(`DreamBoothTrainer.save_backbone`) and export that folder."
@@ -196,7 +198,7 @@ def load_export_source(source, weights=None, vocabulary=None):
         if os.path.isfile(os.path.join(source, name))
     }
     if not base or "unet" not in found:
-        raise ValueError(
+        raise InvalidInputError(
             f"{source} is not a finished fine-tuning run: expected `model` in its "
             f"{CONFIG_FILE} and a {weight_files['unet']}. Received: model={base!r}, "
             f"files {sorted(os.listdir(source))[:10]}"
