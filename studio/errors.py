@@ -34,6 +34,10 @@ class SettingsError(InvalidInputError):
     """A run setting (a `studio train` option, a settings field) is invalid or missing."""
 
 
+class OutputLocationError(StudioError, OSError):
+    """The output location cannot be written (read-only, full, ...); says where and what to do."""
+
+
 class StudioWarning(UserWarning):
     """Something the user asked for works, but likely not as they expect; says what will happen.
 
@@ -80,13 +84,21 @@ def user_error_message(error):
     """The one-line message of a user error: what, where, and how to fix it.
 
     An `OSError` that the system raised (it has an errno) is worded as
-    "cannot use PATH: WHY; FIX"; the studio's own errors keep their
+    "cannot use PATH: WHY; FIX."; the studio's own errors keep their
     message, which already says so.
     """
-    if isinstance(error, OSError) and error.errno in USER_ERRNOS and not isinstance(
-            error, StudioError):
-        path = error.filename
-        where = f"cannot use {os.fsdecode(path)}" if path else "cannot write the output"
-        return f"{where}: {USER_ERRNOS[error.errno]}. Received: {error.strerror or error}"
+    if _is_system_os_error(error):
+        where = f"cannot use {os.fsdecode(error.filename)}" if error.filename else (
+            "cannot write the output")
+        return f"{where}: {os_error_reason(error)}."
     return str(error)
 
+
+def os_error_reason(error):
+    """Why a user's `OSError` happened and how to fix it ("the disk is full; free ...")."""
+    return USER_ERRNOS.get(error.errno) or error.strerror or str(error)
+
+
+def _is_system_os_error(error):
+    return (isinstance(error, OSError) and not isinstance(error, StudioError)
+            and error.errno in USER_ERRNOS)

@@ -7,7 +7,13 @@ import contextlib
 import os
 import shutil
 
-from studio.errors import SettingsError, is_user_error
+from studio.errors import (
+    OutputLocationError,
+    SettingsError,
+    StudioError,
+    is_user_error,
+    os_error_reason,
+)
 from studio.trainers.settings.precision import frozen_network_policy
 
 
@@ -91,11 +97,26 @@ def removed_on_user_error(out, resume):
     try:
         yield
     except Exception as error:
+        checkpoints = RunDirectory(path).checkpoint_folders()
         keep = (resume or isinstance(error, NonFiniteLossError) or not is_user_error(error)
-                or RunDirectory(path).checkpoint_folders())
+                or checkpoints)
         if not keep:
             _remove_new_entries(path, before)
+        if isinstance(error, OSError) and not isinstance(error, StudioError) and is_user_error(
+                error):
+            raise OutputLocationError(_write_failure(path, error, checkpoints)) from error
         raise
+
+
+def _write_failure(path, error, checkpoints):
+    """What a run that could not write its folder says: where, why, and what is kept."""
+    where = f" ({os.fsdecode(error.filename)})" if error.filename else ""
+    message = f"cannot write the run folder {path}{where}: {os_error_reason(error)}."
+    if checkpoints:
+        step, _ = checkpoints[-1]
+        return (f"{message} Its checkpoints are kept: then `--resume --out {path}` "
+                f"continues from step {step}.")
+    return f"{message} Nothing of the run was kept."
 
 
 def _remove_new_entries(path, before):

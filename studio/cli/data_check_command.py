@@ -60,6 +60,7 @@ def _print_help(parser):
 
 def run(args):
     """Runs `studio data check`; returns the exit code."""
+    from studio.cli.output_location import writing_to
     from studio.datasets import image_folder
     from studio.datasets.contact_sheet import make_contact_sheet
     from studio.images import save_png
@@ -88,7 +89,8 @@ def run(args):
         image_folder.logger.setLevel(previous_level)
     print(folder.report.format())
     sheet = make_contact_sheet(folder.images, folder.names)
-    save_png(sheet, out)
+    with writing_to(out):
+        save_png(sheet, out)
     print(f"Contact sheet of the {len(folder)} usable images: {out}")
     return EXIT_OK if folder.report.ok else EXIT_PROBLEMS
 

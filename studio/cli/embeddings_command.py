@@ -81,6 +81,7 @@ def run(args):
 
 
 def run_convert(args):
+    from studio.cli.output_location import writing_to
     from studio.embeddings.embedding_files import convert_embedding
 
     if os.path.exists(args.output) and not args.overwrite:
@@ -88,10 +89,11 @@ def run_convert(args):
             f"{args.output} exists; pass --overwrite to replace it. "
             f"Received: OUTPUT {args.output}"
         )
-    embedding = convert_embedding(
-        args.input, args.output, format=args.format, dtype=args.dtype,
-        placeholder=args.placeholder,
-    )
+    with writing_to(args.output):
+        embedding = convert_embedding(
+            args.input, args.output, format=args.format, dtype=args.dtype,
+            placeholder=args.placeholder,
+        )
     print(
         f"Wrote {args.output} ({args.format}): "
         + ", ".join(f"{key} x{count}" for key, count in embedding.num_vectors.items())

@@ -93,6 +93,7 @@ def run(args):
 
     from tqdm import tqdm
 
+    from studio.cli.output_location import writing_to
     from studio.images import next_image_index, save_png
     from studio.interop import load_backbone
     from studio.pipelines import TextToImagePipeline
@@ -125,9 +126,19 @@ def run(args):
             callback=lambda step, total: progress.update(1),
         )
     index = next_image_index(args.out)
-    for offset, (image, parameters) in enumerate(zip(result.images, result.parameters)):
-        path = os.path.join(args.out, f"{index + offset:05d}-{parameters.seed}.png")
-        save_png(image, path, parameters)
+    written = []
+    try:
+        with writing_to(args.out, is_folder=True):
+            for offset, (image, parameters) in enumerate(zip(result.images, result.parameters)):
+                path = os.path.join(args.out, f"{index + offset:05d}-{parameters.seed}.png")
+                save_png(image, path, parameters)
+                written.append(path)
+    except Exception:
+        # All of the images or none: a second try then numbers them the same.
+        for path in written:
+            os.remove(path)
+        raise
+    for path in written:
         print(path)
     return 0
 

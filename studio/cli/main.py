@@ -92,7 +92,7 @@ def main(argv=None):
         return 2
     try:
         with warnings.catch_warnings():
-            warnings.showwarning = _one_line_warnings(args.command, warnings.showwarning)
+            warnings.showwarning = _one_line_warnings(command_name(args), warnings.showwarning)
             return args.run(args)
     except KeyboardInterrupt:
         print("studio: interrupted", file=sys.stderr)
@@ -102,8 +102,16 @@ def main(argv=None):
         # traceback (as does everything under --debug).
         if args.debug or not is_user_error(error):
             raise
-        print(f"studio {args.command}: error: {user_error_message(error)}", file=sys.stderr)
+        print(f"{command_name(args)}: error: {user_error_message(error)}", file=sys.stderr)
         return EXIT_USAGE
+
+
+def command_name(args):
+    """"studio train textual-inversion", "studio embeddings convert", ...: what the user ran."""
+    # The destinations of the subcommand levels, outermost first.
+    levels = ("command", "train_method", "embeddings_command", "models_command", "data_command")
+    return " ".join(["studio"] + [getattr(args, name) for name in levels
+                                  if getattr(args, name, None)])
 
 
 def _one_line_warnings(command, show):
@@ -111,7 +119,7 @@ def _one_line_warnings(command, show):
 
     def showwarning(message, category, filename, lineno, file=None, line=None):
         if issubclass(category, StudioWarning):
-            print(f"studio {command}: warning: {message}", file=sys.stderr)
+            print(f"{command}: warning: {message}", file=sys.stderr)
         else:
             show(message, category, filename, lineno, file, line)
 

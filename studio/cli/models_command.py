@@ -115,6 +115,7 @@ def run(args):
 
 
 def _import(args):
+    from studio.cli.output_location import writing_to
     from studio.interop.model_import import import_model
 
     out = os.path.abspath(args.out)
@@ -129,23 +130,27 @@ def _import(args):
         image_size=args.image_size,
         vocabulary=args.vocabulary,
     )
-    backbone.save_to_preset(out)
+    with writing_to(out, is_folder=True):
+        backbone.save_to_preset(out)
     print(f"Imported {args.source}: {describe(backbone)}")
     print(f"Wrote {out}; use it with `studio generate --model {out}`.")
     return EXIT_OK
 
 
 def _export(args):
+    from studio.cli.output_location import writing_to
     from studio.interop.diffusers_folder import export_diffusers_folder
     from studio.interop.single_file_checkpoint import export_single_file
 
     backbone = load_export_source(args.source, weights=args.weights, vocabulary=args.vocabulary)
-    if args.format == "diffusers":
-        path = export_diffusers_folder(
-            backbone, args.out, dtype=args.dtype, overwrite=args.overwrite
-        )
-    else:
-        path = export_single_file(backbone, args.out, dtype=args.dtype, overwrite=args.overwrite)
+    with writing_to(args.out, is_folder=args.format == "diffusers"):
+        if args.format == "diffusers":
+            path = export_diffusers_folder(
+                backbone, args.out, dtype=args.dtype, overwrite=args.overwrite
+            )
+        else:
+            path = export_single_file(backbone, args.out, dtype=args.dtype,
+                                      overwrite=args.overwrite)
     print(f"Exported {describe(backbone)} to {path} ({args.format}, {args.dtype}).")
     return EXIT_OK
 
