@@ -94,6 +94,15 @@ def user_error_message(error):
     return str(error)
 
 
+def is_output_location_error(error):
+    """True for an `OSError` the system raised about where the studio writes (read-only, full, ...).
+
+    A missing file (ENOENT) is an input's error, and the studio's own
+    errors already say where.
+    """
+    return _is_system_os_error(error) and error.errno != errno.ENOENT
+
+
 def os_error_reason(error):
     """Why a user's `OSError` happened and how to fix it ("the disk is full; free ...")."""
     return USER_ERRNOS.get(error.errno) or error.strerror or str(error)

@@ -10,7 +10,7 @@ import shutil
 from studio.errors import (
     OutputLocationError,
     SettingsError,
-    StudioError,
+    is_output_location_error,
     is_user_error,
     os_error_reason,
 )
@@ -102,8 +102,7 @@ def removed_on_user_error(out, resume):
                 or checkpoints)
         if not keep:
             _remove_new_entries(path, before)
-        if isinstance(error, OSError) and not isinstance(error, StudioError) and is_user_error(
-                error):
+        if is_output_location_error(error):
             raise OutputLocationError(_write_failure(path, error, checkpoints)) from error
         raise
 

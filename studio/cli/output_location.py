@@ -3,7 +3,7 @@
 import contextlib
 import os
 
-from studio.errors import OutputLocationError, StudioError, is_user_error, os_error_reason
+from studio.errors import OutputLocationError, is_output_location_error, os_error_reason
 
 
 @contextlib.contextmanager
@@ -36,7 +36,6 @@ def writing_to(path, is_folder=False):
         for made in missing:  # Deepest first.
             with contextlib.suppress(OSError):
                 os.rmdir(made)
-        if isinstance(error, OSError) and not isinstance(error, StudioError) and (
-                is_user_error(error)) and not error.filename:
+        if is_output_location_error(error) and not error.filename:
             raise OutputLocationError(f"cannot write {path}: {os_error_reason(error)}.") from error
         raise

@@ -384,3 +384,11 @@ def test_a_resume_may_lower_the_learning_rate_and_records_it(skipped_run, worksp
                                 "steps": {"from": 2, "to": 3}}},
     ]
     assert json.loads((out / "summary.json").read_text())["steps"] == 3
+
+
+def test_a_missing_data_folder_is_not_called_an_output_problem(tmp_path, capsys):
+    code, err = run_studio(capsys, *TI, "--data", tmp_path / "no-such-folder",
+                           "--out", tmp_path / "o")
+    assert_one_line_error(code, err, "train textual-inversion", "no-such-folder")
+    assert "cannot write" not in err
+    assert not (tmp_path / "o").exists()
