@@ -48,7 +48,7 @@ def instance_subject(identifier, class_noun):
     """The subject's text, identifier then class noun: `"sks dog"`.
 
     Raises:
-        ValueError: for an empty class noun, or an identifier that is empty
+        InvalidInputError: for an empty class noun, or an identifier that is empty
             or holds whitespace.
     """
     if not isinstance(identifier, str) or not identifier or re.search(r"\s", identifier):
@@ -77,7 +77,7 @@ def instance_prompt(identifier, class_noun, template=DREAMBOOTH_PROMPT_TEMPLATE)
         The filled prompt.
 
     Raises:
-        ValueError: for a bad identifier, class noun or template.
+        InvalidInputError: for a bad identifier, class noun or template.
     """
     _check_template(template)
     return fill_template(template, instance_subject(identifier, class_noun))
@@ -94,7 +94,7 @@ def class_prompt(class_noun, template=DREAMBOOTH_PROMPT_TEMPLATE):
         The filled prompt.
 
     Raises:
-        ValueError: for an empty class noun or a bad template.
+        InvalidInputError: for an empty class noun or a bad template.
     """
     _check_template(template)
     return fill_template(template, class_subject(class_noun))

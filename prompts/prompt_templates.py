@@ -55,7 +55,7 @@ class PromptTemplates:
             a built-in set's name or the file it came from.
 
     Raises:
-        ValueError: for an empty list or a template without exactly one `{}`.
+        InvalidInputError: for an empty list or a template without exactly one `{}`.
 
     Example:
 
@@ -101,7 +101,7 @@ class PromptTemplates:
 
         Raises:
             FileNotFoundError: if the file does not exist.
-            ValueError: if it is not UTF-8, has no template, or a line does
+            InvalidInputError: if it is not UTF-8, has no template, or a line does
                 not contain `{}` exactly once (the message gives the line).
         """
         with open(path, "rb") as file:

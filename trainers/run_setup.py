@@ -25,7 +25,7 @@ def set_up_devices(settings):
     run.
 
     Raises:
-        ValueError: the machine has fewer devices than asked for, or
+        InvalidInputError: the machine has fewer devices than asked for, or
             gradient accumulation where the devices cannot have it.
     """
     from studio.trainers.distributed.data_parallel_devices import DataParallelDevices
@@ -60,7 +60,7 @@ def open_run_directory(settings, out, resume):
     """The `RunDirectory` at `out`, checked against `settings`.
 
     Raises:
-        ValueError: `out` is not given, it holds a run and `resume` is
+        SettingsError: `out` is not given, it holds a run and `resume` is
             False, or `resume` changes a setting that defines the run.
         FileNotFoundError: `resume` of a folder that holds no run.
     """

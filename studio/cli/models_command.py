@@ -167,7 +167,7 @@ def load_export_source(source, weights=None, vocabulary=None):
         vocabulary: passed to `from_preset` for named presets.
 
     Raises:
-        ValueError: a LoRA run (its LoRA must be merged first), or a run
+        InvalidInputError: a LoRA run (its LoRA must be merged first), or a run
             folder without weights or base model.
     """
     from studio.interop import load_backbone

@@ -68,7 +68,7 @@ def settings_from_options(settings_class, args):
         The validated settings.
 
     Raises:
-        ValueError: `--resume` without `--out`, or invalid settings.
+        SettingsError: `--resume` without `--out`, or invalid settings.
         FileNotFoundError: `--resume` of a folder that holds no run.
     """
     given = given_settings(args, settings_class)

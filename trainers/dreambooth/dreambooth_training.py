@@ -43,7 +43,7 @@ def train_dreambooth(settings, out, resume=False):
         The run's summary dict (as in `summary.json`).
 
     Raises:
-        ValueError: the settings are invalid, `out` already holds a run
+        InvalidInputError: the settings are invalid, `out` already holds a run
             (without `resume`), or `resume` changes what defines the run.
         FileNotFoundError: `resume` of a folder that holds no run.
         NonFiniteLossError: the run stopped on non-finite losses; its last

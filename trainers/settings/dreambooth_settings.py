@@ -82,7 +82,7 @@ class DreamBoothSettings(RunSettings):
         """Checks the settings (`TrainingSettings.validate`, and how they combine); returns them.
 
         Raises:
-            ValueError: LoRA options without `lora_rank`, `class_data`
+            SettingsError: LoRA options without `lora_rank`, `class_data`
                 without `class_prompt`, or a batch that does not split
                 evenly across the devices.
         """

@@ -17,7 +17,7 @@ def settings_class(config):
     apart by their keys.
 
     Raises:
-        ValueError: a method this studio does not know.
+        SettingsError: a method this studio does not know.
     """
     method = config.get("method")
     if method is None:

@@ -34,7 +34,7 @@ class TrainingSettings:
         """Checks the settings; returns them.
 
         Raises:
-            ValueError: a required setting is missing, a value is below its
+            SettingsError: a required setting is missing, a value is below its
                 field's `at_least`, or not one of its `choices`.
         """
         fields = dataclasses.fields(self)
@@ -109,7 +109,7 @@ class TrainingSettings:
             stored: the run's `config.json` dict.
 
         Raises:
-            ValueError: the run is another method's, or a setting that is
+            SettingsError: the run is another method's, or a setting that is
                 not `resumable` differs from the stored one.
         """
         method = stored.get("method")
