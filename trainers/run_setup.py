@@ -113,8 +113,8 @@ def _write_failure(path, error, checkpoints):
     message = f"cannot write the run folder {path}{where}: {os_error_reason(error)}."
     if checkpoints:
         step, _ = checkpoints[-1]
-        return (f"{message} Its checkpoints are kept: then `--resume --out {path}` "
-                f"continues from step {step}.")
+        return (f"{message} Its checkpoints are kept: once that is fixed, "
+                f"`--resume --out {path}` continues from step {step}.")
     return f"{message} Nothing of the run was kept."
 
 
