@@ -6,6 +6,7 @@ import re
 import numpy as np
 
 from studio.datasets.image_augmenter import ImageAugmenter, check_crop_area_range
+from studio.errors import InvalidInputError
 from studio.models.image_preprocessor import ImagePreprocessor
 from studio.prompts.prompt_templates import PLACEHOLDER_MARK, PromptTemplates, fill_template
 
@@ -69,7 +70,7 @@ class ConceptDataset:
         latent_cache=None,
     ):
         if not isinstance(placeholder, str) or not placeholder.strip():
-            raise ValueError(
+            raise InvalidInputError(
                 f"`placeholder` must be a non-empty string. Received: placeholder={placeholder!r}"
             )
         self.image_folder = image_folder
@@ -129,7 +130,7 @@ class ConceptDataset:
         if seed is None:
             seed = random.SystemRandom().randrange(SEED_MODULUS)
         elif isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < SEED_MODULUS:
-            raise ValueError(
+            raise InvalidInputError(
                 f"`seed` must be None or an integer in [0, {SEED_MODULUS}). Received: seed={seed!r}"
             )
         autotune = tf.data.AUTOTUNE
@@ -223,7 +224,7 @@ class ConceptDataset:
                     unmarked.append(f"  caption of {name}: {line!r}")
             captions.append([fill_template(line, self.placeholder) for line in lines])
         if unmarked:
-            raise ValueError(
+            raise InvalidInputError(
                 f"Each caption must mention the concept, as `{PLACEHOLDER_MARK}` or as "
                 f"{self.placeholder!r}, or training learns nothing from it. Received:\n"
                 + "\n".join(unmarked)
@@ -260,4 +261,4 @@ def _caption_table(captions):
 
 def _check_positive_int(name, value):
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"`{name}` must be a positive integer. Received: {name}={value!r}")
+        raise InvalidInputError(f"`{name}` must be a positive integer. Received: {name}={value!r}")

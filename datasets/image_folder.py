@@ -17,6 +17,7 @@ from studio.datasets.image_decoding import (
 )
 from studio.datasets.image_folder_report import ImageFolderReport
 from studio.datasets.invalid_image_folder_error import InvalidImageFolderError
+from studio.errors import InvalidInputError
 
 logger = logging.getLogger(__name__)
 
@@ -26,6 +27,8 @@ CAPTION_EXTENSION = ".txt"
 DEFAULT_MIN_SIZE_FRACTION = 0.5
 # The VAE halves the image three times.
 RESOLUTION_MULTIPLE = 8
+# How a Python caller skips unusable files; commands name their option.
+SKIP_OPTION = "skip_invalid=True"
 # Decoding releases the GIL, so threads use every core; more than this buys
 # nothing for a folder of a few dozen images.
 MAX_DECODE_THREADS = 8
@@ -60,6 +63,9 @@ class ImageFolder:
             (`"white"`), `"#rrggbb"` or an RGB triple.
         skip_invalid: bool. False (default) raises on any problem; True
             logs the report and keeps the usable images.
+        skip_option: how the caller turns on `skip_invalid`, named in the
+            error (the command line's `--skip-invalid-images`); default
+            `skip_invalid=True`.
 
     Attributes:
         report: the `ImageFolderReport`.
@@ -75,7 +81,7 @@ class ImageFolder:
         NotADirectoryError: if it is not a folder.
         InvalidImageFolderError: if the folder has no usable image, or has
             problems and `skip_invalid` is False.
-        ValueError: for a bad `resolution`, `min_size` or `background`.
+        InvalidInputError: for a bad `resolution`, `min_size` or `background`.
     """
 
     def __init__(
@@ -85,14 +91,15 @@ class ImageFolder:
         min_size=None,
         background="white",
         skip_invalid=False,
+        skip_option=SKIP_OPTION,
     ):
         if not isinstance(resolution, int) or resolution <= 0 or resolution % RESOLUTION_MULTIPLE:
-            raise ValueError(
+            raise InvalidInputError(
                 f"`resolution` must be a positive multiple of {RESOLUTION_MULTIPLE}. "
                 f"Received: resolution={resolution!r}"
             )
         if min_size is not None and (not isinstance(min_size, int) or min_size < 1):
-            raise ValueError(
+            raise InvalidInputError(
                 f"`min_size` must be a positive integer or None. Received: min_size={min_size!r}"
             )
         self.folder = os.fspath(folder)
@@ -100,6 +107,7 @@ class ImageFolder:
         self.min_size = min_size
         self.background = background
         self.skip_invalid = skip_invalid
+        self.skip_option = skip_option
         self.background_rgb = parse_background(background)
         self._load()
 
@@ -161,7 +169,7 @@ class ImageFolder:
             if not self.skip_invalid:
                 raise InvalidImageFolderError(
                     self.report,
-                    "Fix or remove these files, or pass skip_invalid=True to train "
+                    f"Fix or remove these files, or pass {self.skip_option} to train "
                     f"on the {len(names)} usable images.",
                 )
             logger.warning("Skipping unusable files.\n%s", self.report.format())

@@ -16,6 +16,7 @@ import os
 import numpy as np
 
 from studio.datasets.image_augmenter import NO_CROP, ImageAugmenter, check_crop_area_range
+from studio.errors import InvalidInputError
 from studio.files.atomic_write import atomic_file
 from studio.files.keras_home import keras_home
 from studio.models.image_preprocessor import ImagePreprocessor
@@ -124,7 +125,7 @@ class LatentCache:
                 moments[index] = entry
         shapes = {entry.shape for entry in moments}
         if len(shapes) != 1:
-            raise ValueError(
+            raise InvalidInputError(
                 "Cached moments of one folder must all have one shape. Received: "
                 f"{sorted(shapes)}; clear {self.cache_dir} and run again"
             )
@@ -140,7 +141,7 @@ class LatentCache:
         cache = os.path.realpath(self.cache_dir)
         folder = os.path.realpath(folder)
         if os.path.commonpath([cache, folder]) == folder:
-            raise ValueError(
+            raise InvalidInputError(
                 "`cache_dir` must be outside the image folder, which is never written "
                 f"to. Received: cache_dir={self.cache_dir!r} inside {folder!r}"
             )

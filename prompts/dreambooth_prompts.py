@@ -11,6 +11,7 @@ checked against the vocabulary.
 
 import re
 
+from studio.errors import InvalidInputError
 from studio.prompts.prompt_templates import PLACEHOLDER_MARK, fill_template
 
 DREAMBOOTH_PROMPT_TEMPLATE = "a photo of {}"
@@ -28,7 +29,7 @@ def indefinite_article(noun):
 
 def _check_class_noun(class_noun):
     if not isinstance(class_noun, str) or not class_noun.strip():
-        raise ValueError(
+        raise InvalidInputError(
             "`class_noun` must be a non-empty string naming the subject's class, "
             f"such as 'dog'. Received: class_noun={class_noun!r}"
         )
@@ -37,7 +38,7 @@ def _check_class_noun(class_noun):
 
 def _check_template(template):
     if not isinstance(template, str) or template.count(PLACEHOLDER_MARK) != 1:
-        raise ValueError(
+        raise InvalidInputError(
             f"`template` must contain `{PLACEHOLDER_MARK}` exactly once. "
             f"Received: template={template!r}"
         )
@@ -47,11 +48,11 @@ def instance_subject(identifier, class_noun):
     """The subject's text, identifier then class noun: `"sks dog"`.
 
     Raises:
-        ValueError: for an empty class noun, or an identifier that is empty
+        InvalidInputError: for an empty class noun, or an identifier that is empty
             or holds whitespace.
     """
     if not isinstance(identifier, str) or not identifier or re.search(r"\s", identifier):
-        raise ValueError(
+        raise InvalidInputError(
             "`identifier` must be one word without whitespace, such as 'sks'. "
             f"Received: identifier={identifier!r}"
         )
@@ -76,7 +77,7 @@ def instance_prompt(identifier, class_noun, template=DREAMBOOTH_PROMPT_TEMPLATE)
         The filled prompt.
 
     Raises:
-        ValueError: for a bad identifier, class noun or template.
+        InvalidInputError: for a bad identifier, class noun or template.
     """
     _check_template(template)
     return fill_template(template, instance_subject(identifier, class_noun))
@@ -93,7 +94,7 @@ def class_prompt(class_noun, template=DREAMBOOTH_PROMPT_TEMPLATE):
         The filled prompt.
 
     Raises:
-        ValueError: for an empty class noun or a bad template.
+        InvalidInputError: for an empty class noun or a bad template.
     """
     _check_template(template)
     return fill_template(template, class_subject(class_noun))

@@ -8,6 +8,9 @@ tokenizers or tools that do not.
 """
 
 import re
+import warnings
+
+from studio.errors import InvalidInputError, StudioWarning
 
 # `<x>`'s extra vectors are `<x>_1`, `<x>_2`, ...
 VECTOR_SUFFIX = "_{index}"
@@ -35,16 +38,20 @@ def validate_placeholder_token(token, tokenizer=None):
         `token`, unchanged.
 
     Raises:
-        ValueError: if `token` is empty, contains whitespace, or is a word
-            of the tokenizer's vocabulary.
+        InvalidInputError: if `token` is empty, contains whitespace, or is a
+            word of the tokenizer's vocabulary.
+
+    Warns:
+        StudioWarning: a new token without the usual brackets (`redc`
+            rather than `<redc>`), checked with a tokenizer.
     """
     if not isinstance(token, str) or not token:
-        raise ValueError(
+        raise InvalidInputError(
             f"A placeholder token must be a non-empty string such as '<my-concept>'. "
             f"Received: {token!r}"
         )
     if re.search(r"\s", token):
-        raise ValueError(
+        raise InvalidInputError(
             "A placeholder token must be one word, without whitespace, such as "
             f"'<my-concept>'. Received: {token!r}"
         )
@@ -52,12 +59,21 @@ def validate_placeholder_token(token, tokenizer=None):
         return token
     for candidate in (token, token + END_OF_WORD):
         if tokenizer.token_to_id(candidate) is not None:
-            raise ValueError(
+            raise InvalidInputError(
                 "A placeholder token must be a new word, not one the tokenizer "
                 "already knows (its embedding would change every prompt that uses "
                 f"it); try '<{token.strip('<>')}>'. Received: {token!r}, which is "
                 f"vocabulary token {candidate!r}"
             )
+    if not (token.startswith("<") and token.endswith(">")):
+        warnings.warn(
+            f"The placeholder {token!r} has no brackets, so it reads like an ordinary "
+            f"word: it becomes a new word of the model, and every prompt that contains "
+            f"{token!r} as a word gets the learned vectors. The usual form is "
+            f"'<{token}>', which no prompt says by accident.",
+            StudioWarning,
+            stacklevel=2,
+        )
     return token
 
 
@@ -68,7 +84,7 @@ def placeholder_token_strings(token, num_vectors=1):
     ['<x>', '<x>_1', '<x>_2']
     """
     if not isinstance(num_vectors, int) or num_vectors < 1:
-        raise ValueError(
+        raise InvalidInputError(
             f"`num_vectors` must be an integer of at least 1. Received: num_vectors={num_vectors!r}"
         )
     return [token] + [token + VECTOR_SUFFIX.format(index=i) for i in range(1, num_vectors)]

@@ -8,6 +8,8 @@ placeholder, blank lines and lines starting with `#` are skipped.
 
 import os
 
+from studio.errors import InvalidInputError
+
 PLACEHOLDER_MARK = "{}"
 COMMENT_PREFIX = "#"
 TEMPLATE_FILE_SUFFIX = "_templates.txt"
@@ -38,7 +40,7 @@ def _check_template(template, where):
             f"A template must be a string. Received: {template!r} ({where})"
         )
     if template.count(PLACEHOLDER_MARK) != 1 or "\n" in template:
-        raise ValueError(
+        raise InvalidInputError(
             f"A template must be one line with `{PLACEHOLDER_MARK}` exactly once, "
             f"where the placeholder goes. Received: {template!r} ({where})"
         )
@@ -53,7 +55,7 @@ class PromptTemplates:
             a built-in set's name or the file it came from.
 
     Raises:
-        ValueError: for an empty list or a template without exactly one `{}`.
+        InvalidInputError: for an empty list or a template without exactly one `{}`.
 
     Example:
 
@@ -74,7 +76,7 @@ class PromptTemplates:
             if template not in checked:
                 checked.append(template)
         if not checked:
-            raise ValueError(
+            raise InvalidInputError(
                 f"A template set needs at least one template. Received: an empty "
                 f"set{f' ({name})' if name else ''}"
             )
@@ -86,7 +88,7 @@ class PromptTemplates:
         """Loads a built-in set: `"object"` or `"style"` (see `template_set_names()`)."""
         names = template_set_names()
         if name not in names:
-            raise ValueError(
+            raise InvalidInputError(
                 f"Unknown template set. Expected one of {names} or a path to a "
                 f"template file. Received: {name!r}"
             )
@@ -99,7 +101,7 @@ class PromptTemplates:
 
         Raises:
             FileNotFoundError: if the file does not exist.
-            ValueError: if it is not UTF-8, has no template, or a line does
+            InvalidInputError: if it is not UTF-8, has no template, or a line does
                 not contain `{}` exactly once (the message gives the line).
         """
         with open(path, "rb") as file:
@@ -108,7 +110,7 @@ class PromptTemplates:
             # utf-8-sig: files saved by Windows Notepad start with a BOM.
             text = data.decode("utf-8-sig")
         except UnicodeDecodeError as error:
-            raise ValueError(
+            raise InvalidInputError(
                 f"A template file must be UTF-8 text. Received: {path} with byte "
                 f"0x{data[error.start]:02x} at offset {error.start}"
             ) from None
@@ -139,7 +141,7 @@ class PromptTemplates:
                 return cls.from_name(spec)
             if os.path.isfile(spec):
                 return cls.from_file(spec)
-            raise ValueError(
+            raise InvalidInputError(
                 f"Expected a template set name ({template_set_names()}) or the path "
                 f"of a template file. Received: {os.fspath(spec)!r}, which is neither"
             )
@@ -148,7 +150,7 @@ class PromptTemplates:
     def fill(self, placeholder):
         """Every template with `placeholder` in place of `{}`, in order."""
         if not isinstance(placeholder, str) or not placeholder:
-            raise ValueError(
+            raise InvalidInputError(
                 f"`placeholder` must be a non-empty string. Received: {placeholder!r}"
             )
         return [fill_template(template, placeholder) for template in self.templates]

@@ -3,8 +3,17 @@
 Shared by `train_textual_inversion` and `train_dreambooth`.
 """
 
+import contextlib
 import os
+import shutil
 
+from studio.errors import (
+    OutputLocationError,
+    SettingsError,
+    is_output_location_error,
+    is_user_error,
+    os_error_reason,
+)
 from studio.trainers.settings.precision import frozen_network_policy
 
 
@@ -16,7 +25,7 @@ def set_up_devices(settings):
     run.
 
     Raises:
-        ValueError: the machine has fewer devices than asked for, or
+        InvalidInputError: the machine has fewer devices than asked for, or
             gradient accumulation where the devices cannot have it.
     """
     from studio.trainers.distributed.data_parallel_devices import DataParallelDevices
@@ -51,29 +60,87 @@ def open_run_directory(settings, out, resume):
     """The `RunDirectory` at `out`, checked against `settings`.
 
     Raises:
-        ValueError: `out` is not given, it holds a run and `resume` is
+        SettingsError: `out` is not given, it holds a run and `resume` is
             False, or `resume` changes a setting that defines the run.
         FileNotFoundError: `resume` of a folder that holds no run.
     """
     from studio.trainers.run.run_directory import RunDirectory
 
     if not out:
-        raise ValueError("A run needs its folder (--out). Received: no --out")
+        raise SettingsError("A run needs its folder (--out). Received: no --out")
     run_directory = RunDirectory(os.fspath(out))
     if resume:
         settings.check_resume(run_directory.read_config())
     elif run_directory.exists():
-        raise ValueError(
+        raise SettingsError(
             f"{out} already holds a training run. Add --resume to continue it, or "
             f"choose another --out. Received: --out {out}"
         )
     return run_directory
 
 
+@contextlib.contextmanager
+def removed_on_user_error(out, resume):
+    """Removes what a new run wrote into `out` when it fails by a user error before a checkpoint.
+
+    A run that cannot write its folder (read-only, full, ...) or is refused
+    leaves nothing behind: the folder itself when the run made it, else
+    the files it added. A resumed run, or one with a checkpoint to resume
+    from, is left as it is; so is a run stopped by a non-finite loss, whose
+    folder tells what happened.
+    """
+    from studio.trainers.run.non_finite_loss_error import NonFiniteLossError
+    from studio.trainers.run.run_directory import RunDirectory
+
+    path = os.fspath(out)
+    before = None if resume or not os.path.isdir(path) else set(os.listdir(path))
+    try:
+        yield
+    except Exception as error:
+        checkpoints = RunDirectory(path).checkpoint_folders()
+        keep = (resume or isinstance(error, NonFiniteLossError) or not is_user_error(error)
+                or checkpoints)
+        if not keep:
+            _remove_new_entries(path, before)
+        if is_output_location_error(error):
+            raise OutputLocationError(_write_failure(path, error, checkpoints)) from error
+        raise
+
+
+def _write_failure(path, error, checkpoints):
+    """What a run that could not write its folder says: where, why, and what is kept."""
+    where = f" ({os.fsdecode(error.filename)})" if error.filename else ""
+    message = f"cannot write the run folder {path}{where}: {os_error_reason(error)}."
+    if checkpoints:
+        step, _ = checkpoints[-1]
+        return (f"{message} Its checkpoints are kept: once that is fixed, "
+                f"`--resume --out {path}` continues from step {step}.")
+    return f"{message} Nothing of the run was kept."
+
+
+def _remove_new_entries(path, before):
+    if before is None:
+        shutil.rmtree(path, ignore_errors=True)
+        return
+    for name in set(os.listdir(path)) - before if os.path.isdir(path) else ():
+        entry = os.path.join(path, name)
+        if os.path.isdir(entry) and not os.path.islink(entry):
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                os.remove(entry)
+
+
 def record_settings(run_directory, settings, resume):
-    """Writes the run's `config.json`: a new run's folder is made first."""
+    """Writes the run's `config.json`: a new run's folder is made first.
+
+    A resumed run's changed settings are added to its `history`
+    (`TrainingSettings.resumed_config`).
+    """
     if resume:
-        run_directory.write_config(settings.to_config())
+        steps = run_directory.checkpoints().steps()
+        config = settings.resumed_config(run_directory.read_config(), steps[-1] if steps else 0)
+        run_directory.write_config(config)
     else:
         run_directory.create(settings.to_config())
 

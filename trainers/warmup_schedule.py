@@ -5,6 +5,8 @@ import math
 import keras
 from keras import ops
 
+from studio.errors import InvalidInputError
+
 DECAYS = ("constant", "cosine")
 
 
@@ -43,13 +45,13 @@ class WarmupSchedule(keras.optimizers.schedules.LearningRateSchedule):
         gradient_accumulation_steps=1,
     ):
         if not learning_rate > 0:
-            raise ValueError(
+            raise InvalidInputError(
                 f"`learning_rate` must be positive. Received: learning_rate={learning_rate!r}"
             )
         if decay not in DECAYS:
-            raise ValueError(f"`decay` must be one of {DECAYS}. Received: decay={decay!r}")
+            raise InvalidInputError(f"`decay` must be one of {DECAYS}. Received: decay={decay!r}")
         if decay == "cosine" and not (decay_steps and decay_steps > warmup_steps):
-            raise ValueError(
+            raise InvalidInputError(
                 "A cosine decay needs `decay_steps` greater than `warmup_steps`. "
                 f"Received: decay_steps={decay_steps!r}, warmup_steps={warmup_steps!r}"
             )
@@ -58,7 +60,7 @@ class WarmupSchedule(keras.optimizers.schedules.LearningRateSchedule):
             ("gradient_accumulation_steps", gradient_accumulation_steps, 1),
         ):
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ValueError(
+                raise InvalidInputError(
                     f"`{name}` must be an integer >= {low}. Received: {name}={value!r}"
                 )
         self.learning_rate = float(learning_rate)

@@ -87,7 +87,7 @@ def run_training(run_dir, request):
 
     Errors are printed to the log as `studio train` prints them.
     """
-    from studio.errors import USER_ERRORS
+    from studio.errors import is_user_error, user_error_message
     from studio.trainers.run.non_finite_loss_error import NonFiniteLossError
 
     command = " ".join(command_line(run_dir, request)[:3])
@@ -100,9 +100,13 @@ def run_training(run_dir, request):
     except NonFiniteLossError as exception:
         print(f"{command}: {exception}", file=sys.stderr)
         return EXIT_NON_FINITE, str(exception)
-    except USER_ERRORS as exception:
-        print(f"studio train: error: {exception}", file=sys.stderr)
-        return EXIT_USAGE, str(exception)
+    except Exception as exception:
+        if is_user_error(exception):
+            message = user_error_message(exception)
+            print(f"studio train: error: {message}", file=sys.stderr)
+            return EXIT_USAGE, message
+        traceback.print_exc()  # A bug: keep its traceback in the log.
+        return EXIT_CRASHED, f"{type(exception).__name__}: {exception}"
     except BaseException as exception:  # A bug: keep its traceback in the log.
         traceback.print_exc()
         return EXIT_CRASHED, f"{type(exception).__name__}: {exception}"

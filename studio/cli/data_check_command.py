@@ -9,6 +9,8 @@ itself is only read.
 import logging
 import os
 
+from studio.errors import InvalidInputError
+
 # Exit codes: every image usable, or some files unusable (training would
 # stop unless told to skip them). A folder with no usable image is an error.
 EXIT_OK = 0
@@ -58,6 +60,7 @@ def _print_help(parser):
 
 def run(args):
     """Runs `studio data check`; returns the exit code."""
+    from studio.cli.output_location import writing_to
     from studio.datasets import image_folder
     from studio.datasets.contact_sheet import make_contact_sheet
     from studio.images import save_png
@@ -81,12 +84,13 @@ def run(args):
         )
     except NotADirectoryError as error:
         # A usage error like a missing folder: one line, no traceback.
-        raise ValueError(str(error)) from None
+        raise InvalidInputError(str(error)) from None
     finally:
         image_folder.logger.setLevel(previous_level)
     print(folder.report.format())
     sheet = make_contact_sheet(folder.images, folder.names)
-    save_png(sheet, out)
+    with writing_to(out):
+        save_png(sheet, out)
     print(f"Contact sheet of the {len(folder)} usable images: {out}")
     return EXIT_OK if folder.report.ok else EXIT_PROBLEMS
 
@@ -95,7 +99,7 @@ def _check_outside(out, folder):
     out_folder = os.path.realpath(os.path.dirname(os.path.abspath(out)))
     folder = os.path.realpath(folder)
     if os.path.commonpath([out_folder, folder]) == folder:
-        raise ValueError(
+        raise InvalidInputError(
             "The contact sheet must be written outside the image folder, which is "
             f"never modified; pass --out. Received: {out!r} inside {folder!r}"
         )

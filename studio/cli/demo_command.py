@@ -9,6 +9,8 @@ scores it again, and writes a before/after comparison grid.
 
 import os
 
+from studio.errors import InvalidInputError
+
 DEFAULT_OUT = "studio-demo"
 PLACEHOLDER = "<cross>"
 # The named shape that looks most like the cross: compact, axis-aligned.
@@ -65,7 +67,7 @@ def comparison_grid(before, after, rows, columns):
 
     def block(images):
         if len(images) != rows * columns:
-            raise ValueError(
+            raise InvalidInputError(
                 f"Expected rows * columns = {rows * columns} images a side. "
                 f"Received: {len(images)}"
             )
@@ -99,7 +101,7 @@ def run(args):
     out = os.path.abspath(args.out)
     run_folder = os.path.join(out, "textual-inversion")
     if RunDirectory(run_folder).exists():
-        raise ValueError(
+        raise InvalidInputError(
             f"{out} already holds a demo run. Choose another --out or delete it. "
             f"Received: --out {args.out}"
         )

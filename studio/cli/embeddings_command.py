@@ -11,6 +11,7 @@ import os
 import sys
 
 from studio.embeddings.embedding_files import FORMATS, SAVE_DTYPES
+from studio.errors import InvalidInputError
 
 TOP_K = 5
 
@@ -80,17 +81,19 @@ def run(args):
 
 
 def run_convert(args):
+    from studio.cli.output_location import writing_to
     from studio.embeddings.embedding_files import convert_embedding
 
     if os.path.exists(args.output) and not args.overwrite:
-        raise ValueError(
+        raise InvalidInputError(
             f"{args.output} exists; pass --overwrite to replace it. "
             f"Received: OUTPUT {args.output}"
         )
-    embedding = convert_embedding(
-        args.input, args.output, format=args.format, dtype=args.dtype,
-        placeholder=args.placeholder,
-    )
+    with writing_to(args.output):
+        embedding = convert_embedding(
+            args.input, args.output, format=args.format, dtype=args.dtype,
+            placeholder=args.placeholder,
+        )
     print(
         f"Wrote {args.output} ({args.format}): "
         + ", ".join(f"{key} x{count}" for key, count in embedding.num_vectors.items())
@@ -102,7 +105,7 @@ def run_inspect(args):
     from studio.embeddings.embedding_files import load_embedding
 
     if args.top_k < 1:
-        raise ValueError(f"`--top-k` must be at least 1. Received: --top-k {args.top_k}")
+        raise InvalidInputError(f"`--top-k` must be at least 1. Received: --top-k {args.top_k}")
     embedding = load_embedding(args.file)
     for line in describe_embedding(embedding, args.file):
         print(line)

@@ -4,6 +4,7 @@ import os
 import re
 import sys
 
+from studio.errors import InvalidInputError
 from studio.trainers.settings.precision import PRECISIONS
 
 
@@ -66,14 +67,14 @@ def parse_size(text):
     """'512', '512x768' -> (width, height)."""
     match = re.fullmatch(r"\s*(\d+)\s*(?:[x×]\s*(\d+))?\s*", text or "")
     if not match:
-        raise ValueError(f"`--size` must be N or WIDTHxHEIGHT. Received: --size {text!r}")
+        raise InvalidInputError(f"`--size` must be N or WIDTHxHEIGHT. Received: --size {text!r}")
     width = int(match.group(1))
     return width, int(match.group(2) or width)
 
 
 def run(args):
     if args.steps < 1 or args.num_images < 1:
-        raise ValueError(
+        raise InvalidInputError(
             "`--steps` and `--num-images` must be at least 1. "
             f"Received: --steps {args.steps}, --num-images {args.num_images}"
         )
@@ -92,6 +93,7 @@ def run(args):
 
     from tqdm import tqdm
 
+    from studio.cli.output_location import writing_to
     from studio.images import next_image_index, save_png
     from studio.interop import load_backbone
     from studio.pipelines import TextToImagePipeline
@@ -124,9 +126,19 @@ def run(args):
             callback=lambda step, total: progress.update(1),
         )
     index = next_image_index(args.out)
-    for offset, (image, parameters) in enumerate(zip(result.images, result.parameters)):
-        path = os.path.join(args.out, f"{index + offset:05d}-{parameters.seed}.png")
-        save_png(image, path, parameters)
+    written = []
+    try:
+        with writing_to(args.out, is_folder=True):
+            for offset, (image, parameters) in enumerate(zip(result.images, result.parameters)):
+                path = os.path.join(args.out, f"{index + offset:05d}-{parameters.seed}.png")
+                save_png(image, path, parameters)
+                written.append(path)
+    except Exception:
+        # All of the images or none: a second try then numbers them the same.
+        for path in written:
+            os.remove(path)
+        raise
+    for path in written:
         print(path)
     return 0
 

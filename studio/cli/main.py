@@ -9,6 +9,7 @@ import argparse
 import importlib
 import os
 import sys
+import warnings
 
 from studio import __version__
 
@@ -33,7 +34,7 @@ TRAIN_METHOD_MODULES = (
 # `studio train` without a method prints its help and exits with this code.
 EXIT_USAGE = 2
 
-from studio.errors import USER_ERRORS
+from studio.errors import StudioWarning, is_user_error, user_error_message
 
 
 def build_parser():
@@ -90,15 +91,39 @@ def main(argv=None):
         parser.print_help()
         return 2
     try:
-        return args.run(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = _one_line_warnings(command_name(args), warnings.showwarning)
+            return args.run(args)
     except KeyboardInterrupt:
         print("studio: interrupted", file=sys.stderr)
         return 130
-    except USER_ERRORS as error:
-        if args.debug:
+    except Exception as error:
+        # A user's error is one line; anything else is a bug and keeps its
+        # traceback (as does everything under --debug).
+        if args.debug or not is_user_error(error):
             raise
-        print(f"studio {args.command}: error: {error}", file=sys.stderr)
-        return 2
+        print(f"{command_name(args)}: error: {user_error_message(error)}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def command_name(args):
+    """"studio train textual-inversion", "studio embeddings convert", ...: what the user ran."""
+    # The destinations of the subcommand levels, outermost first.
+    levels = ("command", "train_method", "embeddings_command", "models_command", "data_command")
+    return " ".join(["studio"] + [getattr(args, name) for name in levels
+                                  if getattr(args, name, None)])
+
+
+def _one_line_warnings(command, show):
+    """A `warnings.showwarning` that prints the studio's warnings as one line each."""
+
+    def showwarning(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, StudioWarning):
+            print(f"{command}: warning: {message}", file=sys.stderr)
+        else:
+            show(message, category, filename, lineno, file, line)
+
+    return showwarning
 
 
 if __name__ == "__main__":

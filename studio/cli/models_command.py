@@ -15,6 +15,8 @@ imported inside `run`, so `--help` is instant.
 
 import os
 
+from studio.errors import InvalidInputError
+
 FORMATS = ("diffusers", "single-file")
 PREDICTION_TYPES = ("epsilon", "v_prediction")
 EXPORT_DTYPES = ("float32", "float16")
@@ -109,10 +111,11 @@ def run(args):
         return _import(args)
     if action == "export":
         return _export(args)
-    raise ValueError("Say what to do: `studio models import ...` or `studio models export ...`.")
+    raise InvalidInputError("Say what to do: `studio models import ...` or `studio models export ...`.")
 
 
 def _import(args):
+    from studio.cli.output_location import writing_to
     from studio.interop.model_import import import_model
 
     out = os.path.abspath(args.out)
@@ -127,23 +130,27 @@ def _import(args):
         image_size=args.image_size,
         vocabulary=args.vocabulary,
     )
-    backbone.save_to_preset(out)
+    with writing_to(out, is_folder=True):
+        backbone.save_to_preset(out)
     print(f"Imported {args.source}: {describe(backbone)}")
     print(f"Wrote {out}; use it with `studio generate --model {out}`.")
     return EXIT_OK
 
 
 def _export(args):
+    from studio.cli.output_location import writing_to
     from studio.interop.diffusers_folder import export_diffusers_folder
     from studio.interop.single_file_checkpoint import export_single_file
 
     backbone = load_export_source(args.source, weights=args.weights, vocabulary=args.vocabulary)
-    if args.format == "diffusers":
-        path = export_diffusers_folder(
-            backbone, args.out, dtype=args.dtype, overwrite=args.overwrite
-        )
-    else:
-        path = export_single_file(backbone, args.out, dtype=args.dtype, overwrite=args.overwrite)
+    with writing_to(args.out, is_folder=args.format == "diffusers"):
+        if args.format == "diffusers":
+            path = export_diffusers_folder(
+                backbone, args.out, dtype=args.dtype, overwrite=args.overwrite
+            )
+        else:
+            path = export_single_file(backbone, args.out, dtype=args.dtype,
+                                      overwrite=args.overwrite)
     print(f"Exported {describe(backbone)} to {path} ({args.format}, {args.dtype}).")
     return EXIT_OK
 
@@ -160,7 +167,7 @@ def load_export_source(source, weights=None, vocabulary=None):
         vocabulary: passed to `from_preset` for named presets.
 
     Raises:
-        ValueError: a LoRA run (its LoRA must be merged first), or a run
+        InvalidInputError: a LoRA run (its LoRA must be merged first), or a run
             folder without weights or base model.
     """
     from studio.interop import load_backbone
@@ -179,12 +186,12 @@ def load_export_source(source, weights=None, vocabulary=None):
     if not os.path.isdir(source) or os.path.isfile(os.path.join(source, PRESET_CONFIG_FILE)):
         return load_backbone(source, weights=weights, vocabulary=vocabulary)
     if not os.path.isfile(config_path):
-        raise ValueError(
+        raise InvalidInputError(
             f"{source} is neither a studio model folder ({PRESET_CONFIG_FILE}) nor a "
             f"training run ({CONFIG_FILE}). Received: {sorted(os.listdir(source))[:10]}"
         )
     if os.path.isfile(os.path.join(source, LORA_FILE)):
-        raise ValueError(
+        raise InvalidInputError(
             f"{source} is a LoRA run: its {LORA_FILE} loads in AUTOMATIC1111 and "
             "diffusers as it is; to export a whole model, save the merged backbone "
             "(`DreamBoothTrainer.save_backbone`) and export that folder."
@@ -196,7 +203,7 @@ def load_export_source(source, weights=None, vocabulary=None):
         if os.path.isfile(os.path.join(source, name))
     }
     if not base or "unet" not in found:
-        raise ValueError(
+        raise InvalidInputError(
             f"{source} is not a finished fine-tuning run: expected `model` in its "
             f"{CONFIG_FILE} and a {weight_files['unet']}. Received: model={base!r}, "
             f"files {sorted(os.listdir(source))[:10]}"

@@ -12,6 +12,8 @@ import dataclasses
 import types
 import typing
 
+from studio.errors import SettingsError
+
 
 def add_settings_options(parser, settings_class, skip=()):
     """Adds an option to `parser` for each field of `settings_class` not in `skip`.
@@ -66,7 +68,7 @@ def settings_from_options(settings_class, args):
         The validated settings.
 
     Raises:
-        ValueError: `--resume` without `--out`, or invalid settings.
+        SettingsError: `--resume` without `--out`, or invalid settings.
         FileNotFoundError: `--resume` of a folder that holds no run.
     """
     given = given_settings(args, settings_class)
@@ -74,7 +76,7 @@ def settings_from_options(settings_class, args):
         from studio.trainers.run.run_directory import RunDirectory
 
         if not args.out:
-            raise ValueError("--resume needs --out, the run folder to continue. Received: no --out")
+            raise SettingsError("--resume needs --out, the run folder to continue. Received: no --out")
         stored = RunDirectory(args.out).read_config()
         settings = settings_class.from_config(stored, **given)
         settings.check_resume(stored)

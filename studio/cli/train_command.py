@@ -31,8 +31,8 @@ def add_method_parser(methods):
             "of images, with the model frozen. The run folder gets the config, "
             "checkpoints, TensorBoard logs, sample images, embedding.safetensors and "
             "summary.json. With --resume, only --out is needed: the other settings "
-            "come from the run's config.json (--steps, the samples and the intervals "
-            "may change)."
+            "come from the run's config.json (--steps, --lr, the samples and the "
+            "intervals may change)."
         ),
     )
     add_settings_options(parser, TextualInversionSettings)

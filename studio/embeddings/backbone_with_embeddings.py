@@ -2,6 +2,8 @@
 
 import warnings
 
+from studio.errors import InvalidInputError
+
 
 def published_text_encoder_hash(preset):
     """The published sha256 of a named preset's text-encoder weights, or "" for others."""
@@ -61,7 +63,7 @@ def backbone_with_embeddings(backbone, embeddings):
             warnings.warn(message, UserWarning, stacklevel=2)
         for placeholder, values in embedding.vectors.items():
             if placeholder in tokenizer.placeholder_tokens:
-                raise ValueError(
+                raise InvalidInputError(
                     f"Two embeddings use the placeholder {placeholder!r}; load only one "
                     "of them, or rename one (`TextualInversionEmbedding.renamed`). "
                     f"Received: {placeholder!r} twice"

@@ -2,6 +2,7 @@
 
 from studio.embeddings.textual_inversion_embedding import ARCHITECTURE_SD
 from studio.embeddings.textual_inversion_embedding import TextualInversionEmbedding
+from studio.errors import InvalidInputError
 
 # Text-encoder widths of the public model families, to name them in messages.
 KNOWN_WIDTHS = {
@@ -43,14 +44,14 @@ def check_compatible(embedding, text_encoder_width, base_model_hash=None):
         )
     if embedding.architecture != ARCHITECTURE_SD:
         shapes = ", ".join(f"{key} {value.shape[1]}" for key, value in embedding.vectors.items())
-        raise ValueError(
+        raise InvalidInputError(
             "This is an SD-XL embedding (vectors for two text encoders: "
             f"{shapes}); it cannot be loaded into an SD 1.x/2.x text encoder. "
             f"Received: text_encoder_width={text_encoder_width}"
         )
     width = embedding.text_encoder_width
     if width != text_encoder_width:
-        raise ValueError(
+        raise InvalidInputError(
             f"The embedding's vectors are {describe_width(width)} wide but the text "
             f"encoder's are {describe_width(text_encoder_width)}: an embedding only "
             "loads into the model family it was trained for. "

@@ -39,6 +39,7 @@ import numpy as np
 import safetensors.numpy
 
 from studio import __version__
+from studio.errors import InvalidInputError
 from studio.files.atomic_write import write_file_atomically
 from studio.embeddings.embedding_format_error import EmbeddingFormatError
 from studio.tensor_files.safetensors_reader import looks_like_safetensors, read_safetensors
@@ -164,25 +165,25 @@ def save_embedding(embedding, path, format="native", dtype=None):
             f"Received: {type(embedding).__name__}"
         )
     if format not in FORMATS:
-        raise ValueError(f"`format` must be one of {FORMATS}. Received: format={format!r}")
+        raise InvalidInputError(f"`format` must be one of {FORMATS}. Received: format={format!r}")
     path = os.fspath(path)
     extension = os.path.splitext(path)[1].lower()
     if extension not in FORMAT_EXTENSIONS[format]:
         hint = ""
         if format == "a1111":
             hint = " (AUTOMATIC1111 also reads kohya `.safetensors` files)"
-        raise ValueError(
+        raise InvalidInputError(
             f"A {format} embedding file must end with one of {FORMAT_EXTENSIONS[format]}"
             f"{hint}. Received: path={path!r}"
         )
     if embedding.architecture != ARCHITECTURE_SD:
-        raise ValueError(
+        raise InvalidInputError(
             "SD-XL embeddings (clip_l + clip_g vectors) cannot be written in an "
             f"SD 1.x/2.x format. Received: format={format!r} for an "
             f"{embedding.architecture} embedding"
         )
     if format in ("kohya", "a1111") and len(embedding.placeholders) != 1:
-        raise ValueError(
+        raise InvalidInputError(
             f"A {format} file holds one placeholder; save each with "
             "`embedding.select(placeholder)`. "
             f"Received: placeholders {embedding.placeholders}"
@@ -371,9 +372,9 @@ def _save_dtype(embedding, format, dtype):
     if dtype is None:
         dtype = "float16" if embedding.dtype == "float16" and format != "native" else "float32"
     if dtype not in SAVE_DTYPES:
-        raise ValueError(f"`dtype` must be one of {SAVE_DTYPES}. Received: dtype={dtype!r}")
+        raise InvalidInputError(f"`dtype` must be one of {SAVE_DTYPES}. Received: dtype={dtype!r}")
     if format == "native" and dtype != "float32":
-        raise ValueError(
+        raise InvalidInputError(
             "Native embedding files are float32; use format='kohya' or "
             f"'diffusers' for float16. Received: dtype={dtype!r}"
         )
@@ -384,7 +385,7 @@ def _cast(placeholder, vectors, dtype):
     if dtype == np.float16:
         largest = float(np.max(np.abs(vectors)))
         if not largest <= FLOAT16_MAX:
-            raise ValueError(
+            raise InvalidInputError(
                 f"{placeholder!r} has values beyond float16's range (±{FLOAT16_MAX:g}); "
                 f"save it as float32. Received: largest magnitude {largest:g}"
             )

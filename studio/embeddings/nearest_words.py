@@ -2,6 +2,8 @@
 
 import numpy as np
 
+from studio.errors import InvalidInputError
+
 DEFAULT_TOP_K = 5
 # Guards the division for all-zero vectors (their similarity is then 0).
 NORM_EPSILON = 1e-12
@@ -34,13 +36,13 @@ def nearest_words(vectors, table, tokenizer, k=DEFAULT_TOP_K):
         vectors = vectors[None, :]
     table = np.asarray(table, np.float32)
     if vectors.ndim != 2 or table.ndim != 2 or vectors.shape[1] != table.shape[1]:
-        raise ValueError(
+        raise InvalidInputError(
             "`vectors` (num_vectors, width) and `table` (vocabulary_size, width) "
             "must have the same width. "
             f"Received: vectors.shape={vectors.shape}, table.shape={table.shape}"
         )
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-        raise ValueError(f"`k` must be a positive int. Received: k={k!r}")
+        raise InvalidInputError(f"`k` must be a positive int. Received: k={k!r}")
     rows = min(table.shape[0], tokenizer.vocabulary_size)
     table = table[:rows]
     similarities = (vectors @ table.T) / np.maximum(

@@ -2,6 +2,8 @@
 
 import numpy as np
 
+from studio.errors import InvalidInputError
+
 # Embeddings for one CLIP text encoder (SD 1.x: 768 wide, SD 2.x: 1024).
 ARCHITECTURE_SD = "sd"
 # SD-XL embeddings hold vectors for its two text encoders, by encoder name.
@@ -123,7 +125,7 @@ class TextualInversionEmbedding:
             ValueError: `placeholder` is not in the embedding.
         """
         if self.architecture != ARCHITECTURE_SD or placeholder not in self.vectors:
-            raise ValueError(
+            raise InvalidInputError(
                 f"`placeholder` must be one of {self.placeholders}. "
                 f"Received: placeholder={placeholder!r}"
             )
@@ -137,12 +139,12 @@ class TextualInversionEmbedding:
                 that can be renamed (SD-XL), or `placeholder` is empty.
         """
         if self.architecture != ARCHITECTURE_SD or len(self.vectors) != 1:
-            raise ValueError(
+            raise InvalidInputError(
                 "Only an embedding with one placeholder can be renamed; use "
                 f"`select` first. Received: placeholders {self.placeholders}"
             )
         if not isinstance(placeholder, str) or not placeholder.strip():
-            raise ValueError(
+            raise InvalidInputError(
                 f"`placeholder` must be a non-empty string. Received: placeholder={placeholder!r}"
             )
         (vectors,) = self.vectors.values()

@@ -8,6 +8,8 @@ and returns a float in [0, 1].
 import collections
 import math
 
+from studio.errors import InvalidInputError
+
 
 def attribute_accuracy(predicted, expected, attribute):
     """Share of images whose `attribute` is the expected one.
@@ -23,13 +25,13 @@ def attribute_accuracy(predicted, expected, attribute):
     """
     values = predicted[attribute]
     if len(values) != len(expected):
-        raise ValueError(
+        raise InvalidInputError(
             "Expected one expected value per image. Received: "
             f"{len(values)} images and {len(expected)} expected values"
         )
     pairs = [(p, e) for p, e in zip(values, expected) if e is not None]
     if not pairs:
-        raise ValueError(f"No image asks for a {attribute}. Received: {len(expected)} Nones")
+        raise InvalidInputError(f"No image asks for a {attribute}. Received: {len(expected)} Nones")
     return sum(p == e for p, e in pairs) / len(pairs)
 
 
@@ -44,7 +46,7 @@ def concept_fidelity(predicted, concept):
     """
     count = len(next(iter(predicted.values())))
     if not count:
-        raise ValueError("No images to score. Received: 0 images")
+        raise InvalidInputError("No images to score. Received: 0 images")
     hits = sum(
         all(predicted[name][index] == value for name, value in concept.items())
         for index in range(count)
@@ -61,7 +63,7 @@ def class_diversity(predicted, attributes=("colour", "pattern")):
     """
     keys = list(zip(*(predicted[name] for name in attributes)))
     if not keys:
-        raise ValueError("No images to score. Received: 0 images")
+        raise InvalidInputError("No images to score. Received: 0 images")
     from studio.evaluation.shapes_classifier import ATTRIBUTES
 
     possible = math.prod(len(ATTRIBUTES[name]) for name in attributes)

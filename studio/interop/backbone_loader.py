@@ -2,6 +2,7 @@
 
 import os
 
+from studio.errors import InvalidInputError
 from studio.interop.diffusers_folder import is_diffusers_folder
 
 # `seed`'s default: the backbone's own (`RANDOM_WEIGHTS_SEED`), looked up
@@ -50,7 +51,7 @@ def load_backbone(
     """
     if _is_model_to_import(source):
         if not load_weights or weights is not None:
-            raise ValueError(
+            raise InvalidInputError(
                 f"{source} is converted with its own weights; `load_weights=False` and "
                 f"`weights` are for named presets. Received: load_weights={load_weights}, "
                 f"weights={weights!r}"

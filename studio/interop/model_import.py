@@ -2,6 +2,7 @@
 
 import os
 
+from studio.errors import InvalidInputError
 from studio.interop.diffusers_folder import import_diffusers_folder, is_diffusers_folder
 from studio.interop.single_file_checkpoint import import_single_file
 
@@ -33,7 +34,7 @@ def import_model(source, prediction_type=None, image_size=None, vocabulary=None,
     source = os.fspath(source)
     if is_diffusers_folder(source):
         if vocabulary is not None:
-            raise ValueError(
+            raise InvalidInputError(
                 "A diffusers folder brings its own tokenizer (tokenizer/); `vocabulary` "
                 f"is for single files. Received: vocabulary={vocabulary!r}"
             )

@@ -35,6 +35,7 @@ import re
 
 import numpy as np
 
+from studio.errors import InvalidInputError
 from studio.interop.checkpoint_format_error import CheckpointFormatError
 from studio.interop.checkpoint_reader import quote_names, read_checkpoint
 from studio.interop.diffusers_configs import (
@@ -555,7 +556,7 @@ def _check_expressible(backbone):
     if schedule != SD_NOISE_SCHEDULE:
         differences.append(f"noise_schedule={schedule} (readers assume {SD_NOISE_SCHEDULE})")
     if differences:
-        raise ValueError(
+        raise InvalidInputError(
             "A single file does not record these settings, and readers (diffusers, "
             "AUTOMATIC1111, the studio) would assume Stable Diffusion's instead; export "
             "this model as a diffusers folder (--format diffusers). Received: "

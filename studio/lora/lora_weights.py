@@ -5,6 +5,7 @@ import os
 
 import numpy as np
 
+from studio.errors import InvalidInputError
 from studio.lora.lora_targets import (
     TEXT_ENCODER_PREFIX,
     UNET_PREFIX,
@@ -59,7 +60,7 @@ class LoRAWeights:
             down = np.asarray(down)
             up = np.asarray(up)
             if down.ndim != 2 or up.ndim != 2 or down.shape[0] != up.shape[1]:
-                raise ValueError(
+                raise InvalidInputError(
                     f"LoRA module {name!r} must have down (rank, in) and up (out, rank) "
                     f"matrices of one rank. Received: down {down.shape}, up {up.shape}"
                 )
@@ -124,7 +125,7 @@ class LoRAWeights:
         from studio.files.atomic_write import write_file_atomically
 
         if dtype not in SAVE_DTYPES:
-            raise ValueError(f"`dtype` must be one of {SAVE_DTYPES}. Received: dtype={dtype!r}")
+            raise InvalidInputError(f"`dtype` must be one of {SAVE_DTYPES}. Received: dtype={dtype!r}")
         tensors = {}
         for name, (down, up, alpha) in self.modules.items():
             tensors[name + DOWN_SUFFIX] = np.ascontiguousarray(down, dtype=dtype)
@@ -158,7 +159,7 @@ class LoRAWeights:
             else:
                 unknown.append(key)
         if unknown:
-            raise ValueError(
+            raise InvalidInputError(
                 f"{path} is not a kohya LoRA file: expected only '*{DOWN_SUFFIX}', "
                 f"'*{UP_SUFFIX}' and '*{ALPHA_SUFFIX}' tensors. Received: {unknown[:5]}"
                 + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
@@ -166,7 +167,7 @@ class LoRAWeights:
         modules = {}
         for name, part in parts.items():
             if "down" not in part or "up" not in part:
-                raise ValueError(
+                raise InvalidInputError(
                     f"LoRA module {name!r} in {path} needs both its down and up "
                     f"matrices. Received: {sorted(part)}"
                 )
@@ -202,7 +203,7 @@ class LoRAWeights:
         targets = _named_targets(backbone)
         missing = [name for name in self.modules if name not in targets]
         if missing and strict:
-            raise ValueError(
+            raise InvalidInputError(
                 f"{len(missing)} LoRA module(s) have no matching layer in "
                 f"{getattr(backbone, 'name', 'the backbone')!r} (only attention and "
                 "feed-forward projections of the UNet and text encoder are supported). "
@@ -218,14 +219,14 @@ class LoRAWeights:
             rank = down.shape[0]
             kernel_shape = tuple(layer.kernel.shape)
             if (down.shape[1], up.shape[0]) != kernel_shape:
-                raise ValueError(
+                raise InvalidInputError(
                     f"LoRA module {name!r} does not fit its layer: the layer's kernel is "
                     f"{kernel_shape} (in, out). Received: down {down.shape}, up {up.shape}"
                 )
             if not layer.lora_enabled:
                 layer.enable_lora(rank, lora_alpha=alpha * scale)
             elif layer.lora_rank != rank:
-                raise ValueError(
+                raise InvalidInputError(
                     f"The layer of {name!r} already has LoRA of rank {layer.lora_rank}. "
                     f"Received: rank {rank}"
                 )

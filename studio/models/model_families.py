@@ -3,6 +3,7 @@
 import json
 import os
 
+from studio.errors import InvalidInputError
 from studio.models.presets import BACKBONE_PRESETS, STABLE_DIFFUSION
 from studio.models.stable_diffusion_backbone import PRESET_CONFIG_FILE, StableDiffusionBackbone
 
@@ -18,7 +19,7 @@ def backbone_class(family):
         ValueError: for a family the studio does not have.
     """
     if family not in FAMILIES:
-        raise ValueError(
+        raise InvalidInputError(
             f"Unknown model family. Expected one of {sorted(FAMILIES)}. "
             f"Received: family={family!r}"
         )

@@ -5,6 +5,7 @@ import shutil
 
 import keras
 
+from studio.errors import InvalidInputError
 from studio.errors import WeightsNotFoundError
 from studio.files.atomic_write import atomic_folder
 from studio.files.json_file import read_json, write_json
@@ -188,7 +189,7 @@ class StableDiffusionBackbone(DiffusionBackbone):
                 downloadable; one message lists every missing file.
         """
         if _is_model_to_import(preset):
-            raise ValueError(
+            raise InvalidInputError(
                 f"{preset} is a model to convert, not a preset: `from_preset` takes "
                 "preset names and folders saved by `save_to_preset`. Load it with "
                 f"`studio.interop.load_backbone`. Received: preset={preset!r}"
@@ -196,7 +197,7 @@ class StableDiffusionBackbone(DiffusionBackbone):
         if os.path.isdir(str(preset)):
             return cls._from_saved_preset(preset, load_weights, dtype)
         if preset not in BACKBONE_PRESETS:
-            raise ValueError(
+            raise InvalidInputError(
                 f"Unknown preset. Expected one of {sorted(BACKBONE_PRESETS)}, "
                 "a folder saved with `StableDiffusionBackbone.save_to_preset`, "
                 "a diffusers folder or a .safetensors / .ckpt file. "

@@ -5,6 +5,7 @@ import dataclasses
 import numpy as np
 from keras import ops
 
+from studio.errors import InvalidInputError
 from studio.images.generation_parameters import GenerationParameters
 from studio.pipelines.guided_denoiser import GuidedDenoiser
 from studio.schedulers import get_scheduler
@@ -113,7 +114,7 @@ class TextToImagePipeline:
             else list(negative_prompt)
         )
         if len(negatives) != len(prompts):
-            raise ValueError(
+            raise InvalidInputError(
                 "Expected one negative prompt, or one per prompt. Received: "
                 f"{len(prompts)} prompts and {len(negatives)} negative prompts"
             )
@@ -125,12 +126,12 @@ class TextToImagePipeline:
         factor = self.backbone.latent_downsampling
         for label, value in (("height", height), ("width", width)):
             if value <= 0 or value % factor:
-                raise ValueError(
+                raise InvalidInputError(
                     f"`{label}` must be a positive multiple of {factor}. "
                     f"Received: {label}={value}"
                 )
         if not 0.0 < strength <= 1.0:
-            raise ValueError(f"`strength` must be in (0, 1]. Received: strength={strength}")
+            raise InvalidInputError(f"`strength` must be in (0, 1]. Received: strength={strength}")
         if seed is None:
             seed = int(np.random.SeedSequence().entropy % MAX_SEED)
         count = len(prompts) * num_images_per_prompt

@@ -1,5 +1,6 @@
 """Samplers by name: our short names and AUTOMATIC1111's."""
 
+from studio.errors import InvalidInputError
 from studio.schedulers.ddim_scheduler import DDIMScheduler
 from studio.schedulers.dpm_solver_multistep_scheduler import DPMSolverMultistepScheduler
 from studio.schedulers.euler_discrete_scheduler import EulerDiscreteScheduler
@@ -36,7 +37,7 @@ def scheduler_short_name(name):
     for short, (_, _, a1111) in SAMPLERS.items():
         if wanted in (short, a1111.lower()):
             return short
-    raise ValueError(
+    raise InvalidInputError(
         f"Unknown sampler. Expected one of {list(SCHEDULER_NAMES)} or "
         f"{list(A1111_SAMPLER_NAMES)}. Received: name={name!r}"
     )
@@ -69,7 +70,7 @@ def get_scheduler(name, **kwargs):
     cls, fixed, _ = SAMPLERS[scheduler_short_name(name)]
     for key, value in fixed.items():
         if key in kwargs and kwargs[key] != value:
-            raise ValueError(
+            raise InvalidInputError(
                 f"Sampler {name!r} means {key}={value}. Received: {key}={kwargs[key]}"
             )
     return cls(**{**kwargs, **fixed})

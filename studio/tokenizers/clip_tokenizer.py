@@ -15,6 +15,7 @@ import warnings
 import numpy as np
 import regex
 
+from studio.errors import InvalidInputError
 from studio.tokenizers.clip_vocabulary import END_OF_WORD
 from studio.tokenizers.clip_vocabulary import END_TOKEN
 from studio.tokenizers.clip_vocabulary import START_TOKEN
@@ -289,7 +290,7 @@ class CLIPTokenizer:
             ids = self.encode(text)
             if len(ids) > self.sequence_length:
                 if not truncate:
-                    raise ValueError(
+                    raise InvalidInputError(
                         f"A prompt has {len(ids)} tokens (start and end tokens included), "
                         f"more than sequence_length={self.sequence_length}. Shorten it, or "
                         f"pass truncate=True to cut it. Received: text={text!r}"
@@ -378,24 +379,24 @@ class CLIPTokenizer:
                 f"`placeholder` must be a string. Received: placeholder={placeholder!r}"
             )
         if isinstance(num_vectors, bool) or not isinstance(num_vectors, int) or num_vectors < 1:
-            raise ValueError(
+            raise InvalidInputError(
                 f"`num_vectors` must be an integer >= 1. Received: num_vectors={num_vectors!r}"
             )
         if not placeholder:
-            raise ValueError("A placeholder must not be empty. Received: placeholder=''")
+            raise InvalidInputError("A placeholder must not be empty. Received: placeholder=''")
         if any(character.isspace() for character in placeholder):
-            raise ValueError(
+            raise InvalidInputError(
                 "A placeholder must not contain whitespace: prompts could not tell "
                 f"it from separate words. Received: placeholder={placeholder!r}"
             )
         if placeholder in self._placeholder_ids:
-            raise ValueError(
+            raise InvalidInputError(
                 f"The placeholder {placeholder!r} was already added, with ids "
                 f"{self._placeholder_ids[placeholder]}. Received: placeholder={placeholder!r}"
             )
         for other in self._placeholder_ids:
             if other.lower() == placeholder.lower():
-                raise ValueError(
+                raise InvalidInputError(
                     f"A placeholder must not differ only in case from another one "
                     f"({other!r}): prompts would silently pick one. "
                     f"Received: placeholder={placeholder!r}"
@@ -403,7 +404,7 @@ class CLIPTokenizer:
         lowered = placeholder.lower()
         for token in (placeholder, lowered, lowered + END_OF_WORD):
             if token in self.vocabulary:
-                raise ValueError(
+                raise InvalidInputError(
                     f"A placeholder must not be a vocabulary token: {token!r} already "
                     "is one, and the placeholder would capture that word in prompts. "
                     f"Pick a distinctive string such as '<my-concept>'. "
@@ -412,7 +413,7 @@ class CLIPTokenizer:
         tokens = [placeholder] + [f"{placeholder}_{index}" for index in range(1, num_vectors)]
         for token in tokens:
             if token in self._token_ids:
-                raise ValueError(
+                raise InvalidInputError(
                     f"The placeholder's token {token!r} already exists (a token of "
                     f"another placeholder). Received: placeholder={placeholder!r}, "
                     f"num_vectors={num_vectors}"
@@ -506,7 +507,7 @@ class CLIPTokenizer:
         for piece in self._bpe("".join(self._byte_symbols[b] for b in word.encode("utf-8"))):
             token_id = self.vocabulary.get(piece)
             if token_id is None:
-                raise ValueError(
+                raise InvalidInputError(
                     f"The piece {piece!r} of the word {word!r} is not in the vocabulary; "
                     "a CLIP vocabulary holds every byte symbol and its '</w>' variant. "
                     f"Received: a vocabulary of {len(self.vocabulary)} tokens"
@@ -564,7 +565,7 @@ def _clean(text):
 
 def _check_vocabulary(vocabulary):
     if sorted(vocabulary.values()) != list(range(len(vocabulary))):
-        raise ValueError(
+        raise InvalidInputError(
             "The vocabulary's ids must be 0..n-1, each used once, so that they index "
             f"an embedding table. Received: {len(vocabulary)} tokens with ids from "
             f"{min(vocabulary.values(), default=None)} to {max(vocabulary.values(), default=None)}"
@@ -576,7 +577,7 @@ def _merge_ranks(merges, vocabulary):
     for rank, merge in enumerate(merges):
         pair = tuple(merge.split(" ")) if isinstance(merge, str) else ()
         if len(pair) != 2 or not all(pair) or pair[0] + pair[1] not in vocabulary:
-            raise ValueError(
+            raise InvalidInputError(
                 "Each merge must be two pieces separated by one space whose "
                 f"concatenation is a vocabulary token. Received: merges[{rank}]={merge!r}"
             )

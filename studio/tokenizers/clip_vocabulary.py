@@ -10,6 +10,7 @@ import gzip
 import hashlib
 import os
 
+from studio.errors import InvalidInputError
 from studio.errors import StudioError
 from studio.files.keras_home import keras_home
 
@@ -121,7 +122,7 @@ def load_clip_vocabulary(path):
     lines = _read_text(path).split("\n")
     merges = lines[1 : 1 + CLIP_MERGE_COUNT]
     if len(merges) < CLIP_MERGE_COUNT or not all(merges):
-        raise ValueError(
+        raise InvalidInputError(
             f"A CLIP vocabulary file holds at least {CLIP_MERGE_COUNT} merge rules "
             f"after its header line. Received: {path} with {len(lines) - 1} lines"
         )

@@ -54,3 +54,17 @@ def test_expand_placeholder():
     assert expand_placeholder(once, "<x>", 2) == once
     assert expand_placeholder("a <x> toy", "<x>", 1) == "a <x> toy"
     assert expand_placeholder("no placeholder", "<x>", 4) == "no placeholder"
+
+
+def test_a_new_word_without_brackets_warns_what_will_happen(tokenizer):
+    """Issue 23, item 6: `--token redc` is accepted, with a warning."""
+    import warnings
+
+    from studio.errors import StudioWarning
+
+    with pytest.warns(StudioWarning, match=r"'redc' has no brackets.*'<redc>'"):
+        assert validate_placeholder_token("redc", tokenizer) == "redc"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        validate_placeholder_token("<redc>", tokenizer)
+        validate_placeholder_token("redc")  # Without a tokenizer only the form is checked.

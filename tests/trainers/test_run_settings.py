@@ -41,7 +41,7 @@ def test_help_renders_each_default_once():
     parser, _ = parse(TextualInversionSettings)
     text = " ".join(parser.format_help().split())
     assert "optimizer steps in the run; a resumed run may change it (default: 2000)" in text
-    assert "learning rate (default: 0.005)" in text
+    assert "learning rate; a resumed run may change it (default: 0.005)" in text
     assert "training image size (default: the model's)" in text
     for field in dataclasses.fields(TextualInversionSettings):
         assert "default" not in field.metadata["help"]
@@ -88,9 +88,9 @@ def test_the_method_of_a_config_with_or_without_its_key(config, expected):
 def test_a_resume_may_change_only_resumable_settings():
     stored = TextualInversionSettings(**TI).to_config()
     TextualInversionSettings.from_config(stored, steps=9, devices=2, sample_every=3,
-                                         cache_dir="x").check_resume(stored)
-    with pytest.raises(ValueError, match=r"--lr 0.1 \(the run has 0.005\)"):
-        TextualInversionSettings.from_config(stored, lr=0.1).check_resume(stored)
+                                         lr=0.1, cache_dir="x").check_resume(stored)
+    with pytest.raises(ValueError, match=r"--seed 1 \(the run has 0\)"):
+        TextualInversionSettings.from_config(stored, seed=1).check_resume(stored)
     with pytest.raises(ValueError, match="another method"):
         DreamBoothSettings(model="tiny").check_resume(stored)
     # A config written before the method was recorded.

@@ -13,6 +13,8 @@ import os
 import shutil
 import sys
 
+from studio.errors import InvalidInputError
+
 PRESET = "tiny-shapes"
 # The learning rate decays along a cosine to this share of its peak.
 FINAL_LR_FRACTION = 0.1
@@ -120,7 +122,7 @@ def _run_phase(trainer, folder, settings, steps, batches, resume):
         print(f"{folder}: already trained ({steps} steps)", file=sys.stderr)
         return summary
     if directory.exists() and not resume:
-        raise ValueError(
+        raise InvalidInputError(
             f"{folder} already holds a training run. Add --resume to continue it, or "
             f"choose another --out. Received: {folder}"
         )

@@ -4,6 +4,8 @@ import contextlib
 import logging
 import os
 
+from studio.errors import InvalidInputError
+
 # The commands' option, named in the messages.
 OPTION = "--devices"
 # The XLA flag that also sets JAX's number of CPU devices (before JAX starts).
@@ -58,7 +60,7 @@ class DataParallelDevices:
 
     def __init__(self, num_devices=1):
         if isinstance(num_devices, bool) or not isinstance(num_devices, int) or num_devices < 1:
-            raise ValueError(f"{OPTION} must be an integer >= 1. Received: {num_devices!r}")
+            raise InvalidInputError(f"{OPTION} must be an integer >= 1. Received: {num_devices!r}")
         self.num_devices = num_devices
         self.device_names = None
         self._kind = None
@@ -88,7 +90,7 @@ class DataParallelDevices:
         elif backend == "jax":
             self._setup_jax()
         else:
-            raise ValueError(
+            raise InvalidInputError(
                 f"{OPTION} above 1 needs the TensorFlow or JAX backend. Set KERAS_BACKEND "
                 f"to tensorflow or jax, or leave {OPTION} out. Received: {OPTION} "
                 f"{self.num_devices} with KERAS_BACKEND={backend}"
@@ -156,7 +158,7 @@ class DataParallelDevices:
             ValueError: `steps` above 1 under a MirroredStrategy.
         """
         if steps > 1 and self._strategy is not None:
-            raise ValueError(
+            raise InvalidInputError(
                 f"Under TensorFlow, gradient accumulation cannot be combined with {OPTION}: "
                 f"Keras' optimizer cannot sum the devices' gradients inside its accumulation "
                 f"step. Raise --batch-size instead (it is split across the devices), or use "
@@ -171,7 +173,7 @@ class DataParallelDevices:
             ValueError: the batch does not split evenly across the devices.
         """
         if global_batch % self.num_devices:
-            raise ValueError(
+            raise InvalidInputError(
                 f"Each step's batch is split evenly across the devices, so it must be a "
                 f"multiple of {OPTION}. Choose a batch size that {self.num_devices} divides. "
                 f"Received: {OPTION} {self.num_devices} and a batch of {global_batch} ({source})"
@@ -222,7 +224,7 @@ class DataParallelDevices:
                 pass  # TensorFlow has started: its devices are fixed. Counted below.
         available = len(tf.config.list_logical_devices("CPU"))
         if available < self.num_devices:
-            raise ValueError(
+            raise InvalidInputError(
                 f"TensorFlow had started before the CPU could be split into "
                 f"{self.num_devices} logical devices (it fixes its devices when it starts). "
                 f"Run the command in a new process, before anything uses TensorFlow. "
@@ -245,7 +247,7 @@ class DataParallelDevices:
         platform = devices[0].platform
         if len(devices) < self.num_devices:
             if platform == "cpu":
-                raise ValueError(
+                raise InvalidInputError(
                     f"JAX had started before the CPU could be split into {self.num_devices} "
                     f"logical devices. Run the command in a new process, or set "
                     f"XLA_FLAGS={JAX_CPU_DEVICES_FLAG}={self.num_devices} before Python starts. "

@@ -4,6 +4,7 @@ import os
 import re
 
 from studio.datasets.image_decoding import SUPPORTED_EXTENSIONS
+from studio.errors import InvalidInputError
 
 # Generated images are numbered; image k is made with seed `seed + k`, so a
 # resumed generation makes the same images as an uninterrupted one (up to a
@@ -74,7 +75,7 @@ def generate_class_images(
 
     for name, value in (("num_images", num_images), ("batch_size", batch_size)):
         if isinstance(value, bool) or not isinstance(value, int) or value < (name == "batch_size"):
-            raise ValueError(
+            raise InvalidInputError(
                 f"`{name}` must be an integer >= {int(name == 'batch_size')}. "
                 f"Received: {name}={value!r}"
             )

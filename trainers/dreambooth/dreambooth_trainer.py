@@ -5,6 +5,7 @@ import os
 import keras
 from keras import ops
 
+from studio.errors import InvalidInputError
 from studio.lora.lora_targets import text_encoder_lora_targets, unet_lora_targets
 from studio.lora.lora_weights import LoRAWeights
 from studio.trainers.diffusion_trainer import IMAGE_INPUT_KEYS, DiffusionTrainer, describe_batch
@@ -130,19 +131,19 @@ class DreamBoothTrainer(DiffusionTrainer):
     ):
         super().__init__(**kwargs)
         if not prior_loss_weight >= 0:
-            raise ValueError(
+            raise InvalidInputError(
                 "`prior_loss_weight` must be >= 0 (1.0 is usual; 0 ignores class images). "
                 f"Received: prior_loss_weight={prior_loss_weight!r}"
             )
         if lora_rank is not None and (
             isinstance(lora_rank, bool) or not isinstance(lora_rank, int) or lora_rank < 1
         ):
-            raise ValueError(
+            raise InvalidInputError(
                 f"`lora_rank` must be None (full fine-tuning) or an integer >= 1. "
                 f"Received: lora_rank={lora_rank!r}"
             )
         if lora_rank is None and (lora_alpha is not None or lora_feed_forward):
-            raise ValueError(
+            raise InvalidInputError(
                 "`lora_alpha` and `lora_feed_forward` need `lora_rank`. Received: "
                 f"lora_rank=None, lora_alpha={lora_alpha!r}, lora_feed_forward={lora_feed_forward!r}"
             )

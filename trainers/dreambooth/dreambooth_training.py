@@ -6,12 +6,14 @@ for callers that drive the training themselves (the evaluation).
 
 import os
 
+from studio.errors import InvalidInputError
 from studio.trainers.run_setup import (
     fit_run,
     latent_cache,
     load_backbone,
     open_run_directory,
     record_settings,
+    removed_on_user_error,
     set_up_devices,
 )
 from studio.trainers.settings.dreambooth_settings import CLASS_IMAGES_FOLDER
@@ -41,7 +43,7 @@ def train_dreambooth(settings, out, resume=False):
         The run's summary dict (as in `summary.json`).
 
     Raises:
-        ValueError: the settings are invalid, `out` already holds a run
+        InvalidInputError: the settings are invalid, `out` already holds a run
             (without `resume`), or `resume` changes what defines the run.
         FileNotFoundError: `resume` of a folder that holds no run.
         NonFiniteLossError: the run stopped on non-finite losses; its last
@@ -58,14 +60,15 @@ def train_dreambooth(settings, out, resume=False):
             settings, class_data=os.path.join(os.fspath(out), CLASS_IMAGES_FOLDER)
         )
     run_directory = open_run_directory(settings, out, resume)
-    # Presets without weights (tiny) start from seeded random weights, so
-    # that a resumed run has the same frozen model.
-    keras.utils.set_random_seed(settings.seed)
-    trainer, batches = build_dreambooth(settings, devices)
-    record_settings(run_directory, settings, resume)
-    summary = fit_run(trainer, run_directory, settings, batches, resume)
-    if not trainer.is_lora:
-        trainer.save_backbone(run_directory.file(MODEL_FOLDER))
+    with removed_on_user_error(out, resume):
+        # Presets without weights (tiny) start from seeded random weights, so
+        # that a resumed run has the same frozen model.
+        keras.utils.set_random_seed(settings.seed)
+        trainer, batches = build_dreambooth(settings, devices)
+        record_settings(run_directory, settings, resume)
+        summary = fit_run(trainer, run_directory, settings, batches, resume)
+        if not trainer.is_lora:
+            trainer.save_backbone(run_directory.file(MODEL_FOLDER))
     return summary
 
 
@@ -82,7 +85,7 @@ def build_dreambooth(settings, devices=None):
             a `class_prompt`.
         devices: the run's `DataParallelDevices`, set up; None: one device.
     """
-    from studio.datasets import ConceptDataset, DreamBoothDataset, ImageFolder
+    from studio.datasets import ConceptDataset, DreamBoothDataset
     from studio.trainers.distributed.data_parallel_devices import DataParallelDevices
     from studio.trainers.dreambooth.dreambooth_text_embeddings import (
         attach_text_embeddings,
@@ -92,7 +95,7 @@ def build_dreambooth(settings, devices=None):
 
     devices = devices or DataParallelDevices()
     backbone = load_backbone(settings, devices)
-    resolution = settings.resolution or backbone.image_size
+    resolution = settings.training_resolution(backbone)
     prior_preservation = bool(settings.class_prompt)
     if prior_preservation:
         from studio.pipelines import TextToImagePipeline
@@ -130,7 +133,7 @@ def build_dreambooth(settings, devices=None):
         # The whole prompt is the "placeholder" of a one-template set, so a
         # caption file's `{}` stands for it.
         return ConceptDataset(
-            ImageFolder(folder, resolution=resolution),
+            settings.image_folder(folder, resolution),
             backbone.tokenizer,
             placeholder=prompt,
             templates=["{}"],
@@ -203,7 +206,7 @@ def build_optimizer(settings):
         "sgd": lambda: keras.optimizers.SGD(schedule, momentum=SGD_MOMENTUM, **options),
     }
     if settings.optimizer not in optimizers:
-        raise ValueError(
+        raise InvalidInputError(
             f"--optimizer must be one of {tuple(optimizers)}. Received: {settings.optimizer!r}"
         )
     return optimizers[settings.optimizer]()

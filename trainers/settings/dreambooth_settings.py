@@ -2,6 +2,7 @@
 
 import dataclasses
 
+from studio.errors import SettingsError
 from studio.trainers.settings.precision import PRECISIONS
 from studio.trainers.settings.run_settings import RunSettings
 from studio.trainers.settings.setting import setting
@@ -52,7 +53,7 @@ class DreamBoothSettings(RunSettings):
         "adamw", "optimizer; adafactor needs less memory (its rate is relative to each "
         "weight's size)", choices=OPTIMIZERS)
     steps: int = setting(400, "optimizer steps in the run", resumable=True, at_least=1)
-    lr: float | None = setting(None, "learning rate",
+    lr: float | None = setting(None, "learning rate", resumable=True,
                                default_text=f"{DEFAULT_FULL_LR} full, {DEFAULT_LORA_LR} LoRA")
     lr_decay: str = setting("constant", "after warm-up", choices=LR_DECAYS)
     batch_size: int = setting(
@@ -81,17 +82,17 @@ class DreamBoothSettings(RunSettings):
         """Checks the settings (`TrainingSettings.validate`, and how they combine); returns them.
 
         Raises:
-            ValueError: LoRA options without `lora_rank`, `class_data`
+            SettingsError: LoRA options without `lora_rank`, `class_data`
                 without `class_prompt`, or a batch that does not split
                 evenly across the devices.
         """
         super().validate()
         if self.lora_rank is None and (self.lora_alpha is not None or self.lora_feed_forward):
-            raise ValueError(
+            raise SettingsError(
                 "--lora-alpha and --lora-feed-forward need --lora-rank. Received: no --lora-rank"
             )
         if self.class_data and not self.class_prompt:
-            raise ValueError(
+            raise SettingsError(
                 "--class-data needs --class-prompt, the prompt of the class images. "
                 f"Received: --class-data {self.class_data} without --class-prompt"
             )

@@ -2,10 +2,15 @@
 
 import dataclasses
 
+from studio.errors import SettingsError
+
 from studio.trainers.settings.precision import PRECISIONS
-from studio.trainers.settings.setting import setting
+from studio.trainers.settings.setting import option_name, setting
 from studio.trainers.settings.training_settings import TrainingSettings
 
+# Training images are encoded by a VAE that halves them 3 times (8 pixels per
+# latent); `check_resolution` also asks the model.
+RESOLUTION_MULTIPLE = 8
 MODEL_HELP = (
     "preset (sd-v1, sd-v2, tiny), a folder saved by the studio, a diffusers folder, or an "
     "SD 1.x / 2.x .safetensors / .ckpt file (converted on load)"
@@ -29,8 +34,13 @@ class RunSettings(TrainingSettings):
 
     model: str | None = setting(None, MODEL_HELP, required=True)
     data: str | None = setting(None, "folder of training images", required=True)
+    skip_invalid_images: bool = setting(
+        False, "train on the usable images when some files of --data cannot be used "
+        "(they are listed; `studio data check` shows them first)")
     steps: int = setting(2000, "optimizer steps in the run", resumable=True, at_least=1)
-    lr: float | None = setting(5e-3, "learning rate")
+    # A resumed run may lower it, e.g. after a non-finite loss; `config.json`'s
+    # `history` records the change.
+    lr: float | None = setting(5e-3, "learning rate", resumable=True)
     warmup_steps: int = setting(0, "linear learning-rate warm-up steps")
     batch_size: int = setting(1, "images per batch, split evenly across --devices", at_least=1)
     grad_accum: int = setting(1, "batches accumulated per optimizer step", at_least=1)
@@ -51,15 +61,57 @@ class RunSettings(TrainingSettings):
         None, "prompt of the sample images; repeat for several", resumable=True,
         default_text="two templates", option="--sample-prompt")
     sample_steps: int = setting(25, "sampling steps of sample images", resumable=True)
-    save_every: int = setting(500, "steps between checkpoints", resumable=True)
-    log_every: int = setting(10, "steps between TensorBoard points", resumable=True)
+    save_every: int = setting(500, "steps between checkpoints", resumable=True, at_least=1)
+    log_every: int = setting(10, "steps between TensorBoard points", resumable=True,
+                             at_least=1)
     keep_checkpoints: int | None = setting(None, "newest checkpoints kept", resumable=True,
-                                           default_text="all")
+                                           default_text="all", at_least=1)
     weights: str | None = setting(None, "folder holding the preset's weight files, for "
                                   "offline use", recorded=False)
     vocabulary: str | None = setting(None, "local CLIP vocabulary file, for offline use",
                                      recorded=False)
     devices: int = setting(1, DEVICES_HELP, resumable=True, at_least=1)
+
+    def validate(self):
+        """Checks the settings (`TrainingSettings.validate`, and `resolution`); returns them.
+
+        Raises:
+            SettingsError: as `TrainingSettings.validate`, or a `resolution`
+                that is not a multiple of 8.
+        """
+        super().validate()
+        resolution = self.resolution
+        if resolution is not None and (resolution <= 0 or resolution % RESOLUTION_MULTIPLE):
+            raise SettingsError(
+                f"--resolution must be a positive multiple of {RESOLUTION_MULTIPLE} (the VAE "
+                f"turns {RESOLUTION_MULTIPLE} pixels into one latent); leave it out for the "
+                f"model's own. Received: --resolution {self.resolution}"
+            )
+        return self
+
+    def training_resolution(self, backbone):
+        """The side of the training images: `resolution`, else the model's.
+
+        Raises:
+            SettingsError: `resolution` is not a multiple of the model's
+                pixels per latent.
+        """
+        if self.resolution is None:
+            return backbone.image_size
+        factor = backbone.latent_downsampling
+        if self.resolution % factor:
+            raise SettingsError(
+                f"--resolution must be a multiple of {factor} for {self.model} ({factor} "
+                f"pixels per latent). Received: --resolution {self.resolution}"
+            )
+        return self.resolution
+
+    def image_folder(self, folder, resolution):
+        """The `ImageFolder` of `folder` at `resolution`, skipping unusable files if asked."""
+        from studio.datasets import ImageFolder
+
+        return ImageFolder(folder, resolution=resolution, skip_invalid=self.skip_invalid_images,
+                           skip_option=option_name("skip_invalid_images"))
 
     def check_batch_split(self, batch, source):
         """Checks that `batch` examples split evenly across `devices` (`source` names it)."""

@@ -1,5 +1,6 @@
 """The settings of a run folder: which method wrote it, and its settings object."""
 
+from studio.errors import SettingsError
 from studio.trainers.settings.base_model_settings import BaseModelSettings
 from studio.trainers.settings.dreambooth_settings import DreamBoothSettings
 from studio.trainers.settings.textual_inversion_settings import TextualInversionSettings
@@ -16,7 +17,7 @@ def settings_class(config):
     apart by their keys.
 
     Raises:
-        ValueError: a method this studio does not know.
+        SettingsError: a method this studio does not know.
     """
     method = config.get("method")
     if method is None:
@@ -27,7 +28,7 @@ def settings_class(config):
         elif "vae_steps" in config:
             method = BaseModelSettings.METHOD
     if method not in SETTINGS_CLASSES:
-        raise ValueError(
+        raise SettingsError(
             f"A run's `method` must be one of {', '.join(SETTINGS_CLASSES)}. Received: {method!r}"
         )
     return SETTINGS_CLASSES[method]

@@ -3,7 +3,11 @@
 import dataclasses
 from typing import ClassVar
 
+from studio.errors import SettingsError
 from studio.trainers.settings.setting import option_name
+
+# The key of `config.json` that lists what each resume changed.
+HISTORY_KEY = "history"
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -30,23 +34,23 @@ class TrainingSettings:
         """Checks the settings; returns them.
 
         Raises:
-            ValueError: a required setting is missing, a value is below its
+            SettingsError: a required setting is missing, a value is below its
                 field's `at_least`, or not one of its `choices`.
         """
         fields = dataclasses.fields(self)
         missing = [option_name(f) for f in fields
                    if f.metadata.get("required") and not getattr(self, f.name)]
         if missing:
-            raise ValueError(f"`{self.COMMAND}` needs {', '.join(missing)}. Received: none")
+            raise SettingsError(f"`{self.COMMAND}` needs {', '.join(missing)}. Received: none")
         for field in fields:
             value = getattr(self, field.name)
             at_least = field.metadata.get("at_least")
             if at_least is not None and value is not None and value < at_least:
                 rule = "at least 1" if at_least == 1 else f">= {at_least}"
-                raise ValueError(f"{option_name(field)} must be {rule}. Received: {value}")
+                raise SettingsError(f"{option_name(field)} must be {rule}. Received: {value}")
             choices = field.metadata.get("choices")
             if choices and value is not None and value not in choices:
-                raise ValueError(
+                raise SettingsError(
                     f"{option_name(field)} must be one of {', '.join(choices)}. "
                     f"Received: {value!r}"
                 )
@@ -74,6 +78,30 @@ class TrainingSettings:
         values.update(overrides)
         return cls(**values)
 
+    def resumed_config(self, stored, step):
+        """The `config.json` of a resumed run: these settings, and the run's history.
+
+        `history` lists each resume that changed a setting: the step it
+        continued from and the changed settings' old and new values, so a
+        run whose learning rate was lowered after a non-finite loss says so.
+
+        Args:
+            stored: the run's `config.json` dict before the resume.
+            step: the step the run continues from.
+        """
+        config = self.to_config()
+        changed = {
+            name: {"from": stored[name], "to": value}
+            for name, value in config.items()
+            if name != "method" and name in stored and stored[name] != value
+        }
+        history = list(stored.get(HISTORY_KEY) or [])
+        if changed:
+            history.append({"step": int(step), "changed": changed})
+        if history:
+            config[HISTORY_KEY] = history
+        return config
+
     def check_resume(self, stored):
         """Checks that a resumed run keeps what defines it.
 
@@ -81,12 +109,12 @@ class TrainingSettings:
             stored: the run's `config.json` dict.
 
         Raises:
-            ValueError: the run is another method's, or a setting that is
+            SettingsError: the run is another method's, or a setting that is
                 not `resumable` differs from the stored one.
         """
         method = stored.get("method")
         if method and method != self.METHOD:
-            raise ValueError(
+            raise SettingsError(
                 f"`{self.COMMAND}` cannot resume a run of another method. "
                 f"Received: a {method} run"
             )
@@ -99,7 +127,7 @@ class TrainingSettings:
         ]
         if changed:
             resumable = [option_name(f) for f in fields if f.metadata.get("resumable")]
-            raise ValueError(
+            raise SettingsError(
                 f"A resumed run keeps its settings; only {', '.join(resumable)} may change. "
                 f"Received: {'; '.join(changed)}"
             )

@@ -1,16 +1,22 @@
 """Textual inversion: learn new token vectors that make Stable Diffusion draw a concept."""
 
 import os
+import warnings
 
 import numpy as np
 from keras import ops
 
 from studio.embeddings.backbone_with_embeddings import published_text_encoder_hash
 from studio.embeddings.placeholder_embedding import PlaceholderEmbedding
+from studio.errors import InvalidInputError, StudioWarning
 from studio.trainers.diffusion_trainer import IMAGE_INPUT_KEYS, DiffusionTrainer, describe_batch
 from studio.trainers.distributed.replica_context import replica_share, sum_over_replicas
 # The learned vectors' file in a run folder and in each checkpoint.
 from studio.trainers.run.run_directory import EMBEDDING_FILE
+
+# An initializer of more tokens than this is not a word the model knows
+# (CLIP splits "zzqqxxword" into 10 pieces); training starts far from it.
+MAX_INITIALIZER_PIECES = 2
 
 
 class TextualInversionTrainer(DiffusionTrainer):
@@ -113,7 +119,7 @@ class TextualInversionTrainer(DiffusionTrainer):
         super().__init__(**kwargs)
         tokens, words, counts = _as_lists(placeholder_tokens, initializer_words, num_vectors)
         if not norm_regularization >= 0:
-            raise ValueError(
+            raise InvalidInputError(
                 "`norm_regularization` must be >= 0 (0 turns it off). "
                 f"Received: norm_regularization={norm_regularization!r}"
             )
@@ -137,6 +143,8 @@ class TextualInversionTrainer(DiffusionTrainer):
         token_ids = _register_placeholders(backbone.tokenizer, tokens, counts)
         first_new_id = token_ids[tokens[0]][0]
         _check_fits_table(backbone.tokenizer, first_new_id, backbone.token_embedding)
+        for token, word, ids, count in zip(tokens, words, word_ids, counts):
+            _warn_of_split_initializer(backbone.tokenizer, token, word, ids, count)
         self.placeholder_token_ids = token_ids
         table = ops.convert_to_numpy(backbone.token_embedding.embeddings)
         initial = np.concatenate(
@@ -276,18 +284,18 @@ def _as_lists(placeholder_tokens, initializer_words, num_vectors):
     words = _as_list(initializer_words)
     counts = [num_vectors] * len(tokens) if isinstance(num_vectors, int) else list(num_vectors)
     if not tokens or len(words) != len(tokens) or len(counts) != len(tokens):
-        raise ValueError(
+        raise InvalidInputError(
             "Give one initializer word and one vector count (or one count for all) "
             f"per placeholder token. Received: placeholder_tokens={tokens}, "
             f"initializer_words={words}, num_vectors={num_vectors!r}"
         )
     for count in counts:
         if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 1:
-            raise ValueError(
+            raise InvalidInputError(
                 f"`num_vectors` must be integers >= 1. Received: num_vectors={num_vectors!r}"
             )
     if len(set(tokens)) != len(tokens):
-        raise ValueError(f"Placeholder tokens must differ. Received: {tokens}")
+        raise InvalidInputError(f"Placeholder tokens must differ. Received: {tokens}")
     return tokens, words, [int(count) for count in counts]
 
 
@@ -306,7 +314,7 @@ def _register_placeholders(tokenizer, tokens, counts):
         if token not in registered:
             validate_placeholder_token(token, tokenizer)
         elif len(registered[token]) != count:
-            raise ValueError(
+            raise InvalidInputError(
                 f"The tokenizer already has {token!r} with {len(registered[token])} "
                 f"vectors. Received: num_vectors={count}"
             )
@@ -331,7 +339,7 @@ def _register_placeholders(tokenizer, tokens, counts):
 def _check_fits_table(tokenizer, first_new_id, token_embedding):
     rows = token_embedding.input_dim
     if first_new_id > rows:
-        raise ValueError(
+        raise InvalidInputError(
             f"The tokenizer's vocabulary ({first_new_id} ids before the placeholders) "
             f"does not fit the text encoder's embedding table ({rows} rows). "
             f"Received: a tokenizer of {tokenizer.vocabulary_size} ids"
@@ -341,20 +349,39 @@ def _check_fits_table(tokenizer, first_new_id, token_embedding):
 def _initializer_ids(tokenizer, token, word):
     """The ids of an initializer word: ordinary tokens, at least one."""
     if not isinstance(word, str):
-        raise ValueError(f"Initializer words must be strings. Received: {word!r}")
+        raise InvalidInputError(f"Initializer words must be strings. Received: {word!r}")
     ids = tokenizer.tokenize_words(word)
     if not ids:
-        raise ValueError(
+        raise InvalidInputError(
             f"The initializer of {token!r} must contain at least one token, such "
             f"as a word that describes the concept. Received: {word!r}"
         )
     placeholder_ids = {i for ids in tokenizer.placeholder_tokens.values() for i in ids}
     if placeholder_ids.intersection(ids):
-        raise ValueError(
+        raise InvalidInputError(
             f"The initializer of {token!r} must be ordinary words, not a "
             f"placeholder. Received: {word!r}"
         )
     return ids
+
+
+def _warn_of_split_initializer(tokenizer, token, word, ids, count):
+    """Warns when the initializer is more than `MAX_INITIALIZER_PIECES` tokens: not a known word."""
+    if len(ids) <= MAX_INITIALIZER_PIECES:
+        return
+    pieces = ", ".join(repr(tokenizer.id_to_token(i).replace("</w>", "")) for i in ids)
+    start = (
+        "each of its vectors starts from one of them" if len(ids) == count
+        else f"its {count} vector(s) start from their mean, which is close to no word"
+    )
+    warnings.warn(
+        f"The initializer {word!r} of {token!r} is not one or two words the model knows: "
+        f"it splits into {len(ids)} pieces ({pieces}), and {start}. An initializer "
+        "the model knows whole that describes the concept (e.g. 'circle', 'toy') "
+        "starts training closer to it.",
+        StudioWarning,
+        stacklevel=2,
+    )
 
 
 def _initial_vectors(table, ids, count):

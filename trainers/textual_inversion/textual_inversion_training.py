@@ -10,6 +10,7 @@ from studio.trainers.run_setup import (
     load_backbone,
     open_run_directory,
     record_settings,
+    removed_on_user_error,
     set_up_devices,
 )
 
@@ -31,7 +32,7 @@ def train_textual_inversion(settings, out, resume=False):
         The run's summary dict (as in `summary.json`).
 
     Raises:
-        ValueError: the settings are invalid, `out` already holds a run
+        InvalidInputError: the settings are invalid, `out` already holds a run
             (without `resume`), or `resume` changes what defines the run.
         FileNotFoundError: `resume` of a folder that holds no run.
         NonFiniteLossError: the run stopped on non-finite losses; its last
@@ -40,11 +41,12 @@ def train_textual_inversion(settings, out, resume=False):
     settings.validate()
     devices = set_up_devices(settings)
     run_directory = open_run_directory(settings, out, resume)
-    # Presets without weights (tiny) get the same seeded random weights in
-    # every process (`from_preset`), so a resumed run has the same model.
-    trainer, batches = build_textual_inversion(settings, devices)
-    record_settings(run_directory, settings, resume)
-    return fit_run(trainer, run_directory, settings, batches, resume)
+    with removed_on_user_error(out, resume):
+        # Presets without weights (tiny) get the same seeded random weights in
+        # every process (`from_preset`), so a resumed run has the same model.
+        trainer, batches = build_textual_inversion(settings, devices)
+        record_settings(run_directory, settings, resume)
+        return fit_run(trainer, run_directory, settings, batches, resume)
 
 
 def build_textual_inversion(settings, devices=None):
@@ -55,7 +57,7 @@ def build_textual_inversion(settings, devices=None):
     """
     import keras
 
-    from studio.datasets import ConceptDataset, ImageFolder
+    from studio.datasets import ConceptDataset
     from studio.trainers.distributed.data_parallel_devices import DataParallelDevices
     from studio.trainers.textual_inversion.textual_inversion_trainer import TextualInversionTrainer
     from studio.trainers.warmup_schedule import WarmupSchedule
@@ -87,7 +89,7 @@ def build_textual_inversion(settings, devices=None):
         jit_compile = "auto" if settings.jit else False
         trainer.compile(optimizer=optimizer, jit_compile=devices.jit_compile(jit_compile))
 
-    folder = ImageFolder(settings.data, resolution=settings.resolution or backbone.image_size)
+    folder = settings.image_folder(settings.data, settings.training_resolution(backbone))
     cache = latent_cache(backbone, settings)
     dataset = ConceptDataset(
         folder, backbone.tokenizer, settings.token,
