@@ -3,6 +3,7 @@
 Shared by `train_textual_inversion` and `train_dreambooth`.
 """
 
+import contextlib
 import os
 
 from studio.trainers.settings.precision import frozen_network_policy
@@ -68,6 +69,22 @@ def open_run_directory(settings, out, resume):
             f"choose another --out. Received: --out {out}"
         )
     return run_directory
+
+
+@contextlib.contextmanager
+def locked_run_directory(settings, out, resume):
+    """`open_run_directory`, locked for this process while the `with` block runs.
+
+    Raises:
+        RunLockedError: another process trains in `out`.
+        ValueError, FileNotFoundError: see `open_run_directory`.
+    """
+    from studio.trainers.run.run_directory import RunDirectory
+
+    if not out:
+        raise ValueError("A run needs its folder (--out). Received: no --out")
+    with RunDirectory(os.fspath(out)).lock():
+        yield open_run_directory(settings, out, resume)
 
 
 def record_settings(run_directory, settings, resume):

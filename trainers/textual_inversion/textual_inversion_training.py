@@ -8,7 +8,7 @@ from studio.trainers.run_setup import (
     fit_run,
     latent_cache,
     load_backbone,
-    open_run_directory,
+    locked_run_directory,
     record_settings,
     set_up_devices,
 )
@@ -39,12 +39,13 @@ def train_textual_inversion(settings, out, resume=False):
     """
     settings.validate()
     devices = set_up_devices(settings)
-    run_directory = open_run_directory(settings, out, resume)
-    # Presets without weights (tiny) get the same seeded random weights in
-    # every process (`from_preset`), so a resumed run has the same model.
-    trainer, batches = build_textual_inversion(settings, devices)
-    record_settings(run_directory, settings, resume)
-    return fit_run(trainer, run_directory, settings, batches, resume)
+    # One process at a time trains in `out` (RunLockedError for a second).
+    with locked_run_directory(settings, out, resume) as run_directory:
+        # Presets without weights (tiny) get the same seeded random weights in
+        # every process (`from_preset`), so a resumed run has the same model.
+        trainer, batches = build_textual_inversion(settings, devices)
+        record_settings(run_directory, settings, resume)
+        return fit_run(trainer, run_directory, settings, batches, resume)
 
 
 def build_textual_inversion(settings, devices=None):
