@@ -44,8 +44,21 @@ class TrainingRun:
     summary with status "stopped: by request") and the file is removed.
     With `resume=True` it restores the latest checkpoint (weights,
     optimizer state, random state, step) and skips the batches already
-    used, so the run ends as an uninterrupted one with the same seed would. At the end it writes the
-    result files into the run folder and `summary.json`.
+    used, so the run ends as an uninterrupted one with the same seed would;
+    `progress.jsonl` loses the lines past the checkpoint (a killed session
+    trained them), and the summary's `total_seconds` counts that session's
+    time too. At the end it writes the result files into the run folder
+    and `summary.json`.
+
+    A run has diverged, and stops with `NonFiniteLossError`, when its loss
+    stays non-finite (see `max_non_finite_steps`) or when its state is
+    unusable at a checkpoint or at the end: NaN or infinite values, or
+    trained weights beyond float16's range (`unusable_variables`). Such a
+    state is never saved, neither as a checkpoint nor as a result.
+
+    Callers that may run concurrently hold the folder's lock
+    (`RunDirectory.lock`) around the run, as `train_textual_inversion`
+    and `train_dreambooth` do.
 
     Args:
         trainer: a compiled `keras.Model` as above.
