@@ -71,6 +71,7 @@ class RunDirectory:
       process.json      (app runs) the training process: id, start time, command
       exit.json         (app runs) its exit code and error
       train.log         (app runs) its output
+      .lock             held by the process training in the folder (`lock`)
     ```
 
     JSON files are written atomically (temporary file, then rename), so a
