@@ -1,5 +1,6 @@
 """Tests of TrainingRun: resume, gradient accumulation, logs, samples, non-finite losses."""
 
+import json
 import os
 
 import keras
@@ -268,7 +269,6 @@ def all_checkpoint_values(training):
 
 def strict_json(path):
     """The file read as JSON.parse would: NaN and Infinity are errors."""
-    import json
 
     def reject(constant):
         raise ValueError(f"{path} holds {constant}, which is not JSON")
@@ -296,16 +296,13 @@ def test_a_loss_scaled_run_whose_weights_overflow_float16_stops_without_a_bad_ch
     for step in training.checkpoint.steps():
         kernel = np.load(os.path.join(training.checkpoint.folder(step), "kernel.npy"))
         assert np.all(np.abs(kernel) <= 65504)
-    assert raised.value.checkpoint is None or raised.value.checkpoint in [
-        training.checkpoint.folder(step) for step in training.checkpoint.steps()
-    ]
     assert raised.value.checkpoint is None  # The first step already diverged.
     assert "No good checkpoint" in str(raised.value)
     assert raised.value.step <= 2  # Stopped at the first check, not 10 skipped steps later.
     assert strict_json(run.summary_path)["status"] == STATUS_NON_FINITE
 
 
-def test_a_run_whose_weights_leave_float16_range_is_not_completed(tmp_path, caplog):
+def test_a_run_whose_weights_leave_float16_range_is_not_completed(tmp_path):
     # Item 11: one step at an absurd learning rate leaves the weights finite
     # in float32 with a finite loss, but beyond what a float16 reader loads.
     model, training = regression_run(tmp_path, keras.optimizers.SGD(1e37), 1)
@@ -387,17 +384,11 @@ def test_resume_drops_the_killed_steps_from_progress_and_counts_their_time(tmp_p
     summary = training.fit(regression_batches(finite_steps=10), resume=True)
     assert summary["resumed_from_step"] == 2
     with open(run.progress_path, encoding="utf-8") as file:
-        records = [strict_json_line(line) for line in file]
+        records = [json.loads(line) for line in file]
     steps = [record["step"] for record in records if "step" in record]
     assert steps == [1, 2, 3, 4, 5]  # Each step once: the killed 3 is not repeated.
     assert [step for step, _, _ in run.read_progress()] == [1, 2, 3, 4, 5]
     assert summary["total_seconds"] >= 1.5 + summary["seconds"]
-
-
-def strict_json_line(line):
-    import json
-
-    return json.loads(line)
 
 
 def test_a_second_kill_before_any_step_keeps_the_killed_time(tmp_path):
