@@ -131,6 +131,22 @@ def _remove_new_entries(path, before):
                 os.remove(entry)
 
 
+@contextlib.contextmanager
+def locked_run_directory(settings, out, resume):
+    """`open_run_directory`, locked for this process while the `with` block runs.
+
+    Raises:
+        RunLockedError: another process trains in `out`.
+        ValueError, FileNotFoundError: see `open_run_directory`.
+    """
+    from studio.trainers.run.run_directory import RunDirectory
+
+    if not out:
+        raise ValueError("A run needs its folder (--out). Received: no --out")
+    with RunDirectory(os.fspath(out)).lock():
+        yield open_run_directory(settings, out, resume)
+
+
 def record_settings(run_directory, settings, resume):
     """Writes the run's `config.json`: a new run's folder is made first.
 

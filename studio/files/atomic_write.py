@@ -13,17 +13,24 @@ and the target is untouched.
   path (`keras.Model.save_weights`, which wants its `.weights.h5` suffix).
 * `atomic_folder(path, overwrite)`: a staging folder to fill (a saved
   model, a checkpoint).
+
+A process killed inside a write (`kill -9`, power loss) leaves its
+temporary behind; `remove_stale_temporaries(folder)` removes those of
+writers that are no longer running.
 """
 
 import contextlib
 import os
+import re
 import secrets
 import shutil
 import tempfile
 
-# Temporary files and folders start with a dot (hidden) and files end with
-# this suffix, so a crash that leaves one behind is recognisable.
+# Temporary files and folders start with a dot (hidden), hold the writer's
+# process id and end with this suffix (then a writer's own suffix, or
+# ".old"), so a crash that leaves one behind is recognisable.
 TEMPORARY_SUFFIX = ".partial"
+_TEMPORARY_NAME = re.compile(r"\..+\.(?P<pid>\d+)\.[A-Za-z0-9_]+\.partial(?:\..*)?")
 
 
 def write_file_atomically(path, data):
@@ -98,7 +105,11 @@ def atomic_folder(path, overwrite=False):
             )
     parent = os.path.dirname(path)
     os.makedirs(parent, exist_ok=True)
-    staging = tempfile.mkdtemp(dir=parent, prefix=f".{os.path.basename(path)}.")
+    # Named as the temporary files are (writer's id, `.partial`), so that
+    # `remove_stale_temporaries` knows a dead writer's folder.
+    staging = tempfile.mkdtemp(
+        dir=parent, prefix=f".{os.path.basename(path)}.{os.getpid()}.", suffix=TEMPORARY_SUFFIX
+    )
     try:
         yield staging
         if os.path.isdir(path) and not os.listdir(path):
@@ -134,3 +145,49 @@ def _replacing(path, suffix):
         with contextlib.suppress(FileNotFoundError):
             os.remove(temporary)
         raise
+
+
+def remove_stale_temporaries(folder):
+    """Removes the temporary files and folders left in `folder` (and below) by dead writers.
+
+    A temporary is known by its name (see `TEMPORARY_SUFFIX`); it is stale
+    when the process whose id it holds no longer runs (the id of a running
+    process, even a reused one, keeps it: better a leftover than a write
+    broken). This process's own temporaries are kept.
+
+    Args:
+        folder: the folder to clean; missing is fine.
+
+    Returns:
+        The removed paths, sorted.
+    """
+    removed = []
+    for root, folders, files in os.walk(os.fspath(folder)):
+        for name in list(folders) + files:
+            match = _TEMPORARY_NAME.fullmatch(name)
+            if match is None or _process_running(int(match.group("pid"))):
+                continue
+            path = os.path.join(root, name)
+            if name in folders:
+                folders.remove(name)  # Not walked into: it is going.
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(path)
+            removed.append(path)
+    return sorted(removed)
+
+
+def _process_running(pid):
+    """True when a process `pid` exists (this one included)."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # Someone else's process.
+    except OSError:
+        return False  # pid out of range
+    return True

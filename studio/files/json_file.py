@@ -1,6 +1,8 @@
 """Reading and writing the studio's JSON files (configs, summaries, records)."""
 
 import json
+import math
+import numbers
 
 from studio.files.atomic_write import write_file_atomically
 
@@ -8,9 +10,10 @@ from studio.files.atomic_write import write_file_atomically
 def write_json(path, value, sort_keys=False, ensure_ascii=True, indent=2):
     """Writes `value` as JSON to `path`, atomically, ending in a newline.
 
-    Floats that are not finite are written as `NaN` / `Infinity`, as
-    Python's `json` reads them back (a run that stopped on a non-finite
-    loss records it so).
+    Floats that are not finite (NaN, infinities: the final loss of a run
+    that stopped on a non-finite loss) are written as `null`: `NaN` and
+    `Infinity` are not JSON, and other readers (a browser's `JSON.parse`)
+    reject the whole file.
 
     Args:
         path: the file.
@@ -22,8 +25,31 @@ def write_json(path, value, sort_keys=False, ensure_ascii=True, indent=2):
     Returns:
         `path`.
     """
-    text = json.dumps(value, indent=indent, sort_keys=sort_keys, ensure_ascii=ensure_ascii)
+    text = json.dumps(
+        finite_or_null(value),
+        indent=indent,
+        sort_keys=sort_keys,
+        ensure_ascii=ensure_ascii,
+        allow_nan=False,
+    )
     return write_file_atomically(path, (text + "\n").encode("utf-8"))
+
+
+def finite_or_null(value):
+    """`value` with every non-finite float in it (at any depth) replaced by None.
+
+    Real numbers that are not integers (NumPy's too) become Python floats
+    (`np.float32(nan)` becomes None, `np.float32(1.5)` 1.5); other values
+    are returned as they are.
+    """
+    if isinstance(value, dict):
+        return {key: finite_or_null(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite_or_null(item) for item in value]
+    if isinstance(value, numbers.Real) and not isinstance(value, numbers.Integral):
+        number = float(value)
+        return number if math.isfinite(number) else None
+    return value
 
 
 def read_json(path):

@@ -15,10 +15,33 @@ def test_json_round_trip_and_layout(tmp_path):
     text = open(path, encoding="utf-8").read()
     assert text.startswith('{\n  "a": "\\u00e9"') and text.endswith("}\n")
     value = read_json(path)
-    assert value["a"] == "é" and value["x"] != value["x"]  # NaN reads back.
+    # Issue 23 item 10: NaN is not JSON; it is written as null.
+    assert value["a"] == "é" and value["x"] is None
     write_json(path, {"a": "é"}, ensure_ascii=False, indent=None)
     assert open(path, encoding="utf-8").read() == '{"a": "é"}\n'
     assert os.listdir(tmp_path) == ["a.json"]
+
+
+def test_non_finite_numbers_are_written_as_null_so_every_file_is_strict_json(tmp_path):
+    import json
+
+    import numpy as np
+
+    value = {
+        "loss": float("nan"),
+        "nested": [float("inf"), -float("inf"), np.float32("nan"), np.float32(1.5), 2, True],
+        "inner": {"x": np.float64("-inf")},
+    }
+    path = write_json(tmp_path / "s.json", value)
+    text = open(path, encoding="utf-8").read()
+    assert "NaN" not in text and "Infinity" not in text
+
+    def reject(constant):
+        raise ValueError(constant)
+
+    strict = json.loads(text, parse_constant=reject)  # As JSON.parse reads it.
+    assert strict == {"loss": None, "nested": [None, None, None, 1.5, 2, True],
+                      "inner": {"x": None}}
 
 
 def test_tolerant_and_strict_readers(tmp_path):

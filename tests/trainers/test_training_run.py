@@ -1,5 +1,6 @@
 """Tests of TrainingRun: resume, gradient accumulation, logs, samples, non-finite losses."""
 
+import json
 import os
 
 import keras
@@ -253,3 +254,165 @@ def test_rejects_bad_arguments(tmp_path, kwargs, message):
     kwargs = {"steps": 3, **kwargs}
     with pytest.raises(ValueError, match=message):
         TrainingRun(model, tmp_path, **kwargs)
+
+
+# Issue 23: diverged runs, strict summaries, progress after a kill, the last TensorBoard step.
+
+
+def all_checkpoint_values(training):
+    values = []
+    for step in training.checkpoint.steps():
+        with np.load(os.path.join(training.checkpoint.folder(step), "training_state.npz")) as state:
+            values.extend(state[name] for name in state.files)
+    return values
+
+
+def strict_json(path):
+    """The file read as JSON.parse would: NaN and Infinity are errors."""
+
+    def reject(constant):
+        raise ValueError(f"{path} holds {constant}, which is not JSON")
+
+    with open(path, encoding="utf-8") as file:
+        return json.load(file, parse_constant=reject)
+
+
+def test_a_loss_scaled_run_whose_weights_overflow_float16_stops_without_a_bad_checkpoint(tmp_path):
+    # Item 9: under mixed_float16 a huge learning rate puts the float32
+    # weights beyond float16's range; every later loss is NaN and the loss
+    # scale skips those steps, so the weights stay finite in float32. No
+    # checkpoint of that state may be written or called good.
+    model = Regressor(dtype="mixed_float16")
+    optimizer = keras.optimizers.LossScaleOptimizer(keras.optimizers.SGD(1e38))
+    model.compile(optimizer=optimizer, loss="mse", jit_compile=False)
+    run = RunDirectory(tmp_path)
+    run.create({})
+    training = TrainingRun(model, run, 20, save_every=2, log_every=1)
+    with pytest.raises(NonFiniteLossError) as raised:
+        training.fit(regression_batches(finite_steps=100))
+    for value in all_checkpoint_values(training):
+        if value.dtype.kind == "f":
+            assert np.all(np.isfinite(value))
+    for step in training.checkpoint.steps():
+        kernel = np.load(os.path.join(training.checkpoint.folder(step), "kernel.npy"))
+        assert np.all(np.abs(kernel) <= 65504)
+    assert raised.value.checkpoint is None  # The first step already diverged.
+    assert "No good checkpoint" in str(raised.value)
+    assert raised.value.step <= 2  # Stopped at the first check, not 10 skipped steps later.
+    assert strict_json(run.summary_path)["status"] == STATUS_NON_FINITE
+
+
+def test_a_run_whose_weights_leave_float16_range_is_not_completed(tmp_path):
+    # Item 11: one step at an absurd learning rate leaves the weights finite
+    # in float32 with a finite loss, but beyond what a float16 reader loads.
+    model, training = regression_run(tmp_path, keras.optimizers.SGD(1e37), 1)
+    with pytest.raises(NonFiniteLossError, match="at step 1: the training state diverged"):
+        training.fit(regression_batches(finite_steps=10))
+    assert not os.path.exists(tmp_path / "kernel.npy")  # No result.
+    assert training.checkpoint.steps() == []
+    summary = strict_json(RunDirectory(tmp_path).summary_path)
+    assert summary["status"] == STATUS_NON_FINITE
+
+
+def test_a_good_run_keeps_its_weights_within_float16_and_completes(tmp_path):
+    model, training = regression_run(tmp_path, keras.optimizers.SGD(0.1), 2)
+    summary = training.fit(regression_batches(finite_steps=10))
+    assert summary["status"] == "completed" and os.path.exists(tmp_path / "kernel.npy")
+
+
+class ManyDense(keras.Model):
+    """112 variables, as a DreamBooth LoRA has: warnings must not list them all."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.layers_ = [keras.layers.Dense(1) for _ in range(56)]
+
+    def call(self, x):
+        return sum(layer(x) for layer in self.layers_)
+
+    def save_results(self, folder, step):
+        pass
+
+
+def test_the_diverged_state_warning_names_a_few_variables_and_counts_the_rest(tmp_path, caplog):
+    # Item 12.
+    model = ManyDense()
+    model.compile(optimizer=keras.optimizers.SGD(1e37), loss="mse", jit_compile=False)
+    run = RunDirectory(tmp_path)
+    run.create({})
+    training = TrainingRun(model, run, 1, log_every=1)
+    with caplog.at_level("WARNING"), pytest.raises(NonFiniteLossError) as raised:
+        training.fit(regression_batches(finite_steps=10))
+    lines = [r.getMessage() for r in caplog.records if "Not saving" in r.getMessage()]
+    assert len(lines) == 1 and "112 variable(s)" in lines[0] and "and 109 more" in lines[0]
+    assert len(lines[0]) < 400
+    assert "and 109 more" in str(raised.value) and len(str(raised.value)) < 600
+
+
+class KillAtStep(StepCallback):
+    """Ends `fit` as a `kill -9` would, after `step`; step 1 takes `seconds` longer."""
+
+    def __init__(self, step, seconds=0.0):
+        super().__init__()
+        self.kill_step = step
+        self.seconds = seconds
+
+    def on_step_end(self, step, logs):
+        if step == 1:
+            import time
+
+            time.sleep(self.seconds)
+        if step == self.kill_step:
+            raise SimulatedKill(step)
+
+
+class SimulatedKill(BaseException):
+    pass
+
+
+def test_resume_drops_the_killed_steps_from_progress_and_counts_their_time(tmp_path):
+    # Item 15: killed at step 3 (checkpoint at 2) after 1.5 s of training.
+    model, training = regression_run(tmp_path, keras.optimizers.SGD(0.1), 5, save_every=2)
+    with pytest.raises(SimulatedKill):
+        training.fit(regression_batches(finite_steps=10), callbacks=[KillAtStep(3, 1.5)])
+    run = RunDirectory(tmp_path)
+    assert run.read_summary() is None
+    model = Regressor()  # A new process's model.
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse", jit_compile=False)
+    model(np.ones((1, 3), "float32"))  # Built, as a resumed trainer is.
+    training = TrainingRun(model, run, 5, save_every=2, log_every=1)
+    summary = training.fit(regression_batches(finite_steps=10), resume=True)
+    assert summary["resumed_from_step"] == 2
+    with open(run.progress_path, encoding="utf-8") as file:
+        records = [json.loads(line) for line in file]
+    steps = [record["step"] for record in records if "step" in record]
+    assert steps == [1, 2, 3, 4, 5]  # Each step once: the killed 3 is not repeated.
+    assert [step for step, _, _ in run.read_progress()] == [1, 2, 3, 4, 5]
+    assert summary["total_seconds"] >= 1.5 + summary["seconds"]
+
+
+def test_a_second_kill_before_any_step_keeps_the_killed_time(tmp_path):
+    model, training = regression_run(tmp_path, keras.optimizers.SGD(0.1), 5, save_every=2)
+    with pytest.raises(SimulatedKill):
+        training.fit(regression_batches(finite_steps=10), callbacks=[KillAtStep(3, 1.0)])
+    run = RunDirectory(tmp_path)
+    assert run.restart_progress(2) >= 1.0
+    # Killed again before its first step: the time is still recorded.
+    assert run.restart_progress(2) >= 1.0
+    assert [step for step, _, _ in run.read_progress()] == [1, 2]
+
+
+@pytest.mark.parametrize("steps, log_every, logged", [(3, 10, [3]), (5, 2, [2, 4, 5])])
+def test_tensorboard_logs_the_last_step_too(tmp_path, steps, log_every, logged):
+    # Item 23.
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    model = Regressor()
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse", jit_compile=False)
+    run = RunDirectory(tmp_path)
+    run.create({})
+    TrainingRun(model, run, steps, log_every=log_every).fit(regression_batches(finite_steps=10))
+    events = EventAccumulator(str(tmp_path / "logs"))
+    events.Reload()
+    assert [e.step for e in events.Scalars("loss")] == logged
+    assert [e.step for e in events.Scalars("learning_rate")] == logged

@@ -11,7 +11,7 @@ from studio.trainers.run_setup import (
     fit_run,
     latent_cache,
     load_backbone,
-    open_run_directory,
+    locked_run_directory,
     record_settings,
     removed_on_user_error,
     set_up_devices,
@@ -46,8 +46,9 @@ def train_dreambooth(settings, out, resume=False):
         InvalidInputError: the settings are invalid, `out` already holds a run
             (without `resume`), or `resume` changes what defines the run.
         FileNotFoundError: `resume` of a folder that holds no run.
-        NonFiniteLossError: the run stopped on non-finite losses; its last
-            good checkpoint is kept.
+        NonFiniteLossError: the run stopped on non-finite losses or
+            diverged weights; its last good checkpoint is kept.
+        RunLockedError: another process trains in `out`.
     """
     import dataclasses
 
@@ -59,8 +60,10 @@ def train_dreambooth(settings, out, resume=False):
         settings = dataclasses.replace(
             settings, class_data=os.path.join(os.fspath(out), CLASS_IMAGES_FOLDER)
         )
-    run_directory = open_run_directory(settings, out, resume)
-    with removed_on_user_error(out, resume):
+    # One process at a time trains in `out` (RunLockedError for a second); a new run
+    # that fails by a user error before a checkpoint leaves nothing behind.
+    with locked_run_directory(settings, out, resume) as run_directory, \
+            removed_on_user_error(out, resume):
         # Presets without weights (tiny) start from seeded random weights, so
         # that a resumed run has the same frozen model.
         keras.utils.set_random_seed(settings.seed)
@@ -69,7 +72,7 @@ def train_dreambooth(settings, out, resume=False):
         summary = fit_run(trainer, run_directory, settings, batches, resume)
         if not trainer.is_lora:
             trainer.save_backbone(run_directory.file(MODEL_FOLDER))
-    return summary
+        return summary
 
 
 def build_dreambooth(settings, devices=None):

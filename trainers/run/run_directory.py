@@ -10,7 +10,9 @@ import json
 import math
 import os
 import re
+import time
 
+from studio.files.atomic_write import write_file_atomically
 from studio.files.json_file import read_json, read_json_or_none, write_json
 from studio.trainers.run.training_checkpoint import TrainingCheckpoint
 
@@ -63,12 +65,13 @@ class RunDirectory:
       logs/             TensorBoard event files
       samples/          sample images, step-000500-0.png ...
       summary.json      steps, time, final loss, device, precision
-      progress.jsonl    one line per step: step, loss, time
+      progress.jsonl    one line per step: step, loss, time, elapsed
       STOP              (only when asked) stop after the current step
       <results>         embedding.safetensors, lora.safetensors, unet.weights.h5
       process.json      (app runs) the training process: id, start time, command
       exit.json         (app runs) its exit code and error
       train.log         (app runs) its output
+      .lock             held by the process training in the folder (`lock`)
     ```
 
     JSON files are written atomically (temporary file, then rename), so a
@@ -101,6 +104,16 @@ class RunDirectory:
     process_path = _file_property(PROCESS_FILE)
     exit_path = _file_property(EXIT_FILE)
     log_path = _file_property(LOG_FILE)
+
+    def lock(self):
+        """A `RunLock` of the folder: `with run.lock():` while training in it.
+
+        Raises (on entering):
+            RunLockedError: another process trains in the folder.
+        """
+        from studio.trainers.run.run_lock import RunLock
+
+        return RunLock(self.path, self.config_path)
 
     def request_stop(self):
         """Asks the run's training process to stop after its current step.
@@ -179,8 +192,10 @@ class RunDirectory:
     def read_progress(self):
         """`[(step, loss, time)]` of `progress.jsonl`, one per step (the last line wins).
 
-        A resumed run appends after the old lines, and the last line may be
-        half written: lines that do not parse are skipped.
+        A resumed run drops the lines past its checkpoint first
+        (`restart_progress`); older run folders may still repeat steps. The
+        last line may be half written: lines that do not parse, or have no
+        step, are skipped.
         """
         points = {}
         try:
@@ -194,6 +209,48 @@ class RunDirectory:
         except OSError:
             return []
         return [(step, loss, when) for step, (loss, when) in sorted(points.items())]
+
+    def restart_progress(self, step):
+        """Prepares `progress.jsonl` for a session resumed at `step`; returns the seconds it records.
+
+        The lines past `step` come from a session that was killed after its
+        last checkpoint, and the resumed run trains those steps again: they
+        are dropped, so that readers see each step once (and a half-written
+        last line goes too). The training time they record is not lost: the
+        largest `elapsed` of the file is returned, and kept in a line
+        `{"elapsed": ..., "time": ...}` without a step (which readers skip)
+        when no kept line holds it.
+
+        Args:
+            step: the step the session resumes from (0: from the start).
+
+        Returns:
+            The training seconds the file records (0.0 when it records none).
+        """
+        try:
+            with open(self.progress_path, encoding="utf-8") as file:
+                lines = file.read().splitlines()
+        except FileNotFoundError:
+            return 0.0
+        kept = {}
+        recorded = kept_seconds = 0.0
+        for line in lines:
+            try:
+                record = json.loads(line)
+                elapsed = float(record.get("elapsed") or 0.0)
+                line_step = int(record["step"]) if "step" in record else None
+            except (ValueError, TypeError, AttributeError):
+                continue  # Half written when its writer was killed.
+            recorded = max(recorded, elapsed)
+            if line_step is not None and line_step <= step:
+                kept[line_step] = line
+                kept_seconds = max(kept_seconds, elapsed)
+        text = "".join(kept[line_step] + "\n" for line_step in sorted(kept))
+        if recorded > kept_seconds:
+            text += json.dumps({"elapsed": round(recorded, 3), "time": round(time.time(), 3)})
+            text += "\n"
+        write_file_atomically(self.progress_path, text.encode("utf-8"))
+        return recorded
 
     def sample_path(self, step, index):
         """The PNG of sample `index` at `step`."""
@@ -278,10 +335,17 @@ class RunDirectory:
         return max(times)
 
 
-def progress_line(step, loss, when):
-    """One line of `progress.jsonl`: a non-finite or missing loss is written as null."""
+def progress_line(step, loss, when, elapsed=None):
+    """One line of `progress.jsonl`: a non-finite or missing loss is written as null.
+
+    `elapsed`: the run's training seconds so far, all sessions together
+    (None: not recorded).
+    """
     loss = None if loss is None or not math.isfinite(float(loss)) else float(loss)
-    return json.dumps({"step": int(step), "loss": loss, "time": round(when, 3)}) + "\n"
+    record = {"step": int(step), "loss": loss, "time": round(when, 3)}
+    if elapsed is not None:
+        record["elapsed"] = round(elapsed, 3)
+    return json.dumps(record) + "\n"
 
 
 def _list(folder):

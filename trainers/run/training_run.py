@@ -44,8 +44,21 @@ class TrainingRun:
     summary with status "stopped: by request") and the file is removed.
     With `resume=True` it restores the latest checkpoint (weights,
     optimizer state, random state, step) and skips the batches already
-    used, so the run ends as an uninterrupted one with the same seed would. At the end it writes the
-    result files into the run folder and `summary.json`.
+    used, so the run ends as an uninterrupted one with the same seed would;
+    `progress.jsonl` loses the lines past the checkpoint (a killed session
+    trained them), and the summary's `total_seconds` counts that session's
+    time too. At the end it writes the result files into the run folder
+    and `summary.json`.
+
+    A run has diverged, and stops with `NonFiniteLossError`, when its loss
+    stays non-finite (see `max_non_finite_steps`) or when its state is
+    unusable at a checkpoint or at the end: NaN or infinite values, or
+    trained weights beyond float16's range (`unusable_variables`). Such a
+    state is never saved, neither as a checkpoint nor as a result.
+
+    Callers that may run concurrently hold the folder's lock
+    (`RunDirectory.lock`) around the run, as `train_textual_inversion`
+    and `train_dreambooth` do.
 
     Args:
         trainer: a compiled `keras.Model` as above.
@@ -142,6 +155,10 @@ class TrainingRun:
             else:
                 initial_step = int(self.checkpoint.restore(self.trainer)["step"])
         previous = (self.run_directory.read_summary() or {}) if resume else {}
+        # A session killed after the summary's trained on: its time is in
+        # the progress file, whose steps past the checkpoint are dropped.
+        recorded = self.run_directory.restart_progress(initial_step) if resume else 0.0
+        elapsed_before = max(previous.get("total_seconds") or 0.0, recorded)
 
         counting = dict(initial_step=initial_step, gradient_accumulation_steps=accumulation)
         guard = NonFiniteLossGuard(
@@ -157,7 +174,9 @@ class TrainingRun:
             **counting,
         )
         stop = StopRequest(self.run_directory.stop_path, **counting)
-        progress = ProgressFile(self.run_directory.progress_path, **counting)
+        progress = ProgressFile(
+            self.run_directory.progress_path, elapsed_before=elapsed_before, **counting
+        )
         all_callbacks = [guard, saver, tensorboard, progress, stop]
         sampling = None
         if self.sample_every is not None:
@@ -185,33 +204,44 @@ class TrainingRun:
         steps_done = saver.step if remaining > 0 else initial_step
 
         status = STATUS_COMPLETED
-        if guard.failed_step is not None:
+        if guard.failed_step is not None or saver.diverged_step is not None:
             status = STATUS_NON_FINITE
         elif stop.stopped_step is not None and steps_done < self.steps:
             status = STATUS_STOPPED
         elif steps_done < self.steps:
             status = STATUS_OUT_OF_DATA
+        if status != STATUS_NON_FINITE and remaining > 0:
+            # The last checkpoint also checks that the final state is usable.
+            if saver.last_saved_step != steps_done and saver.save(steps_done) is None:
+                status = STATUS_NON_FINITE
         if status != STATUS_NON_FINITE:
-            if remaining > 0:
-                if saver.last_saved_step != steps_done:
-                    saver.save(steps_done)
-                if sampling is not None and sampling.last_sampled_step != steps_done:
-                    sampling.sample(steps_done)
+            if remaining > 0 and sampling is not None and sampling.last_sampled_step != steps_done:
+                sampling.sample(steps_done)
             self.trainer.save_results(self.run_directory.path, steps_done)
         tensorboard.close()
 
-        summary = self._summary(history, initial_step, steps_done, seconds, previous, status)
+        summary = self._summary(
+            history, initial_step, steps_done, seconds, previous, status, elapsed_before
+        )
         self.run_directory.write_summary(summary)
         if stop.stopped_step is not None:
             # Answered: a later `--resume` must not stop at once.
             os.remove(self.run_directory.stop_path)
         if status == STATUS_NON_FINITE:
-            raise NonFiniteLossError(guard.failed_step, self.checkpoint.latest(), guard.consecutive)
+            if guard.failed_step is not None:
+                raise NonFiniteLossError(
+                    guard.failed_step, self.checkpoint.latest(), guard.consecutive
+                )
+            raise NonFiniteLossError(
+                saver.diverged_step, self.checkpoint.latest(), 0, saver.diverged_variables
+            )
         if status == STATUS_OUT_OF_DATA:
             logger.warning("The data ran out after %d of %d steps.", steps_done, self.steps)
         return summary
 
-    def _summary(self, history, initial_step, steps_done, seconds, previous, status):
+    def _summary(
+        self, history, initial_step, steps_done, seconds, previous, status, elapsed_before
+    ):
         logs = history.history if history is not None else {}
         losses = logs.get(STEP_LOSS_KEY) or logs.get("loss") or [None]
         trained = steps_done - initial_step
@@ -222,7 +252,7 @@ class TrainingRun:
             "target_steps": self.steps,
             "resumed_from_step": initial_step if initial_step else None,
             "seconds": round(seconds, 3),
-            "total_seconds": round(previous.get("total_seconds", 0.0) + seconds, 3),
+            "total_seconds": round(elapsed_before + seconds, 3),
             "steps_per_second": round(trained / seconds, 4) if trained and seconds else None,
             "final_loss": None if final_loss is None else float(final_loss),
             "gradient_accumulation_steps": self.gradient_accumulation_steps,

@@ -16,6 +16,9 @@ STEP_LOSS_KEY = "step_loss"
 class TrainingTensorBoard(StepCallback):
     """Logs the loss, learning rate and the model's own scalars every `log_every` steps.
 
+    The last step of a `fit` is logged too, so that a run shorter than
+    `log_every`, or whose length is no multiple of it, has its final loss.
+
     Works on every backend (see `SummaryWriter`). Other callbacks log images
     through `images`.
 
@@ -42,15 +45,23 @@ class TrainingTensorBoard(StepCallback):
         self.log_every = check_positive_integer("log_every", log_every)
         self.scalars = scalars
         self.writer = None
+        self._unlogged = None
 
     def on_train_begin(self, logs=None):
         super().on_train_begin(logs)
+        self._unlogged = None
         if self.writer is None:
             self.writer = SummaryWriter(self.log_dir)
 
     def on_step_end(self, step, logs):
         if step % self.log_every:
+            # Logged at the end if it is the last step (see `on_train_end`).
+            self._unlogged = (step, dict(logs))
             return
+        self._unlogged = None
+        self._log(step, logs)
+
+    def _log(self, step, logs):
         loss = logs.get(STEP_LOSS_KEY, logs.get("loss"))
         if loss is not None and math.isfinite(float(loss)):
             self.writer.scalar("loss", float(loss), step)
@@ -68,6 +79,11 @@ class TrainingTensorBoard(StepCallback):
         self.writer.flush()
 
     def on_train_end(self, logs=None):
+        # The last step is logged too, when it is no multiple of `log_every`
+        # (a run shorter than `log_every`, or one stopped early).
+        if self._unlogged is not None:
+            self._log(*self._unlogged)
+            self._unlogged = None
         if self.writer is not None:
             self.writer.flush()
 

@@ -228,7 +228,8 @@ class TextualInversionTrainer(DiffusionTrainer):
         for token, vectors in self.learned_vectors().items():
             for index, vector in enumerate(vectors):
                 name = token if index == 0 else f"{token}_{index}"
-                norms[name] = float(np.linalg.norm(vector))
+                # In float64: a diverged vector (1e38) squared overflows float32.
+                norms[name] = float(np.linalg.norm(np.asarray(vector, np.float64)))
         return norms
 
     def embedding(self, steps=None):

@@ -8,7 +8,7 @@ from studio.trainers.run_setup import (
     fit_run,
     latent_cache,
     load_backbone,
-    open_run_directory,
+    locked_run_directory,
     record_settings,
     removed_on_user_error,
     set_up_devices,
@@ -40,8 +40,10 @@ def train_textual_inversion(settings, out, resume=False):
     """
     settings.validate()
     devices = set_up_devices(settings)
-    run_directory = open_run_directory(settings, out, resume)
-    with removed_on_user_error(out, resume):
+    # One process at a time trains in `out` (RunLockedError for a second); a new run
+    # that fails by a user error before a checkpoint leaves nothing behind.
+    with locked_run_directory(settings, out, resume) as run_directory, \
+            removed_on_user_error(out, resume):
         # Presets without weights (tiny) get the same seeded random weights in
         # every process (`from_preset`), so a resumed run has the same model.
         trainer, batches = build_textual_inversion(settings, devices)

@@ -2,10 +2,9 @@
 
 import logging
 
-import numpy as np
-
 from studio.trainers.run.callbacks.step_callback import StepCallback
 from studio.trainers.run.positive_integer import check_positive_integer
+from studio.trainers.run.training_state_check import describe_variables, unusable_variables
 
 logger = logging.getLogger(__name__)
 
@@ -13,9 +12,13 @@ logger = logging.getLogger(__name__)
 class PeriodicCheckpoint(StepCallback):
     """Writes a `TrainingCheckpoint` every `save_every` steps.
 
-    A state with non-finite trainable values (a step that went wrong
-    without loss scaling) is never saved: the previous checkpoint stays the
-    last good one.
+    Only usable states are saved, so that every checkpoint is one to
+    resume from: one with NaN or infinite values, or trained weights beyond
+    float16's range (`unusable_variables`), is not saved, and training
+    stops, as the run has diverged (see `diverged_step`). Under loss
+    scaling, where skipped steps leave NaN out of the weights, this is what
+    tells a diverged run (weights that overflow in float16, so that every
+    loss is NaN) from a few bad batches.
 
     Args:
         checkpoint: a `TrainingCheckpoint`.
@@ -28,6 +31,8 @@ class PeriodicCheckpoint(StepCallback):
     Attributes:
         last_saved_step: the step of the last checkpoint this callback wrote
             (or `initial_step` before any).
+        diverged_step: None, or the step whose state was unusable.
+        diverged_variables: the paths of its unusable variables.
     """
 
     def __init__(
@@ -43,26 +48,36 @@ class PeriodicCheckpoint(StepCallback):
         self.save_every = check_positive_integer("save_every", save_every)
         self.artifacts = artifacts
         self.last_saved_step = None
+        self.diverged_step = None
+        self.diverged_variables = []
 
     def on_train_begin(self, logs=None):
         super().on_train_begin(logs)
         self.last_saved_step = self.initial_step
+        self.diverged_step = None
+        self.diverged_variables = []
 
     def on_step_end(self, step, logs):
-        if step % self.save_every == 0:
-            self.save(step)
+        if step % self.save_every:
+            return
+        if self.save(step) is None:
+            self.model.stop_training = True
 
     def save(self, step):
-        """Saves the model's state at `step` now; returns the folder or None if not finite."""
+        """Saves the model's state at `step` now; returns the folder, or None if unusable.
+
+        An unusable state (see `unusable_variables`) is not saved; it is
+        recorded in `diverged_step` and `diverged_variables`.
+        """
         self.sync_model_state()
-        bad = [
-            variable.path
-            for variable in self.model.trainable_variables
-            if not np.all(np.isfinite(variable.numpy()))
-        ]
+        bad = unusable_variables(self.model)
         if bad:
+            self.diverged_step = step
+            self.diverged_variables = bad
             logger.warning(
-                "Not saving a checkpoint at step %d: %s hold non-finite values.", step, bad
+                "Not saving a checkpoint at step %d: the training state diverged, "
+                "NaN, infinite or beyond float16's range in %s.",
+                step, describe_variables(bad),
             )
             return None
         artifacts = None
