@@ -104,6 +104,10 @@ MODELSPEC_PREDICTION_TYPE = "epsilon"
 WEIGHT_NAME_SUFFIXES = (".weight", ".bias", ".alpha")
 # How many tensors an error message lists.
 MAX_LISTED_TENSORS = 8
+# The most tensor data a PyTorch embedding file may declare. The largest
+# real ones (SD-XL, 75 vectors of 768 + 1280 float32) hold under 1 MB; the
+# limit keeps a small compressed file from expanding into gigabytes.
+MAX_EMBEDDING_DATA_BYTES = 64 * 2**20
 
 
 def load_embedding(path):
@@ -130,7 +134,9 @@ def load_embedding(path):
         tensors, metadata = read_safetensors(path)
         return _from_tensors(path, tensors, metadata, name)
     if is_torch_file(path):
-        return _from_pickle(path, load_torch_pickle(path), name)
+        return _from_pickle(
+            path, load_torch_pickle(path, max_data_bytes=MAX_EMBEDDING_DATA_BYTES), name
+        )
     with open(path, "rb") as file:
         start = file.read(8)
     raise EmbeddingFormatError(
