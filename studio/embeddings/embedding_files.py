@@ -71,6 +71,7 @@ KEY_FORMAT_VERSION = "studio.format_version"
 KEY_CREATED_BY = "studio.created_by"
 KEY_BASE_MODEL = "studio.base_model"
 KEY_BASE_MODEL_HASH = "studio.base_model_hash"
+KEY_TOKEN_TABLE_HASH = "studio.token_table_hash"
 KEY_TEXT_ENCODER_WIDTH = "studio.text_encoder_width"
 KEY_PLACEHOLDER = "studio.placeholder"  # One placeholder: the string.
 KEY_PLACEHOLDERS = "studio.placeholders"  # Several: a JSON list.
@@ -350,6 +351,7 @@ def _studio_fields(metadata):
     return {
         "base_model": metadata.get(KEY_BASE_MODEL, ""),
         "base_model_hash": metadata.get(KEY_BASE_MODEL_HASH, ""),
+        "token_table_hash": metadata.get(KEY_TOKEN_TABLE_HASH, ""),
         "initializer": metadata.get(KEY_INITIALIZER, ""),
         # Foreign or hand-edited metadata may be anything; it stays visible
         # in `metadata` either way.
@@ -419,6 +421,7 @@ def _studio_metadata(embedding):
     optional = {
         KEY_BASE_MODEL: embedding.base_model,
         KEY_BASE_MODEL_HASH: embedding.base_model_hash,
+        KEY_TOKEN_TABLE_HASH: embedding.token_table_hash,
         KEY_INITIALIZER: embedding.initializer,
         KEY_STEPS: "" if embedding.steps is None else str(embedding.steps),
     }
