@@ -17,7 +17,14 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 EMBEDDING_EXTENSIONS = (".safetensors", ".pt", ".bin")
 LORA_EXTENSIONS = (".safetensors",)
 MAX_NAME_LENGTH = 80
-_UNSAFE_CHARACTERS = re.compile(r"[^A-Za-z0-9._-]+")
+# File systems limit a name's bytes, not its characters (4 bytes each at worst).
+MAX_NAME_BYTES = 255
+# Images declaring more pixels than this are refused unread (Pillow's own
+# decompression-bomb limit is twice its MAX_IMAGE_PIXELS, about 179 MP).
+MAX_IMAGE_PIXELS = 64 * 1024 * 1024
+# Letters and digits of any script, `.`, `_`, `-`; everything else
+# (separators, control and format characters, spaces, punctuation) is unsafe.
+_UNSAFE_CHARACTERS = re.compile(r"[^\w.-]+")
 
 
 class UploadRejected(StudioError, ValueError):
@@ -28,8 +35,10 @@ def safe_file_name(name, extensions):
     """A file name made from an uploaded name that is safe as a path component.
 
     Only the last path component of `name` counts (for `/`, `\\` and `..`
-    alike); characters other than letters, digits, `.`, `_` and `-` become
-    `-`; no leading dot (no hidden files, no `..`); at most 80 characters.
+    alike, full-width forms included); accents are dropped (`été` -> `ete`)
+    but letters of every script stay (`日本語.png`); other characters
+    (control and format characters, spaces, punctuation) become `-`; no
+    leading dot (no hidden files, no `..`); at most 80 characters.
 
     Args:
         name: the name the browser sent, never trusted.
@@ -41,17 +50,28 @@ def safe_file_name(name, extensions):
     Raises:
         UploadRejected: the extension is not one of `extensions`.
     """
-    base = str(name).replace("\\", "/").split("/")[-1]
-    base = unicodedata.normalize("NFKD", base).encode("ascii", "ignore").decode("ascii")
+    # NFKD first, so that full-width `／` and `．` are separators and dots too.
+    base = unicodedata.normalize("NFKD", str(name)).replace("\\", "/").split("/")[-1]
+    base = "".join(character for character in base if unicodedata.category(character) != "Mn")
+    base = unicodedata.normalize("NFC", base)
     stem, extension = os.path.splitext(base)
     extension = extension.lower()
     if extension not in extensions:
         raise UploadRejected(
-            f"{name!r} is not an accepted file: the extension must be one of "
+            f"{display_name(name)!r} is not an accepted file: the extension must be one of "
             f"{', '.join(extensions)}. Received: {extension or 'no extension'}"
         )
     stem = _UNSAFE_CHARACTERS.sub("-", stem).strip(".-_") or "upload"
-    return stem[: MAX_NAME_LENGTH - len(extension)] + extension
+    stem = stem[: MAX_NAME_LENGTH - len(extension)]
+    while len((stem + extension).encode("utf-8")) > MAX_NAME_BYTES:
+        stem = stem[:-1]
+    return stem + extension
+
+
+def display_name(name):
+    """The file name the user sees in messages: the last component of what
+    the browser sent, never a folder of the server."""
+    return str(name).replace("\\", "/").split("/")[-1] or str(name)
 
 
 def unused_path(folder, file_name):
@@ -66,6 +86,7 @@ def unused_path(folder, file_name):
 
 def check_size(name, data, limit):
     """Raises `UploadRejected` when `data` is over `limit` bytes."""
+    name = display_name(name)
     if len(data) > limit:
         raise UploadRejected(
             f"{name!r} is too large: {len(data) / MEBIBYTE:.1f} MiB, the limit is "
@@ -92,12 +113,42 @@ def save_image_upload(folder, name, data):
     file_name = safe_file_name(name, IMAGE_EXTENSIONS)
     try:
         with Image.open(io.BytesIO(data)) as image:
+            width, height = image.size
+            if width * height > MAX_IMAGE_PIXELS:
+                raise Image.DecompressionBombError(f"{width} x {height} pixels")
             image.verify()
+    except Image.DecompressionBombError:
+        # A small file declaring a huge image: decoding it would fill memory.
+        raise UploadRejected(
+            f"{display_name(name)!r} declares too many pixels for a training image "
+            f"(more than {MAX_IMAGE_PIXELS // 2**20} megapixels; a possible decompression "
+            "bomb), so it was not read. Upload a smaller image."
+        ) from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
         raise UploadRejected(
-            f"{name!r} is not an image that can be read (PNG, JPEG, WebP or BMP)."
+            f"{display_name(name)!r} is not an image that can be read (PNG, JPEG, WebP or BMP)."
         ) from None
     return _write_new(folder, file_name, data)
+
+
+def save_image_uploads(folder, uploads):
+    """Saves a batch of uploaded images: a rejected one never stops the others.
+
+    Args:
+        folder: where the images go.
+        uploads: `(name, data)` pairs.
+
+    Returns:
+        A list of `(path, None)` for each saved image and `(None, message)`
+        for each rejected one, in the order of `uploads`.
+    """
+    results = []
+    for name, data in uploads:
+        try:
+            results.append((save_image_upload(folder, name, data), None))
+        except UploadRejected as error:
+            results.append((None, str(error)))
+    return results
 
 
 def save_embedding_upload(folder, name, data):
@@ -121,7 +172,10 @@ def save_embedding_upload(folder, name, data):
         embedding = load_embedding(path)
     except Exception as error:  # Any reader error: the file is not kept.
         os.remove(path)
-        raise UploadRejected(f"{name!r} is not an embedding file that can be read: {error}") from None
+        raise UploadRejected(
+            f"{display_name(name)!r} is not an embedding file that can be read: "
+            f"{_without_path(error, path, name)}"
+        ) from None
     return path, embedding
 
 
@@ -143,8 +197,17 @@ def save_lora_upload(folder, name, data):
         LoRAWeights.load(path)
     except Exception as error:
         os.remove(path)
-        raise UploadRejected(f"{name!r} is not a LoRA file that can be read: {error}") from None
+        raise UploadRejected(
+            f"{display_name(name)!r} is not a LoRA file that can be read: "
+            f"{_without_path(error, path, name)}"
+        ) from None
     return path
+
+
+def _without_path(error, path, name):
+    """A reader's message with the server's path of the file replaced by the user's name."""
+    return str(error).replace(path, display_name(name)).replace(
+        os.path.dirname(path) + os.sep, "")
 
 
 def _write_new(folder, file_name, data):

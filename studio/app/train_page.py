@@ -15,7 +15,7 @@ from studio.app.run_panels import (POLL_SECONDS, progress_panel, samples_panel, 
                                    stop_button)
 from studio.app.run_record import RunRecord, list_runs
 from studio.app.safe_uploads import (IMAGE_EXTENSIONS, MAX_IMAGE_BYTES, MEBIBYTE,
-                                     save_image_upload)
+                                     save_image_uploads)
 from studio.app.training_launcher import new_run_request, start_training
 from studio.trainers.settings.dreambooth_settings import (DEFAULT_FULL_LR, DEFAULT_LORA_LR,
                                                           DreamBoothSettings)
@@ -112,16 +112,12 @@ def _upload_images(data):
         accept_multiple_files=True, key="image_uploads",
     )
     saved = st.session_state.setdefault("saved_uploads", {})
-    for upload in uploads or []:
-        if upload.file_id in saved:
-            continue
-        try:
-            path = save_image_upload(folder, upload.name, upload.getvalue())
-        except ValueError as error:
-            saved[upload.file_id] = None
-            st.session_state.setdefault("upload_errors", []).append(str(error))
-        else:
-            saved[upload.file_id] = path
+    new = [upload for upload in uploads or [] if upload.file_id not in saved]
+    results = save_image_uploads(folder, [(upload.name, upload.getvalue()) for upload in new])
+    for upload, (path, error) in zip(new, results):
+        saved[upload.file_id] = path
+        if error is not None:
+            st.session_state.setdefault("upload_errors", []).append(error)
     for message in st.session_state.get("upload_errors", []):
         st.error(message, icon=":material/block:")
     if existing:

@@ -59,7 +59,7 @@ def backbone_with_embeddings(backbone, embeddings):
     tokenizer = CLIPTokenizer.from_config(backbone.tokenizer.get_config())
     vectors = []
     for embedding in embeddings:
-        for message in check_compatible(embedding, width, base_hash):
+        for message in check_compatible(embedding, width, base_hash, backbone.token_table_hash):
             warnings.warn(message, UserWarning, stacklevel=2)
         for placeholder, values in embedding.vectors.items():
             if placeholder in tokenizer.placeholder_tokens:

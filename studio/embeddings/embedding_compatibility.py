@@ -17,7 +17,7 @@ def describe_width(width):
     return f"{width} ({family})" if family else str(width)
 
 
-def check_compatible(embedding, text_encoder_width, base_model_hash=None):
+def check_compatible(embedding, text_encoder_width, base_model_hash=None, token_table_hash=None):
     """Checks that `embedding` can be loaded into a text encoder.
 
     Vectors of another width cannot be loaded at all (an SD 1.x embedding
@@ -29,6 +29,9 @@ def check_compatible(embedding, text_encoder_width, base_model_hash=None):
         text_encoder_width: the width of the text encoder's token vectors.
         base_model_hash: the sha256 of the text encoder's weights, or None
             to skip that comparison.
+        token_table_hash: the model's `token_table_hash` (any model: preset,
+            saved, imported), or None to skip that comparison. Files
+            without one (older, or other tools') skip it too.
 
     Returns:
         A list of warnings (str); empty when nothing is amiss.
@@ -58,6 +61,15 @@ def check_compatible(embedding, text_encoder_width, base_model_hash=None):
             f"Received: embedding width {width}, text_encoder_width={text_encoder_width}"
         )
     warnings = []
+    trained_table = embedding.token_table_hash
+    if token_table_hash and trained_table and trained_table != token_table_hash:
+        trained_on = f" ({embedding.base_model})" if embedding.base_model else ""
+        warnings.append(
+            f"The embedding was trained on another base model{trained_on}: its token "
+            f"table hash is {trained_table[:12]}..., this model's {token_table_hash[:12]}.... "
+            "It loads, but may not look as intended; use it with the model it was trained on."
+        )
+        return warnings
     trained_hash = embedding.base_model_hash
     if base_model_hash and trained_hash and trained_hash != base_model_hash:
         trained_on = f" ({embedding.base_model})" if embedding.base_model else ""

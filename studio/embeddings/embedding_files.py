@@ -72,6 +72,7 @@ KEY_FORMAT_VERSION = "studio.format_version"
 KEY_CREATED_BY = "studio.created_by"
 KEY_BASE_MODEL = "studio.base_model"
 KEY_BASE_MODEL_HASH = "studio.base_model_hash"
+KEY_TOKEN_TABLE_HASH = "studio.token_table_hash"
 KEY_TEXT_ENCODER_WIDTH = "studio.text_encoder_width"
 KEY_PLACEHOLDER = "studio.placeholder"  # One placeholder: the string.
 KEY_PLACEHOLDERS = "studio.placeholders"  # Several: a JSON list.
@@ -105,6 +106,10 @@ MODELSPEC_PREDICTION_TYPE = "epsilon"
 WEIGHT_NAME_SUFFIXES = (".weight", ".bias", ".alpha")
 # How many tensors an error message lists.
 MAX_LISTED_TENSORS = 8
+# The most tensor data a PyTorch embedding file may declare. The largest
+# real ones (SD-XL, 75 vectors of 768 + 1280 float32) hold under 1 MB; the
+# limit keeps a small compressed file from expanding into gigabytes.
+MAX_EMBEDDING_DATA_BYTES = 64 * 2**20
 
 
 def load_embedding(path):
@@ -131,7 +136,9 @@ def load_embedding(path):
         tensors, metadata = read_safetensors(path)
         return _from_tensors(path, tensors, metadata, name)
     if is_torch_file(path):
-        return _from_pickle(path, load_torch_pickle(path), name)
+        return _from_pickle(
+            path, load_torch_pickle(path, max_data_bytes=MAX_EMBEDDING_DATA_BYTES), name
+        )
     with open(path, "rb") as file:
         start = file.read(8)
     raise EmbeddingFormatError(
@@ -345,6 +352,7 @@ def _studio_fields(metadata):
     return {
         "base_model": metadata.get(KEY_BASE_MODEL, ""),
         "base_model_hash": metadata.get(KEY_BASE_MODEL_HASH, ""),
+        "token_table_hash": metadata.get(KEY_TOKEN_TABLE_HASH, ""),
         "initializer": metadata.get(KEY_INITIALIZER, ""),
         # Foreign or hand-edited metadata may be anything; it stays visible
         # in `metadata` either way.
@@ -414,6 +422,7 @@ def _studio_metadata(embedding):
     optional = {
         KEY_BASE_MODEL: embedding.base_model,
         KEY_BASE_MODEL_HASH: embedding.base_model_hash,
+        KEY_TOKEN_TABLE_HASH: embedding.token_table_hash,
         KEY_INITIALIZER: embedding.initializer,
         KEY_STEPS: "" if embedding.steps is None else str(embedding.steps),
     }

@@ -27,7 +27,8 @@ class TextualInversionEmbedding:
             1-D array is one vector); for `architecture="sd-xl"`, dict
             "clip_l"/"clip_g" -> array.
         base_model: the preset name the embedding was trained on ("sd-v1").
-        base_model_hash: the sha256 of that preset's text-encoder weights.
+        base_model_hash: the sha256 of that preset's text-encoder weights
+            (the published file's, for `sd-v1` / `sd-v2`; older files).
         initializer: the word(s) the vectors started from.
         steps: training steps, or None when unknown.
         architecture: "sd" (SD 1.x/2.x) or "sd-xl".
@@ -38,6 +39,9 @@ class TextualInversionEmbedding:
         format: the file format it was read from ("native", "diffusers",
             "kohya", "a1111", "sd-xl"), or None when made in memory.
         metadata: other string metadata, as read from the file.
+        token_table_hash: the base model's `token_table_hash` (the sha256
+            of its text encoder's token table), "" when unknown (files
+            written before it, or by other tools).
 
     Example:
 
@@ -61,6 +65,7 @@ class TextualInversionEmbedding:
         dtype=None,
         format=None,
         metadata=None,
+        token_table_hash="",
     ):
         if architecture not in ARCHITECTURES:
             raise ValueError(
@@ -86,6 +91,7 @@ class TextualInversionEmbedding:
             )
         self.base_model = str(base_model or "")
         self.base_model_hash = str(base_model_hash or "")
+        self.token_table_hash = str(token_table_hash or "")
         self.initializer = str(initializer or "")
         self.steps = None if steps is None else int(steps)
         self.architecture = architecture
@@ -155,6 +161,7 @@ class TextualInversionEmbedding:
         return {
             "base_model": self.base_model,
             "base_model_hash": self.base_model_hash,
+            "token_table_hash": self.token_table_hash,
             "initializer": self.initializer,
             "steps": self.steps,
             "architecture": self.architecture,

@@ -21,6 +21,8 @@ UP_SUFFIX = ".lora_up.weight"
 ALPHA_SUFFIX = ".alpha"
 # kohya's scripts write these; tools read the rank and alpha from them.
 KOHYA_NETWORK_MODULE = "networks.lora"
+# Metadata of ours: the `token_table_hash` of the base model trained on.
+TOKEN_TABLE_HASH_KEY = "studio_token_table_hash"
 SAVE_DTYPES = ("float32", "float16")
 
 
@@ -200,6 +202,16 @@ class LoRAWeights:
                 shapes do not fit their layer, or a layer with LoRA of
                 another rank.
         """
+        trained_on = self.metadata.get(TOKEN_TABLE_HASH_KEY)
+        current = getattr(backbone, "token_table_hash", None)
+        if trained_on and current and trained_on != current:
+            # Other tools' files carry no hash: nothing to compare then.
+            logger.warning(
+                "This LoRA was trained on another base model (%s; token table hash "
+                "%s..., this model's %s...): it applies, but may not look as intended.",
+                self.metadata.get("studio_base_model", "unknown"), trained_on[:12],
+                current[:12],
+            )
         targets = _named_targets(backbone)
         missing = [name for name in self.modules if name not in targets]
         if missing and strict:

@@ -2,6 +2,7 @@
 
 from studio.models.image_preprocessor import ImagePreprocessor
 from studio.models.latent_distribution import sample_latents
+from studio.models.token_table_hash import token_table_hash
 
 
 class DiffusionBackbone:
@@ -48,6 +49,19 @@ class DiffusionBackbone:
             a family with pooled embeddings adds its own keys).
         """
         raise NotImplementedError
+
+    @property
+    def token_table_hash(self):
+        """The sha256 of `token_embedding`'s table: which base model this is.
+
+        Computed once per backbone (a saved folder records it in its
+        `backbone.json`), and written into the embeddings and LoRAs trained
+        on it, so that loading them into another base is noticed.
+        """
+        cached = getattr(self, "_token_table_hash", None)
+        if cached is None:
+            cached = self._token_table_hash = compute_token_table_hash(self)
+        return cached
 
     def with_token_lookup(self, tokenizer, token_lookup):
         """A view that tokenizes with `tokenizer` and encodes with `token_lookup`.
@@ -111,3 +125,8 @@ class DiffusionBackbone:
         `type` and arguments (`studio.trainers.objectives.objective_for`
         builds it)."""
         raise NotImplementedError
+
+
+def compute_token_table_hash(backbone):
+    """`token_table_hash` of a backbone's current token table (never cached)."""
+    return token_table_hash(backbone.token_embedding.embeddings.numpy())

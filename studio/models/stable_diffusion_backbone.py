@@ -1,16 +1,19 @@
 """The Stable Diffusion networks and tokenizer, loaded together from a preset."""
 
 import os
+import random
 import shutil
 
 import keras
+import numpy as np
 
 from studio.errors import InvalidInputError
 from studio.errors import WeightsNotFoundError
 from studio.files.atomic_write import atomic_folder
 from studio.files.json_file import read_json, write_json
-from studio.models.diffusion_backbone import DiffusionBackbone
+from studio.models.diffusion_backbone import DiffusionBackbone, compute_token_table_hash
 from studio.models.legacy_h5_weights import load_legacy_h5_weights
+from studio.models.seeded_weights import set_seeded_random_weights
 from studio.models.presets import BACKBONE_PRESETS, COMPONENTS, STABLE_DIFFUSION
 from studio.models.weight_file_resolver import resolve_weight_files
 
@@ -18,6 +21,8 @@ from studio.models.weight_file_resolver import resolve_weight_files
 RANDOM_WEIGHTS_SEED = 0
 # A saved preset folder holds this file and one `<component>.weights.h5` each.
 PRESET_CONFIG_FILE = "backbone.json"
+# backbone.json's record of `token_table_hash` (not a constructor argument).
+TOKEN_TABLE_HASH_KEY = "token_table_hash"
 # The family of SD 1.x / 2.x presets and of the tiny ones (a preset's "family").
 STABLE_DIFFUSION_FAMILY = STABLE_DIFFUSION
 # The objective type `studio.trainers.objectives` builds for this family.
@@ -179,8 +184,9 @@ class StableDiffusionBackbone(DiffusionBackbone):
                 "mixed_float16", "mixed_bfloat16"); None keeps Keras' global
                 policy.
             seed: seeds the initialisation of networks whose weights are not
-                loaded, so a random preset (`tiny`) is the same model in
-                every process. None leaves Keras' random state alone.
+                loaded, drawn with NumPy (`seeded_weights.py`), so a random
+                preset (`tiny`) is the same model in every process and on
+                every backend. None keeps Keras' own random initialisation.
 
         Raises:
             ValueError: for an unknown preset name, or a model to convert
@@ -219,12 +225,16 @@ class StableDiffusionBackbone(DiffusionBackbone):
         if missing:
             raise WeightsNotFoundError("\n\n".join(missing))
         if seed is not None and len(weight_paths) < len(COMPONENTS):
-            keras.utils.set_random_seed(seed)
+            _seed_random_state(seed)
         networks = _build_networks(spec, dtype)
         for component, path in weight_paths.items():
             load_legacy_h5_weights(networks[component], path)
         if load_weights and spec.get("packaged_weights"):
             _load_packaged_weights(preset, spec["packaged_weights"], networks)
+        elif seed is not None:
+            for component, network in networks.items():
+                if component not in weight_paths:
+                    set_seeded_random_weights(network, seed, component)
         return cls(
             tokenizer=tokenizer,
             prediction_type=spec["prediction_type"],
@@ -263,6 +273,9 @@ class StableDiffusionBackbone(DiffusionBackbone):
         with atomic_folder(directory, overwrite=True) as staging:
             config = self.get_config()
             config["tokenizer"] = _save_tokenizer(self.tokenizer, staging)
+            # Fresh, not cached: a fine-tuned table is another base model.
+            self._token_table_hash = compute_token_table_hash(self)
+            config[TOKEN_TABLE_HASH_KEY] = self._token_table_hash
             for name, network in self.components.items():
                 network.save_weights(os.path.join(staging, f"{name}.weights.h5"))
             write_json(os.path.join(staging, PRESET_CONFIG_FILE), config)
@@ -285,7 +298,7 @@ class StableDiffusionBackbone(DiffusionBackbone):
         if load_weights:
             for name, network in networks.items():
                 network.load_weights(os.path.join(directory, f"{name}.weights.h5"))
-        return cls(
+        backbone = cls(
             tokenizer=tokenizer,
             prediction_type=config["prediction_type"],
             latent_scale=config["latent_scale"],
@@ -294,6 +307,22 @@ class StableDiffusionBackbone(DiffusionBackbone):
             name=os.path.basename(os.path.normpath(directory)),
             **networks,
         )
+        # Folders saved before the hash existed have none: computed on demand.
+        if load_weights and config.get(TOKEN_TABLE_HASH_KEY):
+            backbone._token_table_hash = config[TOKEN_TABLE_HASH_KEY]
+        return backbone
+
+
+def _seed_random_state(seed):
+    """Seeds Python's and NumPy's random state (and TensorFlow's, under it).
+
+    `keras.utils.set_random_seed` would import TensorFlow under any
+    backend; the weights themselves are drawn by `set_seeded_random_weights`.
+    """
+    random.seed(seed)
+    np.random.seed(seed)
+    if keras.backend.backend() == "tensorflow":
+        keras.utils.set_random_seed(seed)
 
 
 def _is_model_to_import(preset):

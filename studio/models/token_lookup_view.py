@@ -67,6 +67,10 @@ class TokenLookupView:
         return self.backbone.token_embedding
 
     @property
+    def token_table_hash(self):
+        return self.backbone.token_table_hash
+
+    @property
     def text_compute_dtype(self):
         return self.backbone.text_compute_dtype
 

@@ -44,6 +44,8 @@ ZIP_MAGIC = b"PK\x03\x04"
 LEGACY_MAGIC_NUMBER = 0x1950A86A20F9469CFC6C
 LEGACY_PROTOCOL_VERSION = 1001
 LEGACY_SIZE_BYTES = 8
+# `byteorder` holds "little" or "big"; never read more than this of it.
+MAX_BYTEORDER_BYTES = 16
 # How torch names storage classes in pickles -> our dtype names.
 STORAGE_DTYPES = {
     "DoubleStorage": "float64",
@@ -68,7 +70,7 @@ def is_torch_file(path):
     return start == ZIP_MAGIC or start[:2] == b"\x80\x02"
 
 
-def load_torch_pickle(path):
+def load_torch_pickle(path, max_data_bytes=None):
     """Reads the object saved in a PyTorch file, with tensors as `StoredTensor`s.
 
     Nothing the file names is imported or called: only the allow-listed
@@ -77,8 +79,15 @@ def load_torch_pickle(path):
     classes such as `torch.FloatStorage`, `collections.OrderedDict`) are
     understood, by our own numpy code.
 
+    A zip member is never inflated beyond the size its storage declares
+    (element count times dtype size): a member that holds more is refused
+    before any of it is read, so a small file cannot expand to gigabytes.
+
     Args:
         path: a `.pt`/`.bin`/`.ckpt` file written by `torch.save`.
+        max_data_bytes: refuse the file when its storages declare more
+            bytes than this in all (checked before any tensor data is
+            read); None for no limit (a full checkpoint).
 
     Returns:
         The saved object: dicts, lists, tuples, strings, numbers, with a
@@ -87,11 +96,13 @@ def load_torch_pickle(path):
     Raises:
         UnsafePickleError: the file names a global outside the allow-list
             (e.g. `os.system`); nothing was run.
-        TensorFileError: the file is truncated or not a PyTorch file.
+        TensorFileError: the file is truncated, not a PyTorch file, or
+            holds more data than it declares or than `max_data_bytes`.
     """
     path = os.fspath(path)
+    budget = _DataBudget(path, max_data_bytes)
     if zipfile.is_zipfile(path):
-        return _load_zip(path)
+        return _load_zip(path, budget)
     with open(path, "rb") as file:
         start = file.read(len(ZIP_MAGIC))
     if start == ZIP_MAGIC:
@@ -100,11 +111,32 @@ def load_torch_pickle(path):
             "it is truncated or damaged."
         )
     if start[:2] == b"\x80\x02":
-        return _load_legacy(path)
+        return _load_legacy(path, budget)
     raise TensorFileError(
         f"{path} is not a PyTorch file: it is neither a zip archive nor a pickle. "
         f"Received: first bytes {start!r}"
     )
+
+
+class _DataBudget:
+    """Adds up the bytes a file's storages declare; refuses past `limit`."""
+
+    def __init__(self, path, limit):
+        self._path = path
+        self._limit = limit
+        self._total = 0
+
+    def add(self, nbytes):
+        self._total += nbytes
+        if self._limit is not None and self._total > self._limit:
+            raise TensorFileError(
+                f"{self._path} declares more tensor data than a file of this kind "
+                f"holds: over {self._limit} bytes (the limit). Refused before reading it."
+            )
+
+
+def _storage_bytes(dtype, numel):
+    return numel * np.dtype(STORED_DTYPES[dtype]).itemsize
 
 
 # --- What the allow-list maps to -------------------------------------------
@@ -362,7 +394,7 @@ def _storage_fields(path, persistent_id, length):
 # --- Zip layout --------------------------------------------------------------
 
 
-def _load_zip(path):
+def _load_zip(path, budget):
     try:
         with zipfile.ZipFile(path) as archive:
             pickles = [
@@ -383,11 +415,14 @@ def _load_zip(path):
                     f"{MAX_PICKLE_BYTES} a PyTorch file needs. Refused."
                 )
             prefix = info.filename[: -len(PICKLE_MEMBER)]
-            names = set(archive.namelist())
+            sizes = {member.filename: member.file_size for member in archive.infolist()}
+            names = set(sizes)
             byteorder = "<"
             if prefix + "byteorder" in names:
+                with archive.open(prefix + "byteorder") as member:
+                    text = member.read(MAX_BYTEORDER_BYTES)
                 byteorder = {"little": "<", "big": ">"}.get(
-                    archive.read(prefix + "byteorder").decode("ascii", "replace").strip()
+                    text.decode("ascii", "replace").strip()
                 )
                 if byteorder is None:
                     raise TensorFileError(
@@ -409,20 +444,33 @@ def _load_zip(path):
                 raise TensorFileError(
                     f"{path} is missing the storage `{member}`: the file is incomplete."
                 )
-            storages[key] = _Storage(dtype, numel, _zip_member_reader(path, member), byteorder)
+            nbytes = _storage_bytes(dtype, numel)
+            if sizes[member] > nbytes:
+                # torch writes exactly the storage's bytes; more is a
+                # decompression bomb or a damaged file, refused unread.
+                raise TensorFileError(
+                    f"{path}: the zip member `{member}` inflates to {sizes[member]} "
+                    f"bytes, but its storage declares {numel} {dtype} elements "
+                    f"({nbytes} bytes). Refused without inflating it."
+                )
+            budget.add(nbytes)
+            storages[key] = _Storage(
+                dtype, numel, _zip_member_reader(path, member, nbytes), byteorder
+            )
         return storages[key]
 
     return _unpickle(io.BytesIO(pickle_bytes), path, persistent_load)
 
 
-def _zip_member_reader(path, member):
+def _zip_member_reader(path, member, nbytes):
+    """Reads at most `nbytes` of `member` (the size its storage declares)."""
     cache = []
 
     def read_bytes():
         if not cache:
             try:
-                with zipfile.ZipFile(path) as archive:
-                    cache.append(archive.read(member))
+                with zipfile.ZipFile(path) as archive, archive.open(member) as file:
+                    cache.append(file.read(nbytes))
             except (zipfile.BadZipFile, OSError, EOFError) as error:
                 raise TensorFileError(
                     f"{path}: cannot read `{member}`; the file is damaged. Received: {error}"
@@ -435,7 +483,7 @@ def _zip_member_reader(path, member):
 # --- Legacy layout -----------------------------------------------------------
 
 
-def _load_legacy(path):
+def _load_legacy(path, budget):
     roots = {}  # key -> [dtype, numel]
     locations = {}  # key -> (byte offset of the data, element count), filled last
 
@@ -456,6 +504,8 @@ def _load_legacy(path):
             )
         dtype, key, numel = _storage_fields(path, persistent_id, length=6)
         view = persistent_id[5]
+        if key not in roots:
+            budget.add(_storage_bytes(dtype, numel))
         roots.setdefault(key, [dtype, numel])
         if view is None:
             return _Storage(dtype, numel, root_reader(key))

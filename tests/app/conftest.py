@@ -32,6 +32,20 @@ def png_bytes(seed, size=72):
     return buffer.getvalue()
 
 
+def bomb_png_bytes(side=60_000):
+    """A tiny PNG whose header declares `side` x `side` RGB pixels (a decompression bomb)."""
+    import struct
+    import zlib
+
+    def chunk(kind, payload):
+        return (struct.pack(">I", len(payload)) + kind + payload
+                + struct.pack(">I", zlib.crc32(kind + payload) & 0xFFFFFFFF))
+
+    header = struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
+            + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b""))
+
+
 def page_path(name):
     """The page script of `name`, relative to streamlit_app.py, for `AppTest.switch_page`."""
     return f"studio/app/pages/{name}.py"

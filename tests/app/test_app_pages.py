@@ -7,7 +7,7 @@ import pytest
 
 from studio.app.safe_uploads import MAX_IMAGE_BYTES
 
-from .conftest import PAGES, messages, new_app, page_path, png_bytes
+from .conftest import PAGES, bomb_png_bytes, messages, new_app, page_path, png_bytes
 
 TITLES = {"train": "Teach a concept", "runs": "Runs", "generate": "Generate",
           "compare": "Compare", "embeddings": "Embeddings"}
@@ -34,7 +34,9 @@ def test_uploads_land_in_the_data_folder_under_safe_names(app, data_dir):
         ("big.png", b"\0" * (MAX_IMAGE_BYTES + 1), "image/png"),
         ("notes.txt", b"not an image", "text/plain"),
         ("fake.png", b"text pretending to be a PNG", "image/png"),
+        ("bomb.png", bomb_png_bytes(), "image/png"),  # issue #23, item 17
         ("good.jpg", png_bytes(1), "image/jpeg"),
+        ("日本語.png", png_bytes(2), "image/png"),  # item 18
     ])
     app.run()
     assert not app.exception
@@ -42,12 +44,14 @@ def test_uploads_land_in_the_data_folder_under_safe_names(app, data_dir):
     assert any("'big.png' is too large" in e and "the limit is 20 MiB" in e for e in errors)
     assert any("'notes.txt' is not an accepted file" in e for e in errors)
     assert any("'fake.png' is not an image that can be read" in e for e in errors)
+    assert any("'bomb.png' declares too many pixels" in e for e in errors)
+    assert not any(str(data_dir) in e for e in errors)  # item 19
     dataset = data_dir / "datasets" / "my-concept"
-    assert sorted(os.listdir(dataset)) == ["evil.png", "good.jpg"]
+    assert sorted(os.listdir(dataset)) == ["evil.png", "good.jpg", "日本語.png"]
     # Nothing escaped the data folder: its parent holds only the data folder.
     assert os.listdir(data_dir.parent) == ["studio-data"]
     metrics = {metric.label: metric.value for metric in app.metric}
-    assert metrics["Usable images"] == "2"
+    assert metrics["Usable images"] == "3"
 
 
 def test_embedding_import_accepts_embeddings_only(app, data_dir, tmp_path):

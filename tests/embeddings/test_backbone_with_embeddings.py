@@ -61,7 +61,10 @@ def test_several_embeddings_register_their_tokens_in_order(pipeline):
 
 
 def test_other_base_weights_are_a_warning_not_an_error(pipeline, monkeypatch):
-    from studio.embeddings import backbone_with_embeddings as module
+    import importlib
+
+    # The package exports the function under the module's name.
+    module = importlib.import_module("studio.embeddings.backbone_with_embeddings")
 
     monkeypatch.setattr(module, "published_text_encoder_hash", lambda preset: "b" * 64)
     trained_elsewhere = TextualInversionEmbedding(

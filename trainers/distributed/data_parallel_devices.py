@@ -119,13 +119,17 @@ class DataParallelDevices:
     def dataset(self, build, rebuildable=True):
         """The training batches `build()` returns, as `fit` should get them.
 
-        Under a MirroredStrategy Keras reads a first batch through an
-        iterator of its own before training, and a pipeline with random
-        state (the studio's datasets reshuffle on each pass) would then train
-        on another order, which depends on how far that iterator's
-        prefetching ran. So there the pipeline is built inside a `flat_map`,
-        afresh for each pass: every pass, and so the training, gets the
-        batches a single-device run gets. Elsewhere: `build()` itself.
+        Under a MirroredStrategy, and under JAX on any number of devices,
+        Keras reads a first batch through an iterator of its own before
+        training, and a pipeline with random state (the studio's datasets
+        reshuffle on each pass, from a seed generator that all iterators of
+        one dataset share) would then train on another order, which depends
+        on how far that iterator's prefetching ran: under JAX a race, so
+        `--devices 2` and one device trained on different batches whenever
+        the order mattered (images with their own captions). So there the
+        pipeline is built inside a `flat_map`, afresh for each pass: every
+        pass, and so the training, gets the batches a single-device
+        TensorFlow run gets. Elsewhere: `build()` itself.
 
         Args:
             build: callable returning a `tf.data.Dataset`, traceable when
@@ -135,9 +139,11 @@ class DataParallelDevices:
                 it is used as it is, with a warning that the run's data
                 order will not repeat.
         """
-        if self._strategy is None:
+        if self._strategy is None and not _rebuilds_per_iterator():
             return build()
         if not rebuildable:
+            if self._strategy is None:
+                return build()
             logger.warning(
                 "Data parallel under TensorFlow, this run's data order and augmentations "
                 "will not repeat exactly (a resumed or repeated run sees other batches). "
@@ -268,3 +274,11 @@ class DataParallelDevices:
             f"Received: {OPTION} {self.num_devices}; this machine has {available} "
             f"{kind}{'s' if available > 1 else ''}"
         )
+
+
+def _rebuilds_per_iterator():
+    """True under JAX, whose `fit` reads a batch from an iterator of its own
+    first (and prefetches on it) before the training iterator starts."""
+    import keras
+
+    return keras.config.backend() == "jax"

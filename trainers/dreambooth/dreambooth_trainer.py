@@ -7,7 +7,7 @@ from keras import ops
 
 from studio.errors import InvalidInputError
 from studio.lora.lora_targets import text_encoder_lora_targets, unet_lora_targets
-from studio.lora.lora_weights import LoRAWeights
+from studio.lora.lora_weights import TOKEN_TABLE_HASH_KEY, LoRAWeights
 from studio.trainers.diffusion_trainer import IMAGE_INPUT_KEYS, DiffusionTrainer, describe_batch
 from studio.trainers.distributed.replica_context import sum_over_replicas
 from studio.trainers.dreambooth.dreambooth_remat import rematerialize_unet_blocks
@@ -292,6 +292,7 @@ class DreamBoothTrainer(DiffusionTrainer):
         metadata = {
             "ss_base_model_version": _kohya_base_model_version(self.backbone),
             "studio_base_model": str(self.backbone.name),
+            TOKEN_TABLE_HASH_KEY: self.backbone.token_table_hash,
             "studio_method": "dreambooth",
         }
         if steps is not None:

@@ -240,6 +240,7 @@ class TextualInversionTrainer(DiffusionTrainer):
             self.learned_vectors(),
             base_model=self.backbone.name,
             base_model_hash=published_text_encoder_hash(self.backbone.name),
+            token_table_hash=self.backbone.token_table_hash,
             initializer=", ".join(self.initializer_words),
             steps=steps,
         )
