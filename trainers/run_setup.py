@@ -137,13 +137,22 @@ def locked_run_directory(settings, out, resume):
 
     Raises:
         RunLockedError: another process trains in `out`.
-        ValueError, FileNotFoundError: see `open_run_directory`.
+        OutputLocationError: the folder cannot be made or written (nothing
+            of it is left behind).
+        SettingsError, FileNotFoundError: see `open_run_directory`.
     """
     from studio.trainers.run.run_directory import RunDirectory
 
     if not out:
-        raise ValueError("A run needs its folder (--out). Received: no --out")
-    with RunDirectory(os.fspath(out)).lock():
+        raise SettingsError("A run needs its folder (--out). Received: no --out")
+    path = os.fspath(out)
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(RunDirectory(path).lock())
+        except OSError as error:
+            if is_output_location_error(error):
+                raise OutputLocationError(_write_failure(path, error, [])) from error
+            raise
         yield open_run_directory(settings, out, resume)
 
 

@@ -32,7 +32,7 @@ def test_a_second_training_process_in_a_run_folder_is_refused_in_one_line(tmp_pa
         fresh_error = capsys.readouterr().err
     for text in (error, fresh_error):
         assert text.count("\n") == 1 and "Traceback" not in text
-        assert text.startswith("studio train: error: ") and "is in use" in text
+        assert text.startswith("studio train textual-inversion: error: ") and "is in use" in text
         assert f"pid {os.getpid()}" in text
     # Nothing of the run was touched.
     assert open(run.config_path, encoding="utf-8").read() == config

@@ -53,24 +53,41 @@ class RunLock:
 
     def __enter__(self):
         self._created_folder = not os.path.isdir(self.folder)
-        os.makedirs(self.folder, exist_ok=True)
-        file = open(self.path, "a+", encoding="utf-8")
+        created_file = False
+        file = None
         try:
-            fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+            os.makedirs(self.folder, exist_ok=True)
+            created_file = not os.path.exists(self.path)
+            file = open(self.path, "a+", encoding="utf-8")
+            try:
+                fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                file.seek(0)
+                holder = file.read().strip()
+                file.close()
+                file = None
+                raise RunLockedError(
+                    f"{self.folder} is in use: another training process "
+                    f"{f'(pid {holder}) ' if holder.isdigit() else ''}is training in it. "
+                    "Wait for it to end (or stop it), or choose another --out. "
+                    f"Received: --out {self.folder}"
+                ) from None
             file.seek(0)
-            holder = file.read().strip()
-            file.close()
-            raise RunLockedError(
-                f"{self.folder} is in use: another training process "
-                f"{f'(pid {holder}) ' if holder.isdigit() else ''}is training in it. "
-                "Wait for it to end (or stop it), or choose another --out. "
-                f"Received: --out {self.folder}"
-            ) from None
-        file.seek(0)
-        file.truncate()
-        file.write(f"{os.getpid()}\n")
-        file.flush()
+            file.truncate()
+            file.write(f"{os.getpid()}\n")
+            file.flush()
+        except OSError:
+            # Cannot write the folder (read-only, full): leave it as it was.
+            if file is not None:
+                with contextlib.suppress(OSError):
+                    file.close()
+                if created_file:
+                    with contextlib.suppress(OSError):
+                        os.remove(self.path)
+            if self._created_folder:
+                with contextlib.suppress(OSError):
+                    os.rmdir(self.folder)
+            raise
         self._file = file
         remove_stale_temporaries(self.folder)
         return self
