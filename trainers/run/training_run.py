@@ -19,6 +19,7 @@ from studio.trainers.run.run_directory import STATUS_STOPPED
 from studio.trainers.run.run_directory import RunDirectory
 from studio.trainers.run.callbacks.sample_images import SampleImages
 from studio.trainers.run.callbacks.stop_request import StopRequest
+from studio.trainers.run.interrupt_stop import InterruptStop
 from studio.trainers.run.training_progress_bar import TrainingProgressBar
 from studio.trainers.run.training_tensorboard import STEP_LOSS_KEY, TrainingTensorBoard
 from studio.trainers.run.positive_integer import check_positive_integer
@@ -41,7 +42,9 @@ class TrainingRun:
     (`progress.jsonl`) and a stop request: once a `STOP` file appears in
     the run folder (`RunDirectory.request_stop`), the run ends after the
     current step as if it were the last (final checkpoint, results,
-    summary with status "stopped: by request") and the file is removed.
+    summary with status "stopped: by request") and the file is removed;
+    so does the first Ctrl-C (a notebook's stop button) during `fit`
+    (`InterruptStop`; a second one interrupts at once).
     With `resume=True` it restores the latest checkpoint (weights,
     optimizer state, random state, step) and skips the batches already
     used, so the run ends as an uninterrupted one with the same seed would;
@@ -173,7 +176,8 @@ class TrainingRun:
             scalars=getattr(self.trainer, "log_scalars", None),
             **counting,
         )
-        stop = StopRequest(self.run_directory.stop_path, **counting)
+        interrupt = InterruptStop()
+        stop = StopRequest(self.run_directory.stop_path, interrupt=interrupt, **counting)
         progress = ProgressFile(
             self.run_directory.progress_path, elapsed_before=elapsed_before, **counting
         )
@@ -192,14 +196,15 @@ class TrainingRun:
         history = None
         remaining = self.steps - initial_step
         if remaining > 0:
-            history = self.trainer.fit(
-                _skip(batches, initial_step * accumulation),
-                epochs=1,
-                steps_per_epoch=remaining * accumulation,
-                callbacks=all_callbacks,
-                shuffle=False,
-                verbose=0,
-            )
+            with interrupt:
+                history = self.trainer.fit(
+                    _skip(batches, initial_step * accumulation),
+                    epochs=1,
+                    steps_per_epoch=remaining * accumulation,
+                    callbacks=all_callbacks,
+                    shuffle=False,
+                    verbose=0,
+                )
         seconds = time.perf_counter() - start
         steps_done = saver.step if remaining > 0 else initial_step
 
@@ -224,7 +229,7 @@ class TrainingRun:
             history, initial_step, steps_done, seconds, previous, status, elapsed_before
         )
         self.run_directory.write_summary(summary)
-        if stop.stopped_step is not None:
+        if stop.stopped_step is not None and os.path.exists(self.run_directory.stop_path):
             # Answered: a later `--resume` must not stop at once.
             os.remove(self.run_directory.stop_path)
         if status == STATUS_NON_FINITE:
