@@ -4,6 +4,7 @@ import math
 import os
 
 import numpy as np
+from PIL import Image
 
 from studio.images.grid_style import GridStyle
 from studio.images.image_grid import make_image_grid
@@ -21,9 +22,10 @@ def show(images, labels=None, columns=None, save=None):
     nothing is displayed and the grid is only returned (and saved).
 
     Args:
-        images: uint8 images `(height, width, 3)`: a sequence of arrays or
-            PIL images, one batch array `(count, height, width, 3)`, one
-            image, or a `GeneratedImages` (what a pipeline returns).
+        images: uint8 images `(height, width, 3)`: a sequence of arrays,
+            PIL images or image file paths, one batch array `(count,
+            height, width, 3)`, one image, or a `GeneratedImages` (what a
+            pipeline returns).
         labels: None, or one string per image, drawn under it.
         columns: int, images per row; None makes a roughly square grid
             (one row for up to 8 images).
@@ -76,8 +78,16 @@ def _image_list(images):
         return [images]
     if hasattr(images, "convert") and hasattr(images, "size"):  # one PIL image
         return [np.asarray(images.convert("RGB"))]
-    return [np.asarray(image.convert("RGB") if hasattr(image, "convert") else image,
-                       dtype=np.uint8) for image in images]
+    return [_rgb(image) for image in images]
+
+
+def _rgb(image):
+    if isinstance(image, (str, os.PathLike)):
+        with Image.open(image) as file:
+            return np.asarray(file.convert("RGB"))
+    if hasattr(image, "convert"):
+        image = image.convert("RGB")
+    return np.asarray(image, dtype=np.uint8)
 
 
 def _display(grid):
@@ -93,3 +103,18 @@ def _display(grid):
     from IPython.display import display
 
     display(grid)
+    # Returned as a cell's last value, the grid would show a second time.
+    grid.__class__ = _ShownImage
+
+
+class _ShownImage(Image.Image):
+    """A PIL image already shown in the notebook: its rich reprs are off."""
+
+    def _repr_png_(self):
+        return None
+
+    def _repr_jpeg_(self):
+        return None
+
+    def __repr__(self):
+        return f"<grid {self.width}x{self.height}, shown above>"

@@ -29,10 +29,15 @@ def test_small_images_are_enlarged_into_one_labelled_row():
     assert (pixels[margin, grid.width - margin - 1] == 200).all()
 
 
-def test_takes_a_batch_a_single_image_pil_images_and_generated_images():
+def test_takes_a_batch_a_single_image_pil_images_files_and_generated_images(tmp_path):
     from studio.pipelines import GeneratedImages
 
     batch = np.stack([solid(v, 8) for v in (0, 50, 100, 150)])
+    paths = [tmp_path / f"{index}.png" for index in range(4)]
+    for image, path in zip(batch, paths):
+        Image.fromarray(image).save(path)
+    assert np.array_equal(np.asarray(studio.show(paths, columns=2)),
+                          np.asarray(studio.show(batch, columns=2)))
     sizes = {
         studio.show(batch, columns=2).size,
         studio.show(list(batch), columns=2).size,

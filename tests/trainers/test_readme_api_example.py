@@ -1,14 +1,11 @@
 """The README's Python example runs as written, with fewer steps."""
 
 import json
-import os
-import re
 
 import pytest
 
 pytestmark = pytest.mark.tensorflow_only
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 MARKER = "<!-- python-api-example -->"
 # The example's step counts, and the few the test trains and samples with.
 SHORTER = {"steps=600": "steps=3", "num_steps=25": "num_steps=2"}
@@ -28,30 +25,30 @@ def eager_steps(quick_compile_options, monkeypatch):
     monkeypatch.setattr(TextualInversionTrainer, "compile", compile)
 
 
-def readme_example():
+@pytest.fixture
+def readme_example(readme_python_blocks):
     """The Python block after the marker in README.md."""
-    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as file:
-        text = file.read()
-    assert text.count(MARKER) == 1
-    match = re.match(r"\s*```python\n(.*?)```", text.split(MARKER, 1)[1], re.DOTALL)
-    assert match, f"no ```python block after {MARKER}"
-    return match.group(1)
+    blocks = readme_python_blocks(MARKER)
+    assert len(blocks) == 1
+    return blocks[0]
 
 
-def test_the_readme_example_is_short_and_uses_the_library_api():
-    lines = [line for line in readme_example().splitlines()
+def test_the_readme_example_is_short_and_uses_the_library_api(readme_example):
+    lines = [line for line in readme_example.splitlines()
              if line.strip() and not line.startswith(("from ", "import "))]
     assert len(lines) <= 12
     assert "from studio.trainers import TextualInversionSettings, train_textual_inversion" in (
-        readme_example())
+        readme_example)
 
 
 @pytest.mark.large
-def test_the_readme_example_trains_samples_and_exports(tmp_path, monkeypatch, eager_steps):
+def test_the_readme_example_trains_samples_and_exports(
+    readme_example, tmp_path, monkeypatch, eager_steps
+):
     from studio.embeddings import load_embedding
     from studio.images import read_parameters
 
-    code = readme_example()
+    code = readme_example
     for long, short in SHORTER.items():
         assert long in code
         code = code.replace(long, short)
