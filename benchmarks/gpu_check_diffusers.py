@@ -25,7 +25,6 @@ import numpy as np
 from gpu_check_scales import (
     ADAMW_WEIGHT_DECAY,
     FULL_LEARNING_RATE,
-    GENERATION_SEED,
     GUIDANCE_SCALE,
     LATENT_SCALE,
     LORA_LEARNING_RATE,
@@ -33,6 +32,7 @@ from gpu_check_scales import (
     PRIOR_LOSS_WEIGHT,
     TI_LEARNING_RATE,
     TRAIN_SEED,
+    time_steps,
 )
 
 GIB = 1024**3
@@ -140,7 +140,7 @@ def train_row(row, scale, work_dir, shared):
         after_step()
         return float(loss)  # Waits for the device.
 
-    result = _time_steps(step, scale.warmup_steps, scale.timed_steps)
+    result = time_steps(step, scale.warmup_steps, scale.timed_steps)
     result.update(
         build_s=build_seconds,
         trained_parameters=int(sum(p.numel() for p in parameters)),
@@ -254,26 +254,6 @@ def _dreambooth(unet, scale, batch_size, dtype, device, task):
         return loss + PRIOR_LOSS_WEIGHT * torch.nn.functional.mse_loss(instance[1], prior[1])
 
     return forward, parameters, optimizer, lambda: None, _moments(scale, examples, device)
-
-
-def _time_steps(step, warmup, timed):
-    start = time.perf_counter()
-    loss = step()
-    first = time.perf_counter() - start
-    for _ in range(warmup - 1):
-        loss = step()
-    durations = []
-    for _ in range(timed):
-        start = time.perf_counter()
-        loss = step()
-        durations.append(time.perf_counter() - start)
-    seconds = statistics.median(durations)
-    return {
-        "first_s": first,
-        "seconds_per_step": seconds,
-        "steps_per_second": 1.0 / seconds,
-        "loss": loss,
-    }
 
 
 # --- Generation and numerics rows ------------------------------------------

@@ -1,10 +1,12 @@
 """The GPU check's two scales (full size on a GPU, tiny on the CPU) and its plain data.
 
-Plain data only: no framework is imported here, so the orchestrator
+Plain data and the step timer; no framework is imported here, so the orchestrator
 (`gpu_check.py`) and both workers read the same numbers.
 """
 
 import dataclasses
+import statistics
+import time
 
 PRECISIONS = ("mixed_float16", "mixed_bfloat16")
 TRAIN_TASKS = ("ti", "lora", "full_lean", "full")
@@ -212,3 +214,24 @@ SCALES = {
         diffusers=TINY_DIFFUSERS,
     ),
 }
+
+
+def time_steps(step, warmup, timed):
+    """`{first_s, seconds_per_step, steps_per_second, loss}`: warm-up apart, median of the rest."""
+    start = time.perf_counter()
+    loss = step()
+    first = time.perf_counter() - start
+    for _ in range(warmup - 1):
+        loss = step()
+    durations = []
+    for _ in range(timed):
+        start = time.perf_counter()
+        loss = step()
+        durations.append(time.perf_counter() - start)
+    seconds = statistics.median(durations)
+    return {
+        "first_s": first,
+        "seconds_per_step": seconds,
+        "steps_per_second": 1.0 / seconds,
+        "loss": loss,
+    }

@@ -30,6 +30,7 @@ from gpu_check_scales import (
     TI_LEARNING_RATE,
     TI_PROMPT,
     TRAIN_SEED,
+    time_steps,
 )
 
 GIB = 1024**3
@@ -185,27 +186,6 @@ def _moments(backbone, scale, count):
     moments = rng.standard_normal((count, size, size, channels)).astype("float32")
     moments[..., channels // 2 :] = -2.0  # A small, realistic log-variance.
     return moments
-
-
-def time_steps(step, warmup, timed):
-    """`{first_s, seconds_per_step, steps_per_second, loss}`: warm-up apart, median of the rest."""
-    start = time.perf_counter()
-    loss = step()
-    first = time.perf_counter() - start
-    for _ in range(warmup - 1):
-        loss = step()
-    durations = []
-    for _ in range(timed):
-        start = time.perf_counter()
-        loss = step()
-        durations.append(time.perf_counter() - start)
-    seconds = statistics.median(durations)
-    return {
-        "first_s": first,
-        "seconds_per_step": seconds,
-        "steps_per_second": 1.0 / seconds,
-        "loss": loss,
-    }
 
 
 def memory_peak():

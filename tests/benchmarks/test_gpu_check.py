@@ -60,6 +60,9 @@ def _numbers(value, path=""):
             yield from _numbers(item, f"{path}[{index}]")
 
 
+# About 3 minutes on 2 cores (every row in JAX and PyTorch): CI runs it in
+# its `large` step.
+@pytest.mark.large
 def test_cpu_dry_run_gives_every_row(tmp_path, gpu_check, scales):
     out = tmp_path / "dry.json"
     env = dict(os.environ, KERAS_BACKEND="jax", PYTHONUNBUFFERED="1")

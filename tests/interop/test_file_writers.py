@@ -92,22 +92,12 @@ def test_tokenizer_json_only_and_gaps(tmp_path):
         read_hf_tokenizer(tmp_path)
 
 
-def test_real_clip_vocabulary_matches_transformers(tmp_path):
-    """With CLIP's real vocabulary (if this machine has it), our tokenizer
-    folder gives transformers' ids."""
+def test_real_clip_vocabulary_matches_transformers(tmp_path, clip_vocabulary_file):
+    """With CLIP's real vocabulary, our tokenizer folder gives transformers' ids."""
     transformers = pytest.importorskip("transformers")
     from studio.tokenizers import CLIPTokenizer
 
-    cached = os.path.join(
-        os.environ.get(
-            "KERAS_SD_STUDIO_TEST_CACHE", os.path.expanduser("~/.cache/keras-sd-studio-tests")
-        ),
-        "open-clip-torch",
-        "bpe_simple_vocab_16e6.txt.gz",
-    )
-    if not os.path.isfile(cached):
-        pytest.skip("CLIP's vocabulary file is not cached (tests/tokenizers fetch it)")
-    tokenizer = CLIPTokenizer.from_vocabulary_file(cached)
+    tokenizer = CLIPTokenizer.from_vocabulary_file(clip_vocabulary_file)
     write_hf_tokenizer(tokenizer, tmp_path)
     theirs = transformers.CLIPTokenizer.from_pretrained(str(tmp_path))
     prompt = "A photo of an astronaut riding a horse on Mars, trending on artstation!"
