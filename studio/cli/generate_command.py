@@ -19,21 +19,28 @@ def add_parser(subparsers):
     )
     parser.add_argument(
         "--model",
-        default="tiny",
+        default=None,
         help="preset name (sd-v1, sd-v2, tiny), a folder saved by the studio, a "
         "diffusers folder, or an SD 1.x / 2.x .safetensors / .ckpt file (converted "
         "on load; `studio models import` converts once) (default: tiny)",
     )
-    parser.add_argument("--prompt", required=True, action="append",
-                        help="the prompt; repeat for several prompts")
-    parser.add_argument("--negative-prompt", default="", help="the negative prompt")
-    parser.add_argument("--steps", type=int, default=30, help="sampling steps (default: 30)")
-    parser.add_argument("--guidance", type=float, default=7.5,
+    parser.add_argument("--prompt", action="append", default=None,
+                        help="the prompt; repeat for several prompts (required without --from-png)")
+    parser.add_argument("--from-png", default=None, metavar="IMAGE",
+                        help="make an image again from the parameters it carries (ours or "
+                        "AUTOMATIC1111's infotext): prompt, sampler, seed, model, LoRA and "
+                        "embedding files; the other options given replace what it says")
+    parser.add_argument("--concepts-dir", action="append", default=[], metavar="DIR",
+                        help="with --from-png: a folder searched (with its subfolders) for the "
+                        "LoRA and embedding files the image names; repeat for several")
+    parser.add_argument("--negative-prompt", default=None, help="the negative prompt")
+    parser.add_argument("--steps", type=int, default=None, help="sampling steps (default: 30)")
+    parser.add_argument("--guidance", type=float, default=None,
                         help="classifier-free guidance scale (default: 7.5)")
     parser.add_argument("--seed", type=int, default=None,
                         help="seed of the first image; image i uses seed+i (default: random)")
-    parser.add_argument("--sampler", default="ddim",
-                        help="ddim, euler, euler_a or dpmpp_2m (default: ddim)")
+    parser.add_argument("--sampler", default=None,
+                        help="ddim, euler, euler_a, dpmpp_2m or dpmpp_2m_karras (default: ddim)")
     parser.add_argument("--size", default=None,
                         help="WIDTHxHEIGHT or one number (default: the model's resolution)")
     parser.add_argument("--num-images", type=int, default=1,
@@ -44,7 +51,7 @@ def add_parser(subparsers):
                         help="dtype policy (default: float32)")
     parser.add_argument("--init-image", default=None,
                         help="start from this image (image-to-image)")
-    parser.add_argument("--strength", type=float, default=0.8,
+    parser.add_argument("--strength", type=float, default=None,
                         help="image-to-image: share of the image replaced by noise (default: 0.8)")
     parser.add_argument("--embedding", action="append", default=[],
                         help="textual-inversion embedding file (any format `studio embeddings` "
@@ -52,8 +59,9 @@ def add_parser(subparsers):
     parser.add_argument("--lora", action="append", default=[],
                         help="LoRA file (kohya key names, as `studio train dreambooth` "
                         "writes); repeat for several")
-    parser.add_argument("--lora-scale", type=float, default=1.0,
-                        help="strength of the LoRA files: 0 is the base model (default: 1.0)")
+    parser.add_argument("--lora-scale", type=float, default=None,
+                        help="strength of the LoRA files: 0 is the base model (default: 1.0, "
+                        "or with --from-png each LoRA's strength in the image)")
     parser.add_argument("--weights", default=None,
                         help="folder holding the preset's weight files, for offline use")
     parser.add_argument("--vocabulary", default=None,
@@ -72,58 +80,52 @@ def parse_size(text):
     return width, int(match.group(2) or width)
 
 
+# Options that replace what a --from-png image says -> `GenerationSettings` fields.
+OVERRIDES = {
+    "model": "model",
+    "negative_prompt": "negative_prompt",
+    "steps": "steps",
+    "guidance": "guidance_scale",
+    "seed": "seed",
+    "sampler": "sampler",
+    "strength": "denoising_strength",
+}
+DEFAULTS = {"model": "tiny", "negative_prompt": "", "steps": 30, "guidance_scale": 7.5,
+            "sampler": "ddim", "denoising_strength": 0.8}
+
+
 def run(args):
-    if args.steps < 1 or args.num_images < 1:
+    if (args.steps is not None and args.steps < 1) or args.num_images < 1:
         raise InvalidInputError(
             "`--steps` and `--num-images` must be at least 1. "
             f"Received: --steps {args.steps}, --num-images {args.num_images}"
         )
-    width, height = parse_size(args.size) if args.size else (None, None)
-    init_image = None
-    if args.init_image:
-        from PIL import Image
-
-        with Image.open(args.init_image) as image:
-            init_image = image.convert("RGB")
-            if width:
-                init_image = init_image.resize((width, height), Image.LANCZOS)
-            import numpy as np
-
-            init_image = np.asarray(init_image)
+    settings = _settings(args)
 
     from tqdm import tqdm
 
     from studio.cli.output_location import writing_to
     from studio.images import next_image_index, save_png
-    from studio.interop import load_backbone
-    from studio.pipelines import TextToImagePipeline
+    from studio.pipelines import GenerationRunner
 
-    print(f"Loading {args.model} ...", flush=True)
-    backbone = load_backbone(
-        args.model,
+    init_image = _init_image(args.init_image, settings.width, settings.height)
+    print(f"Loading {settings.model} ...", flush=True)
+    runner = GenerationRunner(
         weights=args.weights,
         vocabulary=args.vocabulary,
         dtype=args.precision,
+        warn=lambda message: print(f"studio generate: warning: {message}", file=sys.stderr),
     )
-    backbone = _with_loras_and_embeddings(backbone, args.lora, args.lora_scale, args.embedding)
-    pipeline = TextToImagePipeline(backbone)
-    count = len(args.prompt) * args.num_images
+    prompts = [settings.prompt] if isinstance(settings.prompt, str) else settings.prompt
+    count = len(prompts) * args.num_images
     batches = -(-count // (args.batch_size or count))
-    with tqdm(total=args.steps * batches, desc="Generating", unit="step") as progress:
-        result = pipeline(
-            args.prompt,
-            negative_prompt=args.negative_prompt,
+    with tqdm(total=settings.steps * batches, desc="Generating", unit="step") as progress:
+        result = runner.run(
+            settings,
             num_images_per_prompt=args.num_images,
-            num_steps=args.steps,
-            guidance_scale=args.guidance,
-            seed=args.seed,
-            height=height,
-            width=width,
-            sampler=args.sampler,
-            init_image=init_image,
-            strength=args.strength,
             batch_size=args.batch_size,
             callback=lambda step, total: progress.update(1),
+            init_image=init_image,
         )
     index = next_image_index(args.out)
     written = []
@@ -143,20 +145,78 @@ def run(args):
     return 0
 
 
-def _with_loras_and_embeddings(backbone, lora_paths, lora_scale, embedding_paths):
-    """`backbone` with the LoRA files applied and a view reading the embeddings' tokens."""
-    import warnings
+def _settings(args):
+    """The `GenerationSettings` of the options, or of --from-png's image with the options given."""
+    from studio.pipelines import GenerationSettings
 
-    from studio.embeddings import load_embedding
-    from studio.embeddings.backbone_with_embeddings import backbone_with_embeddings
-    from studio.lora.lora_weights import LoRAWeights
+    given = {field: getattr(args, option) for option, field in OVERRIDES.items()
+             if getattr(args, option) is not None}
+    if args.size:
+        given["width"], given["height"] = parse_size(args.size)
+    if args.prompt:
+        given["prompt"] = args.prompt[0] if len(args.prompt) == 1 else list(args.prompt)
+    if not args.from_png:
+        if "prompt" not in given:
+            raise InvalidInputError(
+                "Give a prompt (--prompt TEXT) or an image to make again (--from-png IMAGE). "
+                "Received: neither"
+            )
+        scale = 1.0 if args.lora_scale is None else args.lora_scale
+        return GenerationSettings(
+            **{**DEFAULTS, **given},
+            loras=[(path, scale) for path in args.lora],
+            embeddings=args.embedding,
+        )
+    from studio.pipelines import settings_from_parameters
 
-    for path in lora_paths:
-        LoRAWeights.load(path).apply(backbone, scale=lora_scale)
-    embeddings = [load_embedding(path) for path in embedding_paths]
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        view = backbone_with_embeddings(backbone, embeddings)
-    for warning in caught:
-        print(f"studio generate: warning: {warning.message}", file=sys.stderr)
-    return view
+    settings, notes = settings_from_parameters(
+        _read_parameters(args.from_png),
+        overrides=given,
+        lora_files=args.lora,
+        embedding_files=args.embedding,
+        search_folders=args.concepts_dir,
+        has_init_image=args.init_image is not None,
+    )
+    for note in notes:
+        print(f"studio generate: warning: {args.from_png}: {note}", file=sys.stderr)
+    if args.lora_scale is not None:
+        settings.loras = tuple((path, args.lora_scale) for path, _ in settings.loras)
+    return settings
+
+
+def _read_parameters(path):
+    from PIL import UnidentifiedImageError
+
+    from studio.images import read_parameters
+
+    try:
+        parameters = read_parameters(path)
+    except UnidentifiedImageError:
+        raise InvalidInputError(
+            f"--from-png {path} is not an image file; give a PNG that carries its "
+            "generation parameters"
+        ) from None
+    except ValueError as error:
+        raise InvalidInputError(f"--from-png {path}: its parameters cannot be read: {error}") from None
+    if parameters is None:
+        raise InvalidInputError(
+            f"--from-png {path} carries no generation parameters (no `parameters` text "
+            "chunk, as the studio and AUTOMATIC1111 write); give an image made by either"
+        )
+    return parameters
+
+
+def _init_image(path, width, height):
+    """The start image as uint8 pixels, scaled to `width` x `height` when given."""
+    if not path:
+        return None
+    import numpy as np
+    from PIL import Image
+
+    with Image.open(path) as image:
+        image = image.convert("RGB")
+        if width and image.size != (width, height):
+            image = image.resize((width, height), Image.LANCZOS)
+        return np.asarray(image)
+
+
