@@ -9,11 +9,11 @@ import streamlit as st
 
 from studio.app.app_state import data_folder
 from studio.app.cached_models import file_key, load_pipeline
-from studio.app.comparison_grid import make_comparison_grid
 from studio.app.comparison_scores import EVALUATION_MODULE, score_comparison
 from studio.app.file_library import embedding_files, lora_files
 from studio.app.model_picker import pick_model
 from studio.app.page_errors import errors_as_messages
+from studio.grids import draw_grid
 
 BASE_ROW = "base, before training"
 CONCEPT_FIELD = "{concept}"
@@ -127,7 +127,7 @@ def _make_grid(model, rows, columns, plain_words, steps, guidance, mode):
     bar.empty()
     column_labels = [f"seed {seed}" if mode != "Prompts" else template
                      for template, seed in columns]
-    grid = make_comparison_grid(images, labels, column_labels)
+    grid = draw_grid(images, labels, column_labels)
     buffer = io.BytesIO()
     grid.save(buffer, format="PNG")
     scores = score_comparison({label: np.stack(cells) for label, cells in zip(labels, images)},

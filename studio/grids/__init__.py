@@ -8,7 +8,8 @@ grid's PNG can be read back (`ParameterGrid.from_parameters`) and made again.
 """
 
 from studio.grids.grid_axis import AXIS_KINDS, GridAxis
+from studio.grids.grid_drawing import draw_grid
 from studio.grids.grid_sheet import GridSheet
 from studio.grids.parameter_grid import ParameterGrid
 
-__all__ = ["AXIS_KINDS", "GridAxis", "GridSheet", "ParameterGrid"]
+__all__ = ["AXIS_KINDS", "GridAxis", "GridSheet", "ParameterGrid", "draw_grid"]

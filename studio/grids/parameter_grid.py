@@ -7,8 +7,8 @@ import numpy as np
 
 from studio.errors import InvalidInputError
 from studio.grids.grid_axis import GridAxis
+from studio.grids.grid_drawing import GRID_STYLE, draw_grid
 from studio.grids.grid_sheet import GridSheet
-from studio.images.grid_style import GridStyle
 from studio.images.image_grid import make_image_grid
 
 SCRIPT_KEY = "Script"
@@ -16,10 +16,6 @@ SCRIPT_NAME = "X/Y/Z plot"
 AXIS_LETTERS = ("X", "Y", "Z")
 # A1111's value of an unused axis' type.
 NO_AXIS = "Nothing"
-# Small models make tiny images; cells are zoomed by whole numbers to at
-# least this size, so labels fit and pixels stay sharp.
-MIN_CELL_SIZE = 128
-GRID_STYLE = GridStyle(gap=6, margin=6, background=(250, 250, 250), shorten="end")
 MAX_SEED = 2**32 - 1
 
 
@@ -137,17 +133,8 @@ class ParameterGrid:
         )
 
     def _draw(self, nested):
-        height, width = np.asarray(nested[0][0][0]).shape[:2]
-        scale = max(1, -(-MIN_CELL_SIZE // max(height, width)))
         sheets = [
-            make_image_grid(
-                [image for row in sheet for image in row],
-                columns=len(self.x.values),
-                cell_size=(width * scale, height * scale),
-                row_labels=self.y.value_labels() if self.y else None,
-                column_labels=self.x.value_labels(),
-                style=GRID_STYLE,
-            )
+            draw_grid(sheet, self.y.value_labels() if self.y else None, self.x.value_labels())
             for sheet in nested
         ]
         if self.z is None:

@@ -15,7 +15,7 @@ from PIL import Image
 from studio.cli.main import main
 from studio.errors import InvalidInputError
 from studio.grids import GridAxis, ParameterGrid
-from studio.grids.parameter_grid import GRID_STYLE, MIN_CELL_SIZE
+from studio.grids.grid_drawing import GRID_STYLE, MIN_CELL_SIZE
 from studio.images import GenerationParameters, read_parameters
 from studio.pipelines import GeneratedImages, GenerationRunner, GenerationSettings
 
