@@ -7,6 +7,7 @@ An A1111 infotext written by hand in A1111's layout reads into the same
 settings. What cannot be made again is one line, exit 2.
 """
 
+import dataclasses
 import hashlib
 import os
 import shutil
@@ -32,17 +33,19 @@ def _sha256(data):
 def concepts(tmp_path_factory):
     """A folder holding `thing.safetensors` (an embedding) and `subject.safetensors` (a LoRA)."""
     from studio.embeddings import TextualInversionEmbedding, save_embedding
-    from studio.lora.lora_targets import unet_lora_targets
     from studio.lora.lora_weights import LoRAWeights
-    from studio.models import StableDiffusionBackbone
+    from studio.models import BACKBONE_PRESETS
 
     folder = tmp_path_factory.mktemp("concepts")
     rng = np.random.default_rng(0)
+    preset = BACKBONE_PRESETS[MODEL]
+    width = preset["text_encoder"]["config"]["hidden_dim"]
     save_embedding(TextualInversionEmbedding(
-        {"<thing>": rng.normal(size=(2, 64)).astype("float32") * 3}), folder / "thing.safetensors")
-    layer = unet_lora_targets(StableDiffusionBackbone.from_preset(MODEL).unet)[
-        "down_blocks.0.attentions.0.transformer_blocks.0.attn2.to_k"]
-    in_features, out_features = layer.kernel.shape
+        {"<thing>": rng.normal(size=(2, width)).astype("float32") * 3}),
+        folder / "thing.safetensors")
+    # The first block's cross-attention key: the text's width in, the block's channels out.
+    in_features = preset["unet"]["config"]["context_dim"]
+    out_features = preset["unet"]["config"]["block_channels"][0]
     LoRAWeights({"lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn2_to_k": (
         rng.normal(size=(2, in_features)).astype("float32"),
         rng.normal(size=(out_features, 2)).astype("float32") * 5, 2.0)}).save(
@@ -63,9 +66,31 @@ def _only_png(folder):
     return folder / name
 
 
-def test_from_png_makes_the_same_pixels_and_a1111_text_reads_the_same(tmp_path, concepts):
-    from studio.pipelines import settings_from_parameters
+def _settings(concepts):
+    """The settings of the test's generation: an embedding, and a LoRA at 0.7."""
+    from studio.pipelines import GenerationSettings
 
+    return GenerationSettings(
+        PROMPT, negative_prompt="blurry", steps=2, sampler="ddim", guidance_scale=7.5, seed=3,
+        width=32, height=32, model=MODEL, loras=[(str(concepts / "subject.safetensors"), 0.7)],
+        embeddings=[str(concepts / "thing.safetensors")])
+
+
+def _a1111_infotext(lora_hash, embedding_hash):
+    """The test's generation as A1111 writes it, by hand from its documented layout."""
+    return (
+        f"{PROMPT} <lora:subject:0.7>\n"
+        "Negative prompt: blurry\n"
+        "Steps: 2, Sampler: DDIM, CFG scale: 7.5, Seed: 3, Size: 32x32, "
+        f"Model hash: 0123456789, Model: {MODEL}, "
+        f'Lora hashes: "subject: {lora_hash}", TI hashes: "thing: {embedding_hash}", '
+        "Version: v1.10.1"
+    )
+
+
+@pytest.mark.large
+def test_from_png_makes_the_same_pixels(tmp_path, concepts, tiny_shapes_pipeline):
+    """Two model loads (about 30 s on a busy 2-core machine): large."""
     assert main(["generate", *BASE, "--prompt", PROMPT, "--negative-prompt", "blurry",
                  "--embedding", str(concepts / "thing.safetensors"),
                  "--lora", str(concepts / "subject.safetensors"), "--lora-scale", "0.7",
@@ -85,29 +110,54 @@ def test_from_png_makes_the_same_pixels_and_a1111_text_reads_the_same(tmp_path, 
     assert read_parameters(again) == read_parameters(original)
 
     # Without the LoRA and the embedding the image is another one: they were applied.
-    assert main(["generate", *BASE, "--prompt", PROMPT, "--negative-prompt", "blurry",
-                 "--out", str(tmp_path / "plain")]) == 0
-    assert not np.array_equal(np.asarray(Image.open(_only_png(tmp_path / "plain"))),
-                              np.asarray(Image.open(original)))
+    plain = tiny_shapes_pipeline(PROMPT, negative_prompt="blurry", num_steps=2, seed=3,
+                                 height=32, width=32).images[0]
+    assert not np.array_equal(plain, np.asarray(Image.open(original)))
 
-    # The same generation as A1111 writes it, by hand from its documented layout.
-    a1111 = (
-        f"{PROMPT} <lora:subject:0.7>\n"
-        "Negative prompt: blurry\n"
-        "Steps: 2, Sampler: DDIM, CFG scale: 7.5, Seed: 3, Size: 32x32, "
-        f"Model hash: 0123456789, Model: {MODEL}, "
-        f'Lora hashes: "subject: {lora_hash}", TI hashes: "thing: {embedding_hash}", '
-        "Version: v1.10.1"
-    )
-    ours, _ = settings_from_parameters(read_parameters(original), search_folders=[concepts])
-    theirs, notes = settings_from_parameters(GenerationParameters.from_infotext(a1111),
-                                             search_folders=[concepts])
-    assert theirs == ours
-    assert ours.loras == ((str(concepts / "subject.safetensors"), 0.7),)
-    assert ours.embeddings == (str(concepts / "thing.safetensors"),)
-    assert (ours.prompt, ours.negative_prompt, ours.sampler, ours.seed) == (
-        PROMPT, "blurry", "ddim", 3)
-    assert any("v1.10.1" in note and "NumPy" in note for note in notes)
+
+class _StandInPipeline:
+    """Records nothing, draws nothing: the parameters a pipeline returns, without a model."""
+
+    def __call__(self, prompt, negative_prompt="", num_steps=1, guidance_scale=7.5, seed=None,
+                 height=None, width=None, sampler="ddim", **_):
+        from studio.pipelines import GeneratedImages
+        from studio.schedulers.scheduler_registry import SAMPLERS
+
+        parameters = GenerationParameters(prompt, negative_prompt, num_steps,
+                                          SAMPLERS[sampler][2], guidance_scale, seed, width,
+                                          height, MODEL)
+        return GeneratedImages(np.zeros((1, height, width, 3), np.uint8), [parameters])
+
+
+def test_our_infotext_and_a1111s_read_into_the_settings_they_were_made_with(
+        tmp_path, concepts, monkeypatch):
+    """The runner names the files (name, strength, A1111's short hash); both layouts read back."""
+    from studio.pipelines import GenerationRunner, settings_from_parameters
+
+    monkeypatch.setattr(GenerationRunner, "pipeline", lambda self, settings: _StandInPipeline())
+    settings = _settings(concepts)
+    result = GenerationRunner().run(settings)
+    save_png(result.images[0], tmp_path / "ours.png", result.parameters[0])
+    lora_hash, embedding_hash = _expected_hashes(concepts)
+    text = Image.open(tmp_path / "ours.png").text["parameters"]
+    assert text.split("\n")[0] == f"{PROMPT} <lora:subject:0.7>"
+    assert f'Lora hashes: "subject: {lora_hash}"' in text
+    assert f'TI hashes: "thing: {embedding_hash}"' in text
+
+    # Files are found by name and hash below a folder (here: copies elsewhere).
+    found = tmp_path / "library" / "nested"
+    shutil.copytree(concepts, found)
+    ours, notes = settings_from_parameters(read_parameters(tmp_path / "ours.png"),
+                                           search_folders=[tmp_path / "library"])
+    theirs, their_notes = settings_from_parameters(
+        GenerationParameters.from_infotext(_a1111_infotext(lora_hash, embedding_hash)),
+        search_folders=[tmp_path / "library"])
+    expected = dataclasses.replace(
+        settings, loras=[(str(found / "subject.safetensors"), 0.7)],
+        embeddings=[str(found / "thing.safetensors")])
+    assert ours == expected and notes == []
+    assert theirs == expected
+    assert any("v1.10.1" in note and "NumPy" in note for note in their_notes)
 
 
 def test_options_replace_what_the_image_says(tmp_path, concepts):
