@@ -43,7 +43,8 @@ def add_generation_options(parser, command, several_prompts=True):
                         "embedding files; the other options given replace what it says")
     parser.add_argument("--concepts-dir", action="append", default=[], metavar="DIR",
                         help="with --from-png: a folder searched (with its subfolders) for the "
-                        "LoRA and embedding files the image names; repeat for several")
+                        "LoRA and embedding files and the model the image names; repeat for "
+                        "several")
     parser.add_argument("--negative-prompt", default=None, help="the negative prompt")
     parser.add_argument("--steps", type=int, default=None, help="sampling steps (default: 30)")
     parser.add_argument("--guidance", type=float, default=None,

@@ -176,6 +176,11 @@ class ParameterGrid:
         lora_files = [path for axis in axes.values() if axis.kind == "lora" for path in axis.files()]
         embedding_files = [
             path for axis in axes.values() if axis.kind == "embedding" for path in axis.files()]
+        overrides = dict(overrides or {})
+        model_axes = [axis for axis in axes.values() if axis.kind == "model"]
+        if model_axes:
+            # The first cell's `Model:` is a name; the axis has what loads it.
+            overrides.setdefault("model", model_axes[0].values[0])
         first_cell, notes = settings_from_parameters(
             parameters, overrides=overrides, lora_files=lora_files,
             embedding_files=embedding_files, search_folders=search_folders)

@@ -82,8 +82,9 @@ class GenerationRunner:
                 (`init_image`, ...).
 
         Returns:
-            A `GeneratedImages` whose parameters name the model as
-            `settings.model` and list the LoRA and embedding files.
+            A `GeneratedImages` whose parameters name the model as A1111
+            does (a preset's name, a folder's name, a file's name without
+            extension) and list the LoRA and embedding files.
         """
         pipeline = self.pipeline(settings)
         if pipeline_options.get("init_image") is not None:
@@ -111,8 +112,7 @@ class GenerationRunner:
             for path in settings.embeddings
         )
         parameters = [
-            dataclasses.replace(p, model=settings.model, loras=loras, embeddings=embeddings)
-            for p in result.parameters
+            dataclasses.replace(p, loras=loras, embeddings=embeddings) for p in result.parameters
         ]
         return GeneratedImages(result.images, parameters)
 

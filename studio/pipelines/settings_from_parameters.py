@@ -9,6 +9,7 @@ from studio.pipelines.generation_settings import GenerationSettings
 
 LORA_EXTENSIONS = (".safetensors",)
 EMBEDDING_EXTENSIONS = (".safetensors", ".pt", ".bin")
+CHECKPOINT_EXTENSIONS = (".safetensors", ".ckpt")
 # A1111 keys that change the image in ways the studio cannot repeat, and what
 # they are. A key whose value is listed as neutral changes nothing.
 UNSUPPORTED_KEYS = {
@@ -66,7 +67,9 @@ def settings_from_parameters(
         lora_files: paths of LoRA files to look in first.
         embedding_files: paths of embedding files to look in first.
         search_folders: folders searched (with their subfolders) for files
-            the image names.
+            the image names, and for its model when `Model:` is a name (a
+            folder of that name, or a checkpoint file, checked against
+            `Model hash` when the image has one).
         has_init_image: whether a start image is given (needed for an
             image-to-image infotext, `Denoising strength`).
 
@@ -107,13 +110,8 @@ def settings_from_parameters(
             "with --init-image"
         )
     model = overrides.get("model", parameters.model)
-    if "model" not in overrides and not _is_model(parameters.model):
-        model_hash = extra.get("Model hash")
-        problems.append(
-            f"the model {parameters.model!r}"
-            + (f" (Model hash {model_hash})" if model_hash else "")
-            + ", which is neither a preset nor a file or folder here: give --model"
-        )
+    if "model" not in overrides:
+        model = _model(parameters.model, extra.get("Model hash"), search_folders, problems)
     if "Version" in extra and not str(extra["Version"]).startswith("studio"):
         notes.append(
             f"made by {extra['Version']}: the studio draws its noise with NumPy, so the "
@@ -179,10 +177,37 @@ def _sampler(name, extra, problems):
     return short
 
 
-def _is_model(model):
+def _model(name, model_hash, folders, problems):
+    """What `--model` takes for the infotext's `Model:`, a name as A1111 writes it.
+
+    A preset, a path, or a model of that name below `folders`: a folder of
+    that name, or a single file of that name (with `Model hash`, one with
+    that hash).
+    """
+    from studio.interop.a1111_hashes import checkpoint_short_hash
     from studio.models import BACKBONE_PRESETS
 
-    return bool(model) and (model in BACKBONE_PRESETS or os.path.exists(model))
+    if name and (name in BACKBONE_PRESETS or os.path.exists(name)):
+        return name
+    for folder in folders:
+        for root, folder_names, names in sorted(os.walk(folder)):
+            if name in folder_names:
+                return os.path.join(root, name)
+            for file_name in sorted(names):
+                stem, extension = os.path.splitext(file_name)
+                path = os.path.join(root, file_name)
+                if stem == name and extension.lower() in CHECKPOINT_EXTENSIONS and (
+                    not model_hash
+                    or checkpoint_short_hash(path)[: len(model_hash)] == model_hash.lower()
+                ):
+                    return path
+    problems.append(
+        f"the model {name!r}"
+        + (f" (Model hash {model_hash})" if model_hash else "")
+        + ", which is neither a preset nor a file or folder of that name here or below "
+        "--concepts-dir: give --model"
+    )
+    return name
 
 
 def _find(reference, kind, given, folders, extensions, problems):

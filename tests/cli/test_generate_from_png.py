@@ -18,6 +18,7 @@ import pytest
 from PIL import Image
 
 from studio.cli.main import main
+from studio.errors import InvalidInputError
 from studio.images import GenerationParameters, read_parameters, save_png
 
 MODEL = "tiny-shapes"
@@ -184,6 +185,29 @@ def test_dpm_karras_as_a1111_1_9_writes_it(concepts):
         "a cat\nSteps: 20, Sampler: DPM++ 2M, Schedule type: Karras, CFG scale: 7, "
         f"Seed: 1, Size: 32x32, Model: {MODEL}")
     assert settings_from_parameters(parameters)[0].sampler == "dpmpp_2m_karras"
+
+
+def test_a_model_named_in_the_image_is_found_by_name_and_hash(tmp_path):
+    from studio.pipelines import settings_from_parameters
+
+    library = tmp_path / "models"
+    (library / "folders" / "my-diffusers").mkdir(parents=True)
+    checkpoint = library / "files" / "my-checkpoint.safetensors"
+    checkpoint.parent.mkdir()
+    checkpoint.write_bytes(b"not really weights")
+    short_hash = hashlib.sha256(b"not really weights").hexdigest()[:10]
+
+    def model(name, model_hash=None):
+        line = f"Model: {name}" + (f", Model hash: {model_hash}" if model_hash else "")
+        parameters = GenerationParameters.from_infotext(
+            f"a cat\nSteps: 2, Sampler: DDIM, CFG scale: 7, Seed: 1, Size: 32x32, {line}")
+        return settings_from_parameters(parameters, search_folders=[library])[0].model
+
+    assert model("my-diffusers") == str(library / "folders" / "my-diffusers")
+    assert model("my-checkpoint", short_hash) == str(checkpoint)
+    with pytest.raises(InvalidInputError, match="'my-checkpoint' .Model hash 0000000000.*--model"):
+        model("my-checkpoint", "0000000000")
+    assert model(MODEL) == MODEL
 
 
 def _write_a1111_png(path, parameter_line, prompt="a red <thing>"):

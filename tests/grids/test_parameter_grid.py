@@ -89,7 +89,8 @@ class _StandInPipeline:
         strength = self.settings.loras[0][1] if self.settings.loras else 0
         value = (seed * 40 + int(guidance_scale * 10) + int(strength * 7)) % 256
         parameters = GenerationParameters(prompt, negative_prompt, num_steps, sampler,
-                                          guidance_scale, seed, width or CELL, height or CELL)
+                                          guidance_scale, seed, width or CELL, height or CELL,
+                                          model=self.settings.model)
         return GeneratedImages(np.full((1, CELL, CELL, 3), value, np.uint8), [parameters])
 
 
