@@ -5,7 +5,6 @@ others replace the model with a stand-in pipeline (cells of one colour per
 seed), so they check axes, file lookup and layout in milliseconds.
 """
 
-import dataclasses
 import hashlib
 
 import numpy as np
