@@ -8,7 +8,7 @@ lower layer, never of a higher one (docs/ARCHITECTURE.md):
        studio.images, studio.prompts, studio.pretrained
     1  studio.models
     2  studio.interop, studio.embeddings, studio.lora
-    3  studio.pipelines, studio.datasets
+    3  studio.pipelines, studio.datasets, studio.grids
     4  studio.trainers
     5  studio.evaluation
     6  studio.cli, studio.app
@@ -42,7 +42,7 @@ LAYERS = (
      "studio.pretrained"),
     ("studio.models",),
     ("studio.interop", "studio.embeddings", "studio.lora"),
-    ("studio.pipelines", "studio.datasets"),
+    ("studio.pipelines", "studio.datasets", "studio.grids"),
     ("studio.trainers",),
     ("studio.evaluation",),
     ("studio.cli", "studio.app"),

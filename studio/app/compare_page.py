@@ -8,12 +8,11 @@ import numpy as np
 import streamlit as st
 
 from studio.app.app_state import data_folder
-from studio.app.cached_models import file_key, load_pipeline
-from studio.app.comparison_grid import make_comparison_grid
 from studio.app.comparison_scores import EVALUATION_MODULE, score_comparison
 from studio.app.file_library import embedding_files, lora_files
 from studio.app.model_picker import pick_model
 from studio.app.page_errors import errors_as_messages
+from studio.grids import draw_grid
 
 BASE_ROW = "base, before training"
 CONCEPT_FIELD = "{concept}"
@@ -99,35 +98,40 @@ def _pick_rows(data):
 
 
 def _make_grid(model, rows, columns, plain_words, steps, guidance, mode):
+    """Each row a one-row `ParameterGrid` (its file, its {concept} words), drawn as one grid."""
+    from studio.app.cached_generation_runner import CachedGenerationRunner
+    from studio.grids import GridAxis, ParameterGrid
+    from studio.pipelines import GenerationSettings
+
     if not columns:
         raise ValueError("Give at least one seed or prompt for the columns.")
     if len(columns) > MAX_COLUMNS:
         raise ValueError(f"At most {MAX_COLUMNS} columns. Received: {len(columns)}")
+    runner = CachedGenerationRunner()
     images, prompts, labels = [], {}, []
     bar = st.progress(0.0, text="Generating the grid…")
     total = len(rows) * len(columns)
     for row_index, row in enumerate(rows):
         token = _token_of(row.embedding) if row.embedding else plain_words
-        pipeline = load_pipeline(
-            model,
-            loras=((file_key(row.lora), 1.0),) if row.lora else (),
-            embeddings=(file_key(row.embedding),) if row.embedding else (),
-        )
-        cells, row_prompts = [], []
-        for column_index, (template, seed) in enumerate(columns):
-            prompt = template.replace(CONCEPT_FIELD, token)
-            result = pipeline(prompt, num_steps=steps, guidance_scale=guidance, seed=seed)
-            cells.append(result.images[0])
-            row_prompts.append(prompt)
-            done = row_index * len(columns) + column_index + 1
-            bar.progress(done / total, text=f"Image {done} of {total}")
-        images.append(cells)
+        row_prompts = [template.replace(CONCEPT_FIELD, token) for template, _ in columns]
+        settings = GenerationSettings(
+            row_prompts[0], steps=steps, guidance_scale=guidance, seed=columns[0][1],
+            model=model, loras=((row.lora, 1.0),) if row.lora else (),
+            embeddings=(row.embedding,) if row.embedding else ())
+        axis = (GridAxis("prompt", row_prompts) if mode == "Prompts"
+                else GridAxis("seed", [seed for _, seed in columns]))
+
+        def progress(done, _, start=row_index * len(columns)):
+            bar.progress((start + done) / total, text=f"Image {start + done} of {total}")
+
+        sheet = ParameterGrid(settings, axis).generate(runner, callback=progress)
+        images.append(sheet.cells[0][0])
         prompts[row.label] = row_prompts
         labels.append(row.label)
     bar.empty()
     column_labels = [f"seed {seed}" if mode != "Prompts" else template
                      for template, seed in columns]
-    grid = make_comparison_grid(images, labels, column_labels)
+    grid = draw_grid(images, labels, column_labels)
     buffer = io.BytesIO()
     grid.save(buffer, format="PNG")
     scores = score_comparison({label: np.stack(cells) for label, cells in zip(labels, images)},

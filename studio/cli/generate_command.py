@@ -1,11 +1,18 @@
 """`studio generate`: text-to-image (and image-to-image) from the command line."""
 
 import os
-import re
-import sys
 
+from studio.cli.generation_options import (
+    add_generation_options,
+    given_settings,
+    print_notes,
+    read_png_parameters,
+    runner_of,
+    settings_from_options,
+)
 from studio.errors import InvalidInputError
-from studio.trainers.settings.precision import PRECISIONS
+
+COMMAND = "generate"
 
 
 def add_parser(subparsers):
@@ -17,113 +24,46 @@ def add_parser(subparsers):
             "parameters (AUTOMATIC1111's `parameters` chunk)."
         ),
     )
-    parser.add_argument(
-        "--model",
-        default="tiny",
-        help="preset name (sd-v1, sd-v2, tiny), a folder saved by the studio, a "
-        "diffusers folder, or an SD 1.x / 2.x .safetensors / .ckpt file (converted "
-        "on load; `studio models import` converts once) (default: tiny)",
-    )
-    parser.add_argument("--prompt", required=True, action="append",
-                        help="the prompt; repeat for several prompts")
-    parser.add_argument("--negative-prompt", default="", help="the negative prompt")
-    parser.add_argument("--steps", type=int, default=30, help="sampling steps (default: 30)")
-    parser.add_argument("--guidance", type=float, default=7.5,
-                        help="classifier-free guidance scale (default: 7.5)")
-    parser.add_argument("--seed", type=int, default=None,
-                        help="seed of the first image; image i uses seed+i (default: random)")
-    parser.add_argument("--sampler", default="ddim",
-                        help="ddim, euler, euler_a or dpmpp_2m (default: ddim)")
-    parser.add_argument("--size", default=None,
-                        help="WIDTHxHEIGHT or one number (default: the model's resolution)")
+    add_generation_options(parser, "make the images")
     parser.add_argument("--num-images", type=int, default=1,
                         help="images per prompt (default: 1)")
     parser.add_argument("--batch-size", type=int, default=None,
                         help="images per UNet batch (default: all at once)")
-    parser.add_argument("--precision", choices=PRECISIONS, default="float32",
-                        help="dtype policy (default: float32)")
     parser.add_argument("--init-image", default=None,
                         help="start from this image (image-to-image)")
-    parser.add_argument("--strength", type=float, default=0.8,
+    parser.add_argument("--strength", type=float, default=None,
                         help="image-to-image: share of the image replaced by noise (default: 0.8)")
-    parser.add_argument("--embedding", action="append", default=[],
-                        help="textual-inversion embedding file (any format `studio embeddings` "
-                        "reads); its tokens can be used in prompts; repeat for several")
-    parser.add_argument("--lora", action="append", default=[],
-                        help="LoRA file (kohya key names, as `studio train dreambooth` "
-                        "writes); repeat for several")
-    parser.add_argument("--lora-scale", type=float, default=1.0,
-                        help="strength of the LoRA files: 0 is the base model (default: 1.0)")
-    parser.add_argument("--weights", default=None,
-                        help="folder holding the preset's weight files, for offline use")
-    parser.add_argument("--vocabulary", default=None,
-                        help="local CLIP vocabulary file (bpe_simple_vocab_16e6.txt.gz), for offline use")
     parser.add_argument("--out", required=True, help="output folder")
     parser.set_defaults(run=run)
     return parser
 
 
-def parse_size(text):
-    """'512', '512x768' -> (width, height)."""
-    match = re.fullmatch(r"\s*(\d+)\s*(?:[x×]\s*(\d+))?\s*", text or "")
-    if not match:
-        raise InvalidInputError(f"`--size` must be N or WIDTHxHEIGHT. Received: --size {text!r}")
-    width = int(match.group(1))
-    return width, int(match.group(2) or width)
-
-
 def run(args):
-    if args.steps < 1 or args.num_images < 1:
+    if (args.steps is not None and args.steps < 1) or args.num_images < 1:
         raise InvalidInputError(
             "`--steps` and `--num-images` must be at least 1. "
             f"Received: --steps {args.steps}, --num-images {args.num_images}"
         )
-    width, height = parse_size(args.size) if args.size else (None, None)
-    init_image = None
-    if args.init_image:
-        from PIL import Image
-
-        with Image.open(args.init_image) as image:
-            init_image = image.convert("RGB")
-            if width:
-                init_image = init_image.resize((width, height), Image.LANCZOS)
-            import numpy as np
-
-            init_image = np.asarray(init_image)
+    settings = _settings(args)
 
     from tqdm import tqdm
 
     from studio.cli.output_location import writing_to
     from studio.images import next_image_index, save_png
-    from studio.interop import load_backbone
-    from studio.pipelines import TextToImagePipeline
 
-    print(f"Loading {args.model} ...", flush=True)
-    backbone = load_backbone(
-        args.model,
-        weights=args.weights,
-        vocabulary=args.vocabulary,
-        dtype=args.precision,
-    )
-    backbone = _with_loras_and_embeddings(backbone, args.lora, args.lora_scale, args.embedding)
-    pipeline = TextToImagePipeline(backbone)
-    count = len(args.prompt) * args.num_images
+    init_image = _init_image(args.init_image, settings.width, settings.height)
+    print(f"Loading {settings.model} ...", flush=True)
+    runner = runner_of(args, COMMAND)
+    prompts = [settings.prompt] if isinstance(settings.prompt, str) else settings.prompt
+    count = len(prompts) * args.num_images
     batches = -(-count // (args.batch_size or count))
-    with tqdm(total=args.steps * batches, desc="Generating", unit="step") as progress:
-        result = pipeline(
-            args.prompt,
-            negative_prompt=args.negative_prompt,
+    with tqdm(total=settings.steps * batches, desc="Generating", unit="step") as progress:
+        result = runner.run(
+            settings,
             num_images_per_prompt=args.num_images,
-            num_steps=args.steps,
-            guidance_scale=args.guidance,
-            seed=args.seed,
-            height=height,
-            width=width,
-            sampler=args.sampler,
-            init_image=init_image,
-            strength=args.strength,
             batch_size=args.batch_size,
             callback=lambda step, total: progress.update(1),
+            init_image=init_image,
         )
     index = next_image_index(args.out)
     written = []
@@ -143,20 +83,37 @@ def run(args):
     return 0
 
 
-def _with_loras_and_embeddings(backbone, lora_paths, lora_scale, embedding_paths):
-    """`backbone` with the LoRA files applied and a view reading the embeddings' tokens."""
-    import warnings
+def _settings(args):
+    """The `GenerationSettings` of the options, or of --from-png's image with the options given."""
+    if not args.from_png:
+        return settings_from_options(args, COMMAND)
+    from studio.pipelines import settings_from_parameters
 
-    from studio.embeddings import load_embedding
-    from studio.embeddings.backbone_with_embeddings import backbone_with_embeddings
-    from studio.lora.lora_weights import LoRAWeights
+    settings, notes = settings_from_parameters(
+        read_png_parameters(args.from_png),
+        overrides=given_settings(args),
+        lora_files=args.lora,
+        embedding_files=args.embedding,
+        search_folders=args.concepts_dir,
+        has_init_image=args.init_image is not None,
+    )
+    print_notes(COMMAND, args.from_png, notes)
+    if args.lora_scale is not None:
+        settings.loras = tuple((path, args.lora_scale) for path, _ in settings.loras)
+    return settings
 
-    for path in lora_paths:
-        LoRAWeights.load(path).apply(backbone, scale=lora_scale)
-    embeddings = [load_embedding(path) for path in embedding_paths]
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        view = backbone_with_embeddings(backbone, embeddings)
-    for warning in caught:
-        print(f"studio generate: warning: {warning.message}", file=sys.stderr)
-    return view
+
+def _init_image(path, width, height):
+    """The start image as uint8 pixels, scaled to `width` x `height` when given."""
+    if not path:
+        return None
+    import numpy as np
+    from PIL import Image
+
+    with Image.open(path) as image:
+        image = image.convert("RGB")
+        if width and image.size != (width, height):
+            image = image.resize((width, height), Image.LANCZOS)
+        return np.asarray(image)
+
+

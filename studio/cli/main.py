@@ -18,6 +18,7 @@ from studio import __version__
 TRAIN_GROUP = "train"
 SUBCOMMAND_MODULES = (
     "studio.cli.generate_command",
+    "studio.cli.grid_command",
     TRAIN_GROUP,
     "studio.cli.data_check_command",
     "studio.cli.embeddings_command",

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image, PngImagePlugin
 
-from studio.images import GenerationParameters, read_parameters, save_png
+from studio.images import ConceptReference, GenerationParameters, read_parameters, save_png
 
 
 def _parameters(**overrides):
@@ -58,7 +58,9 @@ def test_reads_a1111_written_text():
     assert parameters.negative_prompt == "ugly"
     assert (parameters.steps, parameters.sampler, parameters.seed) == (30, "DPM++ 2M", 7)
     assert (parameters.width, parameters.height) == (512, 768)
-    assert parameters.extra == {"Model hash": "abc123", "Lora hashes": "a: 1, b: 2"}
+    assert parameters.extra == {"Model hash": "abc123"}
+    # Listed in `Lora hashes` without a tag in the prompt: strength 1.
+    assert parameters.loras == (ConceptReference("a", "1"), ConceptReference("b", "2"))
 
 
 def test_rejects_text_without_parameter_line():
