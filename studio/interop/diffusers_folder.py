@@ -53,6 +53,8 @@ from studio.interop.vae_names import (
 from studio.interop.weight_transfer import load_torch_weights, torch_weights
 
 MODEL_INDEX_FILE = "model_index.json"
+# `studio.models.presets.SDXL` (importing studio.interop must not import Keras).
+SDXL_FAMILY = "sdxl"
 CONFIG_FILE = "config.json"
 SCHEDULER_CONFIG_FILE = "scheduler_config.json"
 # Weight file names of each component folder, by library.
@@ -183,7 +185,8 @@ def import_diffusers_folder(folder, prediction_type=None, dtype=None):
 
 
 def export_diffusers_folder(backbone, folder, dtype="float32", overwrite=False):
-    """Writes `backbone` as a diffusers folder that `StableDiffusionPipeline` loads.
+    """Writes `backbone` as a diffusers folder that `StableDiffusionPipeline` loads
+    (`StableDiffusionXLPipeline` for an SDXL backbone).
 
     diffusers computes with its own numerics (see `unet_config_to_diffusers`):
     networks built with KerasCV's, as the presets are, give outputs about
@@ -202,6 +205,10 @@ def export_diffusers_folder(backbone, folder, dtype="float32", overwrite=False):
     Raises:
         FileExistsError: `folder` exists and `overwrite` is False.
     """
+    if getattr(backbone, "family", None) == SDXL_FAMILY:
+        from studio.interop.sdxl_diffusers_folder import export_sdxl_diffusers_folder
+
+        return export_sdxl_diffusers_folder(backbone, folder, dtype=dtype, overwrite=overwrite)
     unet, encoder = backbone.unet, backbone.text_encoder
     sample_size = backbone.image_size // backbone.vae_decoder.upsampling_factor
     with atomic_folder(folder, overwrite=overwrite) as staging:
