@@ -126,11 +126,11 @@ def sdxl_reference(tmp_path_factory):
     unet = diffusers.UNet2DConditionModel(
         sample_size=sizes["latent_size"],
         block_out_channels=(64, 64, 128),
-        layers_per_block=2,
+        layers_per_block=1,
         down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
         up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
         attention_head_dim=(1, 1, 2),
-        transformer_layers_per_block=(1, 2, 3),
+        transformer_layers_per_block=(1, 1, 2),
         cross_attention_dim=sizes["clip_l_width"] + sizes["clip_g_width"],
         use_linear_projection=True,
         addition_embed_type="text_time",

@@ -221,14 +221,15 @@ def _added_conditioning(config, source):
         return {}
     if kind != SD_XL_ADDED_EMBEDDING:
         raise UnsupportedModelError(
-            f"{source}: the UNet's added embedding must be SDXL's "
+            f"{source}: the UNet's added embedding must be SD-XL's "
             f"{SD_XL_ADDED_EMBEDDING!r}. Received: addition_embed_type={kind!r}"
         )
     time_ids_dim = config.get("addition_time_embed_dim")
     features = config.get("projection_class_embeddings_input_dim")
     if not isinstance(time_ids_dim, int) or not isinstance(features, int):
         raise UnsupportedModelError(
-            f"{source}: an SDXL UNet needs `addition_time_embed_dim` and "
+            f"{source}: an SD-XL UNet (addition_embed_type='text_time') needs "
+            "`addition_time_embed_dim` and "
             "`projection_class_embeddings_input_dim`. Received: "
             f"addition_time_embed_dim={time_ids_dim!r}, "
             f"projection_class_embeddings_input_dim={features!r}"
