@@ -214,6 +214,14 @@ class StableDiffusionBackbone(DiffusionBackbone):
                 f"Received: preset={preset!r}"
             )
         spec = BACKBONE_PRESETS[preset]
+        if load_weights and spec.get("imported_weights"):
+            raise WeightsNotFoundError(
+                f"The weights of preset '{preset}' are not downloaded: give your model file "
+                "or diffusers folder instead (--model sd_xl_base_1.0.safetensors, or "
+                f"`studio.interop.load_backbone('{preset}', weights=<file or folder>)`); "
+                "`load_weights=False` builds the networks with random weights. "
+                f"Received: preset={preset!r}"
+            )
         # Report every missing file at once: offline, the user fetches them
         # together.
         weight_paths, tokenizers, missing = {}, {}, []
