@@ -103,3 +103,24 @@ def test_inpainting_is_refused_in_one_line(sdxl_reference, tmp_path):
     with pytest.raises(UnsupportedModelError, match="inpainting") as error:
         import_model(folder)
     assert "\n" not in str(error.value)
+
+
+def test_models_import_and_export_commands_take_sdxl(sdxl_reference, tmp_path, capsys):
+    import argparse
+
+    from studio.cli import models_command
+
+    def run(*argv):
+        parser = argparse.ArgumentParser()
+        models_command.add_parser(parser.add_subparsers(dest="command"))
+        args = parser.parse_args(argv)
+        return args.run(args)
+
+    saved = tmp_path / "imported"
+    assert run("models", "import", sdxl_reference.folder, "--out", str(saved)) == 0
+    assert "SD-XL" in capsys.readouterr().out
+    assert json.loads((saved / "backbone.json").read_text())["family"] == "sdxl"
+    out = tmp_path / "exported"
+    assert run("models", "export", str(saved), "--format", "diffusers", "--out", str(out)) == 0
+    index = json.loads((out / "model_index.json").read_text())
+    assert index["_class_name"] == "StableDiffusionXLPipeline"
