@@ -4,6 +4,9 @@ import warnings
 
 from studio.errors import InvalidInputError
 
+# `studio.models.presets.SDXL`.
+SDXL_FAMILY = "sdxl"
+
 
 def published_text_encoder_hash(preset):
     """The published sha256 of a named preset's text-encoder weights, or "" for others."""
@@ -53,6 +56,12 @@ def backbone_with_embeddings(backbone, embeddings):
     embeddings = list(embeddings)
     if not embeddings:
         return backbone
+    if getattr(backbone, "family", None) == SDXL_FAMILY:
+        raise InvalidInputError(
+            "Loading embeddings into an SD-XL model is not supported yet (its token lookup "
+            "is one per text encoder, {'clip_l', 'clip_g'}); generate without --embedding. "
+            f"Received: {len(embeddings)} embedding(s) for {backbone.name}"
+        )
     token_embedding = backbone.token_embedding
     width = token_embedding.output_dim
     base_hash = published_text_encoder_hash(backbone.name)
