@@ -105,6 +105,8 @@ def test_inpainting_is_refused_in_one_line(sdxl_reference, tmp_path):
     assert "\n" not in str(error.value)
 
 
+# Imports and exports the tiny model once more (about 30 s on a busy 2-core machine).
+@pytest.mark.large
 def test_models_import_and_export_commands_take_sdxl(sdxl_reference, tmp_path, capsys):
     import argparse
 
