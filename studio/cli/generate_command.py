@@ -156,7 +156,9 @@ def _with_loras_and_embeddings(backbone, lora_paths, lora_scale, embedding_paths
     embeddings = [load_embedding(path) for path in embedding_paths]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        view = backbone_with_embeddings(backbone, embeddings)
+        # A1111's rule for files that do not name their token: the file's name.
+        names = [os.path.splitext(os.path.basename(path))[0] for path in embedding_paths]
+        view = backbone_with_embeddings(backbone, embeddings, names=names)
     for warning in caught:
         print(f"studio generate: warning: {warning.message}", file=sys.stderr)
     return view
