@@ -37,6 +37,10 @@ def set_up_devices(settings):
     return devices
 
 
+# Model families the trainers handle (`DiffusionBackbone.family`).
+TRAINABLE_FAMILIES = ("stable_diffusion",)
+
+
 def load_backbone(settings, devices, frozen=False):
     """The run's base model (`settings.model`, in its precision), built in `devices`' scope.
 
@@ -48,12 +52,20 @@ def load_backbone(settings, devices, frozen=False):
 
     precision = settings.precision
     with devices.scope():
-        return load_model(
+        backbone = load_model(
             settings.model,
             weights=settings.weights,
             vocabulary=settings.vocabulary,
             dtype=frozen_network_policy(precision) if frozen else precision,
         )
+    if backbone.family not in TRAINABLE_FAMILIES:
+        raise SettingsError(
+            f"Training is not supported yet for {backbone.family} models (SD-XL's textual "
+            "inversion and DreamBooth need a token lookup and cached text outputs per text "
+            f"encoder); generate with it, or train an SD 1.x / 2.x model. Received: "
+            f"--model {settings.model}"
+        )
+    return backbone
 
 
 def open_run_directory(settings, out, resume):

@@ -30,8 +30,8 @@ def add_parser(subparsers):
         "models",
         help="import diffusers / .safetensors / .ckpt models, export fine-tuned ones",
         description=(
-            "Import Stable Diffusion 1.x / 2.x models from a diffusers folder or an "
-            "original single file (.safetensors, .ckpt: read without running its "
+            "Import Stable Diffusion 1.x / 2.x and SD-XL base models from a diffusers "
+            "folder or an original single file (.safetensors, .ckpt: read without running its "
             "code), and export studio models to both."
         ),
     )
@@ -217,11 +217,12 @@ def load_export_source(source, weights=None, vocabulary=None):
 
 def describe(backbone):
     """One line: family, prediction type, resolution."""
-    family = (
-        "SD 1.x-style"
-        if backbone.text_encoder.intermediate_activation == "quick_gelu"
-        else "SD 2.x-style"
-    )
+    if backbone.family == "sdxl":
+        family = "SD-XL"
+    elif backbone.text_encoder.intermediate_activation == "quick_gelu":
+        family = "SD 1.x-style"
+    else:
+        family = "SD 2.x-style"
     return (
         f"{backbone.name} ({family}, {backbone.prediction_type}, "
         f"{backbone.image_size} px, text width {backbone.text_encoder.hidden_dim})"

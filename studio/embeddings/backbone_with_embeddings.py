@@ -4,6 +4,11 @@ import warnings
 
 from studio.errors import InvalidInputError
 
+# `studio.models.presets.SDXL`.
+SDXL_FAMILY = "sdxl"
+# Where the studio's embedding files record their token (`embedding_files.KEY_PLACEHOLDER`).
+STUDIO_PLACEHOLDER_KEY = "studio.placeholder"
+
 
 def published_text_encoder_hash(preset):
     """The published sha256 of a named preset's text-encoder weights, or "" for others."""
@@ -13,7 +18,7 @@ def published_text_encoder_hash(preset):
     return (weights.get("text_encoder") or {}).get("file_hash", "")
 
 
-def backbone_with_embeddings(backbone, embeddings):
+def backbone_with_embeddings(backbone, embeddings, names=None):
     """A view of `backbone` that reads the placeholders of `embeddings`.
 
     The backbone itself is not changed (it may be shared by other views):
@@ -27,7 +32,12 @@ def backbone_with_embeddings(backbone, embeddings):
     Args:
         backbone: a `StableDiffusionBackbone`.
         embeddings: `TextualInversionEmbedding`s (any format read by
-            `studio.embeddings.load_embedding`).
+            `studio.embeddings.load_embedding`). An SD-XL backbone takes
+            SD-XL embeddings (`{"clip_l", "clip_g"}` vectors), one row of
+            each per token, into both text encoders.
+        names: SD-XL only: each embedding's placeholder when its file does
+            not name it (A1111's rule: the file's name), one per embedding;
+            None uses the placeholder the studio records in its files.
 
     Returns:
         The view (the backbone itself when `embeddings` is empty).
@@ -53,6 +63,8 @@ def backbone_with_embeddings(backbone, embeddings):
     embeddings = list(embeddings)
     if not embeddings:
         return backbone
+    if getattr(backbone, "family", None) == SDXL_FAMILY:
+        return _sdxl_view(backbone, embeddings, names)
     token_embedding = backbone.token_embedding
     width = token_embedding.output_dim
     base_hash = published_text_encoder_hash(backbone.name)
@@ -78,4 +90,67 @@ def backbone_with_embeddings(backbone, embeddings):
         output_dtype=backbone.text_compute_dtype,
         name="loaded_embeddings",
     )
+    return backbone.with_token_lookup(tokenizer, lookup)
+
+
+def _sdxl_view(backbone, embeddings, names):
+    """`backbone_with_embeddings` for SD-XL: one placeholder lookup per text encoder."""
+    import numpy as np
+
+    from studio.embeddings.placeholder_embedding import PlaceholderEmbedding
+    from studio.embeddings.textual_inversion_embedding import ARCHITECTURE_SDXL, SDXL_ENCODERS
+    from studio.tokenizers import CLIPTokenizer
+
+    if names is not None and len(names) != len(embeddings):
+        raise InvalidInputError(
+            f"Give one name per embedding. Received: {len(names)} names for "
+            f"{len(embeddings)} embeddings"
+        )
+    tables = backbone.token_embeddings
+    encoders = {SDXL_ENCODERS[0]: backbone.text_encoder, SDXL_ENCODERS[1]: backbone.text_encoder_2}
+    tokenizer = CLIPTokenizer.from_config(backbone.tokenizer.get_config())
+    vectors = {key: [] for key in SDXL_ENCODERS}
+    for index, embedding in enumerate(embeddings):
+        if embedding.architecture != ARCHITECTURE_SDXL:
+            raise InvalidInputError(
+                "An SD 1.x/2.x embedding (vectors for one text encoder) cannot be loaded into "
+                f"an SD-XL model, which needs {list(SDXL_ENCODERS)} vectors. Received: "
+                f"placeholders {embedding.placeholders}"
+            )
+        placeholder = embedding.metadata.get(STUDIO_PLACEHOLDER_KEY) or (
+            names[index] if names is not None else ""
+        )
+        if not placeholder:
+            raise InvalidInputError(
+                "This SD-XL embedding does not name its token; load it from its file (the "
+                "file's name is the token) or give `names`. Received: no name"
+            )
+        counts = {key: values.shape[0] for key, values in embedding.vectors.items()}
+        widths = {key: values.shape[1] for key, values in embedding.vectors.items()}
+        expected = {key: encoders[key].hidden_dim for key in SDXL_ENCODERS}
+        if widths != expected or len(set(counts.values())) != 1:
+            raise InvalidInputError(
+                f"The SD-XL embedding {placeholder!r} does not fit this model's text encoders: "
+                f"expected widths {expected} and as many vectors for each. Received: widths "
+                f"{widths}, vectors {counts}"
+            )
+        if placeholder in tokenizer.placeholder_tokens:
+            raise InvalidInputError(
+                f"Two embeddings use the placeholder {placeholder!r}; load only one of them. "
+                f"Received: {placeholder!r} twice"
+            )
+        tokenizer.add_placeholder_tokens(placeholder, counts[SDXL_ENCODERS[0]])
+        for key in SDXL_ENCODERS:
+            vectors[key].append(np.asarray(embedding.vectors[key], "float32"))
+    first_new_id = backbone.tokenizer.vocabulary_size
+    lookup = {
+        key: PlaceholderEmbedding(
+            tables[key],
+            first_new_id,
+            np.concatenate(vectors[key]),
+            output_dtype=encoders[key].compute_dtype,
+            name=f"loaded_embeddings_{key}",
+        )
+        for key in SDXL_ENCODERS
+    }
     return backbone.with_token_lookup(tokenizer, lookup)

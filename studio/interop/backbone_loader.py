@@ -59,7 +59,11 @@ def load_backbone(
         from studio.interop.model_import import import_model
 
         return import_model(source, vocabulary=vocabulary, dtype=dtype)
-    from studio.models import backbone_class, family_of
+    from studio.models import BACKBONE_PRESETS, backbone_class, family_of
+
+    spec = BACKBONE_PRESETS.get(source) if isinstance(source, str) else None
+    if spec is not None and spec.get("imported_weights") and weights is not None and load_weights:
+        return _import_preset_weights(source, spec, weights, vocabulary, dtype)
 
     options = {} if seed is _BACKBONE_DEFAULT else {"seed": seed}
     return backbone_class(family_of(source)).from_preset(
@@ -70,6 +74,24 @@ def load_backbone(
         dtype=dtype,
         **options,
     )
+
+
+def _import_preset_weights(preset, spec, weights, vocabulary, dtype):
+    """A preset whose weights are a user's file or folder (`sdxl-base`): imported, then checked."""
+    from studio.interop.model_import import import_model
+
+    if not _is_model_to_import(weights):
+        raise InvalidInputError(
+            f"The weights of preset '{preset}' are a model file (.safetensors) or a diffusers "
+            f"folder. Received: weights={weights!r}"
+        )
+    backbone = import_model(weights, vocabulary=vocabulary, dtype=dtype)
+    if backbone.family != spec["family"]:
+        raise InvalidInputError(
+            f"{weights} is a {backbone.family} model, not one of preset '{preset}' "
+            f"({spec['family']}). Received: weights={weights!r}"
+        )
+    return backbone
 
 
 def _is_model_to_import(source):

@@ -91,6 +91,13 @@ TEXT_ACTIVATION_NAMES = {
 }
 SD_XL_CONTEXT_DIM = 2048
 SD_XL_ADDED_EMBEDDING = "text_time"
+SD_XL_NUM_TIME_IDS = 6
+# UNet settings that SDXL's added conditioning sets (otherwise fixed at None).
+SD_XL_ADDED_SETTINGS = (
+    "addition_embed_type",
+    "addition_time_embed_dim",
+    "projection_class_embeddings_input_dim",
+)
 INPAINTING_INPUT_CHANNELS = 9
 # diffusers' numerics (the original SD code's too), which imported networks
 # compute with so that they give what diffusers gives. Our networks default
@@ -129,15 +136,7 @@ def unet_arguments_from_diffusers(config, source):
         )
     in_channels = config.get("in_channels", 4)
     out_channels = config.get("out_channels", 4)
-    if config.get("addition_embed_type") == SD_XL_ADDED_EMBEDDING or (
-        config.get("cross_attention_dim") == SD_XL_CONTEXT_DIM
-    ):
-        raise UnsupportedModelError(
-            f"{source}: an SD-XL UNet (addition_embed_type="
-            f"{config.get('addition_embed_type')!r}, cross_attention_dim="
-            f"{config.get('cross_attention_dim')!r}); the studio supports Stable Diffusion "
-            "1.x and 2.x."
-        )
+    added = _added_conditioning(config, source)
     if in_channels == INPAINTING_INPUT_CHANNELS:
         raise UnsupportedModelError(
             f"{source}: an inpainting UNet (in_channels=9: latents, mask and masked "
@@ -151,7 +150,10 @@ def unet_arguments_from_diffusers(config, source):
             "studio supports text-to-image UNets, whose inputs and outputs are the "
             f"latents. Received: in_channels={in_channels}, out_channels={out_channels}"
         )
-    _check_fixed(config, UNET_FIXED_SETTINGS, source, "UNet")
+    fixed = UNET_FIXED_SETTINGS
+    if added:
+        fixed = {key: value for key, value in fixed.items() if key not in SD_XL_ADDED_SETTINGS}
+    _check_fixed(config, fixed, source, "UNet")
     norm_epsilon = config.get("norm_eps", DIFFUSERS_UNET_NORM_EPSILON)
     numeric = isinstance(norm_epsilon, (int, float)) and not isinstance(norm_epsilon, bool)
     if not (numeric and 0 < norm_epsilon < math.inf):
@@ -183,9 +185,7 @@ def unet_arguments_from_diffusers(config, source):
             f"Received: down_block_types={down_types}, up_block_types={up_types}"
         )
     layers_per_block = _same_for_all(config.get("layers_per_block", 2), "layers_per_block", source)
-    depth = _same_for_all(
-        config.get("transformer_layers_per_block", 1), "transformer_layers_per_block", source
-    )
+    depth = _depth_per_level(config.get("transformer_layers_per_block", 1), num_levels, source)
     context_dim = config.get("cross_attention_dim", 1280)
     if not isinstance(context_dim, int):
         raise UnsupportedModelError(
@@ -202,9 +202,63 @@ def unet_arguments_from_diffusers(config, source):
         "transformer_depth": depth,
         "norm_groups": config.get("norm_num_groups", 32),
         "latent_channels": in_channels,
+        **added,
         **diffusers_unet_numerics(norm_epsilon),
     }
     return arguments, config.get("sample_size")
+
+
+def _added_conditioning(config, source):
+    """SDXL's added-conditioning arguments of our `UNet` (empty for SD 1.x / 2.x).
+
+    The pooled text width is not in the config: it is what is left of
+    `projection_class_embeddings_input_dim` after the ids' features, with
+    SDXL base's 6 ids (the refiner's 5 give another split; it is refused
+    before, by its pipeline).
+    """
+    kind = config.get("addition_embed_type")
+    if kind is None:
+        return {}
+    if kind != SD_XL_ADDED_EMBEDDING:
+        raise UnsupportedModelError(
+            f"{source}: the UNet's added embedding must be SD-XL's "
+            f"{SD_XL_ADDED_EMBEDDING!r}. Received: addition_embed_type={kind!r}"
+        )
+    time_ids_dim = config.get("addition_time_embed_dim")
+    features = config.get("projection_class_embeddings_input_dim")
+    if not isinstance(time_ids_dim, int) or not isinstance(features, int):
+        raise UnsupportedModelError(
+            f"{source}: an SD-XL UNet (addition_embed_type='text_time') needs "
+            "`addition_time_embed_dim` and "
+            "`projection_class_embeddings_input_dim`. Received: "
+            f"addition_time_embed_dim={time_ids_dim!r}, "
+            f"projection_class_embeddings_input_dim={features!r}"
+        )
+    pooled = features - SD_XL_NUM_TIME_IDS * time_ids_dim
+    if pooled <= 0:
+        raise UnsupportedModelError(
+            f"{source}: {features} added-embedding features leave no room for a pooled "
+            f"text vector beside {SD_XL_NUM_TIME_IDS} ids of {time_ids_dim}. Received: "
+            f"projection_class_embeddings_input_dim={features}"
+        )
+    return {
+        "pooled_text_dim": pooled,
+        "time_ids_dim": time_ids_dim,
+        "num_time_ids": SD_XL_NUM_TIME_IDS,
+    }
+
+
+def _depth_per_level(value, num_levels, source):
+    """`transformer_layers_per_block` as our `transformer_depth`: an int, or one per level."""
+    if not isinstance(value, (list, tuple)):
+        return value
+    depths = list(value)
+    if len(depths) != num_levels or any(not isinstance(d, int) for d in depths):
+        raise UnsupportedModelError(
+            f"{source}: one transformer depth per level expected (nested lists, per "
+            f"block, are not supported). Received: transformer_layers_per_block={value!r}"
+        )
+    return depths[0] if len(set(depths)) == 1 else depths
 
 
 def diffusers_unet_numerics(norm_epsilon=DIFFUSERS_UNET_NORM_EPSILON):
@@ -264,6 +318,18 @@ def unet_config_to_diffusers(unet, sample_size):
         ],
         "upcast_attention": False,
         "use_linear_projection": unet.transformer_projection == "linear",
+        **_added_conditioning_to_diffusers(unet),
+    }
+
+
+def _added_conditioning_to_diffusers(unet):
+    if unet.pooled_text_dim is None:
+        return {}
+    return {
+        "addition_embed_type": SD_XL_ADDED_EMBEDDING,
+        "addition_time_embed_dim": unet.time_ids_dim,
+        "projection_class_embeddings_input_dim": unet.pooled_text_dim
+        + unet.num_time_ids * unet.time_ids_dim,
     }
 
 

@@ -53,6 +53,8 @@ from studio.interop.vae_names import (
 from studio.interop.weight_transfer import load_torch_weights, torch_weights
 
 MODEL_INDEX_FILE = "model_index.json"
+# `studio.models.presets.SDXL` (importing studio.interop must not import Keras).
+SDXL_FAMILY = "sdxl"
 CONFIG_FILE = "config.json"
 SCHEDULER_CONFIG_FILE = "scheduler_config.json"
 # Weight file names of each component folder, by library.
@@ -108,16 +110,22 @@ def import_diffusers_folder(folder, prediction_type=None, dtype=None):
     folder = os.fspath(folder)
     _check_pipeline(folder)
     unet_arguments, sample_size = unet_arguments_from_diffusers(
-        _read_config(folder, "unet", CONFIG_FILE), os.path.join(folder, "unet")
+        read_config(folder, "unet", CONFIG_FILE), os.path.join(folder, "unet")
     )
+    if unet_arguments.get("pooled_text_dim") is not None:
+        raise UnsupportedModelError(
+            f"{folder}: an SD-XL UNet (addition_embed_type='text_time': it takes pooled "
+            "text and size ids) in a folder without SD-XL's second text encoder "
+            "(text_encoder_2/); import a whole StableDiffusionXLPipeline folder."
+        )
     vae_arguments, latent_scale = vae_arguments_from_diffusers(
-        _read_config(folder, "vae", CONFIG_FILE), os.path.join(folder, "vae")
+        read_config(folder, "vae", CONFIG_FILE), os.path.join(folder, "vae")
     )
     text_arguments = text_encoder_arguments_from_transformers(
-        _read_config(folder, "text_encoder", CONFIG_FILE), os.path.join(folder, "text_encoder")
+        read_config(folder, "text_encoder", CONFIG_FILE), os.path.join(folder, "text_encoder")
     )
     scheduler_path = os.path.join(folder, "scheduler", SCHEDULER_CONFIG_FILE)
-    scheduler_config = _read_json(scheduler_path) if os.path.isfile(scheduler_path) else {}
+    scheduler_config = read_json(scheduler_path) if os.path.isfile(scheduler_path) else {}
     noise_schedule, folder_prediction_type = noise_schedule_from_diffusers(
         scheduler_config, scheduler_path
     )
@@ -143,19 +151,19 @@ def import_diffusers_folder(folder, prediction_type=None, dtype=None):
     vae_encoder = VAEEncoder(name="vae_encoder", **vae_arguments, **policy)
     vae_decoder = VAEDecoder(name="vae_decoder", **vae_arguments, **policy)
     path = os.path.join(folder, "text_encoder")
-    tensors = _component_tensors(path)
-    prefix = _text_encoder_prefix(tensors)
-    _load_networks(
+    tensors = component_tensors(path)
+    prefix = text_encoder_prefix(tensors)
+    load_networks(
         path,
         tensors,
         [(text_encoder, text_encoder_weight_names(text_encoder, HUGGING_FACE, prefix))],
     )
     path = os.path.join(folder, "unet")
-    _load_networks(path, _component_tensors(path), [(unet, unet_weight_names(unet, DIFFUSERS))])
+    load_networks(path, component_tensors(path), [(unet, unet_weight_names(unet, DIFFUSERS))])
     path = os.path.join(folder, "vae")
-    _load_networks(
+    load_networks(
         path,
-        rename_deprecated_attention_keys(_component_tensors(path)),
+        rename_deprecated_attention_keys(component_tensors(path)),
         [
             (vae_encoder, vae_encoder_weight_names(vae_encoder, DIFFUSERS)),
             (vae_decoder, vae_decoder_weight_names(vae_decoder, DIFFUSERS)),
@@ -177,7 +185,8 @@ def import_diffusers_folder(folder, prediction_type=None, dtype=None):
 
 
 def export_diffusers_folder(backbone, folder, dtype="float32", overwrite=False):
-    """Writes `backbone` as a diffusers folder that `StableDiffusionPipeline` loads.
+    """Writes `backbone` as a diffusers folder that `StableDiffusionPipeline` loads
+    (`StableDiffusionXLPipeline` for an SDXL backbone).
 
     diffusers computes with its own numerics (see `unet_config_to_diffusers`):
     networks built with KerasCV's, as the presets are, give outputs about
@@ -196,6 +205,10 @@ def export_diffusers_folder(backbone, folder, dtype="float32", overwrite=False):
     Raises:
         FileExistsError: `folder` exists and `overwrite` is False.
     """
+    if getattr(backbone, "family", None) == SDXL_FAMILY:
+        from studio.interop.sdxl_diffusers_folder import export_sdxl_diffusers_folder
+
+        return export_sdxl_diffusers_folder(backbone, folder, dtype=dtype, overwrite=overwrite)
     unet, encoder = backbone.unet, backbone.text_encoder
     sample_size = backbone.image_size // backbone.vae_decoder.upsampling_factor
     with atomic_folder(folder, overwrite=overwrite) as staging:
@@ -266,7 +279,7 @@ def _model_index():
 def _check_pipeline(folder):
     """Names SD-XL, SD 3 and other pipelines before any config is read."""
     index_path = os.path.join(folder, MODEL_INDEX_FILE)
-    index = _read_json(index_path) if os.path.isfile(index_path) else {}
+    index = read_json(index_path) if os.path.isfile(index_path) else {}
     pipeline = index.get("_class_name", SAVED_PIPELINE)
     components = sorted(
         name for name in os.listdir(folder) if os.path.isdir(os.path.join(folder, name))
@@ -297,18 +310,18 @@ def _check_pipeline(folder):
         )
 
 
-def _read_config(folder, component, name):
+def read_config(folder, component, name):
     path = os.path.join(folder, component, name)
     if not os.path.isfile(path):
         raise CheckpointFormatError(f"{os.path.join(folder, component)} has no {name}.")
-    return _read_json(path)
+    return read_json(path)
 
 
-def _read_json(path):
+def read_json(path):
     return read_json_object(path, CheckpointFormatError)
 
 
-def _load_networks(path, tensors, tables):
+def load_networks(path, tensors, tables):
     """Loads one component folder's tensors into its networks, checking that
     every tensor found a place.
 
@@ -328,7 +341,7 @@ def _load_networks(path, tensors, tables):
         )
 
 
-def _component_tensors(path):
+def component_tensors(path):
     """The tensors of a component folder: one file, or shards listed in an index."""
     for stem in (DIFFUSERS_WEIGHTS, TRANSFORMERS_WEIGHTS, TRANSFORMERS_BIN_WEIGHTS):
         for variant in ("", *(f".{v}" for v in WEIGHT_VARIANTS)):
@@ -346,7 +359,7 @@ def _component_tensors(path):
 
 
 def _sharded_tensors(path, index_name):
-    weight_map = _read_json(os.path.join(path, index_name)).get("weight_map")
+    weight_map = read_json(os.path.join(path, index_name)).get("weight_map")
     if not isinstance(weight_map, dict):
         raise CheckpointFormatError(f"{os.path.join(path, index_name)} has no `weight_map`.")
     tensors = {}
@@ -360,7 +373,7 @@ def _sharded_tensors(path, index_name):
     return tensors
 
 
-def _text_encoder_prefix(tensors):
+def text_encoder_prefix(tensors):
     """`text_model.` (the published SD folders, transformers 4), or none:
     transformers 5 saves `CLIPTextModel` without it."""
     if f"{DIFFUSERS_PREFIX}embeddings.token_embedding.weight" in tensors:

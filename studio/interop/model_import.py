@@ -4,11 +4,12 @@ import os
 
 from studio.errors import InvalidInputError
 from studio.interop.diffusers_folder import import_diffusers_folder, is_diffusers_folder
+from studio.interop.sdxl_diffusers_folder import import_sdxl_diffusers_folder, is_sdxl_folder
 from studio.interop.single_file_checkpoint import import_single_file
 
 
 def import_model(source, prediction_type=None, image_size=None, vocabulary=None, dtype=None):
-    """Builds a `StableDiffusionBackbone` from a diffusers folder or a single file.
+    """Builds a backbone (SD 1.x / 2.x or SDXL) from a diffusers folder or a single file.
 
     Args:
         source: a diffusers folder (`model_index.json`, `unet/`, ...) or an
@@ -38,9 +39,8 @@ def import_model(source, prediction_type=None, image_size=None, vocabulary=None,
                 "A diffusers folder brings its own tokenizer (tokenizer/); `vocabulary` "
                 f"is for single files. Received: vocabulary={vocabulary!r}"
             )
-        backbone = import_diffusers_folder(
-            source, prediction_type=prediction_type, dtype=dtype
-        )
+        importer = import_sdxl_diffusers_folder if is_sdxl_folder(source) else import_diffusers_folder
+        backbone = importer(source, prediction_type=prediction_type, dtype=dtype)
         if image_size is not None:
             backbone.image_size = int(image_size)
         return backbone

@@ -66,6 +66,10 @@ from studio.interop.vae_names import (
 from studio.interop.weight_transfer import load_torch_weights, torch_weights
 
 SD_1 = "SD 1.x"
+# SD-XL single files keep their text encoders here (`sdxl_single_file`).
+SGM_EMBEDDERS = "conditioner.embedders."
+# `studio.models.presets.SDXL` (importing studio.interop must not import Keras).
+SDXL_FAMILY = "sdxl"
 SD_2 = "SD 2.x"
 # What the shapes cannot show (see the module docstring).
 SD_NORM_GROUPS = 32
@@ -112,7 +116,8 @@ IGNORED_NAMES = {
 
 
 def import_single_file(path, prediction_type=None, image_size=None, vocabulary=None, dtype=None):
-    """Builds a `StableDiffusionBackbone` from an original-LDM single file.
+    """Builds a `StableDiffusionBackbone` from an original-LDM single file
+    (an `SDXLBackbone` from an SD-XL one, see `sdxl_single_file`).
 
     Args:
         path: a `.safetensors` or `.ckpt` file of SD 1.x or 2.x.
@@ -142,6 +147,15 @@ def import_single_file(path, prediction_type=None, image_size=None, vocabulary=N
 
     path = os.fspath(path)
     tensors, metadata = read_checkpoint(path)
+    if any(name.startswith(SGM_EMBEDDERS) for name in tensors):
+        from studio.interop.sdxl_single_file import import_sdxl_single_file
+
+        backbone = import_sdxl_single_file(path, tensors, metadata, vocabulary, dtype)
+        if prediction_type is not None:
+            backbone.prediction_type = prediction_type
+        if image_size is not None:
+            backbone.image_size = int(image_size)
+        return backbone
     architecture = describe_single_file(tensors, path)
     prediction_type, image_size = _prediction_and_size(
         architecture["family"], metadata, path, prediction_type, image_size
@@ -202,7 +216,7 @@ def describe_single_file(tensors, source):
     """
     _check_family(tensors, source)
     text_layout, text_prefix, text_arguments = _text_encoder_arguments(tensors, source)
-    unet_arguments = _unet_arguments(tensors, source)
+    unet_arguments = unet_arguments_from_tensors(tensors, source)
     if unet_arguments["context_dim"] != text_arguments["hidden_dim"]:
         raise CheckpointFormatError(
             f"{source}: the UNet attends to {unet_arguments['context_dim']}-wide text "
@@ -211,7 +225,7 @@ def describe_single_file(tensors, source):
     return {
         "family": SD_1 if text_layout == HUGGING_FACE else SD_2,
         "unet": unet_arguments,
-        "vae": _vae_arguments(tensors, source),
+        "vae": vae_arguments_from_tensors(tensors, source),
         "text_encoder": text_arguments,
         "text_layout": text_layout,
         "text_prefix": text_prefix,
@@ -244,6 +258,10 @@ def export_single_file(backbone, path, dtype="float32", overwrite=False):
         FileExistsError: `path` exists and `overwrite` is False.
     """
     path = os.fspath(path)
+    if getattr(backbone, "family", None) == SDXL_FAMILY:
+        from studio.interop.sdxl_single_file import export_sdxl_single_file
+
+        return export_sdxl_single_file(backbone, path, dtype=dtype, overwrite=overwrite)
     _check_expressible(backbone)
     if os.path.exists(path) and not overwrite:
         raise FileExistsError(
@@ -308,41 +326,11 @@ def _text_encoder_arguments(tensors, source):
     """`(layout, prefix, CLIPTextEncoder arguments)` of the file's text encoder."""
     for prefix in (LDM_CLIP_PREFIX, LDM_LEGACY_CLIP_PREFIX):
         if prefix + "embeddings.token_embedding.weight" in tensors:
-            layers = _count(tensors, prefix + "encoder.layers.{}.layer_norm1.weight")
-            rows, width = tensors[prefix + "embeddings.token_embedding.weight"].shape
-            arguments = {
-                "vocabulary_size": rows,
-                "sequence_length": tensors[prefix + "embeddings.position_embedding.weight"].shape[
-                    0
-                ],
-                "hidden_dim": width,
-                "num_layers": layers,
-                "num_heads": _clip_heads(width, source),
-                "intermediate_dim": tensors[prefix + "encoder.layers.0.mlp.fc1.weight"].shape[0],
-                "intermediate_activation": SD_1_ACTIVATION,
-                "layer_norm_epsilon": CLIP_LAYER_NORM_EPSILON,
-            }
-            return HUGGING_FACE, prefix, arguments
+            return HUGGING_FACE, prefix, hugging_face_clip_arguments(tensors, prefix, source)
     prefix = LDM_OPEN_CLIP_PREFIX
     if prefix + "token_embedding.weight" in tensors:
-        blocks = _count(tensors, prefix + "transformer.resblocks.{}.ln_1.weight")
-        if blocks < 2:
-            raise CheckpointFormatError(
-                f"{source}: an OpenCLIP text encoder needs at least 2 transformer blocks "
-                f"(SD 2.x reads the penultimate one). Received: {blocks}"
-            )
-        rows, width = tensors[prefix + "token_embedding.weight"].shape
-        hidden = tensors[prefix + "transformer.resblocks.0.mlp.c_fc.weight"].shape[0]
-        arguments = {
-            "vocabulary_size": rows,
-            "sequence_length": tensors[prefix + "positional_embedding"].shape[0],
-            "hidden_dim": width,
-            "num_layers": blocks - 1,
-            "num_heads": _clip_heads(width, source),
-            "intermediate_dim": hidden,
-            "intermediate_activation": SD_2_ACTIVATION,
-            "layer_norm_epsilon": CLIP_LAYER_NORM_EPSILON,
-        }
+        # SD 2.x reads the penultimate layer: the last block is left out.
+        arguments = open_clip_arguments(tensors, prefix, source, drop_last_block=True)
         return OPEN_CLIP, prefix, arguments
     others = [name for name in tensors if not name.startswith((LDM_UNET_PREFIX, LDM_VAE_PREFIX))]
     raise CheckpointFormatError(
@@ -350,6 +338,48 @@ def _text_encoder_arguments(tensors, source):
         f"or OpenCLIP under `{LDM_OPEN_CLIP_PREFIX}` (SD 2.x). Received: other tensors "
         f"{quote_names(others) or 'none'}"
     )
+
+
+def hugging_face_clip_arguments(tensors, prefix, source):
+    """`CLIPTextEncoder` arguments of a CLIP text model in Hugging Face names under `prefix`."""
+    layers = count_tensors(tensors, prefix + "encoder.layers.{}.layer_norm1.weight")
+    rows, width = tensors[prefix + "embeddings.token_embedding.weight"].shape
+    return {
+        "vocabulary_size": rows,
+        "sequence_length": tensors[prefix + "embeddings.position_embedding.weight"].shape[0],
+        "hidden_dim": width,
+        "num_layers": layers,
+        "num_heads": _clip_heads(width, source),
+        "intermediate_dim": tensors[prefix + "encoder.layers.0.mlp.fc1.weight"].shape[0],
+        "intermediate_activation": SD_1_ACTIVATION,
+        "layer_norm_epsilon": CLIP_LAYER_NORM_EPSILON,
+    }
+
+
+def open_clip_arguments(tensors, prefix, source, drop_last_block):
+    """`CLIPTextEncoder` arguments of an OpenCLIP text tower under `prefix`.
+
+    Args:
+        drop_last_block: leave the last transformer block out (SD 2.x,
+            which reads the penultimate layer's normed states).
+    """
+    blocks = count_tensors(tensors, prefix + "transformer.resblocks.{}.ln_1.weight")
+    if blocks < 2:
+        raise CheckpointFormatError(
+            f"{source}: an OpenCLIP text encoder needs at least 2 transformer blocks "
+            f"(Stable Diffusion reads the penultimate one). Received: {blocks}"
+        )
+    rows, width = tensors[prefix + "token_embedding.weight"].shape
+    return {
+        "vocabulary_size": rows,
+        "sequence_length": tensors[prefix + "positional_embedding"].shape[0],
+        "hidden_dim": width,
+        "num_layers": blocks - 1 if drop_last_block else blocks,
+        "num_heads": _clip_heads(width, source),
+        "intermediate_dim": tensors[prefix + "transformer.resblocks.0.mlp.c_fc.weight"].shape[0],
+        "intermediate_activation": SD_2_ACTIVATION,
+        "layer_norm_epsilon": CLIP_LAYER_NORM_EPSILON,
+    }
 
 
 def _clip_heads(width, source):
@@ -361,7 +391,7 @@ def _clip_heads(width, source):
     return width // CLIP_HEAD_SIZE
 
 
-def _unet_arguments(tensors, source):
+def unet_arguments_from_tensors(tensors, source):
     """Our `UNet` arguments, read from the `input_blocks` and first transformer."""
     prefix = LDM_UNET_PREFIX
     levels, current, index = [], [], 1
@@ -392,7 +422,16 @@ def _unet_arguments(tensors, source):
         raise UnsupportedModelError(
             f"{source}: the UNet's middle block has no transformer, unlike SD's."
         )
-    depth = _count(tensors, transformer + "transformer_blocks.{}.norm1.weight")
+    mid_depth = count_tensors(tensors, transformer + "transformer_blocks.{}.norm1.weight")
+    depths, index = [], 1
+    for level in levels:
+        # The level's first block; levels without attention count as one deep.
+        first = f"{prefix}input_blocks.{index}.1.transformer_blocks." + "{}.norm1.weight"
+        depths.append(count_tensors(tensors, first) or 1)
+        index += len(level) + 1
+    if attention_levels[-1]:
+        depths[-1] = mid_depth
+    depth = depths[0] if len(set(depths)) == 1 else depths
     context_dim = tensors[transformer + "transformer_blocks.0.attn2.to_k.weight"].shape[1]
     conv_projection = len(tensors[transformer + "proj_in.weight"].shape) == 4
     if conv_projection:
@@ -422,14 +461,14 @@ def _unet_arguments(tensors, source):
     }
 
 
-def _vae_arguments(tensors, source):
+def vae_arguments_from_tensors(tensors, source):
     prefix = LDM_VAE_PREFIX
     if prefix + "encoder.conv_in.weight" not in tensors:
         raise CheckpointFormatError(
             f"{source} has no VAE (no `{prefix}encoder.conv_in.weight`); the studio "
             "imports whole checkpoints."
         )
-    levels = _count(tensors, prefix + "encoder.down.{}.block.0.conv1.weight")
+    levels = count_tensors(tensors, prefix + "encoder.down.{}.block.0.conv1.weight")
     block_channels = [
         tensors[f"{prefix}encoder.down.{level}.block.0.conv2.weight"].shape[0]
         for level in range(levels)
@@ -441,14 +480,14 @@ def _vae_arguments(tensors, source):
         )
     return {
         "block_channels": block_channels,
-        "layers_per_block": _count(tensors, prefix + "encoder.down.0.block.{}.conv1.weight"),
+        "layers_per_block": count_tensors(tensors, prefix + "encoder.down.0.block.{}.conv1.weight"),
         "latent_channels": tensors[prefix + "post_quant_conv.weight"].shape[0],
         "norm_groups": SD_NORM_GROUPS,
         **diffusers_vae_numerics(),
     }
 
 
-def _count(tensors, pattern):
+def count_tensors(tensors, pattern):
     """How many of `pattern.format(0)`, `pattern.format(1)`, ... exist, in a row."""
     count = 0
     while pattern.format(count) in tensors:

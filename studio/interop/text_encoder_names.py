@@ -8,11 +8,25 @@ single files keep OpenCLIP's (under `cond_stage_model.model.`), where
 query, key and value are one stacked `in_proj_weight` and the positions a
 bare `positional_embedding` tensor.
 
+SDXL adds OpenCLIP ViT-bigG with its text projection: in Hugging Face
+names (`CLIPTextModelWithProjection`) a Linear `text_projection` beside
+`text_model.`, in OpenCLIP's a bare `text_projection` matrix applied as
+`x @ text_projection`. SDXL single files keep CLIP ViT-L in Hugging Face
+names under `conditioner.embedders.0.transformer.text_model.` and bigG in
+OpenCLIP's under `conditioner.embedders.1.model.`.
+
 `text_encoder_weight_names(encoder, layout, prefix)` returns the table
 for `weight_transfer`.
 """
 
-from studio.interop.weight_transfer import EMBEDDING, FUSED_QKV, LINEAR, NORM, PARAMETER
+from studio.interop.weight_transfer import (
+    EMBEDDING,
+    FUSED_QKV,
+    LINEAR,
+    MATRIX,
+    NORM,
+    PARAMETER,
+)
 
 HUGGING_FACE = "hugging_face"
 OPEN_CLIP = "open_clip"
@@ -24,6 +38,10 @@ LDM_CLIP_PREFIX = "cond_stage_model.transformer.text_model."
 # renames their keys on load).
 LDM_LEGACY_CLIP_PREFIX = "cond_stage_model.transformer."
 LDM_OPEN_CLIP_PREFIX = "cond_stage_model.model."
+SGM_CLIP_PREFIX = "conditioner.embedders.0.transformer.text_model."
+SGM_OPEN_CLIP_PREFIX = "conditioner.embedders.1.model."
+# Hugging Face's projection sits beside `text_model.`, not inside it.
+HUGGING_FACE_TEXT_MODEL = "text_model."
 # Kohya's LoRA files name a text-encoder module `lora_te_` + its Hugging
 # Face name with underscores for dots.
 KOHYA_TEXT_ENCODER_PREFIX = "lora_te"
@@ -86,4 +104,16 @@ def text_encoder_weight_names(encoder, layout, prefix):
         for sub, torch_sub, kind in LAYER_TEMPLATES[layout]:
             keras_path = ours if sub is None else f"{ours}.{sub}"
             names.append((keras_path, f"{block}.{torch_sub}", kind))
+    if getattr(encoder, "text_projection", None) is not None:
+        if layout == HUGGING_FACE:
+            if not prefix.endswith(HUGGING_FACE_TEXT_MODEL):
+                raise ValueError(
+                    "A projected encoder's Hugging Face prefix ends with "
+                    f"{HUGGING_FACE_TEXT_MODEL!r} (the projection sits beside it). "
+                    f"Received: prefix={prefix!r}"
+                )
+            outer = prefix[: -len(HUGGING_FACE_TEXT_MODEL)]
+            names.append(("text_projection", f"{outer}text_projection", LINEAR))
+        else:
+            names.append(("text_projection", f"{prefix}text_projection", MATRIX))
     return names

@@ -14,7 +14,9 @@ of each path in one sequence that counts the downsamplers too:
 `layers_per_block` blocks and (except the deepest) a downsampler;
 `output_blocks` has `layers_per_block + 1` blocks per level, deepest
 first, the upsampler inside the last one. Inside a numbered LDM block,
-`.0` is the residual block and `.1` the transformer.
+`.0` is the residual block and `.1` the transformer. SDXL's added
+conditioning (pooled text and size ids) is `add_embedding` in diffusers
+and `label_emb.0` in SGM's single files, whose UNet names are LDM's.
 """
 
 from studio.interop.weight_transfer import CONV, LINEAR, NORM
@@ -75,15 +77,22 @@ def unet_blocks(unet):
     `what` is a kind of `weight_transfer` for single layers, or `RESNET` /
     `TRANSFORMER` for blocks that expand with their templates.
     """
-    return unet_block_rows(unet.block_channels, unet.layers_per_block, unet.attention_levels)
+    return unet_block_rows(
+        unet.block_channels,
+        unet.layers_per_block,
+        unet.attention_levels,
+        added_conditioning=unet.pooled_text_dim is not None,
+    )
 
 
-def unet_block_rows(block_channels, layers_per_block, attention_levels):
+def unet_block_rows(block_channels, layers_per_block, attention_levels, added_conditioning=False):
     """`unet_blocks` from a `UNet` config, without building the network.
 
     Args:
         block_channels, layers_per_block, attention_levels: the `UNet`
             config.
+        added_conditioning: whether the UNet has SDXL's added conditioning
+            (its `pooled_text_dim` is set).
 
     Returns:
         `(ours, diffusers, LDM, what)` rows, in graph order.
@@ -93,6 +102,13 @@ def unet_block_rows(block_channels, layers_per_block, attention_levels):
     rows = [
         ("time_dense_in", "time_embedding.linear_1", "time_embed.0", LINEAR),
         ("time_dense_out", "time_embedding.linear_2", "time_embed.2", LINEAR),
+    ]
+    if added_conditioning:
+        rows += [
+            ("added_conditioning.dense_in", "add_embedding.linear_1", "label_emb.0.0", LINEAR),
+            ("added_conditioning.dense_out", "add_embedding.linear_2", "label_emb.0.2", LINEAR),
+        ]
+    rows += [
         ("input_conv", "conv_in", "input_blocks.0.0", CONV),
     ]
     for level in range(num_levels):

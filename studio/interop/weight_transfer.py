@@ -14,6 +14,9 @@ layouts:
   * `EMBEDDING`: `weight` [rows, width] (Keras: `embeddings`).
   * `PARAMETER`: the tensor named `torch_name` itself is the layer's only
     weight (OpenCLIP's `positional_embedding`).
+  * `MATRIX`: the tensor named `torch_name` is a bias-free Dense layer's
+    kernel as Keras stores it, [in, out] (OpenCLIP's `text_projection`,
+    applied as `x @ text_projection`).
   * `FUSED_QKV`: `in_proj_weight` [3 * width, width] and `in_proj_bias`,
     query, key and value stacked (`torch.nn.MultiheadAttention`), for a
     `CLIPEncoderLayer`'s three projections.
@@ -34,7 +37,8 @@ NORM = "norm"
 EMBEDDING = "embedding"
 PARAMETER = "parameter"
 FUSED_QKV = "fused_qkv"
-KINDS = (CONV, LINEAR, NORM, EMBEDDING, PARAMETER, FUSED_QKV)
+MATRIX = "matrix"
+KINDS = (CONV, LINEAR, NORM, EMBEDDING, PARAMETER, FUSED_QKV, MATRIX)
 
 
 class _Slot:
@@ -214,6 +218,11 @@ def _embedding_slots(layer, name, key_suffix=".weight"):
     return [_Slot(f"{name}{key_suffix}", table.shape, lambda: _numpy(table), _assigner(table))]
 
 
+def _matrix_slots(layer, name):
+    kernel = layer.kernel
+    return [_Slot(name, kernel.shape, lambda: _numpy(kernel), _assigner(kernel))]
+
+
 def _fused_qkv_slots(layer, name):
     projections = (layer.query_dense, layer.key_dense, layer.value_dense)
     width = layer.hidden_dim
@@ -245,4 +254,5 @@ _LAYOUTS = {
     EMBEDDING: _embedding_slots,
     PARAMETER: lambda layer, name: _embedding_slots(layer, name, key_suffix=""),
     FUSED_QKV: _fused_qkv_slots,
+    MATRIX: _matrix_slots,
 }

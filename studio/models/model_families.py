@@ -4,12 +4,13 @@ import json
 import os
 
 from studio.errors import InvalidInputError
-from studio.models.presets import BACKBONE_PRESETS, STABLE_DIFFUSION
+from studio.models.presets import BACKBONE_PRESETS, SDXL, STABLE_DIFFUSION
+from studio.models.sdxl.sdxl_backbone import SDXLBackbone
 from studio.models.stable_diffusion_backbone import PRESET_CONFIG_FILE, StableDiffusionBackbone
 
 # Backbone class by family (a preset's and a saved folder's "family"). A new
 # family (SDXL, SD3) adds its `DiffusionBackbone` subclass here.
-FAMILIES = {STABLE_DIFFUSION: StableDiffusionBackbone}
+FAMILIES = {STABLE_DIFFUSION: StableDiffusionBackbone, SDXL: SDXLBackbone}
 
 
 def backbone_class(family):

@@ -13,9 +13,13 @@ COMPONENTS = ("text_encoder", "unet", "vae_encoder", "vae_decoder")
 # The model family of a preset: the key of `studio.models.FAMILIES`, whose
 # backbone class builds it (SD 1.x, 2.x and the tiny presets share one).
 STABLE_DIFFUSION = "stable_diffusion"
+# SDXL: two text encoders, pooled text and size ids (`studio.models.sdxl`).
+SDXL = "sdxl"
 
 # SD's VAE latents are scaled to unit variance before the UNet sees them.
 SD_LATENT_SCALE = 0.18215
+# SDXL's VAE (SD's architecture, retrained) has its own scale.
+SDXL_LATENT_SCALE = 0.13025
 
 SD_NOISE_SCHEDULE = {
     "num_train_timesteps": 1000,
@@ -88,6 +92,70 @@ _SD_V2_UNET = dict(
     head_size=64,
     transformer_projection="linear",
 )
+
+# SDXL base 1.0's networks (diffusers' stabilityai/stable-diffusion-xl-base-1.0
+# configs): CLIP ViT-L and OpenCLIP ViT-bigG, read at their penultimate
+# layers; bigG's final-normed end-token state, projected, is the pooled text.
+_SDXL_CLIP_L = {
+    "vocabulary_size": 49408,
+    "sequence_length": 77,
+    "hidden_dim": 768,
+    "num_layers": 12,
+    "num_heads": 12,
+    "intermediate_dim": 3072,
+    "intermediate_activation": "quick_gelu",
+    "layer_norm_epsilon": 1e-5,
+    "hidden_states_layer": "penultimate",
+    "return_pooled": True,
+    "end_token_id": 49407,
+}
+_SDXL_CLIP_G = {
+    "vocabulary_size": 49408,
+    "sequence_length": 77,
+    "hidden_dim": 1280,
+    "num_layers": 32,
+    "num_heads": 20,
+    "intermediate_dim": 5120,
+    "intermediate_activation": "gelu",
+    "layer_norm_epsilon": 1e-5,
+    "hidden_states_layer": "penultimate",
+    "return_pooled": True,
+    "projection_dim": 1280,
+    "end_token_id": 49407,
+}
+# The diffusers-imported numerics (exact GELU, 1e-6 transformer GroupNorms).
+_DIFFUSERS_UNET_NUMERICS = {
+    "resnet_norm_epsilon": 1e-5,
+    "transformer_norm_epsilon": 1e-6,
+    "gelu_approximate": False,
+}
+_SDXL_UNET = {
+    "block_channels": [320, 640, 1280],
+    "layers_per_block": 2,
+    "attention_levels": [False, True, True],
+    "context_dim": 2048,
+    "head_size": 64,
+    "transformer_projection": "linear",
+    "transformer_depth": [1, 2, 10],
+    "norm_groups": 32,
+    "latent_channels": 4,
+    "pooled_text_dim": 1280,
+    "time_ids_dim": 256,
+    "num_time_ids": 6,
+    **_DIFFUSERS_UNET_NUMERICS,
+}
+_SDXL_VAE = dict(_SD_VAE, norm_epsilon=1e-6)
+# tiny-sdxl: the same code and wiring at a tiny size (64 px, widths 32-64).
+_TINY_SDXL_CLIP = {
+    "vocabulary_size": 600,
+    "sequence_length": 77,
+    "num_layers": 2,
+    "num_heads": 2,
+    "hidden_states_layer": "penultimate",
+    "return_pooled": True,
+    # The byte-level tokenizer's end token.
+    "end_token_id": 513,
+}
 
 BACKBONE_PRESETS = {
     "sd-v1": {
@@ -235,5 +303,67 @@ BACKBONE_PRESETS = {
         "weights": None,
         # Files `studio.pretrained/<prefix>_<component>.weights.h5`, in the package.
         "packaged_weights": "tiny_shapes",
+    },
+    "tiny-sdxl": {
+        "family": SDXL,
+        "description": (
+            "SDXL's networks and conditioning with random weights at a tiny size (64 px "
+            "images, widths 32-64): builds in seconds, for tests and trying the SDXL "
+            "tools offline."
+        ),
+        "text_encoder": {"class_name": "CLIPTextEncoder", "config": dict(
+            _TINY_SDXL_CLIP, hidden_dim=32, intermediate_dim=128,
+            intermediate_activation="quick_gelu",
+        )},
+        "text_encoder_2": {"class_name": "CLIPTextEncoder", "config": dict(
+            _TINY_SDXL_CLIP, hidden_dim=64, intermediate_dim=128,
+            intermediate_activation="gelu", projection_dim=32,
+        )},
+        "unet": {"class_name": "UNet", "config": {
+            "block_channels": [32, 64],
+            "layers_per_block": 1,
+            "attention_levels": [False, True],
+            "context_dim": 96,
+            "num_heads": 2,
+            "transformer_projection": "linear",
+            "transformer_depth": [1, 2],
+            "norm_groups": 8,
+            "pooled_text_dim": 32,
+            "time_ids_dim": 8,
+            "num_time_ids": 6,
+            **_DIFFUSERS_UNET_NUMERICS,
+        }},
+        "vae_encoder": {"class_name": "VAEEncoder", "config": _TINY_VAE},
+        "vae_decoder": {"class_name": "VAEDecoder", "config": _TINY_VAE},
+        "tokenizer": {"type": "byte_level", "sequence_length": 77},
+        "tokenizer_2": {"type": "byte_level", "sequence_length": 77, "pad_token": "!"},
+        "prediction_type": "epsilon",
+        "latent_scale": SDXL_LATENT_SCALE,
+        "image_size": 64,
+        "noise_schedule": SD_NOISE_SCHEDULE,
+        "weights": None,
+    },
+    "sdxl-base": {
+        "family": SDXL,
+        "description": (
+            "SDXL base 1.0, 1024 px, epsilon prediction. The weights are not downloaded: "
+            "give your sd_xl_base_1.0.safetensors (or its diffusers folder, or a "
+            "fine-tune of it) as the model, or as this preset's weights."
+        ),
+        "text_encoder": {"class_name": "CLIPTextEncoder", "config": _SDXL_CLIP_L},
+        "text_encoder_2": {"class_name": "CLIPTextEncoder", "config": _SDXL_CLIP_G},
+        "unet": {"class_name": "UNet", "config": _SDXL_UNET},
+        "vae_encoder": {"class_name": "VAEEncoder", "config": _SDXL_VAE},
+        "vae_decoder": {"class_name": "VAEDecoder", "config": _SDXL_VAE},
+        "tokenizer": {"type": "clip", "sequence_length": 77},
+        "tokenizer_2": {"type": "clip", "sequence_length": 77, "pad_token": "!"},
+        "prediction_type": "epsilon",
+        "latent_scale": SDXL_LATENT_SCALE,
+        "image_size": 1024,
+        "noise_schedule": SD_NOISE_SCHEDULE,
+        "weights": None,
+        # `studio.interop.load_backbone("sdxl-base", weights=<file or folder>)`
+        # imports them; `from_preset` alone builds the networks only.
+        "imported_weights": True,
     },
 }

@@ -62,6 +62,10 @@ class StableDiffusionBackbone(DiffusionBackbone):
     """
 
     family = STABLE_DIFFUSION_FAMILY
+    # The networks and tokenizers a preset, a saved folder and the
+    # constructor name (a family with more, SDXL, lists its own).
+    component_names = COMPONENTS
+    tokenizer_names = ("tokenizer",)
 
     def __init__(
         self,
@@ -94,8 +98,8 @@ class StableDiffusionBackbone(DiffusionBackbone):
 
     @property
     def components(self):
-        """The four networks by name, in `COMPONENTS` order."""
-        return {name: getattr(self, name) for name in COMPONENTS}
+        """The networks by name, in `component_names` order."""
+        return {name: getattr(self, name) for name in self.component_names}
 
     # --- The seam (see `DiffusionBackbone`) -------------------------------
 
@@ -210,23 +214,32 @@ class StableDiffusionBackbone(DiffusionBackbone):
                 f"Received: preset={preset!r}"
             )
         spec = BACKBONE_PRESETS[preset]
+        if load_weights and spec.get("imported_weights"):
+            raise WeightsNotFoundError(
+                f"The weights of preset '{preset}' are not downloaded: give your model file "
+                "or diffusers folder instead (--model sd_xl_base_1.0.safetensors, or "
+                f"`studio.interop.load_backbone('{preset}', weights=<file or folder>)`); "
+                "`load_weights=False` builds the networks with random weights. "
+                f"Received: preset={preset!r}"
+            )
         # Report every missing file at once: offline, the user fetches them
         # together.
-        weight_paths, tokenizer, missing = {}, None, []
+        weight_paths, tokenizers, missing = {}, {}, []
         if load_weights and spec.get("weights"):
             try:
                 weight_paths = resolve_weight_files(preset, spec["weights"], weights)
             except WeightsNotFoundError as error:
                 missing.append(str(error))
         try:
-            tokenizer = _build_tokenizer(spec["tokenizer"], vocabulary)
+            for tokenizer_name in cls.tokenizer_names:
+                tokenizers[tokenizer_name] = _build_tokenizer(spec[tokenizer_name], vocabulary)
         except FileNotFoundError as error:
             missing.append(str(error))
         if missing:
             raise WeightsNotFoundError("\n\n".join(missing))
-        if seed is not None and len(weight_paths) < len(COMPONENTS):
+        if seed is not None and len(weight_paths) < len(cls.component_names):
             _seed_random_state(seed)
-        networks = _build_networks(spec, dtype)
+        networks = _build_networks(spec, dtype, cls.component_names)
         for component, path in weight_paths.items():
             load_legacy_h5_weights(networks[component], path)
         if load_weights and spec.get("packaged_weights"):
@@ -236,7 +249,7 @@ class StableDiffusionBackbone(DiffusionBackbone):
                 if component not in weight_paths:
                     set_seeded_random_weights(network, seed, component)
         return cls(
-            tokenizer=tokenizer,
+            **tokenizers,
             prediction_type=spec["prediction_type"],
             latent_scale=spec["latent_scale"],
             image_size=spec["image_size"],
@@ -253,7 +266,7 @@ class StableDiffusionBackbone(DiffusionBackbone):
             "latent_scale": self.latent_scale,
             "image_size": self.image_size,
             "noise_schedule": self.noise_schedule,
-            "tokenizer": self.tokenizer.get_config(),
+            **{name: getattr(self, name).get_config() for name in self.tokenizer_names},
             **{
                 name: {
                     "class_name": network.__class__.__name__,
@@ -272,7 +285,8 @@ class StableDiffusionBackbone(DiffusionBackbone):
         directory = os.path.abspath(directory)
         with atomic_folder(directory, overwrite=True) as staging:
             config = self.get_config()
-            config["tokenizer"] = _save_tokenizer(self.tokenizer, staging)
+            for tokenizer_name in self.tokenizer_names:
+                config[tokenizer_name] = _save_tokenizer(getattr(self, tokenizer_name), staging)
             # Fresh, not cached: a fine-tuned table is another base model.
             self._token_table_hash = compute_token_table_hash(self)
             config[TOKEN_TABLE_HASH_KEY] = self._token_table_hash
@@ -293,13 +307,15 @@ class StableDiffusionBackbone(DiffusionBackbone):
                 f"{sorted(BACKBONE_PRESETS)}."
             )
         config = read_json(config_path)
-        tokenizer = _load_tokenizer(config["tokenizer"], directory)
-        networks = _build_networks(config, dtype)
+        tokenizers = {
+            name: _load_tokenizer(config[name], directory) for name in cls.tokenizer_names
+        }
+        networks = _build_networks(config, dtype, cls.component_names)
         if load_weights:
             for name, network in networks.items():
                 network.load_weights(os.path.join(directory, f"{name}.weights.h5"))
         backbone = cls(
-            tokenizer=tokenizer,
+            **tokenizers,
             prediction_type=config["prediction_type"],
             latent_scale=config["latent_scale"],
             image_size=config["image_size"],
@@ -343,12 +359,12 @@ def _network_config(network):
     return config
 
 
-def _build_networks(spec, dtype):
+def _build_networks(spec, dtype, component_names=COMPONENTS):
     from studio.models import network_classes
 
     classes = network_classes()
     networks = {}
-    for name in COMPONENTS:
+    for name in component_names:
         entry = spec[name]
         network_class = classes[entry["class_name"]]
         kwargs = dict(entry["config"])

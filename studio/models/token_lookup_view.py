@@ -59,6 +59,10 @@ class TokenLookupView:
     def latent_shape(self, height, width):
         return self.backbone.latent_shape(height, width)
 
+    def time_ids(self, *args, **kwargs):
+        """The size-conditioning ids of a family that has them (SDXL)."""
+        return self.backbone.time_ids(*args, **kwargs)
+
     def denoise(self, latents, timesteps, conditioning, training=False):
         return self.backbone.denoise(latents, timesteps, conditioning, training=training)
 

@@ -9,6 +9,7 @@ from studio.models.numerics_arguments import (
     check_gelu_approximate,
     check_norm_epsilon,
 )
+from studio.models.unet_added_conditioning import UNetAddedConditioning
 from studio.models.unet_downsample import UNetDownsample
 from studio.models.unet_resnet_block import UNetResnetBlock
 from studio.models.unet_spatial_transformer import (
@@ -21,6 +22,10 @@ from studio.models.unet_upsample import UNetUpsample
 # Width of the timestep embedding after its two dense layers, in multiples of
 # the first level's channels (320 -> 1280 in Stable Diffusion).
 TIME_EMBEDDING_MULTIPLIER = 4
+# SDXL's micro-conditioning: sinusoidal features per id, and ids per sample
+# (original size, crop top-left, target size).
+SDXL_TIME_IDS_DIM = 256
+SDXL_NUM_TIME_IDS = 6
 
 
 @keras.saving.register_keras_serializable(package="studio")
@@ -62,7 +67,9 @@ class UNet(keras.Model):
             the number of heads is the level's channels divided by it.
         transformer_projection: `"conv"` (SD 1.x) or `"linear"` (SD 2.x):
             how spatial transformers project in and out.
-        transformer_depth: int. Transformer blocks per spatial transformer.
+        transformer_depth: int, or a sequence of ints, one per level (SDXL:
+            `(1, 2, 10)`): transformer blocks per spatial transformer. The
+            middle block takes the deepest level's.
         norm_groups: int. Groups of every GroupNorm.
         latent_channels: int. Channels of the latents in and of the output.
         resnet_norm_epsilon: float. Epsilon of the residual blocks'
@@ -75,6 +82,14 @@ class UNet(keras.Model):
         gelu_approximate: bool. Whether the transformers' GEGLU uses the
             tanh approximation of GELU (True, KerasCV's, the default) or the
             exact erf form (False, diffusers' and the original SD code's).
+        pooled_text_dim: None (SD 1.x / 2.x), or the width of a pooled text
+            vector that, with `num_time_ids` micro-conditioning ids, is
+            embedded (`UNetAddedConditioning`) and added to the time
+            embedding (SDXL: 1280, diffusers' `addition_embed_type=
+            "text_time"`). The model then also takes `"text_embeds"` and
+            `"time_ids"`.
+        time_ids_dim: int. Sinusoidal features per id (SDXL: 256).
+        num_time_ids: int. Micro-conditioning ids per sample (SDXL base: 6).
         dtype: dtype policy of every layer, e.g. `"float32"`,
             `"mixed_float16"`, `"mixed_bfloat16"`. The output is float32.
         **kwargs: standard `keras.Model` arguments (`name`, `trainable`).
@@ -84,7 +99,9 @@ class UNet(keras.Model):
             latent_channels)`, height and width divisible by
             `2 ** (len(block_channels) - 1)`; `"timesteps"`, int or float,
             shape `(batch,)`; `"context"`, shape `(batch, context_length,
-            context_dim)`.
+            context_dim)`; with `pooled_text_dim`, also `"text_embeds"`,
+            shape `(batch, pooled_text_dim)`, and `"time_ids"`, shape
+            `(batch, num_time_ids)`.
 
     Returns:
         A float32 tensor of the shape of `inputs["latents"]`.
@@ -127,6 +144,9 @@ class UNet(keras.Model):
         resnet_norm_epsilon=KERAS_CV_GROUP_NORM_EPSILON,
         transformer_norm_epsilon=KERAS_CV_GROUP_NORM_EPSILON,
         gelu_approximate=KERAS_CV_GELU_APPROXIMATE,
+        pooled_text_dim=None,
+        time_ids_dim=SDXL_TIME_IDS_DIM,
+        num_time_ids=SDXL_NUM_TIME_IDS,
         dtype=None,
         **kwargs,
     ):
@@ -138,6 +158,9 @@ class UNet(keras.Model):
             transformer_projection,
             norm_groups,
         )
+        depth_per_level = _depth_per_level(transformer_depth, block_channels)
+        if isinstance(transformer_depth, (list, tuple)):
+            transformer_depth = list(depth_per_level)
         heads_per_level = _heads_per_level(block_channels, num_heads, head_size)
         resnet_norm_epsilon = check_norm_epsilon(
             "resnet_norm_epsilon", resnet_norm_epsilon
@@ -164,7 +187,7 @@ class UNet(keras.Model):
                 heads,
                 size,
                 projection=transformer_projection,
-                depth=transformer_depth,
+                depth=depth_per_level[level],
                 norm_groups=norm_groups,
                 norm_epsilon=transformer_norm_epsilon,
                 gelu_approximate=gelu_approximate,
@@ -179,6 +202,7 @@ class UNet(keras.Model):
         latents = keras.Input((None, None, latent_channels), name="latents")
         timesteps = keras.Input((), name="timesteps")
         context = keras.Input((None, context_dim), name="context")
+        inputs = {"latents": latents, "timesteps": timesteps, "context": context}
 
         time_width = TIME_EMBEDDING_MULTIPLIER * block_channels[0]
         embedding = UNetTimestepEmbedding(
@@ -193,6 +217,13 @@ class UNet(keras.Model):
         embedding = keras.layers.Dense(
             time_width, dtype=dtype, name="time_dense_out"
         )(embedding)
+        if pooled_text_dim is not None:
+            inputs["text_embeds"] = keras.Input((pooled_text_dim,), name="text_embeds")
+            inputs["time_ids"] = keras.Input((num_time_ids,), name="time_ids")
+            added = UNetAddedConditioning(
+                time_width, time_ids_dim, num_time_ids, dtype=dtype, name="added_conditioning"
+            )(inputs["text_embeds"], inputs["time_ids"])
+            embedding = keras.layers.Add(dtype=dtype, name="time_add")([embedding, added])
 
         x = keras.layers.Conv2D(
             block_channels[0], 3, padding="same", dtype=dtype, name="input_conv"
@@ -254,11 +285,7 @@ class UNet(keras.Model):
         outputs = ops.cast(x, "float32")
 
         super().__init__(
-            inputs={
-                "latents": latents,
-                "timesteps": timesteps,
-                "context": context,
-            },
+            inputs=inputs,
             outputs=outputs,
             **kwargs,
         )
@@ -280,6 +307,14 @@ class UNet(keras.Model):
         self.resnet_norm_epsilon = resnet_norm_epsilon
         self.transformer_norm_epsilon = transformer_norm_epsilon
         self.gelu_approximate = gelu_approximate
+        self.pooled_text_dim = pooled_text_dim
+        self.time_ids_dim = time_ids_dim
+        self.num_time_ids = num_time_ids
+
+    @property
+    def transformer_depth_per_level(self):
+        """Transformer blocks per spatial transformer, one int per level."""
+        return _depth_per_level(self.transformer_depth, self.block_channels)
 
     @property
     def latent_size_multiple(self):
@@ -331,12 +366,19 @@ class UNet(keras.Model):
             "num_heads": self.num_heads,
             "head_size": self.head_size,
             "transformer_projection": self.transformer_projection,
-            "transformer_depth": self.transformer_depth,
+            "transformer_depth": (
+                list(self.transformer_depth)
+                if isinstance(self.transformer_depth, (list, tuple))
+                else self.transformer_depth
+            ),
             "norm_groups": self.norm_groups,
             "latent_channels": self.latent_channels,
             "resnet_norm_epsilon": self.resnet_norm_epsilon,
             "transformer_norm_epsilon": self.transformer_norm_epsilon,
             "gelu_approximate": self.gelu_approximate,
+            "pooled_text_dim": self.pooled_text_dim,
+            "time_ids_dim": self.time_ids_dim,
+            "num_time_ids": self.num_time_ids,
         }
 
     @classmethod
@@ -344,6 +386,23 @@ class UNet(keras.Model):
         # Functional's from_config would rebuild a plain keras.Model from a
         # graph description; ours rebuilds the graph from the sizes.
         return cls(**config)
+
+
+def _depth_per_level(transformer_depth, block_channels):
+    """`transformer_depth` as one positive int per level."""
+    if isinstance(transformer_depth, (list, tuple)):
+        depths = tuple(transformer_depth)
+    else:
+        depths = (transformer_depth,) * len(block_channels)
+    if len(depths) != len(block_channels) or any(
+        isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in depths
+    ):
+        raise ValueError(
+            "`transformer_depth` must be a positive int, or one per level of "
+            f"`block_channels`. Received: transformer_depth={transformer_depth!r}, "
+            f"block_channels={block_channels}"
+        )
+    return depths
 
 
 def _heads_per_level(block_channels, num_heads, head_size):

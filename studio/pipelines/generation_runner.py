@@ -62,7 +62,10 @@ class GenerationRunner:
         embeddings = [load_embedding(path) for path in settings.embeddings]
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            view = backbone_with_embeddings(base.backbone, embeddings)
+            # A1111's rule for files that do not name their token (SD-XL's):
+            # the file's name.
+            names = [os.path.splitext(os.path.basename(path))[0] for path in settings.embeddings]
+            view = backbone_with_embeddings(base.backbone, embeddings, names=names)
         for warning in caught:
             (self.warn or warnings.warn)(str(warning.message))
         pipeline = copy.copy(base)

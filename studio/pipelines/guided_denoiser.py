@@ -15,9 +15,12 @@ class GuidedDenoiser(keras.Model):
         unet: the `UNet` to evaluate.
 
     Call arguments:
-        inputs: a tuple `(latents, timesteps, context,
-            unconditional_context, guidance_scale)` with shapes (batch, h, w, c),
-            (batch,), (batch, length, width), (batch, length, width), (batch,).
+        inputs: a tuple `(latents, timesteps, conditioning,
+            unconditional_conditioning, guidance_scale)` with shapes
+            (batch, h, w, c), (batch,), ..., (batch,). The two conditionings
+            are the backbone's `encode_text` dicts (SD: `{"context"}`; SDXL
+            adds `"text_embeds"` and `"time_ids"`), or SD's bare context
+            tensors, `(batch, length, width)`.
 
     Returns:
         The guided prediction `uncond + scale * (cond - uncond)`,
@@ -31,12 +34,17 @@ class GuidedDenoiser(keras.Model):
         self.built = True
 
     def call(self, inputs):
-        latents, timesteps, context, unconditional_context, guidance_scale = inputs
+        latents, timesteps, conditioning, unconditional, guidance_scale = inputs
+        if not isinstance(conditioning, dict):
+            conditioning, unconditional = {"context": conditioning}, {"context": unconditional}
         prediction = self.unet(
             {
                 "latents": ops.concatenate([latents, latents], axis=0),
                 "timesteps": ops.concatenate([timesteps, timesteps], axis=0),
-                "context": ops.concatenate([context, unconditional_context], axis=0),
+                **{
+                    name: ops.concatenate([value, unconditional[name]], axis=0)
+                    for name, value in conditioning.items()
+                },
             }
         )
         conditional, unconditional = ops.split(prediction, 2, axis=0)

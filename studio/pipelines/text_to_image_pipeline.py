@@ -66,6 +66,23 @@ class TextToImagePipeline:
         context = self.backbone.encode_text(token_ids)["context"]
         return ops.convert_to_numpy(context).astype("float32")
 
+    def encode_conditioning(self, prompts, height, width):
+        """Everything the denoiser is conditioned on, for prompts and an image size (numpy).
+
+        The backbone's `encode_text` dict; a family with size conditioning
+        (SDXL's `time_ids`, via the backbone's `time_ids(height, width)`)
+        gets the ids of an uncropped `height` x `width` image.
+        """
+        token_ids = self.backbone.tokenizer(list(prompts))
+        conditioning = {
+            name: ops.convert_to_numpy(value).astype("float32")
+            for name, value in self.backbone.encode_text(token_ids).items()
+        }
+        if "time_ids" in conditioning:
+            ids = self.backbone.time_ids(height, width)
+            conditioning["time_ids"] = np.tile(ids[None], (len(prompts), 1))
+        return conditioning
+
     def __call__(
         self,
         prompt,
@@ -207,8 +224,8 @@ class TextToImagePipeline:
                 [g.standard_normal(latent_shape, dtype=np.float32) for g in generators]
             )
 
-        context = self.encode_prompts(prompts)
-        unconditional = self.encode_prompts(negatives)
+        conditioning = self.encode_conditioning(prompts, height, width)
+        unconditional = self.encode_conditioning(negatives, height, width)
         scheduler.set_timesteps(num_steps, strength=strength if init_image is not None else 1.0)
         timesteps = scheduler.timesteps
         if init_image is None:
@@ -226,7 +243,7 @@ class TextToImagePipeline:
                 (
                     model_input,
                     np.full((len(seeds),), timestep, dtype=np.int32),
-                    context,
+                    conditioning,
                     unconditional,
                     scales,
                 )

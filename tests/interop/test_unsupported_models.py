@@ -210,7 +210,10 @@ def test_inpainting_diffusers_folder(exported, tmp_path):
     assert "in_channels=9" in str(error.value)
 
 
-def test_sd_xl_diffusers_folders(exported, tmp_path):
+def test_sd_xl_unet_without_sd_xl_text_encoders(exported, tmp_path):
+    """An SD folder with an SD-XL UNet is refused; a whole SD-XL folder goes to the SDXL importer."""
+    from studio.interop import CheckpointFormatError
+
     folder = _copy_folder(exported, tmp_path)
     _edit_json(
         folder / "unet" / "config.json", addition_embed_type="text_time", cross_attention_dim=2048
@@ -220,9 +223,9 @@ def test_sd_xl_diffusers_folders(exported, tmp_path):
     assert "text_time" in str(error.value)
     shutil.copytree(folder / "text_encoder", folder / "text_encoder_2")
     _edit_json(folder / "model_index.json", _class_name="StableDiffusionXLPipeline")
-    with pytest.raises(UnsupportedModelError, match="SD-XL") as error:
+    with pytest.raises(CheckpointFormatError, match="SD-XL") as error:
         import_model(folder)
-    assert "text_encoder_2" in str(error.value)
+    assert "tokenizer_2" in str(error.value)
 
 
 def test_sd3_diffusers_folder(exported, tmp_path):

@@ -30,7 +30,9 @@ def test_every_preset_names_its_family_and_objective(preset):
     from studio.trainers.objectives import DDPMObjective, objective_for
 
     spec = BACKBONE_PRESETS[preset]
-    assert backbone_class(family_of(preset)) is StableDiffusionBackbone
+    family_class = backbone_class(family_of(preset))
+    assert family_class.family == spec["family"]
+    assert issubclass(family_class, StableDiffusionBackbone)  # SDXL reuses its DDPM objective.
     # The backbone's data without networks: what trainers choose the objective from.
     data_only = StableDiffusionBackbone(
         None, None, None, None, None,
