@@ -5,11 +5,14 @@ import os
 
 from studio.errors import InvalidInputError
 from studio.models.presets import BACKBONE_PRESETS, STABLE_DIFFUSION
+from studio.models.presets import SD3, SD3_PRESETS
+from studio.models.sd3 import SD3Backbone
 from studio.models.stable_diffusion_backbone import PRESET_CONFIG_FILE, StableDiffusionBackbone
 
 # Backbone class by family (a preset's and a saved folder's "family"). A new
 # family (SDXL, SD3) adds its `DiffusionBackbone` subclass here.
 FAMILIES = {STABLE_DIFFUSION: StableDiffusionBackbone}
+FAMILIES[SD3] = SD3Backbone
 
 
 def backbone_class(family):
@@ -34,6 +37,8 @@ def family_of(preset):
     """
     if preset in BACKBONE_PRESETS:
         return BACKBONE_PRESETS[preset]["family"]
+    if preset in SD3_PRESETS:
+        return SD3_PRESETS[preset]["family"]
     config_path = os.path.join(str(preset), PRESET_CONFIG_FILE)
     if os.path.isfile(config_path):
         with open(config_path) as file:
