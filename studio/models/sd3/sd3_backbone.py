@@ -117,8 +117,10 @@ class SD3Backbone(DiffusionBackbone):
             else:
                 encoded = _encode_token_vectors(encoder, lookup(ids), training)
                 # keras-hub pools at the largest id (CLIP's end token is the
-                # last of its vocabulary); placeholder ids lie beyond it.
-                pooling_ids = ops.where(ids >= encoder.vocabulary_size, 0, ids)
+                # last id of its vocabulary); placeholder ids, added after
+                # it, must not win.
+                end_id = self.tokenizer.end_token_id
+                pooling_ids = ops.where(ids > end_id, 0, ids)
             projection = getattr(hub, f"{name}_projection")
             outputs[name] = (
                 projection(encoded["sequence_output"], pooling_ids, training=training),
