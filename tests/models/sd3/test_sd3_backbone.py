@@ -1,11 +1,19 @@
 """`SD3Backbone` (keras-hub's SD3 networks) through the studio's seam, on `tiny-sd3`."""
 
+import keras
 import numpy as np
 import pytest
 from keras import ops
 
 from studio.models import TokenLookupView, backbone_class, family_of
 from studio.models.sd3 import SD3Backbone
+
+# Under JAX, building keras-hub's StableDiffusion3Backbone (its functional
+# generate graph) takes about 70 s on 2 shared cores against about 7 s under
+# TensorFlow (and keras_hub imports TensorFlow under every backend), so
+# .ci/run's JAX step leaves this module to `-m large`; all of it passed under
+# JAX when written (4.6 min).
+pytestmark = [pytest.mark.large] if keras.backend.backend() == "jax" else []
 
 
 def numpy(x):
