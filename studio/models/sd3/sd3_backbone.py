@@ -235,7 +235,7 @@ class SD3Backbone(DiffusionBackbone):
     # --- Presets -----------------------------------------------------------
 
     @classmethod
-    def from_preset(cls, preset, load_weights=True, vocabulary=None, dtype=None,
+    def from_preset(cls, preset, load_weights=True, weights=None, vocabulary=None, dtype=None,
                     seed=RANDOM_WEIGHTS_SEED):  # fmt: skip
         """Builds `tiny-sd3`, or loads a keras-hub SD3 preset with keras-hub's `from_preset`.
 
@@ -244,6 +244,9 @@ class SD3Backbone(DiffusionBackbone):
                 (`stable_diffusion_3.5_medium`, ...; keras-hub finds it in
                 the Kaggle cache or an attached Kaggle model, else downloads).
             load_weights: False builds keras-hub's networks with random weights.
+            weights: must be None: keras-hub finds its presets' files itself
+                (Kaggle cache or attached model); the argument exists because
+                `studio.interop.load_backbone` passes it to every family.
             vocabulary: a local CLIP vocabulary file or folder for the
                 tokenizer of a keras-hub preset (None: the Keras cache).
             dtype: a dtype policy for the networks; None keeps Keras' global one.
@@ -254,6 +257,11 @@ class SD3Backbone(DiffusionBackbone):
             raise InvalidInputError(
                 f"Unknown SD3 preset. Expected one of {sorted(SD3_PRESETS)}. "
                 f"Received: preset={preset!r}"
+            )
+        if weights is not None:
+            raise InvalidInputError(
+                "SD3 presets take no `weights`: keras-hub loads its own files (a Kaggle "
+                f"download, or the model attached to a notebook). Received: weights={weights!r}"
             )
         spec = SD3_PRESETS[preset]
         from studio.models.stable_diffusion_backbone import _build_tokenizer

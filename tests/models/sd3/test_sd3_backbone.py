@@ -22,7 +22,12 @@ def numpy(x):
 
 @pytest.fixture(scope="module")
 def backbone():
-    return SD3Backbone.from_preset("tiny-sd3")
+    from studio.interop import load_backbone
+
+    # What every `--model` goes through: the family picks the class.
+    backbone = load_backbone("tiny-sd3")
+    assert isinstance(backbone, SD3Backbone) and backbone.name == "tiny-sd3"
+    return backbone
 
 
 def test_presets_name_the_sd3_family():
@@ -34,6 +39,8 @@ def test_presets_name_the_sd3_family():
 def test_unknown_sd3_preset_is_one_clear_error():
     with pytest.raises(ValueError, match=r"Expected one of .*tiny-sd3.*Received: preset='sd3-xl'"):
         SD3Backbone.from_preset("sd3-xl")
+    with pytest.raises(ValueError, match="SD3 presets take no `weights`"):
+        SD3Backbone.from_preset("stable_diffusion_3.5_medium", weights="/tmp/w")
 
 
 def test_encode_text_is_keras_hubs_positive_conditioning(backbone):
