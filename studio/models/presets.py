@@ -367,3 +367,92 @@ BACKBONE_PRESETS = {
         "imported_weights": True,
     },
 }
+
+
+# --- Stable Diffusion 3 / 3.5 (keras-hub's networks, `studio.models.sd3`) ---
+
+# The family of keras-hub's `StableDiffusion3Backbone` presets and `tiny-sd3`.
+SD3 = "sd3"
+
+# keras-hub's preset names pass through to `keras_hub.models.
+# StableDiffusion3Backbone.from_preset` (Kaggle handles: downloaded once, or
+# found offline in a notebook with the model attached).
+KERAS_HUB_SD3_PRESETS = (
+    "stable_diffusion_3_medium",
+    "stable_diffusion_3.5_medium",
+    "stable_diffusion_3.5_large",
+    "stable_diffusion_3.5_large_turbo",
+)
+
+# Rectified-flow training schedule of SD3 (diffusers' scheduler_config.json
+# of stable-diffusion-3-medium: 1000 timesteps, shift 3.0).
+SD3_FLOW_SCHEDULE = {"num_train_timesteps": 1000, "shift": 3.0}
+
+SD3_PRESETS = {
+    **{
+        name: {
+            "family": SD3,
+            "description": f"keras-hub's {name} (Kaggle download, or an attached Kaggle model).",
+            "keras_hub_preset": name,
+            "tokenizer": {"type": "keras_hub"},
+        }
+        for name in KERAS_HUB_SD3_PRESETS
+    },
+    "tiny-sd3": {
+        "family": SD3,
+        "description": (
+            "keras-hub's SD3 classes at a tiny size (64 px images, 8x8x16 "
+            "latents, width 32), random seeded weights: builds in seconds, for tests."
+        ),
+        # Arguments of keras-hub's classes (CLIPTextEncoder twice, VAEBackbone,
+        # StableDiffusion3Backbone's MMDiT arguments).
+        "clip_l": {
+            # Room for the byte-level tokenizer's 514 tokens.
+            "vocabulary_size": 600,
+            "embedding_dim": 32,
+            "hidden_dim": 32,
+            "num_layers": 2,
+            "num_heads": 2,
+            "intermediate_dim": 64,
+            "intermediate_activation": "quick_gelu",
+            # SD3 conditions on the penultimate layer's hidden states.
+            "intermediate_output_index": -2,
+            "max_sequence_length": 16,
+        },
+        "clip_g": {
+            "vocabulary_size": 600,
+            "embedding_dim": 48,
+            "hidden_dim": 48,
+            "num_layers": 2,
+            "num_heads": 2,
+            "intermediate_dim": 96,
+            "intermediate_activation": "gelu",
+            "intermediate_output_index": -2,
+            "max_sequence_length": 16,
+        },
+        "vae": {
+            # keras-hub VAE blocks use 32 norm groups: 32 channels at least.
+            "encoder_num_filters": [32, 32, 32, 32],
+            "encoder_num_blocks": [1, 1, 1, 1],
+            "decoder_num_filters": [32, 32, 32, 32],
+            "decoder_num_blocks": [1, 1, 1, 1],
+            "sampler_method": "sample",
+            "sample_channels": 32,
+            "scale": 1.5305,
+            "shift": 0.0609,
+        },
+        "mmdit": {
+            "mmdit_patch_size": 2,
+            "mmdit_hidden_dim": 32,
+            "mmdit_num_layers": 2,
+            "mmdit_num_heads": 2,
+            "mmdit_position_size": 8,
+            "mmdit_qk_norm": None,
+            "mmdit_dual_attention_indices": None,
+            "latent_channels": 16,
+        },
+        "tokenizer": {"type": "byte_level", "sequence_length": 16},
+        "flow_schedule": SD3_FLOW_SCHEDULE,
+        "image_size": 64,
+    },
+}

@@ -2,13 +2,17 @@
 
 A model family's backbone says how its denoiser was trained
 (`DiffusionBackbone.objective`: `{"type": "ddpm", "prediction_type": ...}`);
-`objective_for` builds the matching objective. SD3's flow matching adds its
-class to `OBJECTIVES` under its own type.
+`objective_for` builds the matching objective. SD3's flow matching
+(`FlowMatchingObjective`) is registered under its own type.
 """
 
 from studio.trainers.objectives.ddpm_objective import DDPM_OBJECTIVE, DDPMObjective
+from studio.trainers.objectives.flow_matching_objective import (
+    FLOW_MATCHING_OBJECTIVE,
+    FlowMatchingObjective,
+)
 
-OBJECTIVES = {DDPM_OBJECTIVE: DDPMObjective}
+OBJECTIVES = {DDPM_OBJECTIVE: DDPMObjective, FLOW_MATCHING_OBJECTIVE: FlowMatchingObjective}
 
 
 def objective_for(backbone, **options):
@@ -31,4 +35,4 @@ def objective_for(backbone, **options):
     return OBJECTIVES[kind].from_backbone(backbone, **options)
 
 
-__all__ = ["DDPMObjective", "OBJECTIVES", "objective_for"]
+__all__ = ["DDPMObjective", "FlowMatchingObjective", "OBJECTIVES", "objective_for"]
