@@ -54,7 +54,8 @@ def _import(data):
         upload = st.file_uploader(
             f"Embedding file (.safetensors, .pt, .bin; up to {MAX_EMBEDDING_BYTES // MEBIBYTE} "
             "MiB). PyTorch files are read without running their code.",
-            key="embeddings_upload")
+            key="embeddings_upload",
+            max_upload_size=MAX_EMBEDDING_BYTES // MEBIBYTE)
         if upload is not None and st.session_state.get("embeddings_last_upload") != upload.file_id:
             st.session_state["embeddings_last_upload"] = upload.file_id
             path, embedding = save_embedding_upload(data.embeddings, upload.name,

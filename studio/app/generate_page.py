@@ -62,7 +62,8 @@ def _uploads(data):
     with st.expander("Add embedding or LoRA files"):
         upload = st.file_uploader(
             f"Embedding files (.safetensors, .pt, .bin; up to {MAX_EMBEDDING_BYTES // MEBIBYTE} "
-            "MiB): native, diffusers, kohya or AUTOMATIC1111", key="generate_embedding_upload")
+            "MiB): native, diffusers, kohya or AUTOMATIC1111", key="generate_embedding_upload",
+            max_upload_size=MAX_EMBEDDING_BYTES // MEBIBYTE)
         if upload is not None and st.session_state.get("generate_last_embedding") != upload.file_id:
             st.session_state["generate_last_embedding"] = upload.file_id
             path, embedding = save_embedding_upload(data.embeddings, upload.name, upload.getvalue())
@@ -70,7 +71,8 @@ def _uploads(data):
                        "to the library.")
         upload = st.file_uploader(
             f"LoRA files (kohya .safetensors; up to {MAX_LORA_BYTES // MEBIBYTE} MiB)",
-            key="generate_lora_upload")
+            key="generate_lora_upload",
+            max_upload_size=MAX_LORA_BYTES // MEBIBYTE)
         if upload is not None and st.session_state.get("generate_last_lora") != upload.file_id:
             st.session_state["generate_last_lora"] = upload.file_id
             path = save_lora_upload(data.loras, upload.name, upload.getvalue())
