@@ -14,6 +14,7 @@ from studio.trainers.settings.setting import default_text, help_text, value_type
 # Labels where the field's name reads badly as words.
 LABELS = {
     "lr": "Learning rate",
+    "token": "Placeholder token",
     "init_word": "Initializer word",
     "num_vectors": "Vectors per token",
     "property": "What is it?",

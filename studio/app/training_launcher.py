@@ -28,6 +28,9 @@ def start_training(run_dir, request, environment=None):
     os.makedirs(run_dir, exist_ok=True)
     run = RunDirectory(run_dir)
     run.remove_exit_record()
+    if not request.get("resume"):
+        # Read by the pages until the run writes its own `config.json`.
+        run.write_request(request)
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1",
                **(environment or {}))
     # The app's working folder may hold the repository, whose top-level

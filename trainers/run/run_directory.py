@@ -41,6 +41,9 @@ RESULT_FILES = (EMBEDDING_FILE, LORA_FILE)
 PROCESS_FILE = "process.json"
 EXIT_FILE = "exit.json"
 LOG_FILE = "train.log"
+# Written by the app when it starts a new run: the settings asked for,
+# readable before the run writes `config.json` (minutes later).
+REQUEST_FILE = "request.json"
 # Written by the app's training process: what the run is doing now
 # (`studio.trainers.run.run_phase`), with a count where there is one.
 PHASE_FILE = "phase.json"
@@ -74,6 +77,7 @@ class RunDirectory:
       process.json      (app runs) the training process: id, start time, command
       exit.json         (app runs) its exit code and error
       train.log         (app runs) its output
+      request.json      (app runs) the settings asked for, before config.json exists
       phase.json        (app runs) what it is doing now: phase, done, total, time
       .lock             held by the process training in the folder (`lock`)
     ```
@@ -109,6 +113,7 @@ class RunDirectory:
     exit_path = _file_property(EXIT_FILE)
     log_path = _file_property(LOG_FILE)
     phase_path = _file_property(PHASE_FILE)
+    request_path = _file_property(REQUEST_FILE)
 
     def lock(self):
         """A `RunLock` of the folder: `with run.lock():` while training in it.
@@ -322,6 +327,14 @@ class RunDirectory:
         """Forgets the exit of an earlier session (before a resume starts)."""
         if os.path.exists(self.exit_path):
             os.remove(self.exit_path)
+
+    def write_request(self, request):
+        """Writes `request.json`: what the app asked the training process for."""
+        write_json(self.request_path, request, sort_keys=True)
+
+    def read_request(self):
+        """The `request.json` record, or None."""
+        return read_json_or_none(self.request_path)
 
     def write_phase(self, phase, done=None, total=None, new_session=False):
         """Writes `phase.json`: the run is in `phase`, `done` of `total` (None: no count).
