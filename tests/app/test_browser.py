@@ -222,7 +222,7 @@ def test_enter_never_starts_a_run_and_a_second_start_asks(fresh_app):
 PHASES_BEFORE_TRAINING = ("Loading the model", "Generating class images",
                           "Checking the images", "Encoding the images",
                           "Compiling the training step")
-CLASS_IMAGES = 40
+CLASS_IMAGES = 16
 
 
 @pytest.mark.large
