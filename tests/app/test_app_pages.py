@@ -94,3 +94,62 @@ def test_models_that_need_a_download_say_how(app):
     assert any("is not on this machine yet" in w.value and "Download these files" in w.value
                for w in app.warning)
     assert next(b for b in app.button if b.label == "Generate").disabled
+
+
+def _dataset(data_dir, count=3):
+    folder = data_dir / "datasets" / "my-concept"
+    folder.mkdir(parents=True)
+    for seed in range(count):
+        (folder / f"concept-{seed}.png").write_bytes(png_bytes(seed))
+    return folder
+
+
+def _widgets(app):
+    kinds = ("number_input", "text_input", "text_area", "selectbox", "toggle")
+    return {widget.key: widget for kind in kinds for widget in app.get(kind) if widget.key}
+
+
+@pytest.mark.large  # ~35 s: three methods' forms, and the model's tokenizer
+def test_train_form_takes_its_settings_from_the_dataclasses_and_checks_the_token(data_dir):
+    """Issue 17, item 4: every setting that matters, with `studio train`'s defaults; a
+    token the model already knows is refused before anything starts."""
+    import dataclasses
+
+    from studio.app.train_page import METHOD_FIELDS, field_key
+    from studio.trainers.settings.setting import value_type
+
+    _dataset(data_dir)
+    app = new_app()
+    app.run()
+    checked = 0
+    for method, (settings_class, basic, advanced) in METHOD_FIELDS.items():
+        app.radio(key="train_method").set_value(method).run()
+        assert not app.exception
+        widgets = _widgets(app)
+        fields = {field.name: field for field in dataclasses.fields(settings_class)}
+        for name in basic + advanced:
+            key = next((k for k in widgets if k.startswith(field_key(method, name))), None)
+            assert key is not None, (method, name)
+            if name in ("lr", "init_word", "instance_prompt", "token", "lora_rank",
+                        "train_text_encoder", "resolution"):
+                continue  # Defaults that depend on the model or method (`_setting`).
+            field = fields[name]
+            expected = field.default
+            if value_type(field) is list:
+                expected = "\n".join(expected or [])
+            elif value_type(field) is str and expected is None:
+                expected = ""
+            assert widgets[key].value == expected, (method, name, widgets[key].value, expected)
+            checked += 1
+    assert checked > 40
+    app.radio(key="train_method").set_value("dreambooth-lora").run()
+    # On by default for a new identifier: UNet-only LoRA hardly learns one.
+    assert app.toggle(key=field_key("dreambooth-lora", "train_text_encoder")).value is True
+
+    app.radio(key="train_method").set_value("textual-inversion").run()
+    app.text_input(key=field_key("textual-inversion", "token")).set_value("shape")
+    next(button for button in app.button if button.label == "Start training").click()
+    app.run()
+    assert not app.exception
+    assert any("must be a new word" in error.value for error in app.error)
+    assert not os.listdir(data_dir / "runs")
