@@ -97,7 +97,7 @@ def progress_panel(record, status):
     loss = "—" if progress.last_loss is None else f"{progress.last_loss:.4f}"
     columns[1].metric("Loss", loss)
     speed = progress.seconds_per_step
-    columns[2].metric("Speed", "—" if not speed else f"{1 / speed:.2f} steps/s" if speed < 1
+    columns[2].metric("Speed (last steps)", "—" if not speed else f"{1 / speed:.2f} steps/s" if speed < 1
                       else f"{speed:.1f} s/step")
     eta = progress.eta_seconds if status.is_active else None
     columns[3].metric("Time left", format_duration(eta) if status.is_active else "—")

@@ -44,6 +44,8 @@ LABELS = {
 }
 # Floats shown in scientific notation (tiny values).
 SCIENTIFIC = ("lr",)
+# The session-state key of settings put into the form by the app, widget key -> value.
+CLONED_SETTINGS = "cloned_settings"
 # Upper bounds of the inputs (the settings have lower bounds only).
 MAX_INT = 10**7
 
@@ -69,8 +71,14 @@ def setting_input(container, settings_class, name, key, default=dataclasses.MISS
         default: the value shown first, when not the field's default.
         **options: passed to the widget (`disabled`, `help`).
     """
+    import streamlit as st
+
     field = settings_field(settings_class, name)
     value = field.default if default is dataclasses.MISSING else default
+    cloned = st.session_state.get(CLONED_SETTINGS) or {}
+    if key in cloned:
+        # A run's settings cloned into the form (Runs page): they win over the default.
+        value = cloned.pop(key)
     label = field_label(name)
     options.setdefault("help", help_text(field).capitalize() + ".")
     kind = value_type(field)

@@ -54,7 +54,11 @@ def new_run_request(settings):
     return {"method": settings.METHOD, "resume": False, "settings": dataclasses.asdict(settings)}
 
 
-def resume_request(method, cache_dir):
-    """The request that continues a run of `method` ("textual-inversion", "dreambooth")."""
+def resume_request(method, cache_dir, **changes):
+    """The request that continues a run of `method` ("textual-inversion", "dreambooth").
+
+    `changes`: resumable settings to change, e.g. `steps=800` to extend a
+    finished run.
+    """
     return {"method": method.replace("-", "_"), "resume": True,
-            "settings": {"cache_dir": cache_dir}}
+            "settings": {"cache_dir": cache_dir, **changes}}

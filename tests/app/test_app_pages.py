@@ -7,7 +7,7 @@ import pytest
 
 from studio.app.safe_uploads import MAX_IMAGE_BYTES
 
-from .conftest import PAGES, bomb_png_bytes, messages, new_app, page_path, png_bytes
+from .conftest import PAGES, bomb_png_bytes, click, messages, new_app, page_path, png_bytes
 
 TITLES = {"train": "Teach a concept", "runs": "Runs", "generate": "Generate",
           "compare": "Compare", "embeddings": "Embeddings"}
@@ -153,3 +153,53 @@ def test_train_form_takes_its_settings_from_the_dataclasses_and_checks_the_token
     assert not app.exception
     assert any("must be a new word" in error.value for error in app.error)
     assert not os.listdir(data_dir / "runs")
+
+
+def _finished_run(data_dir, name, steps=4):
+    from studio.trainers.run.run_directory import STATUS_COMPLETED, RunDirectory
+    from studio.trainers.settings.textual_inversion_settings import TextualInversionSettings
+
+    run = RunDirectory(data_dir / "runs" / name)
+    settings = TextualInversionSettings(model="tiny-shapes", data=str(data_dir / "d"),
+                                        token=f"<{name}>", init_word="shape", steps=steps)
+    run.create(settings.to_config())
+    run.write_summary({"status": STATUS_COMPLETED, "steps": steps, "target_steps": steps,
+                       "final_loss": 0.125})
+    return run
+
+
+def test_runs_page_renames_clones_and_deletes_a_run_after_asking(app, data_dir):
+    """Issue 17, item 9."""
+    _finished_run(data_dir, "first")
+    app.switch_page(page_path("runs")).run()
+    assert not app.exception
+    tables = [frame.value for frame in app.dataframe]
+    settings = next(t for t in tables if "setting" in t.columns)
+    assert "Placeholder token" in list(settings["setting"])
+    assert "0.125" in list(next(t for t in tables if "" in t.columns)["value"])
+
+    app.text_input(key="rename-first").set_value("renamed run")
+    click(app, "Rename")
+    assert not app.exception
+    assert os.listdir(data_dir / "runs") == ["renamed-run"]
+
+    click(app, "Delete this run")
+    assert os.listdir(data_dir / "runs") == ["renamed-run"]  # not before the answer
+    click(app, "Keep it")
+    assert os.listdir(data_dir / "runs") == ["renamed-run"]
+    click(app, "Delete this run")
+    click(app, "Yes, delete renamed-run")
+    assert not app.exception
+    assert os.listdir(data_dir / "runs") == []
+
+
+def test_cloned_settings_fill_the_train_form(app, data_dir):
+    from studio.app.train_page import field_key
+
+    _finished_run(data_dir, "cloned", steps=7)
+    app.switch_page(page_path("runs")).run()
+    click(app, "Clone the settings into the Train form")
+    app.switch_page(page_path("train")).run()  # AppTest does not follow st.switch_page
+    assert not app.exception
+    assert app.text_input(key=field_key("textual-inversion", "token")).value == "<cloned>"
+    assert app.number_input(key=field_key("textual-inversion", "steps")).value == 7
