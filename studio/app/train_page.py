@@ -17,6 +17,7 @@ from studio.app.run_panels import (POLL_SECONDS, progress_panel, samples_panel, 
 from studio.app.run_record import RunRecord, list_runs
 from studio.app.safe_uploads import (IMAGE_EXTENSIONS, MAX_IMAGE_BYTES, MEBIBYTE,
                                      save_image_uploads)
+from studio.app.dataset_library import FEW_IMAGES, DatasetLibrary, dataset_slug
 from studio.app.run_queue import RunQueue
 from studio.app.settings_form import setting_input
 from studio.app.training_launcher import new_run_request, start_training
@@ -94,42 +95,116 @@ def _images_section(data):
         folder = _upload_images(data)
         if folder is None:
             return None
-    _data_report(folder)
+    rejected = st.session_state.get("upload_errors", {}).get(os.path.basename(folder), [])
+    _data_report(folder, len(rejected) if source != "A folder on this machine" else 0)
     return folder
 
 
+NEW_DATASET = "+ New data set"
+
+
 def _upload_images(data):
-    existing = sorted(
-        name for name in os.listdir(data.datasets) if os.path.isdir(os.path.join(data.datasets, name))
-    )
+    """The data set library: pick an earlier set or make a new one, upload, edit, rename, delete."""
+    library = DatasetLibrary(data.datasets)
+    names = library.names()
+    options = [*names, NEW_DATASET]
+    following = st.session_state.pop("train_dataset_next", None)
+    if following in options:
+        st.session_state["train_dataset"] = following
+    if st.session_state.get("train_dataset") not in options:
+        st.session_state["train_dataset"] = options[0]
     left, right = st.columns([1, 2])
-    name = left.text_input("Data set name", value=DEFAULT_DATASET, key="dataset_name",
-                           help="Uploads are collected in a folder of this name.")
-    slug = _SLUG.sub("-", name.lower()).strip("-") or DEFAULT_DATASET
-    folder = os.path.join(data.datasets, slug)
+    chosen = left.selectbox("Data set", options, key="train_dataset",
+                            help="Your earlier data sets, the most recently changed first.")
+    if chosen == NEW_DATASET:
+        name = left.text_input("Name of the new data set", value="", key="new_dataset_name",
+                               placeholder=DEFAULT_DATASET)
+        slug = dataset_slug(name or DEFAULT_DATASET)
+        if name and slug != name:
+            left.caption(f"It will be saved as **{slug}** (a folder name keeps letters, digits "
+                         "and dashes).")
+        if slug in names:
+            left.error(f"A data set named {slug!r} exists already: pick it in the list above to "
+                       "add images to it, or choose another name.", icon=":material/block:")
+            return None
+    else:
+        slug = chosen
+    folder = library.path(slug)
     uploads = right.file_uploader(
         f"Images ({', '.join(e.lstrip('.') for e in IMAGE_EXTENSIONS)}; up to "
         f"{MAX_IMAGE_BYTES // MEBIBYTE} MiB each)",
-        accept_multiple_files=True, key="image_uploads",
+        accept_multiple_files=True, key=f"image_uploads_{slug}" if chosen != NEW_DATASET
+        else "image_uploads",
         max_upload_size=MAX_IMAGE_BYTES // MEBIBYTE,
     )
     saved = st.session_state.setdefault("saved_uploads", {})
     new = [upload for upload in uploads or [] if upload.file_id not in saved]
-    results = save_image_uploads(folder, [(upload.name, upload.getvalue()) for upload in new])
-    for upload, (path, error) in zip(new, results):
-        saved[upload.file_id] = path
-        if error is not None:
-            st.session_state.setdefault("upload_errors", []).append(error)
-    for message in st.session_state.get("upload_errors", []):
+    if new:
+        os.makedirs(folder, exist_ok=True)
+        known = library.content_hashes(slug)
+        results = save_image_uploads(folder, [(u.name, u.getvalue()) for u in new], known)
+        rejected = st.session_state.setdefault("upload_errors", {}).setdefault(slug, [])
+        renamed = st.session_state.setdefault("upload_renamed", {}).setdefault(slug, [])
+        for upload, (path, error) in zip(new, results):
+            saved[upload.file_id] = path
+            if error is not None:
+                rejected.append(error)
+            elif os.path.basename(path) != upload.name:
+                renamed.append((upload.name, os.path.basename(path)))
+        if chosen == NEW_DATASET and library.images(slug):
+            st.session_state["train_dataset_next"] = slug  # Show it as a set of the library.
+            st.rerun()
+    for message in st.session_state.get("upload_errors", {}).get(slug, []):
         st.error(message, icon=":material/block:")
-    if existing:
-        left.caption("Data sets so far: " + ", ".join(existing))
-    if not os.path.isdir(folder) or not os.listdir(folder):
+    renamed = st.session_state.get("upload_renamed", {}).get(slug, [])
+    if renamed:
+        st.caption("Saved under safe names: " + ", ".join(
+            f"`{original}` → `{name}`" for original, name in renamed))
+    if not library.images(slug):
         st.info("Upload 3–20 pictures of your concept: different angles, backgrounds and "
                 "lighting help the model tell the concept from its surroundings.",
                 icon=":material/photo_library:")
         return None
+    if chosen != NEW_DATASET:
+        _edit_dataset(library, slug)
     return folder
+
+
+def _edit_dataset(library, name):
+    """Captions per image, removing images, renaming and deleting the data set."""
+    with st.expander(f"Edit the data set {name}"):
+        images = library.images(name)
+        for index, file in enumerate(images):
+            row = st.columns([1, 4, 1])
+            row[0].image(library.path(name) + os.sep + file, width=64)
+            caption = row[1].text_input(
+                f"Caption of {file}", value=library.caption(name, file),
+                key=f"caption-{name}-{file}", placeholder="no caption: the prompt templates",
+                help="One caption per line; {} stands for the token or instance prompt.")
+            if caption.strip() != library.caption(name, file):
+                library.set_caption(name, file, caption)
+            if row[2].button("Remove", key=f"remove-{name}-{file}", icon=":material/delete:"):
+                library.remove_image(name, file)
+                st.rerun()
+        row = st.columns([2, 1, 1])
+        new_name = row[0].text_input("Rename the data set", value=name, key=f"rename-set-{name}")
+        if row[1].button("Rename", key=f"rename-set-button-{name}") and new_name != name:
+            st.session_state["train_dataset_next"] = library.rename(name, new_name)
+            st.rerun()
+        confirm = f"confirm-delete-set-{name}"
+        if row[2].button("Delete the data set", key=f"delete-set-{name}"):
+            st.session_state[confirm] = True
+        if st.session_state.get(confirm):
+            st.warning(f"Delete the data set {name} and its {len(images)} images? Runs trained "
+                       "on it keep their results.", icon=":material/warning:")
+            answer = st.columns(2)
+            if answer[0].button(f"Yes, delete {name}", type="primary", key=f"delete-set-yes-{name}"):
+                library.delete(name)
+                st.session_state.pop(confirm, None)
+                st.rerun()
+            if answer[1].button("Keep it", key=f"delete-set-no-{name}"):
+                st.session_state.pop(confirm, None)
+                st.rerun()
 
 
 @st.cache_data(show_spinner="Checking the images…", max_entries=8)
@@ -153,20 +228,32 @@ def _check_folder(folder, resolution, fingerprint):
             buffer.getvalue())
 
 
-def _data_report(folder):
+def _data_report(folder, rejected_uploads=0):
+    """The images' check: counts (rejected uploads count as problems), warnings, contact sheet."""
     names = sorted(os.listdir(folder))
     fingerprint = tuple((name, os.path.getmtime(os.path.join(folder, name))) for name in names)
     resolution = _training_resolution()
     _, usable, problems, sheet = _check_folder(folder, int(resolution), fingerprint)
     columns = st.columns([1, 1, 3])
     columns[0].metric("Usable images", usable)
-    columns[1].metric("Problems", len(problems))
+    columns[1].metric("Problems", len(problems) + rejected_uploads,
+                      help="Files left out: uploads refused (above) and files of the folder "
+                      "that cannot be used.")
     if problems:
         with columns[2]:
             st.warning("These files will be left out:\n\n" + "\n".join(
                 f"- **{name}**: {reason}" for name, reason in problems))
+    elif usable and rejected_uploads:
+        columns[2].warning(f"{rejected_uploads} upload{'s were' if rejected_uploads > 1 else ' was'}"
+                           " refused (see above); the images saved can all be used.",
+                           icon=":material/warning:")
     elif usable:
         columns[2].success("Every image can be used.", icon=":material/check:")
+    if 0 < usable < FEW_IMAGES:
+        st.warning(f"Only {usable} usable image{'s' if usable > 1 else ''}: with fewer than "
+                   f"{FEW_IMAGES} the model tends to learn the pictures' backgrounds and poses "
+                   "along with the concept. 3–20 varied pictures work best.",
+                   icon=":material/warning:")
     if sheet is not None:
         with st.expander("Contact sheet — the images as the model will see them", expanded=True):
             st.image(sheet, width="content")

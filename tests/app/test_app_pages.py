@@ -203,3 +203,37 @@ def test_cloned_settings_fill_the_train_form(app, data_dir):
     assert not app.exception
     assert app.text_input(key=field_key("textual-inversion", "token")).value == "<cloned>"
     assert app.number_input(key=field_key("textual-inversion", "steps")).value == 7
+
+
+def test_data_sets_are_kept_reused_and_edited(app, data_dir):
+    """Issue 17, item 3: a library of data sets, duplicates refused, counts that add up."""
+    app.selectbox(key="train_dataset").set_value("+ New data set")
+    app.text_input(key="new_dataset_name").set_value("../../etc/my set é!")
+    app.run()
+    assert any("saved as **etc-my-set-e**" in caption.value for caption in app.caption)
+    app.file_uploader(key="image_uploads").set_value([
+        ("a.png", png_bytes(0), "image/png"), ("b.png", png_bytes(1), "image/png"),
+        ("copy of a.png", png_bytes(0), "image/png"), ("notes.txt", b"x", "text/plain")])
+    app.run()
+    assert not app.exception
+    folder = data_dir / "datasets" / "etc-my-set-e"
+    assert sorted(os.listdir(folder)) == ["a.png", "b.png"]
+    errors = [error.value for error in app.error]
+    assert any("'copy of a.png' is the same picture as 'a.png'" in e for e in errors)
+    metrics = {metric.label: metric.value for metric in app.metric}
+    assert metrics == {"Usable images": "2", "Problems": "2"}
+    assert any("Only 2 usable images" in warning.value for warning in app.warning)
+
+    # A new session (a reload) finds the set and edits it.
+    again = new_app()
+    again.run()
+    assert again.selectbox(key="train_dataset").value == "etc-my-set-e"
+    again.text_input(key="caption-etc-my-set-e-a.png").set_value("a {} on grass").run()
+    assert (folder / "a.txt").read_text() == "a {} on grass\n"
+    next(b for b in again.button if b.key == "remove-etc-my-set-e-b.png").click()
+    again.run()
+    assert sorted(os.listdir(folder)) == ["a.png", "a.txt"]
+    assert {m.label: m.value for m in again.metric}["Usable images"] == "1"
+    again.selectbox(key="train_dataset").set_value("+ New data set").run()
+    again.text_input(key="new_dataset_name").set_value("etc my set e").run()
+    assert any("exists already" in error.value for error in again.error)
