@@ -51,15 +51,16 @@ def _library(folder, extensions):
 
 
 def _run_files(data_folder, file_name, include_checkpoints):
-    files = []
+    """Each run's final result (newest run first), then, if asked, their checkpoints."""
+    finals, checkpoints = [], []
     for record in list_runs(data_folder.runs):
         final = record.run.file(file_name)
         if os.path.isfile(final):
-            files.append(LibraryFile(f"{record.name} · final", final, record.name))
+            finals.append(LibraryFile(f"{record.name} · final", final, record.name))
         if include_checkpoints:
             for step, path in reversed(record.checkpoint_files()):
                 if os.path.basename(path) == file_name:
-                    files.append(
+                    checkpoints.append(
                         LibraryFile(f"{record.name} · step {step}", path, record.name, step)
                     )
-    return files
+    return finals + checkpoints

@@ -74,6 +74,29 @@ def test_embedding_import_accepts_embeddings_only(app, data_dir, tmp_path):
                for e in app.error)
     assert os.listdir(data_dir / "embeddings") == ["mine.safetensors"]
 
+    # Issue 17, item 8: a second import is shown at once; the family follows the width; delete.
+    save_embedding(TextualInversionEmbedding({"<other>": np.ones((1, 64), "float32")}),
+                   str(tmp_path / "other.safetensors"))
+    app.file_uploader(key="embeddings_upload").set_value(
+        ("other.safetensors", (tmp_path / "other.safetensors").read_bytes(),
+         "application/octet-stream"))
+    app.run()
+    assert app.selectbox(key="embeddings_selected").value == "other.safetensors"
+    family = {metric.label: metric.value for metric in app.metric}["Model family"]
+    assert "SD" not in family and "64 wide" in family
+    click(app, "Delete this file")
+    assert os.path.exists(data_dir / "embeddings" / "other.safetensors")
+    click(app, "Yes, delete it")
+    assert not app.exception
+    assert os.listdir(data_dir / "embeddings") == ["mine.safetensors"]
+
+
+def test_nearest_words_are_readable_words():
+    from studio.app.embeddings_page import readable_word
+
+    assert [readable_word(t) for t in ("circle</w>", "circ", "ă</w>", "3</w>", "don't</w>")] == [
+        "circle", None, None, None, "don't"]
+
 
 def test_generate_user_errors_are_messages(app):
     app.switch_page(page_path("generate")).run()
