@@ -260,3 +260,33 @@ def test_data_sets_are_kept_reused_and_edited(app, data_dir):
     again.selectbox(key="train_dataset").set_value("+ New data set").run()
     again.text_input(key="new_dataset_name").set_value("etc my set e").run()
     assert any("exists already" in error.value for error in again.error)
+
+
+@pytest.mark.large  # ~30 s: two generations with the embedded model
+def test_generate_keeps_a_history_restores_settings_and_draws_random_seeds(app, data_dir):
+    """Issue 17, item 5: seed -1, batches, a gallery whose images restore their settings."""
+    app.switch_page(page_path("generate")).run()
+    assert app.number_input(key="generate_seed").value == -1
+    app.text_area(key="generate_prompt").set_value("a red circle <nowhere>")
+    app.run()
+    assert any("<nowhere>, which no embedding in the library has" in w.value for w in app.warning)
+    app.number_input(key="generate_steps").set_value(2)
+    app.slider(key="generate_count").set_value(1)
+    app.number_input(key="generate_batches").set_value(2)
+    click(app, "Generate")
+    assert not app.exception and not app.error, [e.value for e in app.error]
+    outputs = sorted(os.listdir(data_dir / "outputs"))
+    assert len(outputs) == 2
+    seeds = [int(name[:-4].split("-")[1]) for name in outputs]
+    assert seeds[1] == seeds[0] + 1  # the second batch starts after the first's seed
+
+    # Away and back: the form is as it was; the history restores an image's settings.
+    app.switch_page(page_path("runs")).run()
+    app.switch_page(page_path("generate")).run()
+    assert app.text_area(key="generate_prompt").value == "a red circle <nowhere>"
+    assert app.number_input(key="generate_steps").value == 2
+    app.text_area(key="generate_prompt").set_value("something else").run()
+    next(b for b in app.button if b.key == f"restore-{outputs[0]}").click()
+    app.run()
+    assert app.text_area(key="generate_prompt").value == "a red circle <nowhere>"
+    assert app.number_input(key="generate_seed").value == seeds[0]
