@@ -40,7 +40,7 @@ FORM_DEFAULTS = {
 FORM_MEMORY = "generate_form_memory"
 RANDOM_SEED = -1
 MAX_BATCHES = 16
-GALLERY_SIZE = 24
+GALLERY_SIZE = 12
 _TOKEN = re.compile(r"<[^<>\s]+>")
 
 

@@ -8,6 +8,8 @@ from studio.app.app_state import data_folder, init_session_state
 from studio.app.navigation import build_pages
 
 APP_TITLE = "Keras SD Studio"
+# The key of the last element of every page: `.st-key-page-drawn` in the browser.
+PAGE_DRAWN_KEY = "page-drawn"
 
 
 def configure_server():
@@ -25,6 +27,8 @@ def run():
     navigation = st.navigation(build_pages())
     _sidebar()
     navigation.run()
+    # The page has been drawn to its end (the browser test times first draws by it).
+    st.container(key=PAGE_DRAWN_KEY, height=1, border=False)
 
 
 def _sidebar():

@@ -57,7 +57,11 @@ def render():
         _settings_section(data, folder)
     if record is not None and not active:
         st.divider()
-        _run_section(record)
+        if st.session_state.get("selected_run") == record.path:
+            _run_section(record)  # The run this session started or resumed: its end.
+        else:
+            st.page_link(page("runs"), label=f"The last run, {record.name}, and every other "
+                         "run are on the Runs page", icon=":material/list:")
 
 
 def _followed_run(data):

@@ -271,3 +271,103 @@ def test_dreambooth_phases_and_class_images_in_chromium(fresh_app):
         assert "class" in shots
         assert re.search(r"Step [1-9]\d* of 3", everything)
         assert browser.evaluate(EXCEPTIONS) == 0
+
+
+# A library as a person has it after a while (acceptance 5 of issue 17).
+LIBRARY_RUNS = 20
+LIBRARY_IMAGES = 200
+
+
+def fill_library(data):
+    """Writes LIBRARY_RUNS finished runs and LIBRARY_IMAGES generated images into `data`."""
+    import numpy as np
+
+    from studio.images import GenerationParameters, save_png
+    from studio.trainers.run.run_directory import STATUS_COMPLETED, RunDirectory, progress_line
+    from studio.trainers.settings.textual_inversion_settings import TextualInversionSettings
+
+    now = time.time()
+    for index in range(LIBRARY_RUNS):
+        run = RunDirectory(data / "runs" / f"run-{index:02d}")
+        run.create(TextualInversionSettings(
+            model="tiny-shapes", data=str(data / "datasets" / "my-concept"),
+            token=f"<concept-{index}>", init_word="shape", steps=10).to_config())
+        with open(run.progress_path, "w") as file:
+            for step in range(1, 11):
+                file.write(progress_line(step, 0.5 / step, now - 100 + step))
+        run.write_summary({"status": STATUS_COMPLETED, "steps": 10, "target_steps": 10,
+                           "final_loss": 0.05})
+    outputs = data / "outputs"
+    outputs.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for index in range(LIBRARY_IMAGES):
+        pixels = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+        save_png(pixels, str(outputs / f"{index:05d}-{1000 + index}.png"), GenerationParameters(
+            prompt=f"a photo of shape number {index}", steps=7, seed=1000 + index,
+            width=32, height=32, model="tiny-shapes"))
+
+
+@pytest.mark.large
+def test_library_history_and_first_draws_in_chromium(fresh_app):
+    """Acceptance 3 (data set reused and edited after a reload, gallery restore, seed -1,
+    deleting a run) and 5 (first draw of each page with 20 runs and 200 images) of issue 17."""
+    url, data = fresh_app
+    fill_library(data)
+    timings = {}
+    with DevToolsBrowser(chromium) as browser:
+        for name in PAGE_TITLES:  # Warms the app: imports, the tiny model, caches.
+            browser.open(f"{url}/{PAGE_URLS[name]}")
+            browser.wait_for("!!document.querySelector('.st-key-page-drawn')", PAGE_TIMEOUT,
+                             f"the {name} page")
+        for name in PAGE_TITLES:
+            start = time.monotonic()
+            browser.open(f"{url}/{PAGE_URLS[name]}")
+            # The app's last element: the page has been drawn to its end.
+            browser.wait_for("!!document.querySelector('.st-key-page-drawn')", PAGE_TIMEOUT,
+                             f"the {name} page")
+            timings[name] = time.monotonic() - start
+            time.sleep(SETTLE_SECONDS)
+            assert browser.evaluate(EXCEPTIONS) == 0, name
+            browser.screenshot(os.path.join(SCREENSHOTS, f"library-{name}.png"))
+        print("First draw with 20 runs and 200 images (s): "
+              + ", ".join(f"{name} {seconds:.2f}" for name, seconds in timings.items()))
+        with open(os.path.join(SCREENSHOTS, "first-draw-seconds.json"), "w") as file:
+            json.dump(timings, file)
+
+        # The data set after a reload: picked, and its captions editable.
+        open_page(browser, url, "train")
+        browser.wait_for(f"{MAIN_TEXT}.includes('Edit the data set my-concept')", PAGE_TIMEOUT,
+                         "the data set picked after a reload")
+        browser.click_text("[data-testid=\"stExpander\"] summary", "Edit the data set my-concept")
+        time.sleep(1)
+        set_input(browser, "Caption of concept-0.png", "a {} on a red table")
+        deadline = time.monotonic() + 30
+        caption = data / "datasets" / "my-concept" / "concept-0.txt"
+        while not caption.exists() and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert caption.read_text() == "a {} on a red table\n"
+        browser.screenshot(os.path.join(SCREENSHOTS, "train-data-set-edit.png"))
+
+        # The history restores a past image's settings; the seed starts at -1 (random).
+        open_page(browser, url, "generate")
+        assert browser.evaluate("document.querySelector('[aria-label=\"Seed\"]').value") == "-1"
+        assert browser.click_button("Restore")  # the newest image first
+        browser.wait_for("document.querySelector('[aria-label=\"Seed\"]').value === '1199'",
+                         PAGE_TIMEOUT, "the restored seed")
+        assert browser.evaluate("document.querySelector('textarea[aria-label=\"Prompt\"]')"
+                                ".value") == "a photo of shape number 199"
+        browser.screenshot(os.path.join(SCREENSHOTS, "generate-restored.png"))
+
+        # Deleting a run asks first.
+        open_page(browser, url, "runs")
+        browser.click_text("[role=\"tab\"]", "Manage")
+        assert browser.click_button("Delete this run")
+        browser.wait_for(f"{MAIN_TEXT}.includes('This cannot be undone')", PAGE_TIMEOUT,
+                         "the question before deleting")
+        assert len(run_folders(data)) == LIBRARY_RUNS
+        browser.screenshot(os.path.join(SCREENSHOTS, "runs-delete-asks.png"))
+        assert browser.click_button("Yes, delete run-19")
+        browser.wait_for(f"!{MAIN_TEXT}.includes('This cannot be undone')", PAGE_TIMEOUT,
+                         "the deletion")
+        assert "run-19" not in run_folders(data) and len(run_folders(data)) == LIBRARY_RUNS - 1
+        assert browser.evaluate(EXCEPTIONS) == 0
