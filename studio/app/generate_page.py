@@ -53,6 +53,8 @@ def render():
         _recall_form(model)
         with errors_as_messages("Adding the file"):
             _uploads(data)
+        with errors_as_messages("Reading the image's settings"):
+            _png_info()
         show_checkpoints = st.toggle("Include checkpoints", key="generate_show_checkpoints",
                                      help="Pick an embedding or LoRA of an earlier step of a "
                                      "run; by default the pickers list final results.")
@@ -116,6 +118,32 @@ def _remember_form():
     for key in (*FORM_DEFAULTS, "generate_width", "generate_height", "generate_prompt"):
         if key in st.session_state:
             memory[key] = st.session_state[key]
+
+
+def _png_info():
+    """PNG info: drop an image (the studio's or AUTOMATIC1111's), read its settings back.
+
+    Reads the `parameters` text chunk with `studio.images.read_parameters`,
+    the one reader of infotext; "Use these settings" puts them in the form.
+    """
+    with st.expander("PNG info: drop an image to get its settings back"):
+        upload = st.file_uploader("Generated image", type=["png"], key="generate_png_info",
+                                  max_upload_size=MAX_IMAGE_BYTES // MEBIBYTE)
+        if upload is None:
+            return
+        from studio.images import read_parameters
+
+        try:
+            parameters = read_parameters(io.BytesIO(upload.getvalue()))
+        except (OSError, ValueError):
+            raise ValueError(f"{upload.name!r} is not a PNG image that can be read.") from None
+        if parameters is None:
+            st.warning(f"{upload.name} carries no generation settings (no `parameters` text).",
+                       icon=":material/info:")
+            return
+        st.code(parameters.to_infotext(), language=None, wrap_lines=True)
+        st.button("Use these settings", key="png-info-restore", icon=":material/restore:",
+                  on_click=_restore, args=(parameters,))
 
 
 def _init_image():

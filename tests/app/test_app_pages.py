@@ -290,3 +290,26 @@ def test_generate_keeps_a_history_restores_settings_and_draws_random_seeds(app, 
     app.run()
     assert app.text_area(key="generate_prompt").value == "a red circle <nowhere>"
     assert app.number_input(key="generate_seed").value == seeds[0]
+
+
+def test_png_info_reads_an_image_s_settings_back_into_the_form(app, tmp_path):
+    """Issue 17, item 5: the PNG-info drop zone (a round trip through the PNG's text chunk)."""
+    import numpy as np
+
+    from studio.images import GenerationParameters, save_png
+
+    path = tmp_path / "made.png"
+    save_png(np.zeros((16, 16, 3), "uint8"), str(path), GenerationParameters(
+        prompt="a blue square", negative_prompt="blurry", steps=9, sampler="Euler a",
+        guidance_scale=4.5, seed=77, width=48, height=40))
+    app.switch_page(page_path("generate")).run()
+    app.file_uploader(key="generate_png_info").set_value(
+        ("made.png", path.read_bytes(), "image/png")).run()
+    assert any("a blue square" in code.value and "Seed: 77" in code.value for code in app.code)
+    click(app, "Use these settings")
+    assert not app.exception
+    assert app.text_area(key="generate_prompt").value == "a blue square"
+    assert app.text_input(key="generate_negative").value == "blurry"
+    assert app.selectbox(key="generate_sampler").value == "euler_a"
+    assert [app.number_input(key=f"generate_{name}").value
+            for name in ("steps", "guidance", "seed", "width", "height")] == [9, 4.5, 77, 48, 40]
