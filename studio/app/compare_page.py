@@ -11,7 +11,7 @@ from studio.app.app_state import data_folder
 from studio.app.cached_models import file_key, load_pipeline
 from studio.app.comparison_grid import make_comparison_grid
 from studio.app.comparison_scores import EVALUATION_MODULE, score_comparison
-from studio.app.file_library import embedding_files, lora_files
+from studio.app.file_library import embedding_files, lora_files, picker_label, training_images
 from studio.app.model_picker import pick_model
 from studio.app.page_errors import errors_as_messages
 
@@ -19,6 +19,14 @@ BASE_ROW = "base, before training"
 CONCEPT_FIELD = "{concept}"
 MAX_COLUMNS = 8
 MAX_ROWS = 12
+SCORES_HELP = (
+    "What the scores mean (the shapes world's classifier reads each image): "
+    "**prompt accuracy** — the share of a row's images that show every attribute (shape, "
+    "colour, pattern) the prompt names; it checks the prompt's words only, not the concept. "
+    "**like the references** — the share that show what the run's training images show "
+    "(their most common shape, colour and pattern): the concept's fidelity. "
+    "**reads as** — what the classifier sees most often, with its count."
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,6 +36,7 @@ class GridRow:
     label: str
     embedding: str = None
     lora: str = None
+    file: object = None  # The `LibraryFile`, for the run's training images.
 
 
 def render():
@@ -59,17 +68,21 @@ def render():
             seeds_text = st.text_input("Seeds (comma separated)", value="1, 2, 3",
                                        key="compare_seeds")
             prompt = st.session_state.get("compare_prompt", "")
-            columns = [(prompt, seed) for seed in _parse_seeds(seeds_text)]
+            columns = []
+            with errors_as_messages("Reading the seeds"):
+                columns = [(prompt, seed) for seed in _parse_seeds(seeds_text)]
         row = st.columns(2)
         steps = row[0].number_input("Steps", 1, 200, 20, key="compare_steps")
         guidance = row[1].number_input("Guidance", 0.0, 30.0, 7.5, 0.5, key="compare_guidance")
         go = st.button("Make the grid", type="primary", icon=":material/grid_view:",
-                       disabled=model is None or not rows, width="stretch")
+                       disabled=model is None or not rows or not columns, width="stretch")
     with output:
         if go:
             with errors_as_messages("Making the grid"):
-                _make_grid(model.name, rows, columns, plain, int(steps), float(guidance), mode)
+                _make_grid(data, model.name, rows, columns, plain, int(steps), float(guidance),
+                           mode)
         _show_grid()
+        _grid_history(data)
 
 
 def _parse_seeds(text):
@@ -79,8 +92,8 @@ def _parse_seeds(text):
         if not part:
             continue
         if not part.isdigit():
-            st.error(f"Seeds are whole numbers separated by commas. Received: {part!r}")
-            return []
+            raise ValueError(f"seeds are whole numbers separated by commas, such as 1, 2, 3. "
+                             f"Received: {part!r}")
         seeds.append(int(part))
     return seeds[:MAX_COLUMNS]
 
@@ -88,9 +101,10 @@ def _parse_seeds(text):
 def _pick_rows(data):
     options = {BASE_ROW: GridRow(BASE_ROW)}
     for file in embedding_files(data):
-        options[f"embedding · {file.label}"] = GridRow(f"{file.label}", embedding=file.path)
+        options[f"embedding · {picker_label(file)}"] = GridRow(
+            f"{file.label}", embedding=file.path, file=file)
     for file in lora_files(data):
-        options[f"LoRA · {file.label}"] = GridRow(f"LoRA {file.label}", lora=file.path)
+        options[f"LoRA · {file.label}"] = GridRow(f"LoRA {file.label}", lora=file.path, file=file)
     default = [BASE_ROW] + [label for label in options if label.endswith("· final")][:2]
     chosen = st.multiselect("Rows", list(options), default=default, key="compare_rows",
                             max_selections=MAX_ROWS,
@@ -98,7 +112,7 @@ def _pick_rows(data):
     return [options[label] for label in chosen]
 
 
-def _make_grid(model, rows, columns, plain_words, steps, guidance, mode):
+def _make_grid(data, model, rows, columns, plain_words, steps, guidance, mode):
     if not columns:
         raise ValueError("Give at least one seed or prompt for the columns.")
     if len(columns) > MAX_COLUMNS:
@@ -130,9 +144,43 @@ def _make_grid(model, rows, columns, plain_words, steps, guidance, mode):
     grid = make_comparison_grid(images, labels, column_labels)
     buffer = io.BytesIO()
     grid.save(buffer, format="PNG")
+    # "Like the training images": the training images of the first run in the grid.
+    size = images[0][0].shape[0]
+    references = next((found for found in (training_images(row.file, data, size)
+                                           for row in rows if row.file is not None)
+                       if found is not None), None)
     scores = score_comparison({label: np.stack(cells) for label, cells in zip(labels, images)},
-                              prompts, model=model)
-    st.session_state["comparison"] = (buffer.getvalue(), scores)
+                              prompts, reference_images=references, model=model)
+    png = _save_grid(data, grid, {
+        "model": model, "rows": labels, "columns": column_labels, "steps": steps,
+        "guidance": guidance, "prompts": prompts})
+    st.session_state["comparison"] = (png, scores)
+
+
+GRIDS_FOLDER = "grids"
+# The PNG text chunk holding a grid's parameters (JSON).
+GRID_PARAMETERS_CHUNK = "comparison"
+
+
+def _save_grid(data, grid, parameters):
+    """Saves the grid with its parameters (a PNG text chunk) under `outputs/grids/`; returns
+    the PNG bytes."""
+    import json
+
+    from PIL import PngImagePlugin
+
+    from studio.files.atomic_write import write_file_atomically
+    from studio.images import next_image_index
+
+    info = PngImagePlugin.PngInfo()
+    info.add_text(GRID_PARAMETERS_CHUNK, json.dumps(parameters))
+    buffer = io.BytesIO()
+    grid.save(buffer, format="PNG", pnginfo=info)
+    folder = os.path.join(data.outputs, GRIDS_FOLDER)
+    os.makedirs(folder, exist_ok=True)
+    write_file_atomically(os.path.join(folder, f"{next_image_index(folder):05d}-grid.png"),
+                          buffer.getvalue())
+    return buffer.getvalue()
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
@@ -160,6 +208,35 @@ def _show_grid():
 
         st.markdown("**Scores**")
         st.dataframe(pd.DataFrame(scores).T, width="stretch")
+        st.caption(SCORES_HELP)
     else:
         st.caption("Scores apply to grids of the shapes-world model (`tiny-shapes`): its "
                    f"classifier (`{EVALUATION_MODULE}`) reads what each image shows.")
+
+
+def _grid_history(data, shown=4):
+    """The latest grids made (kept in `outputs/grids/` with their parameters)."""
+    import json
+
+    from PIL import Image
+
+    folder = os.path.join(data.outputs, GRIDS_FOLDER)
+    try:
+        names = sorted((n for n in os.listdir(folder) if n.endswith(".png")), reverse=True)
+    except OSError:
+        return
+    if len(names) < 2:
+        return
+    with st.expander(f"Earlier grids ({len(names)})"):
+        for name in names[:shown]:
+            path = os.path.join(folder, name)
+            try:
+                with Image.open(path) as image:
+                    parameters = json.loads(image.text.get(GRID_PARAMETERS_CHUNK) or "{}")
+            except (OSError, ValueError):
+                parameters = {}
+            st.image(path, width="stretch")
+            st.caption(f"{name}: {', '.join(parameters.get('rows', []))} · "
+                       f"{', '.join(map(str, parameters.get('columns', [])))} · "
+                       f"{parameters.get('steps', '?')} steps, guidance "
+                       f"{parameters.get('guidance', '?')}")

@@ -9,7 +9,7 @@ import streamlit as st
 
 from studio.app.app_state import data_folder
 from studio.app.cached_models import file_key, load_pipeline
-from studio.app.file_library import embedding_files, lora_files
+from studio.app.file_library import embedding_files, lora_files, picker_label
 from studio.app.model_picker import pick_model
 from studio.app.run_progress import format_duration
 from studio.app.page_errors import errors_as_messages
@@ -189,7 +189,7 @@ def _uploads(data):
 
 def _pick_files(label, files, key):
     """A multiselect of library files, named by token (or LoRA name) with their run and step."""
-    by_label = {_file_label(file): file.path for file in files}
+    by_label = {picker_label(file): file.path for file in files}
     chosen = st.multiselect(label, list(by_label), key=key,
                             placeholder="none" if by_label else "none yet")
     return [by_label[name] for name in chosen if name in by_label]
@@ -202,16 +202,6 @@ def _placeholders(path, mtime):
     return load_embedding(path).placeholders
 
 
-def _file_label(file):
-    if file.path.endswith(LORA_FILE) or not file.path.lower().endswith(EMBEDDING_SUFFIXES):
-        return file.label
-    try:
-        tokens = ", ".join(_placeholders(file.path, os.path.getmtime(file.path)))
-    except Exception:  # Unreadable: listed by its file name; picking it says why.
-        return file.label
-    return f"{tokens} · {file.label}"
-
-
 def _unloaded_tokens(prompt, tokens, files):
     """Warns about `<tokens>` of the prompt whose embedding is not picked."""
     missing = [token for token in dict.fromkeys(_TOKEN.findall(prompt)) if token not in tokens]
@@ -222,7 +212,7 @@ def _unloaded_tokens(prompt, tokens, files):
         if file.step is None:
             try:
                 for token in _placeholders(file.path, os.path.getmtime(file.path)):
-                    known.setdefault(token, _file_label(file))
+                    known.setdefault(token, picker_label(file))
             except Exception:
                 continue
     for token in missing:

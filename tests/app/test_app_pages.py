@@ -313,3 +313,14 @@ def test_png_info_reads_an_image_s_settings_back_into_the_form(app, tmp_path):
     assert app.selectbox(key="generate_sampler").value == "euler_a"
     assert [app.number_input(key=f"generate_{name}").value
             for name in ("steps", "guidance", "seed", "width", "height")] == [9, 4.5, 77, 48, 40]
+
+
+def test_compare_says_once_what_is_wrong_with_the_seeds(app):
+    """Issue 17, item 7: bad seeds give one error, and the grid cannot be asked for."""
+    app.switch_page(page_path("compare")).run()
+    app.text_input(key="compare_seeds").set_value("1, two").run()
+    assert not app.exception
+    assert [e.value for e in app.error] == [
+        "Reading the seeds did not work: seeds are whole numbers separated by commas, such "
+        "as 1, 2, 3. Received: 'two'"]
+    assert next(b for b in app.button if b.label == "Make the grid").disabled
