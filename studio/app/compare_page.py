@@ -19,6 +19,7 @@ BASE_ROW = "base, before training"
 CONCEPT_FIELD = "{concept}"
 MAX_COLUMNS = 8
 MAX_ROWS = 12
+SAMPLER_NAMES = ("ddim", "euler", "euler_a", "dpmpp_2m")
 SCORES_HELP = (
     "What the scores mean (the shapes world's classifier reads each image): "
     "**prompt accuracy** — the share of a row's images that show every attribute (shape, "
@@ -56,8 +57,14 @@ def render():
         plain = st.text_input("Words for {concept} in rows without a token",
                               value=model.concept_words if model else "a toy",
                               key="compare_plain_words")
-        mode = st.segmented_control("Columns", ["Seeds", "Prompts"], default="Seeds",
-                                    key="compare_mode")
+        mode = st.segmented_control("Columns", ["Seeds", "Prompts", "X/Y plot"],
+                                    default="Seeds", key="compare_mode")
+        if mode == "X/Y plot":
+            _xy_section(model, rows, plain)
+            with output:
+                _show_grid()
+                _grid_history(data)
+            return
         if mode == "Prompts":
             prompts_text = st.text_area("One prompt per column", key="compare_prompts",
                                         value="a photo of {concept}\n{concept} on a beach")
@@ -83,6 +90,62 @@ def render():
                            mode)
         _show_grid()
         _grid_history(data)
+
+
+def _xy_section(model, rows, plain_words):
+    """An X/Y plot of the first row's model over two settings (CFG × sampler, ...)."""
+    from studio.app.xy_plot import AXES, parse_axis_values, xy_cells
+
+    axes = list(AXES)
+    row = st.columns(2)
+    x_axis = row[0].selectbox("X axis", axes, index=0, key="compare_x_axis")
+    y_axis = row[1].selectbox("Y axis", axes, index=2, key="compare_y_axis")
+    defaults = {"CFG": "3, 7.5, 12", "Steps": "5, 10, 20", "Sampler": "ddim, euler",
+                "Seed": "1, 2, 3"}
+    x_text = row[0].text_input("X values", value=defaults[x_axis], key=f"compare_x_{x_axis}")
+    y_text = row[1].text_input("Y values", value=defaults[y_axis], key=f"compare_y_{y_axis}")
+    st.caption("Samplers: " + ", ".join(SAMPLER_NAMES) + ". The other settings come from "
+               "the fields above; the first row picked is the model plotted.")
+    row = st.columns(3)
+    steps = row[0].number_input("Steps", 1, 200, 20, key="compare_steps")
+    guidance = row[1].number_input("Guidance", 0.0, 30.0, 7.5, 0.5, key="compare_guidance")
+    seed = row[2].number_input("Seed", 0, 2**32 - 1, 1, key="compare_seed")
+    cells = None
+    with errors_as_messages("Reading the axes"):
+        x_values = parse_axis_values(x_axis, x_text)
+        y_values = parse_axis_values(y_axis, y_text)
+        cells = xy_cells(x_axis, x_values, y_axis, y_values,
+                         {"num_steps": int(steps), "guidance_scale": float(guidance),
+                          "seed": int(seed), "sampler": "ddim"})
+    go = st.button("Make the X/Y plot", type="primary", icon=":material/grid_on:",
+                   disabled=model is None or not rows or not cells, width="stretch")
+    if go:
+        with errors_as_messages("Making the X/Y plot"):
+            _make_xy_plot(data_folder(), model.name, rows[0], plain_words, cells,
+                          [f"{x_axis} {value}" for value in x_values],
+                          [f"{y_axis} {value}" for value in y_values])
+
+
+def _make_xy_plot(data, model, row, plain_words, cells, column_labels, row_labels):
+    token = _token_of(row.embedding) if row.embedding else plain_words
+    prompt = st.session_state.get("compare_prompt", "").replace(CONCEPT_FIELD, token)
+    pipeline = load_pipeline(
+        model, loras=((file_key(row.lora), 1.0),) if row.lora else (),
+        embeddings=(file_key(row.embedding),) if row.embedding else ())
+    total = sum(len(line) for line in cells)
+    bar = st.progress(0.0, text="Generating the plot…")
+    images = []
+    for line in cells:
+        images.append([])
+        for settings in line:
+            images[-1].append(pipeline(prompt, **settings).images[0])
+            done = sum(len(done_line) for done_line in images)
+            bar.progress(done / total, text=f"Image {done} of {total}")
+    bar.empty()
+    grid = make_comparison_grid(images, row_labels, column_labels)
+    png = _save_grid(data, grid, {"model": model, "row": row.label, "prompt": prompt,
+                                  "rows": row_labels, "columns": column_labels})
+    st.session_state["comparison"] = (png, None)
 
 
 def _parse_seeds(text):

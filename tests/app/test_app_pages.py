@@ -324,3 +324,41 @@ def test_compare_says_once_what_is_wrong_with_the_seeds(app):
         "Reading the seeds did not work: seeds are whole numbers separated by commas, such "
         "as 1, 2, 3. Received: 'two'"]
     assert next(b for b in app.button if b.label == "Make the grid").disabled
+
+
+def test_xy_plot_cells_and_axis_errors():
+    from studio.app.xy_plot import parse_axis_values, xy_cells
+    from studio.errors import InvalidInputError
+
+    cfg = parse_axis_values("CFG", "3, 7.5")
+    samplers = parse_axis_values("Sampler", "ddim, euler")
+    cells = xy_cells("CFG", cfg, "Sampler", samplers, {"num_steps": 4, "seed": 1})
+    assert [[(c["guidance_scale"], c["sampler"]) for c in line] for line in cells] == [
+        [(3.0, "ddim"), (7.5, "ddim")], [(3.0, "euler"), (7.5, "euler")]]
+    assert all(c["num_steps"] == 4 and c["seed"] == 1 for line in cells for c in line)
+    with pytest.raises(InvalidInputError, match="CFG values are float numbers"):
+        parse_axis_values("CFG", "3, high")
+    with pytest.raises(InvalidInputError, match="must differ"):
+        xy_cells("CFG", cfg, "CFG", cfg, {})
+
+
+@pytest.mark.large  # ~20 s: four images with the embedded model
+def test_xy_plot_over_cfg_and_sampler(app, data_dir):
+    """Issue 17, item 7: an X/Y plot over CFG × sampler, kept with its parameters."""
+    import json
+
+    from PIL import Image
+
+    app.switch_page(page_path("compare")).run()
+    app.segmented_control(key="compare_mode").set_value("X/Y plot").run()
+    app.text_input(key="compare_x_CFG").set_value("2, 9").run()
+    app.text_input(key="compare_y_Sampler").set_value("ddim, euler").run()
+    app.number_input(key="compare_steps").set_value(2).run()
+    click(app, "Make the X/Y plot")
+    assert not app.exception and not app.error, [e.value for e in app.error]
+    assert [b.label for b in app.get("download_button")] == ["Download the grid (PNG)"]
+    grids = sorted(os.listdir(data_dir / "outputs" / "grids"))
+    with Image.open(data_dir / "outputs" / "grids" / grids[-1]) as image:
+        parameters = json.loads(image.text["comparison"])
+    assert parameters["columns"] == ["CFG 2.0", "CFG 9.0"]
+    assert parameters["rows"] == ["Sampler ddim", "Sampler euler"]
