@@ -217,6 +217,14 @@ def test_enter_never_starts_a_run_and_a_second_start_asks(fresh_app):
         assert len(queue) == 1 and queue[0]["request"]["settings"]["token"] == "<browser-toy>"
         assert browser.evaluate(EXCEPTIONS) == 0
 
+        # Stop while the run is still preparing (issue 17, item 9) asks it to stop.
+        run = data / "runs" / run_folders(data)[0]
+        assert browser.click_button("Stop")
+        deadline = time.monotonic() + 30
+        while not (run / "STOP").exists() and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert (run / "STOP").exists() or (run / "exit.json").exists()
+
 
 # Phases the DreamBooth LoRA run with class images goes through before its first step.
 PHASES_BEFORE_TRAINING = ("Loading the model", "Generating class images",
@@ -253,7 +261,9 @@ def test_dreambooth_phases_and_class_images_in_chromium(fresh_app):
             if "Generating class images:" in text and "class" not in shots:
                 # A contact sheet of the class images so far.
                 if browser.evaluate("[...document.querySelectorAll('[data-testid=\"stExpander\"]')]"
-                                    ".some(e => e.innerText.includes('Class images ('))"):
+                                    ".some(e => e.innerText.includes('Class images (') && "
+                                    "[...e.querySelectorAll('img')].some(i => i.complete && "
+                                    "i.naturalWidth > 0))"):
                     shots["class"] = browser.screenshot(
                         os.path.join(SCREENSHOTS, "train-class-images.png"))
             if re.search(r"Step [1-9]\d* of 3", text):
