@@ -59,6 +59,8 @@ class LatentCache:
             `default_cache_dir()`. Must not be inside an image folder.
         num_variants: int, augmented variants stored per image.
         batch_size: int, images per encoder call.
+        on_progress: None, or a callable `(done, total)` called as images
+            are encoded (for a progress display).
 
     Attributes:
         encoded_images: images encoded (cache misses) so far.
@@ -69,7 +71,8 @@ class LatentCache:
     >>> dataset = ConceptDataset(folder, tokenizer, "<cat-toy>", latent_cache=cache)
     """
 
-    def __init__(self, encoder, model_id, cache_dir=None, num_variants=8, batch_size=4):
+    def __init__(self, encoder, model_id, cache_dir=None, num_variants=8, batch_size=4,
+                 on_progress=None):
         if not isinstance(model_id, str) or not model_id:
             raise ValueError(
                 "`model_id` must be a non-empty string naming the encoder's weights. "
@@ -84,6 +87,7 @@ class LatentCache:
         self.num_variants = num_variants
         self.batch_size = batch_size
         self.encoded_images = 0
+        self.on_progress = on_progress
 
     def moments(self, image_folder, crop_area_range=(0.8, 1.0), flip=True):
         """The moments of every image's variants, from the cache or encoded now.
@@ -188,6 +192,8 @@ class LatentCache:
             copies = copies.map(augment)
         variant_batches = copies.batch(variants).prefetch(1)
         encoded = []
+        if self.on_progress is not None:
+            self.on_progress(0, len(indices))
         for variants_of_image in tqdm(
             variant_batches.as_numpy_iterator(),
             total=len(indices),
@@ -201,6 +207,8 @@ class LatentCache:
             ]
             encoded.append(np.concatenate(chunks))
             self.encoded_images += 1
+            if self.on_progress is not None:
+                self.on_progress(len(encoded), len(indices))
         return encoded
 
     def _call_encoder(self, images, resolution):

@@ -49,7 +49,9 @@ def load_backbone(settings, devices, frozen=False):
     stored in the compute dtype (`frozen_network_policy`).
     """
     from studio.interop import load_backbone as load_model
+    from studio.trainers.run.run_phase import LOADING_MODEL, report_phase
 
+    report_phase(LOADING_MODEL)
     precision = settings.precision
     with devices.scope():
         backbone = load_model(
@@ -192,12 +194,18 @@ def fit_run(trainer, run_directory, settings, batches, resume):
         NonFiniteLossError: the run stopped on non-finite losses (its last
             good checkpoint is kept).
     """
+    from studio.trainers.run.callbacks.phase_callback import PhaseCallback
+    from studio.trainers.run.run_phase import COMPILING, SAMPLING, TRAINING, report_phase
     from studio.trainers.run.training_run import TrainingRun
 
     prompts = settings.sample_prompt_list()
 
     def sampler():
-        return trainer.sample_images(prompts, seed=settings.seed, num_steps=settings.sample_steps)
+        report_phase(SAMPLING)
+        images = trainer.sample_images(prompts, seed=settings.seed,
+                                       num_steps=settings.sample_steps)
+        report_phase(TRAINING)
+        return images
 
     training = TrainingRun(
         trainer,
@@ -209,7 +217,8 @@ def fit_run(trainer, run_directory, settings, batches, resume):
         sample_every=settings.sample_every or None,
         keep_checkpoints=settings.keep_checkpoints,
     )
-    return training.fit(batches, resume=resume)
+    report_phase(COMPILING)
+    return training.fit(batches, resume=resume, callbacks=[PhaseCallback()])
 
 
 def latent_cache(backbone, settings):
@@ -217,10 +226,12 @@ def latent_cache(backbone, settings):
     if not settings.latent_variants:
         return None
     from studio.datasets import LatentCache, weights_id
+    from studio.trainers.run.run_phase import CACHING_LATENTS, phase_counter
 
     return LatentCache(
         backbone.vae_encoder,
         model_id=weights_id(backbone.vae_encoder),
         cache_dir=settings.cache_dir,
         num_variants=settings.latent_variants,
+        on_progress=phase_counter(CACHING_LATENTS),
     )

@@ -22,6 +22,7 @@ class AppDataFolder:
       embeddings/   the embedding library: imported and exported files
       loras/        imported LoRA files
       outputs/      generated images
+      exports/      converted files to download (not part of the library)
       cache/        latent cache of training images
     ```
 
@@ -45,12 +46,13 @@ class AppDataFolder:
     embeddings = _sub_folder("embeddings")
     loras = _sub_folder("loras")
     outputs = _sub_folder("outputs")
+    exports = _sub_folder("exports")
     cache = _sub_folder("cache")
 
     def ensure(self):
         """Creates the folder and its sub-folders; returns self."""
         for folder in (self.datasets, self.runs, self.embeddings, self.loras,
-                       self.outputs, self.cache):
+                       self.outputs, self.exports, self.cache):
             os.makedirs(folder, exist_ok=True)
         return self
 

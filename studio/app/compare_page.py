@@ -9,7 +9,7 @@ import streamlit as st
 
 from studio.app.app_state import data_folder
 from studio.app.comparison_scores import EVALUATION_MODULE, score_comparison
-from studio.app.file_library import embedding_files, lora_files
+from studio.app.file_library import embedding_files, lora_files, picker_label, training_images
 from studio.app.model_picker import pick_model
 from studio.app.page_errors import errors_as_messages
 from studio.grids import draw_grid
@@ -18,6 +18,15 @@ BASE_ROW = "base, before training"
 CONCEPT_FIELD = "{concept}"
 MAX_COLUMNS = 8
 MAX_ROWS = 12
+SAMPLER_NAMES = ("ddim", "euler", "euler_a", "dpmpp_2m")
+SCORES_HELP = (
+    "What the scores mean (the shapes world's classifier reads each image): "
+    "**prompt accuracy** — the share of a row's images that show every attribute (shape, "
+    "colour, pattern) the prompt names; it checks the prompt's words only, not the concept. "
+    "**like the references** — the share that show what the run's training images show "
+    "(their most common shape, colour and pattern): the concept's fidelity. "
+    "**reads as** — what the classifier sees most often, with its count."
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,6 +36,7 @@ class GridRow:
     label: str
     embedding: str = None
     lora: str = None
+    file: object = None  # The `LibraryFile`, for the run's training images.
 
 
 def render():
@@ -46,8 +56,14 @@ def render():
         plain = st.text_input("Words for {concept} in rows without a token",
                               value=model.concept_words if model else "a toy",
                               key="compare_plain_words")
-        mode = st.segmented_control("Columns", ["Seeds", "Prompts"], default="Seeds",
-                                    key="compare_mode")
+        mode = st.segmented_control("Columns", ["Seeds", "Prompts", "X/Y plot"],
+                                    default="Seeds", key="compare_mode")
+        if mode == "X/Y plot":
+            _xy_section(model, rows, plain)
+            with output:
+                _show_grid()
+                _grid_history(data)
+            return
         if mode == "Prompts":
             prompts_text = st.text_area("One prompt per column", key="compare_prompts",
                                         value="a photo of {concept}\n{concept} on a beach")
@@ -58,17 +74,91 @@ def render():
             seeds_text = st.text_input("Seeds (comma separated)", value="1, 2, 3",
                                        key="compare_seeds")
             prompt = st.session_state.get("compare_prompt", "")
-            columns = [(prompt, seed) for seed in _parse_seeds(seeds_text)]
+            columns = []
+            with errors_as_messages("Reading the seeds"):
+                columns = [(prompt, seed) for seed in _parse_seeds(seeds_text)]
         row = st.columns(2)
         steps = row[0].number_input("Steps", 1, 200, 20, key="compare_steps")
         guidance = row[1].number_input("Guidance", 0.0, 30.0, 7.5, 0.5, key="compare_guidance")
         go = st.button("Make the grid", type="primary", icon=":material/grid_view:",
-                       disabled=model is None or not rows, width="stretch")
+                       disabled=model is None or not rows or not columns, width="stretch")
     with output:
         if go:
             with errors_as_messages("Making the grid"):
-                _make_grid(model.name, rows, columns, plain, int(steps), float(guidance), mode)
+                _make_grid(data, model.name, rows, columns, plain, int(steps), float(guidance),
+                           mode)
         _show_grid()
+        _grid_history(data)
+
+
+# The X/Y plot's axes: label on the page -> `studio.grids.GridAxis` kind.
+XY_AXES = {"CFG": "cfg", "Steps": "steps", "Sampler": "sampler", "Seed": "seed"}
+XY_DEFAULTS = {"CFG": "3, 7.5, 12", "Steps": "5, 10, 20", "Sampler": "ddim, euler",
+               "Seed": "1, 2, 3"}
+MAX_AXIS_VALUES = 8
+
+
+def _xy_section(model, rows, plain_words):
+    """An X/Y plot of the first row's model over two settings (CFG × sampler, ...)."""
+    from studio.grids import GridAxis, ParameterGrid
+    from studio.pipelines import GenerationSettings
+
+    axes = list(XY_AXES)
+    row = st.columns(2)
+    x_axis = row[0].selectbox("X axis", axes, index=0, key="compare_x_axis")
+    y_axis = row[1].selectbox("Y axis", axes, index=2, key="compare_y_axis")
+    x_text = row[0].text_input("X values", value=XY_DEFAULTS[x_axis], key=f"compare_x_{x_axis}")
+    y_text = row[1].text_input("Y values", value=XY_DEFAULTS[y_axis], key=f"compare_y_{y_axis}")
+    st.caption("Samplers: " + ", ".join(SAMPLER_NAMES) + ". The other settings come from "
+               "the fields above; the first row picked is the model plotted.")
+    row = st.columns(3)
+    steps = row[0].number_input("Steps", 1, 200, 20, key="compare_steps")
+    guidance = row[1].number_input("Guidance", 0.0, 30.0, 7.5, 0.5, key="compare_guidance")
+    seed = row[2].number_input("Seed", 0, 2**32 - 1, 1, key="compare_seed")
+    grid = None
+    with errors_as_messages("Reading the axes"):
+        x = GridAxis.from_text(XY_AXES[x_axis], x_text)
+        y = GridAxis.from_text(XY_AXES[y_axis], y_text)
+        for axis, label in ((x, x_axis), (y, y_axis)):
+            if len(axis.values) > MAX_AXIS_VALUES:
+                raise ValueError(f"At most {MAX_AXIS_VALUES} {label} values. "
+                                 f"Received: {len(axis.values)}")
+        if rows:
+            first = rows[0]
+            token = _token_of(first.embedding) if first.embedding else plain_words
+            prompt = st.session_state.get("compare_prompt", "").replace(CONCEPT_FIELD, token)
+            settings = GenerationSettings(
+                prompt, steps=int(steps), guidance_scale=float(guidance), seed=int(seed),
+                model=model.name if model else None,
+                loras=((first.lora, 1.0),) if first.lora else (),
+                embeddings=(first.embedding,) if first.embedding else ())
+            grid = ParameterGrid(settings, x, y)
+    go = st.button("Make the X/Y plot", type="primary", icon=":material/grid_on:",
+                   disabled=model is None or grid is None, width="stretch")
+    if go:
+        with errors_as_messages("Making the X/Y plot"):
+            _make_xy_plot(data_folder(), grid)
+
+
+def _make_xy_plot(data, grid):
+    """Generates `grid` (a `ParameterGrid`) on the app's cached pipelines and keeps it
+    under `outputs/grids/` with A1111's X/Y plot infotext (`studio grid --from-png`
+    draws it again)."""
+    from studio.app.cached_generation_runner import CachedGenerationRunner
+    from studio.images import next_image_index
+
+    bar = st.progress(0.0, text="Generating the plot…")
+
+    def progress(done, total):
+        bar.progress(done / total, text=f"Image {done} of {total}")
+
+    sheet = grid.generate(CachedGenerationRunner(), callback=progress)
+    bar.empty()
+    folder = os.path.join(data.outputs, GRIDS_FOLDER)
+    os.makedirs(folder, exist_ok=True)
+    path = sheet.save(os.path.join(folder, f"{next_image_index(folder):05d}-xy.png"))
+    with open(path, "rb") as file:
+        st.session_state["comparison"] = (file.read(), None)
 
 
 def _parse_seeds(text):
@@ -78,8 +168,8 @@ def _parse_seeds(text):
         if not part:
             continue
         if not part.isdigit():
-            st.error(f"Seeds are whole numbers separated by commas. Received: {part!r}")
-            return []
+            raise ValueError(f"seeds are whole numbers separated by commas, such as 1, 2, 3. "
+                             f"Received: {part!r}")
         seeds.append(int(part))
     return seeds[:MAX_COLUMNS]
 
@@ -87,9 +177,10 @@ def _parse_seeds(text):
 def _pick_rows(data):
     options = {BASE_ROW: GridRow(BASE_ROW)}
     for file in embedding_files(data):
-        options[f"embedding · {file.label}"] = GridRow(f"{file.label}", embedding=file.path)
+        options[f"embedding · {picker_label(file)}"] = GridRow(
+            f"{file.label}", embedding=file.path, file=file)
     for file in lora_files(data):
-        options[f"LoRA · {file.label}"] = GridRow(f"LoRA {file.label}", lora=file.path)
+        options[f"LoRA · {file.label}"] = GridRow(f"LoRA {file.label}", lora=file.path, file=file)
     default = [BASE_ROW] + [label for label in options if label.endswith("· final")][:2]
     chosen = st.multiselect("Rows", list(options), default=default, key="compare_rows",
                             max_selections=MAX_ROWS,
@@ -97,7 +188,7 @@ def _pick_rows(data):
     return [options[label] for label in chosen]
 
 
-def _make_grid(model, rows, columns, plain_words, steps, guidance, mode):
+def _make_grid(data, model, rows, columns, plain_words, steps, guidance, mode):
     """Each row a one-row `ParameterGrid` (its file, its {concept} words), drawn as one grid."""
     from studio.app.cached_generation_runner import CachedGenerationRunner
     from studio.grids import GridAxis, ParameterGrid
@@ -132,11 +223,43 @@ def _make_grid(model, rows, columns, plain_words, steps, guidance, mode):
     column_labels = [f"seed {seed}" if mode != "Prompts" else template
                      for template, seed in columns]
     grid = draw_grid(images, labels, column_labels)
-    buffer = io.BytesIO()
-    grid.save(buffer, format="PNG")
+    # "Like the training images": the training images of the first run in the grid.
+    size = images[0][0].shape[0]
+    references = next((found for found in (training_images(row.file, data, size)
+                                           for row in rows if row.file is not None)
+                       if found is not None), None)
     scores = score_comparison({label: np.stack(cells) for label, cells in zip(labels, images)},
-                              prompts, model=model)
-    st.session_state["comparison"] = (buffer.getvalue(), scores)
+                              prompts, reference_images=references, model=model)
+    png = _save_grid(data, grid, {
+        "model": model, "rows": labels, "columns": column_labels, "steps": steps,
+        "guidance": guidance, "prompts": prompts})
+    st.session_state["comparison"] = (png, scores)
+
+
+GRIDS_FOLDER = "grids"
+# The PNG text chunk holding a grid's parameters (JSON).
+GRID_PARAMETERS_CHUNK = "comparison"
+
+
+def _save_grid(data, grid, parameters):
+    """Saves the grid with its parameters (a PNG text chunk) under `outputs/grids/`; returns
+    the PNG bytes."""
+    import json
+
+    from PIL import PngImagePlugin
+
+    from studio.files.atomic_write import write_file_atomically
+    from studio.images import next_image_index
+
+    info = PngImagePlugin.PngInfo()
+    info.add_text(GRID_PARAMETERS_CHUNK, json.dumps(parameters))
+    buffer = io.BytesIO()
+    grid.save(buffer, format="PNG", pnginfo=info)
+    folder = os.path.join(data.outputs, GRIDS_FOLDER)
+    os.makedirs(folder, exist_ok=True)
+    write_file_atomically(os.path.join(folder, f"{next_image_index(folder):05d}-grid.png"),
+                          buffer.getvalue())
+    return buffer.getvalue()
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
@@ -164,6 +287,52 @@ def _show_grid():
 
         st.markdown("**Scores**")
         st.dataframe(pd.DataFrame(scores).T, width="stretch")
+        st.caption(SCORES_HELP)
     else:
         st.caption("Scores apply to grids of the shapes-world model (`tiny-shapes`): its "
                    f"classifier (`{EVALUATION_MODULE}`) reads what each image shows.")
+
+
+def _xy_caption(path):
+    """An X/Y plot's axes, from its infotext ("CFG Scale: 3, 7.5 × Sampler: ddim, euler")."""
+    from studio.images import read_parameters
+
+    try:
+        parameters = read_parameters(path)
+    except (OSError, ValueError):
+        parameters = None
+    fields = parameters.extra if parameters is not None else {}
+    axes = [f"{fields[f'{letter} Type']}: {fields.get(f'{letter} Values', '')}"
+            for letter in ("X", "Y", "Z") if f"{letter} Type" in fields]
+    return " × ".join(axes) or "no parameters"
+
+
+def _grid_history(data, shown=4):
+    """The latest grids made (kept in `outputs/grids/` with their parameters)."""
+    import json
+
+    from PIL import Image
+
+    folder = os.path.join(data.outputs, GRIDS_FOLDER)
+    try:
+        names = sorted((n for n in os.listdir(folder) if n.endswith(".png")), reverse=True)
+    except OSError:
+        return
+    if len(names) < 2:
+        return
+    with st.expander(f"Earlier grids ({len(names)})"):
+        for name in names[:shown]:
+            path = os.path.join(folder, name)
+            try:
+                with Image.open(path) as image:
+                    parameters = json.loads(image.text.get(GRID_PARAMETERS_CHUNK) or "{}")
+            except (OSError, ValueError):
+                parameters = {}
+            st.image(path, width="stretch")
+            if not parameters:
+                st.caption(f"{name}: {_xy_caption(path)}")
+                continue
+            st.caption(f"{name}: {', '.join(parameters.get('rows', []))} · "
+                       f"{', '.join(map(str, parameters.get('columns', [])))} · "
+                       f"{parameters.get('steps', '?')} steps, guidance "
+                       f"{parameters.get('guidance', '?')}")

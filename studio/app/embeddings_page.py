@@ -1,6 +1,7 @@
 """Embeddings: the library of embedding files; inspect, convert and export, import."""
 
 import os
+import re
 
 import streamlit as st
 
@@ -16,8 +17,53 @@ FORMAT_LABELS = {
     "kohya": "kohya / AUTOMATIC1111 (.safetensors)",
     "a1111": "AUTOMATIC1111 (.pt)",
 }
-EXPORTS_FOLDER = "exports"
+# Added to exported file names: `<token>-diffusers.safetensors`, ...
+EXPORT_SUFFIXES = {"native": "-studio", "diffusers": "-diffusers"}
 TOP_K = 5
+# Nearest tokens looked at to find TOP_K readable words among them.
+CANDIDATES = 60
+# What a text encoder's width says about the model family.
+FAMILIES_BY_WIDTH = {768: "SD 1.x", 1024: "SD 2.x", 2048: "SD-XL"}
+_END_OF_WORD = "</w>"
+_WORD = re.compile(r"[a-z][a-z'-]*")
+
+
+def readable_word(token):
+    """`circle</w>` -> "circle"; a word piece (`circ`) or stray character (`ă`) -> None."""
+    if not token.endswith(_END_OF_WORD):
+        return None  # The start of a longer word.
+    word = token[: -len(_END_OF_WORD)]
+    return word if _WORD.fullmatch(word) else None
+
+
+def model_family(embedding):
+    """The family an embedding is for, from its architecture and its vectors' width."""
+    if embedding.architecture == "sd-xl":
+        return "SD-XL"
+    width = embedding.text_encoder_width
+    if width in FAMILIES_BY_WIDTH:
+        return FAMILIES_BY_WIDTH[width]
+    same = [choice.name for choice in model_choices() if choice.text_encoder_width == width]
+    return f"{' / '.join(same)} ({width} wide)" if same else f"unknown ({width} wide)"
+
+
+@st.cache_data(show_spinner="Comparing with the models on this machine…", max_entries=32)
+def _token_table_hashes(width):
+    """`{preset: token-table hash}` of the offline presets whose text encoder is `width` wide."""
+    from studio.app.cached_models import load_backbone
+
+    return {choice.name: load_backbone(choice.name).token_table_hash()
+            for choice in model_choices()
+            if choice.available and choice.text_encoder_width == width}
+
+
+def _matching_models(embedding):
+    """The offline models whose token table the embedding was trained on, in words."""
+    if not embedding.base_model_hash:
+        return ""
+    hashes = _token_table_hashes(embedding.text_encoder_width)
+    same = [name for name, digest in hashes.items() if digest == embedding.base_model_hash]
+    return ", ".join(same) if same else "no model on this machine (another base model)"
 
 
 def render():
@@ -34,8 +80,15 @@ def render():
                 icon=":material/token:")
         return
     by_label = {file.label: file.path for file in files}
+    imported = st.session_state.pop("embeddings_imported", None)
+    label_of = {path: label for label, path in by_label.items()}
+    if imported in label_of:  # Show the file just imported.
+        st.session_state["embeddings_selected"] = label_of[imported]
     label = st.selectbox("Embedding", list(by_label), key="embeddings_selected")
     path = by_label[label]
+    with errors_as_messages("Deleting the file"):
+        if _delete(data, path):
+            return
     with errors_as_messages("Reading the embedding"):
         from studio.embeddings import load_embedding
 
@@ -54,11 +107,13 @@ def _import(data):
         upload = st.file_uploader(
             f"Embedding file (.safetensors, .pt, .bin; up to {MAX_EMBEDDING_BYTES // MEBIBYTE} "
             "MiB). PyTorch files are read without running their code.",
-            key="embeddings_upload")
+            key="embeddings_upload",
+            max_upload_size=MAX_EMBEDDING_BYTES // MEBIBYTE)
         if upload is not None and st.session_state.get("embeddings_last_upload") != upload.file_id:
             st.session_state["embeddings_last_upload"] = upload.file_id
             path, embedding = save_embedding_upload(data.embeddings, upload.name,
                                                     upload.getvalue())
+            st.session_state["embeddings_imported"] = path
             st.success(f"Imported {os.path.basename(path)}: {embedding.format} file with "
                        f"{', '.join(embedding.placeholders)}.", icon=":material/check:")
 
@@ -66,7 +121,7 @@ def _import(data):
 def _inspect(embedding, path):
     import pandas as pd
 
-    family = "SD-XL" if embedding.architecture == "sd-xl" else "SD 1.x / 2.x"
+    family = model_family(embedding)
     columns = st.columns(4)
     columns[0].metric("Format", embedding.format or "—")
     columns[1].metric("Model family", family)
@@ -79,6 +134,7 @@ def _inspect(embedding, path):
         for key, values in embedding.vectors.items()
     ]), hide_index=True, width="stretch")
     fields = {"Base model": embedding.base_model, "Base model hash": embedding.base_model_hash,
+              "Matches": _matching_models(embedding),
               "Initializer": embedding.initializer,
               "Steps": "" if embedding.steps is None else str(embedding.steps),
               # The studio's own keys repeat the fields above.
@@ -112,14 +168,18 @@ def _nearest(embedding):
         st.warning(warning)
     rows = []
     for placeholder, vectors in embedding.vectors.items():
-        for index, words in enumerate(nearest_words(vectors, table, tokenizer, k=TOP_K)):
+        found = nearest_words(vectors, table, tokenizer, k=CANDIDATES)
+        for index, words in enumerate(found):
+            readable = [(word, similarity) for word, similarity in
+                        ((readable_word(token), similarity) for token, similarity in words)
+                        if word][:TOP_K]
             rows.append({"vector": f"{placeholder}[{index}]",
-                         **{f"#{rank + 1}": f"{token} ({similarity:.2f})"
-                            for rank, (token, similarity) in enumerate(words)}})
+                         **{f"#{rank + 1}": f"{word} ({similarity:.2f})"
+                            for rank, (word, similarity) in enumerate(readable)}})
     import pandas as pd
 
-    st.caption("The vocabulary tokens whose vectors are closest (cosine similarity): a glimpse "
-               "of what the learned vectors mean.")
+    st.caption("The words whose vectors are closest (cosine similarity): a glimpse of what "
+               "the learned vectors mean. Word pieces and stray characters are left out.")
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
 
 
@@ -144,9 +204,10 @@ def _export(data, embedding, path):
 
     extension = FORMAT_EXTENSIONS[format][0]
     stem = os.path.splitext(safe_file_name(placeholder.strip() + extension, (extension,)))[0]
-    folder = os.path.join(data.embeddings, EXPORTS_FOLDER, format)
-    os.makedirs(folder, exist_ok=True)
-    out = unused_path(folder, stem + extension)
+    # kohya and AUTOMATIC1111 take the file's name as the token: it stays the token's.
+    # The other formats say what they are, so that no two downloads share a name.
+    suffix = EXPORT_SUFFIXES.get(format, "")
+    out = unused_path(data.exports, stem + suffix + extension)
     convert_embedding(path, out, format=format,
                       dtype=None if format == "native" else dtype,
                       placeholder=placeholder.strip()
@@ -157,3 +218,30 @@ def _export(data, embedding, path):
     st.download_button(f"Download {os.path.basename(out)}", content,
                        file_name=os.path.basename(out), icon=":material/download:",
                        key="export_download")
+
+
+def _delete(data, path):
+    """A Delete button for library files (run results go with their run); True once deleted."""
+    if not data.contains(path) or not os.path.commonpath(
+            [os.path.realpath(data.embeddings), os.path.realpath(path)]) == os.path.realpath(
+            data.embeddings):
+        st.caption("A run's result: delete the run on the Runs page to remove it.")
+        return False
+    confirm = f"confirm-delete-embedding-{path}"
+    if not st.session_state.get(confirm):
+        if st.button("Delete this file", icon=":material/delete:", key="embedding-delete"):
+            st.session_state[confirm] = True
+            st.rerun()
+        return False
+    st.warning(f"Delete {os.path.basename(path)} from the library?", icon=":material/warning:")
+    row = st.columns(2)
+    if row[0].button("Yes, delete it", type="primary", key="embedding-delete-yes"):
+        os.remove(path)
+        st.session_state.pop(confirm, None)
+        st.session_state.pop("embeddings_selected", None)
+        st.toast(f"Deleted {os.path.basename(path)}")
+        st.rerun()
+    if row[1].button("Keep it", key="embedding-delete-no"):
+        st.session_state.pop(confirm, None)
+        st.rerun()
+    return False

@@ -2,20 +2,46 @@
 
 import io
 import os
+import re
+import time
 
 import streamlit as st
 
 from studio.app.app_state import data_folder
 from studio.app.cached_models import file_key, load_pipeline
-from studio.app.file_library import embedding_files, lora_files
+from studio.app.file_library import embedding_files, lora_files, picker_label
 from studio.app.model_picker import pick_model
+from studio.app.run_progress import format_duration
 from studio.app.page_errors import errors_as_messages
-from studio.app.safe_uploads import (MAX_EMBEDDING_BYTES, MAX_LORA_BYTES, MEBIBYTE,
+from studio.trainers.run.run_directory import LORA_FILE
+from studio.app.safe_uploads import (MAX_EMBEDDING_BYTES, MAX_IMAGE_BYTES, MAX_LORA_BYTES,
+                                     MEBIBYTE,
                                      save_embedding_upload, save_lora_upload)
 
 SAMPLERS = {"ddim": "DDIM", "euler": "Euler", "euler_a": "Euler a", "dpmpp_2m": "DPM++ 2M"}
 MAX_IMAGES = 8
+EMBEDDING_SUFFIXES = (".safetensors", ".pt", ".bin")
 DEFAULT_PROMPT = "a photo of a cat"
+
+
+# The form's inputs and their first values. They are kept in `FORM_MEMORY`
+# as well, because Streamlit forgets a widget's value once a page without
+# it is drawn: leaving the page and coming back keeps the form.
+FORM_DEFAULTS = {
+    "generate_negative": "",
+    "generate_sampler": "ddim",
+    "generate_steps": 20,
+    "generate_guidance": 7.5,
+    "generate_seed": -1,
+    "generate_count": 2,
+    "generate_batches": 1,
+    "generate_strength": 0.75,
+}
+FORM_MEMORY = "generate_form_memory"
+RANDOM_SEED = -1
+MAX_BATCHES = 16
+GALLERY_SIZE = 12
+_TOKEN = re.compile(r"<[^<>\s]+>")
 
 
 def render():
@@ -24,45 +50,128 @@ def render():
     settings, output = st.columns([2, 3], gap="large")
     with settings:
         model = pick_model("generate_model")
+        _recall_form(model)
         with errors_as_messages("Adding the file"):
             _uploads(data)
-        embeddings = _pick_files("Embeddings", embedding_files(data), "generate_embeddings")
-        loras = _pick_files("LoRA files", lora_files(data), "generate_loras")
+        with errors_as_messages("Reading the image's settings"):
+            _png_info()
+        show_checkpoints = st.toggle("Include checkpoints", key="generate_show_checkpoints",
+                                     help="Pick an embedding or LoRA of an earlier step of a "
+                                     "run; by default the pickers list final results.")
+        embedding_choices = embedding_files(data, include_checkpoints=show_checkpoints)
+        embeddings = _pick_files("Embeddings", embedding_choices, "generate_embeddings")
+        loras = _pick_files("LoRA files", lora_files(data, include_checkpoints=show_checkpoints),
+                            "generate_loras")
         lora_scale = 1.0
         if loras:
             lora_scale = st.slider("LoRA strength", 0.0, 1.5, 1.0, 0.05, key="generate_lora_scale")
         tokens = _tokens_of(embeddings)
         _token_picker(tokens, model.example_prompt if model else DEFAULT_PROMPT)
         prompt = st.text_area("Prompt", key="generate_prompt", height=80)
+        _unloaded_tokens(prompt, tokens, embedding_files(data))
         negative = st.text_input("Negative prompt", key="generate_negative",
                                  placeholder="blurry, low quality")
         row = st.columns(3)
         sampler = row[0].selectbox("Sampler", list(SAMPLERS), format_func=SAMPLERS.get,
                                    key="generate_sampler")
-        steps = row[1].number_input("Steps", 1, 200, 20, key="generate_steps")
-        guidance = row[2].number_input("Guidance", 0.0, 30.0, 7.5, 0.5, key="generate_guidance")
+        steps = row[1].number_input("Steps", 1, 200, key="generate_steps")
+        guidance = row[2].number_input("Guidance", 0.0, 30.0, step=0.5, key="generate_guidance")
         row = st.columns(3)
-        seed = row[0].number_input("Seed", 0, 2**32 - 1, 1, key="generate_seed")
-        size = model.image_size if model else 512
-        width = row[1].number_input("Width", 8, 2048, size, 8, key=f"generate_width_{size}")
-        height = row[2].number_input("Height", 8, 2048, size, 8, key=f"generate_height_{size}")
-        count = st.slider("Images", 1, MAX_IMAGES, 2, key="generate_count")
+        seed = row[0].number_input("Seed", RANDOM_SEED, 2**32 - 1, key="generate_seed",
+                                   help="-1: a new random seed each time (the one used is "
+                                   "written with the image).")
+        width = row[1].number_input("Width", 8, 2048, step=8, key="generate_width")
+        height = row[2].number_input("Height", 8, 2048, step=8, key="generate_height")
+        row = st.columns(2)
+        count = row[0].slider("Images per batch", 1, MAX_IMAGES, key="generate_count")
+        batches = row[1].number_input("Batches", 1, MAX_BATCHES, key="generate_batches",
+                                      help="Batches run one after another, each with the "
+                                      "next seeds.")
+        init_image, strength = _init_image()
+        _remember_form()
         go = st.button("Generate", type="primary", icon=":material/auto_awesome:",
                        disabled=model is None, width="stretch")
     with output:
         if go:
             with errors_as_messages("Generating"):
                 _generate(data, model.name, embeddings, loras, lora_scale, prompt, negative,
-                          sampler, int(steps), float(guidance), int(seed), int(width),
-                          int(height), int(count))
+                          sampler, int(steps), float(guidance),
+                          None if seed == RANDOM_SEED else int(seed), int(width), int(height),
+                          int(count), int(batches), init_image, strength)
         _show_results()
+        _gallery(data)
+
+
+def _recall_form(model):
+    """Puts the remembered (or first) values of the form's inputs back before they are drawn."""
+    memory = st.session_state.setdefault(FORM_MEMORY, {})
+    size = model.image_size if model else 512
+    if memory.get("model_size") != size:  # Another model: its own size.
+        memory.update(model_size=size, generate_width=size, generate_height=size)
+    for key, value in {**FORM_DEFAULTS, **memory}.items():
+        if key.startswith("generate_") and key not in st.session_state:
+            st.session_state[key] = value
+
+
+def _remember_form():
+    memory = st.session_state[FORM_MEMORY]
+    for key in (*FORM_DEFAULTS, "generate_width", "generate_height", "generate_prompt"):
+        if key in st.session_state:
+            memory[key] = st.session_state[key]
+
+
+def _png_info():
+    """PNG info: drop an image (the studio's or AUTOMATIC1111's), read its settings back.
+
+    Reads the `parameters` text chunk with `studio.images.read_parameters`,
+    the one reader of infotext; "Use these settings" puts them in the form.
+    """
+    with st.expander("PNG info: drop an image to get its settings back"):
+        upload = st.file_uploader("Generated image", type=["png"], key="generate_png_info",
+                                  max_upload_size=MAX_IMAGE_BYTES // MEBIBYTE)
+        if upload is None:
+            return
+        from studio.images import read_parameters
+
+        try:
+            parameters = read_parameters(io.BytesIO(upload.getvalue()))
+        except (OSError, ValueError):
+            raise ValueError(f"{upload.name!r} is not a PNG image that can be read.") from None
+        if parameters is None:
+            st.warning(f"{upload.name} carries no generation settings (no `parameters` text).",
+                       icon=":material/info:")
+            return
+        st.code(parameters.to_infotext(), language=None, wrap_lines=True)
+        st.button("Use these settings", key="png-info-restore", icon=":material/restore:",
+                  on_click=_restore, args=(parameters,))
+
+
+def _init_image():
+    """The image-to-image start image (uint8 array, or None) and its strength."""
+    with st.expander("Start from an image (img2img)"):
+        upload = st.file_uploader("Start image", type=["png", "jpg", "jpeg", "webp"],
+                                  key="generate_init_image",
+                                  max_upload_size=MAX_IMAGE_BYTES // MEBIBYTE)
+        strength = st.slider("Strength", 0.05, 1.0, step=0.05, key="generate_strength",
+                             help="How much of the start image is replaced by noise: low keeps "
+                             "it, 1 ignores it. Runs about Steps × Strength steps.")
+    if upload is None:
+        return None, strength
+    import numpy as np
+    from PIL import Image
+
+    with Image.open(io.BytesIO(upload.getvalue())) as image:
+        image = image.convert("RGB")
+        width, height = (st.session_state["generate_width"], st.session_state["generate_height"])
+        return np.asarray(image.resize((int(width), int(height)))), strength
 
 
 def _uploads(data):
     with st.expander("Add embedding or LoRA files"):
         upload = st.file_uploader(
             f"Embedding files (.safetensors, .pt, .bin; up to {MAX_EMBEDDING_BYTES // MEBIBYTE} "
-            "MiB): native, diffusers, kohya or AUTOMATIC1111", key="generate_embedding_upload")
+            "MiB): native, diffusers, kohya or AUTOMATIC1111", key="generate_embedding_upload",
+            max_upload_size=MAX_EMBEDDING_BYTES // MEBIBYTE)
         if upload is not None and st.session_state.get("generate_last_embedding") != upload.file_id:
             st.session_state["generate_last_embedding"] = upload.file_id
             path, embedding = save_embedding_upload(data.embeddings, upload.name, upload.getvalue())
@@ -70,7 +179,8 @@ def _uploads(data):
                        "to the library.")
         upload = st.file_uploader(
             f"LoRA files (kohya .safetensors; up to {MAX_LORA_BYTES // MEBIBYTE} MiB)",
-            key="generate_lora_upload")
+            key="generate_lora_upload",
+            max_upload_size=MAX_LORA_BYTES // MEBIBYTE)
         if upload is not None and st.session_state.get("generate_last_lora") != upload.file_id:
             st.session_state["generate_last_lora"] = upload.file_id
             path = save_lora_upload(data.loras, upload.name, upload.getvalue())
@@ -78,7 +188,8 @@ def _uploads(data):
 
 
 def _pick_files(label, files, key):
-    by_label = {file.label: file.path for file in files}
+    """A multiselect of library files, named by token (or LoRA name) with their run and step."""
+    by_label = {picker_label(file): file.path for file in files}
     chosen = st.multiselect(label, list(by_label), key=key,
                             placeholder="none" if by_label else "none yet")
     return [by_label[name] for name in chosen if name in by_label]
@@ -89,6 +200,29 @@ def _placeholders(path, mtime):
     from studio.embeddings import load_embedding
 
     return load_embedding(path).placeholders
+
+
+def _unloaded_tokens(prompt, tokens, files):
+    """Warns about `<tokens>` of the prompt whose embedding is not picked."""
+    missing = [token for token in dict.fromkeys(_TOKEN.findall(prompt)) if token not in tokens]
+    if not missing:
+        return
+    known = {}
+    for file in files:
+        if file.step is None:
+            try:
+                for token in _placeholders(file.path, os.path.getmtime(file.path)):
+                    known.setdefault(token, picker_label(file))
+            except Exception:
+                continue
+    for token in missing:
+        if token in known:
+            st.warning(f"The prompt uses {token}, but its embedding is not picked: the model "
+                       f"reads it as plain text. Pick **{known[token]}** under Embeddings.",
+                       icon=":material/warning:")
+        else:
+            st.warning(f"The prompt uses {token}, which no embedding in the library has: the "
+                       "model reads it as plain text.", icon=":material/warning:")
 
 
 def _tokens_of(paths):
@@ -120,7 +254,14 @@ def _insert_token(token):
 
 
 def _generate(data, model, embeddings, loras, lora_scale, prompt, negative, sampler, steps,
-              guidance, seed, width, height, count):
+              guidance, seed, width, height, count, batches=1, init_image=None, strength=0.75):
+    """Generates `batches` batches of `count` images, saved in the outputs folder.
+
+    `seed` None draws a random first seed; each batch starts after the
+    previous batch's seeds.
+    """
+    import secrets
+
     from studio.images import save_png
 
     if not prompt.strip():
@@ -133,21 +274,34 @@ def _generate(data, model, embeddings, loras, lora_scale, prompt, negative, samp
         loras=tuple((file_key(path), lora_scale) for path in loras),
         embeddings=tuple(file_key(path) for path in embeddings),
     )
+    first_seed = secrets.randbelow(2**31) if seed is None else seed
     bar = st.progress(0.0, text="Generating…")
-
-    def advance(step, total):
-        bar.progress(min(1.0, step / total), text=f"Sampling step {step} of {total}")
-
-    result = pipeline(prompt, negative_prompt=negative, num_images_per_prompt=count,
-                      num_steps=steps, guidance_scale=guidance, seed=seed, height=height,
-                      width=width, sampler=sampler, callback=advance)
-    bar.empty()
+    started = time.perf_counter()
     images = []
-    for image, parameters in zip(result.images, result.parameters):
-        path = os.path.join(data.outputs, f"{_next_index(data.outputs):05d}-{parameters.seed}.png")
-        save_png(image, path, parameters)
-        with open(path, "rb") as file:
-            images.append((file.read(), parameters.to_infotext(), os.path.basename(path)))
+    for batch in range(batches):
+
+        def advance(step, total, batch=batch):
+            done = batch * total + step
+            whole = batches * total
+            elapsed = time.perf_counter() - started
+            eta = elapsed / done * (whole - done) if done else None
+            left = "" if eta is None else f" · about {format_duration(eta)} left"
+            bar.progress(min(1.0, done / whole),
+                         text=f"Step {done} of {whole}" + (f" (batch {batch + 1} of {batches})"
+                                                           if batches > 1 else "") + left)
+
+        result = pipeline(prompt, negative_prompt=negative, num_images_per_prompt=count,
+                          num_steps=steps, guidance_scale=guidance,
+                          seed=first_seed + batch * count, height=height, width=width,
+                          sampler=sampler, callback=advance, init_image=init_image,
+                          strength=strength)
+        for image, parameters in zip(result.images, result.parameters):
+            name = f"{_next_index(data.outputs):05d}-{parameters.seed}.png"
+            path = os.path.join(data.outputs, name)
+            save_png(image, path, parameters)
+            with open(path, "rb") as file:
+                images.append((file.read(), parameters.to_infotext(), name))
+    bar.empty()
     st.session_state["generated"] = images
 
 
@@ -171,3 +325,62 @@ def _show_results():
                 st.code(infotext, language=None, wrap_lines=True)
                 st.download_button("Download PNG", png, file_name=name, mime="image/png",
                                    key=f"download-{name}", icon=":material/download:")
+
+
+@st.cache_data(show_spinner=False, max_entries=512)
+def _parameters(path, mtime):
+    from studio.images import read_parameters
+
+    try:
+        return read_parameters(path)
+    except (OSError, ValueError):
+        return None
+
+
+def _gallery(data):
+    """Every image generated so far, newest first, with its settings one click away."""
+    try:
+        names = sorted((n for n in os.listdir(data.outputs) if n.endswith(".png")), reverse=True)
+    except OSError:
+        names = []
+    if not names:
+        return
+    st.subheader(f"History ({len(names)})", anchor=False)
+    pages = -(-len(names) // GALLERY_SIZE)
+    page = 1
+    if pages > 1:
+        page = st.number_input("Page", 1, pages, 1, key="generate_gallery_page")
+    shown = names[(page - 1) * GALLERY_SIZE: page * GALLERY_SIZE]
+    columns = st.columns(4)
+    for index, name in enumerate(shown):
+        path = os.path.join(data.outputs, name)
+        parameters = _parameters(path, os.path.getmtime(path))
+        with columns[index % 4]:
+            st.image(path, width="stretch")
+            if parameters is None:
+                st.caption(name)
+                continue
+            st.caption(f"{parameters.prompt[:60]} · seed {parameters.seed}",
+                       help=parameters.to_infotext())
+            st.button("Restore", key=f"restore-{name}", icon=":material/restore:",
+                      on_click=_restore, args=(parameters,),
+                      help="Put this image's prompt and settings back into the form.")
+
+
+def _restore(parameters):
+    """Puts a generated image's settings into the form (a button's callback: before drawing)."""
+    samplers = {name: key for key, name in SAMPLERS.items()}
+    values = {
+        "generate_prompt": parameters.prompt,
+        "generate_negative": parameters.negative_prompt,
+        "generate_steps": int(parameters.steps),
+        "generate_guidance": float(parameters.guidance_scale),
+        "generate_seed": int(parameters.seed),
+        "generate_width": int(parameters.width),
+        "generate_height": int(parameters.height),
+    }
+    sampler = samplers.get(parameters.sampler)
+    if sampler in SAMPLERS:
+        values["generate_sampler"] = sampler
+    st.session_state.update(values)
+    st.session_state.setdefault(FORM_MEMORY, {}).update(values)

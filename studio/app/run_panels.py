@@ -1,9 +1,12 @@
 """Streamlit panels of one run, shared by the Train and Runs pages."""
 
+import os
+
 import streamlit as st
 
 from studio.app import run_status
 from studio.app.run_progress import format_duration, measure_progress
+from studio.app.run_status import seconds_since
 
 # How often a page showing a live run reads its files again.
 POLL_SECONDS = 2.0
@@ -35,20 +38,66 @@ def loss_frame(points):
     return frame
 
 
+def phase_panel(record, status):
+    """What an active run is doing before its steps (and while it draws samples), with its count.
+
+    The phases it went through in this session are listed with their
+    durations; class images being generated show as a contact sheet.
+    """
+    from studio.trainers.run.run_phase import CLASS_IMAGES, PHASE_LABELS, TRAINING
+
+    phase = record.phase() if status.is_active else None
+    if phase is None:
+        return None
+    name = phase.get("phase")
+    label = PHASE_LABELS.get(name, str(name))
+    done, total = phase.get("done"), phase.get("total")
+    elapsed = format_duration(seconds_since(phase.get("started") or phase.get("time") or 0))
+    if name != TRAINING:
+        if total:
+            st.progress(min(1.0, (done or 0) / total),
+                        text=f"{label}: {done or 0} / {total} · {elapsed}")
+        else:
+            st.progress(0.0, text=f"{label}… · {elapsed}")
+    history = [entry for entry in phase.get("history") or [] if entry.get("phase")]
+    if history:
+        st.caption("  ·  ".join(
+            f"✓ {PHASE_LABELS.get(entry['phase'], entry['phase'])}"
+            + (f" ({entry['total']})" if entry.get("total") else "")
+            + f" {format_duration((entry.get('ended') or 0) - (entry.get('started') or 0))}"
+            for entry in history))
+    if name == CLASS_IMAGES or any(entry["phase"] == CLASS_IMAGES for entry in history):
+        class_images_panel(record)
+    return name
+
+
+def class_images_panel(record, limit=48):
+    """The run's class images so far, as a contact sheet."""
+    import glob
+
+    folder = record.config.get("class_data") or os.path.join(record.path, "class_images")
+    paths = sorted(glob.glob(os.path.join(folder, "*.png")))
+    if not paths:
+        return
+    with st.expander(f"Class images ({len(paths)})", expanded=True):
+        st.image(paths[:limit], width=64)
+
+
 def progress_panel(record, status):
     """Progress bar, step count, speed, ETA and the live loss curve."""
     progress = measure_progress(record.progress(), record.target_steps, since=record.started)
-    if status.state == run_status.STARTING:
-        st.progress(0.0, text="Loading the model and the images…")
-    else:
+    phase = phase_panel(record, status)
+    if status.state != run_status.STARTING:
         target = progress.target_steps or "?"
         st.progress(progress.fraction, text=f"Step {progress.step} of {target}")
+    elif phase is None:
+        st.progress(0.0, text="Starting the training process…")
     columns = st.columns(4)
     columns[0].metric("Step", f"{progress.step} / {progress.target_steps or '?'}")
     loss = "—" if progress.last_loss is None else f"{progress.last_loss:.4f}"
     columns[1].metric("Loss", loss)
     speed = progress.seconds_per_step
-    columns[2].metric("Speed", "—" if not speed else f"{1 / speed:.2f} steps/s" if speed < 1
+    columns[2].metric("Speed (last steps)", "—" if not speed else f"{1 / speed:.2f} steps/s" if speed < 1
                       else f"{speed:.1f} s/step")
     eta = progress.eta_seconds if status.is_active else None
     columns[3].metric("Time left", format_duration(eta) if status.is_active else "—")

@@ -34,8 +34,20 @@ class RunRecord:
 
     @property
     def config(self):
-        """The run's `config.json` settings, or {} before the run has written it."""
-        return self.run.read_config(default={})
+        """The run's `config.json` settings; before the run writes it, the settings the app
+        asked for (`request.json`); else {}."""
+        config = self.run.read_config(default=None)
+        if config is not None:
+            return config
+        request = self.run.read_request() or {}
+        settings = request.get("settings")
+        if not isinstance(settings, dict):
+            return {}
+        return {"method": request.get("method"), **settings}
+
+    def phase(self):
+        """The training process's `phase.json` record (see `RunDirectory.write_phase`), or None."""
+        return self.run.read_phase()
 
     @property
     def summary(self):
@@ -64,8 +76,18 @@ class RunRecord:
 
     @property
     def started(self):
-        """When the run (or its last resume) started, seconds since the epoch, or None."""
+        """When the run's current session (its last resume) started, seconds since the epoch,
+        or None."""
         return (self.run.read_process_record() or {}).get("started")
+
+    @property
+    def first_started(self):
+        """When the run first started (a resume keeps it), or None."""
+        record = self.run.read_process_record() or {}
+        first = record.get("first_started") or record.get("started")
+        if first is None and os.path.exists(self.run.config_path):
+            first = os.path.getmtime(self.run.config_path)
+        return first
 
     def progress(self):
         """`[(step, loss, time)]` of the run's progress lines, one per step."""
@@ -105,7 +127,7 @@ class RunRecord:
 
 
 def list_runs(runs_folder):
-    """The `RunRecord` of every run folder in `runs_folder`, most recently active first."""
+    """The `RunRecord` of every run folder in `runs_folder`, the latest started first."""
     try:
         names = sorted(os.listdir(runs_folder))
     except OSError:
@@ -115,4 +137,5 @@ def list_runs(runs_folder):
         for name in names
         if not name.startswith(".") and os.path.isdir(os.path.join(runs_folder, name))
     ]
-    return sorted(records, key=lambda record: record.last_activity(), reverse=True)
+    return sorted(records, key=lambda record: record.first_started or record.last_activity(),
+                  reverse=True)

@@ -67,7 +67,7 @@ def read_run_status(run_dir, has_steps=False):
             return RunStatus(STOPPING, "Stopping after the current step, with a final checkpoint.", pid)
         if has_steps:
             return RunStatus(RUNNING, "Training.", pid)
-        return RunStatus(STARTING, "Loading the model and the images.", pid)
+        return RunStatus(STARTING, "Preparing the run: its first step comes after the phases below.", pid)
     if exit_record is not None and exit_record.get("code"):
         error = exit_record.get("error") or f"exit code {exit_record['code']}"
         return RunStatus(FAILED, error)

@@ -23,7 +23,7 @@ def render():
         st.info("No training runs yet. Start one on the Train page.", icon=":material/school:")
         return
     statuses = {record.path: record.status() for record in records}
-    _overview(records, statuses)
+    _overview(data, any(status.is_active for status in statuses.values()))
     names = [record.name for record in records]
     selected = st.session_state.get("selected_run")
     index = next((i for i, r in enumerate(records) if r.path == selected), 0)
@@ -33,23 +33,33 @@ def render():
         _details(record, statuses[record.path], data)
 
 
-def _overview(records, statuses):
-    import pandas as pd
+def _overview(data, any_active):
+    """The table of runs, read again every poll while one trains (as the detail below is)."""
 
-    rows = []
-    for record in records:
-        status = statuses[record.path]
-        summary = record.summary or {}
-        progress = record.progress()
-        rows.append({
-            "run": record.name,
-            "method": record.method_label,
-            "status": status.state,
-            "step": f"{progress[-1][0] if progress else 0} / {record.target_steps or '?'}",
-            "final loss": summary.get("final_loss"),
-            "started": format_age(record.started),
-        })
-    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+    @st.fragment(run_every=POLL_SECONDS if any_active else None)
+    def table():
+        import pandas as pd
+
+        rows = []
+        for record in list_runs(data.runs):
+            status = record.status()
+            summary = record.summary or {}
+            progress = record.progress()
+            loss = summary.get("final_loss")
+            if loss is None and progress:
+                loss = next((point[1] for point in reversed(progress) if point[1] is not None),
+                            None)
+            rows.append({
+                "run": record.name,
+                "method": record.method_label,
+                "status": status.state,
+                "step": f"{progress[-1][0] if progress else 0} / {record.target_steps or '?'}",
+                "loss": "—" if loss is None else f"{loss:.4f}",
+                "started": format_age(record.first_started),
+            })
+        st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+
+    table()
 
 
 def _details(record, status, data):
@@ -81,16 +91,17 @@ def _details(record, status, data):
         progress_panel(record, current)
 
     live()
-    curves, samples, settings, files = st.tabs(["Curves", "Samples", "Settings", "Files & log"])
+    curves, samples, settings, files, manage = st.tabs(
+        ["Curves", "Samples", "Settings", "Files & log", "Manage"])
     with curves:
         _curves(record)
     with samples:
         samples_panel(record, key=f"runs-samples-{record.name}")
     with settings:
-        st.json(record.config or {"note": "The run has not written its settings yet."})
-        if record.summary:
-            st.markdown("**Summary**")
-            st.json(record.summary)
+        _settings_table(record)
+    with manage:
+        with errors_as_messages("Changing the run"):
+            _manage(record, status, data)
     with files:
         st.markdown("Open the run in TensorBoard:")
         st.code(tensorboard_command(record), language="bash")
@@ -134,3 +145,119 @@ def _curves(record):
         with columns[index % 2]:
             st.markdown(f"**{tag}**")
             st.line_chart(frame, height=200)
+
+
+# Summary keys in words, in the order shown.
+SUMMARY_LABELS = {
+    "status": "How it ended",
+    "steps": "Steps done",
+    "target_steps": "Steps asked for",
+    "final_loss": "Final loss",
+    "total_seconds": "Training time, all sessions",
+    "steps_per_second": "Average speed (steps/s, with compiling and sampling)",
+    "device": "Device",
+    "precision": "Precision",
+}
+
+
+def _settings_table(record):
+    """The run's settings as a table: setting, value, what it does (from the settings' fields)."""
+    import dataclasses
+
+    import pandas as pd
+
+    from studio.app.settings_form import field_label
+    from studio.trainers.settings.run_settings_files import SETTINGS_CLASSES
+
+    config = record.config
+    if not config:
+        st.caption("The run has not written its settings yet.")
+        return
+    settings_class = SETTINGS_CLASSES.get(config.get("method") or record.method.replace("-", "_"))
+    fields = {f.name: f for f in dataclasses.fields(settings_class)} if settings_class else {}
+    rows = [{"setting": field_label(name), "value": _shown(value),
+             "what it does": fields[name].metadata.get("help", "") if name in fields else ""}
+            for name, value in config.items() if name not in ("method", "history")]
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+    for change in config.get("history") or []:
+        st.caption(f"Resumed at step {change.get('step')}, changing "
+                   + ", ".join(f"{field_label(name)} {values.get('from')!r} → {values.get('to')!r}"
+                               for name, values in (change.get("changed") or {}).items()))
+    summary = record.summary
+    if summary:
+        st.markdown("**Summary**")
+        rows = [{"": SUMMARY_LABELS.get(key, key), "value": _shown(summary[key])}
+                for key in [*SUMMARY_LABELS, *sorted(set(summary) - set(SUMMARY_LABELS))]
+                if key in summary]
+        st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+
+
+def _shown(value):
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, (list, tuple)):
+        return "; ".join(map(str, value))
+    return str(value)
+
+
+def _manage(record, status, data):
+    """Clone the settings into Train, extend, rename and delete the run."""
+    from studio.app.navigation import page
+    from studio.app.run_actions import delete_run, rename_run, train_form_values
+    from studio.app.settings_form import CLONED_SETTINGS
+    from studio.app.train_page import field_key
+
+    if record.config and st.button("Clone the settings into the Train form",
+                                   icon=":material/content_copy:", key=f"clone-{record.name}"):
+        method, values = train_form_values(record, field_key)
+        st.session_state["train_method"] = method
+        from studio.app.model_catalog import model_choices
+
+        model = record.config.get("model")
+        if model in [choice.name for choice in model_choices() if choice.available]:
+            st.session_state["train_model"] = model
+        st.session_state[CLONED_SETTINGS] = values
+        st.switch_page(page("train"))
+    if status.state == run_status.FINISHED and record.config:
+        row = st.columns([2, 1])
+        target = row[0].number_input("Extend to (steps)", min_value=(record.target_steps or 0) + 1,
+                                     value=2 * (record.target_steps or 1),
+                                     key=f"extend-steps-{record.name}",
+                                     help="Trains on from the last checkpoint up to this step.")
+        if row[1].button("Extend", icon=":material/fast_forward:", key=f"extend-{record.name}"):
+            start_training(record.path, resume_request(
+                record.method, os.path.join(data.cache, "latents"), steps=int(target)))
+            st.session_state["selected_run"] = record.path
+            st.toast(f"Extending {record.name} to {int(target)} steps")
+            st.rerun()
+    if status.is_active:
+        st.caption("Stop the run to rename or delete it.")
+        return
+    row = st.columns([2, 1])
+    new_name = row[0].text_input("New name", value=record.name, key=f"rename-{record.name}")
+    if row[1].button("Rename", key=f"rename-button-{record.name}") and new_name != record.name:
+        path = rename_run(record, new_name)
+        st.session_state["selected_run"] = path
+        st.session_state.pop("runs_selected_name", None)
+        st.rerun()
+    confirm = f"confirm-delete-{record.name}"
+    if not st.session_state.get(confirm):
+        if st.button("Delete this run", icon=":material/delete:", key=f"delete-{record.name}"):
+            st.session_state[confirm] = True
+            st.rerun()
+        return
+    st.warning(f"Delete {record.name} with its checkpoints, samples and results? "
+               "This cannot be undone.", icon=":material/warning:")
+    row = st.columns(2)
+    if row[0].button(f"Yes, delete {record.name}", type="primary", key=f"delete-yes-{record.name}"):
+        delete_run(record)
+        st.session_state.pop(confirm, None)
+        st.session_state.pop("runs_selected_name", None)
+        st.session_state["selected_run"] = None
+        st.toast(f"Deleted {record.name}")
+        st.rerun()
+    if row[1].button("Keep it", key=f"delete-no-{record.name}"):
+        st.session_state.pop(confirm, None)
+        st.rerun()

@@ -131,23 +131,38 @@ def save_image_upload(folder, name, data):
     return _write_new(folder, file_name, data)
 
 
-def save_image_uploads(folder, uploads):
+def save_image_uploads(folder, uploads, known_hashes=None):
     """Saves a batch of uploaded images: a rejected one never stops the others.
 
     Args:
         folder: where the images go.
         uploads: `(name, data)` pairs.
+        known_hashes: None, or `{sha256 of the bytes: file name}` of the
+            images already in `folder`: an upload with the same content as
+            one of them (or as an earlier upload of the batch) is rejected
+            as a duplicate.
 
     Returns:
         A list of `(path, None)` for each saved image and `(None, message)`
         for each rejected one, in the order of `uploads`.
     """
+    import hashlib
+
     results = []
     for name, data in uploads:
+        digest = hashlib.sha256(data).hexdigest()
+        if known_hashes is not None and digest in known_hashes:
+            results.append((None, f"{display_name(name)!r} is the same picture as "
+                            f"{known_hashes[digest]!r}, already in the data set; it was left out."))
+            continue
         try:
-            results.append((save_image_upload(folder, name, data), None))
+            path = save_image_upload(folder, name, data)
         except UploadRejected as error:
             results.append((None, str(error)))
+            continue
+        if known_hashes is not None:
+            known_hashes[digest] = os.path.basename(path)
+        results.append((path, None))
     return results
 
 

@@ -28,6 +28,9 @@ def start_training(run_dir, request, environment=None):
     os.makedirs(run_dir, exist_ok=True)
     run = RunDirectory(run_dir)
     run.remove_exit_record()
+    if not request.get("resume"):
+        # Read by the pages until the run writes its own `config.json`.
+        run.write_request(request)
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1",
                **(environment or {}))
     # The app's working folder may hold the repository, whose top-level
@@ -51,7 +54,11 @@ def new_run_request(settings):
     return {"method": settings.METHOD, "resume": False, "settings": dataclasses.asdict(settings)}
 
 
-def resume_request(method, cache_dir):
-    """The request that continues a run of `method` ("textual-inversion", "dreambooth")."""
+def resume_request(method, cache_dir, **changes):
+    """The request that continues a run of `method` ("textual-inversion", "dreambooth").
+
+    `changes`: resumable settings to change, e.g. `steps=800` to extend a
+    finished run.
+    """
     return {"method": method.replace("-", "_"), "resume": True,
-            "settings": {"cache_dir": cache_dir}}
+            "settings": {"cache_dir": cache_dir, **changes}}

@@ -61,11 +61,18 @@ def main(argv=None):
     os.makedirs(run_dir, exist_ok=True)
     run = RunDirectory(run_dir)
     run.remove_exit_record()
+    from studio.trainers.run.run_phase import STARTING, phase_listener
+
+    run.write_phase(STARTING, new_session=True)
     pid = os.getpid()
+    now = time.time()
+    earlier = run.read_process_record() or {} if request["resume"] else {}
     run.write_process_record({
         "pid": pid,
         "start_time": process_start_time(pid),
-        "started": time.time(),
+        "started": now,
+        # When the run first started: "started" is this session's.
+        "first_started": earlier.get("first_started") or earlier.get("started") or now,
         "command": command_line(run_dir, request),
     })
 
@@ -75,7 +82,8 @@ def main(argv=None):
     signal.signal(signal.SIGTERM, request_stop)
     # TensorFlow's C++ start-up chatter is noise in the log.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    code, error = run_training(run_dir, request)
+    with phase_listener(run.write_phase):
+        code, error = run_training(run_dir, request)
     sys.stdout.flush()
     sys.stderr.flush()
     run.write_exit_record({"code": code, "error": error, "ended": time.time()})

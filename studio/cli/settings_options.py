@@ -9,8 +9,6 @@ the field. `settings_from_options` merges defaults, a resumed run's
 
 import argparse
 import dataclasses
-import types
-import typing
 
 from studio.errors import SettingsError
 
@@ -24,7 +22,7 @@ def add_settings_options(parser, settings_class, skip=()):
     flag (`--remat`); one defaulting to True is turned off by `--no-NAME`.
     A list field is repeated (`--sample-prompt A --sample-prompt B`).
     """
-    from studio.trainers.settings.setting import option_name
+    from studio.trainers.settings.setting import help_text, option_name, value_type
 
     # Required settings first, as a reader of `--help` needs them first.
     fields = sorted(dataclasses.fields(settings_class),
@@ -32,9 +30,9 @@ def add_settings_options(parser, settings_class, skip=()):
     for field in fields:
         if field.name in skip or "help" not in field.metadata:
             continue
-        kind = _value_type(field.type)
+        kind = value_type(field)
         options = {"dest": field.name, "default": argparse.SUPPRESS,
-                   "help": _help(field, kind)}
+                   "help": help_text(field)}
         name = option_name(field)
         if kind is bool:
             if field.default is True:
@@ -83,20 +81,3 @@ def settings_from_options(settings_class, args):
     else:
         settings = settings_class(**given)
     return settings.validate()
-
-
-def _value_type(annotation):
-    """`int | None` -> int; `list[str] | None` -> list."""
-    kinds = [kind for kind in typing.get_args(annotation) if kind is not type(None)]
-    kind = kinds[0] if isinstance(annotation, types.UnionType) and kinds else annotation
-    return typing.get_origin(kind) or kind
-
-
-def _help(field, kind):
-    text = field.metadata["help"]
-    shown = field.metadata.get("default_text")
-    if shown is None and kind is not bool and field.default is not None:
-        shown = f"{field.default:g}" if isinstance(field.default, float) else field.default
-    if field.metadata.get("resumable"):
-        text += "; a resumed run may change it" if "resumed run" not in text else ""
-    return f"{text} (default: {shown})" if shown is not None else text

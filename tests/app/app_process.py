@@ -17,6 +17,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from conftest import messages, new_app, png_bytes  # noqa: E402
 
 SAMPLE_STEPS = 2
+# The widget keys of the textual-inversion settings (`train_page.field_key`).
+PREFIX = "train_textual-inversion_"
 
 
 def main():
@@ -27,11 +29,11 @@ def main():
         [(f"concept-{seed}.png", png_bytes(seed), "image/png") for seed in range(3)]
     )
     app.run()
-    app.text_input(key="train_token").set_value("<app-toy>")
-    app.number_input(key="train_steps").set_value(steps)
-    app.number_input(key="train_sample_every").set_value(max(1, steps // 2))
-    app.number_input(key="train_save_every").set_value(max(1, steps // 2))
-    app.number_input(key="train_sample_steps").set_value(SAMPLE_STEPS)
+    app.text_input(key=f"{PREFIX}token").set_value("<app-toy>")
+    app.number_input(key=f"{PREFIX}steps").set_value(steps)
+    app.number_input(key=f"{PREFIX}sample_every").set_value(max(1, steps // 2))
+    app.number_input(key=f"{PREFIX}save_every").set_value(max(1, steps // 2))
+    app.number_input(key=f"{PREFIX}sample_steps").set_value(SAMPLE_STEPS)
     next(button for button in app.button if button.label == "Start training").click()
     app.run()
     problems = [message for message in messages(app) if message[0] != "warning"]

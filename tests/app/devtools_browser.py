@@ -149,6 +149,41 @@ class DevToolsBrowser:
             f"a {text!r} button",
         ))
 
+    def press_enter(self):
+        """Presses and releases Enter in the focused element, as a keyboard does."""
+        for kind in ("keyDown", "keyUp"):
+            params = dict(type=kind, key="Enter", code="Enter", windowsVirtualKeyCode=13,
+                          nativeVirtualKeyCode=13)
+            if kind == "keyDown":
+                params["text"] = "\r"
+            self.send("Input.dispatchKeyEvent", **params)
+
+    def type_text(self, text):
+        """Types `text` into the focused element (as an input method would)."""
+        self.send("Input.insertText", text=text)
+
+    def replace_text(self, selector, index, text):
+        """Focuses the `index`-th element matching `selector`, selects its text, types `text`."""
+        self.evaluate(f"(() => {{ const e = document.querySelectorAll({json.dumps(selector)})"
+                      f"[{index}]; e.scrollIntoView(); e.focus(); e.select(); }})()")
+        self.type_text(text)
+
+    def click_text(self, selector, text, timeout=60):
+        """Clicks the first element matching `selector` whose text contains `text`."""
+        return bool(self.wait_for(
+            f"(() => {{ const e = [...document.querySelectorAll({json.dumps(selector)})]"
+            f".find(e => e.innerText.includes({json.dumps(text)}));"
+            " if (e) { e.click(); return true; } return false; })()",
+            timeout,
+            f"a {selector} with {text!r}",
+        ))
+
+    def set_files(self, selector, paths):
+        """Gives the file input `selector` the files `paths` (as a person choosing them)."""
+        root = self.send("DOM.getDocument", depth=-1, pierce=True)["root"]["nodeId"]
+        node = self.send("DOM.querySelector", nodeId=root, selector=selector)["nodeId"]
+        self.send("DOM.setFileInputFiles", nodeId=node, files=[os.fspath(p) for p in paths])
+
     def screenshot(self, path):
         """Saves the whole page (beyond the window when it scrolls) as a PNG."""
         height = self.evaluate(

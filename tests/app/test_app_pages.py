@@ -7,7 +7,7 @@ import pytest
 
 from studio.app.safe_uploads import MAX_IMAGE_BYTES
 
-from .conftest import PAGES, bomb_png_bytes, messages, new_app, page_path, png_bytes
+from .conftest import PAGES, bomb_png_bytes, click, messages, new_app, page_path, png_bytes
 
 TITLES = {"train": "Teach a concept", "runs": "Runs", "generate": "Generate",
           "compare": "Compare", "embeddings": "Embeddings"}
@@ -74,6 +74,29 @@ def test_embedding_import_accepts_embeddings_only(app, data_dir, tmp_path):
                for e in app.error)
     assert os.listdir(data_dir / "embeddings") == ["mine.safetensors"]
 
+    # Issue 17, item 8: a second import is shown at once; the family follows the width; delete.
+    save_embedding(TextualInversionEmbedding({"<other>": np.ones((1, 64), "float32")}),
+                   str(tmp_path / "other.safetensors"))
+    app.file_uploader(key="embeddings_upload").set_value(
+        ("other.safetensors", (tmp_path / "other.safetensors").read_bytes(),
+         "application/octet-stream"))
+    app.run()
+    assert app.selectbox(key="embeddings_selected").value == "other.safetensors"
+    family = {metric.label: metric.value for metric in app.metric}["Model family"]
+    assert "SD" not in family and "64 wide" in family
+    click(app, "Delete this file")
+    assert os.path.exists(data_dir / "embeddings" / "other.safetensors")
+    click(app, "Yes, delete it")
+    assert not app.exception
+    assert os.listdir(data_dir / "embeddings") == ["mine.safetensors"]
+
+
+def test_nearest_words_are_readable_words():
+    from studio.app.embeddings_page import readable_word
+
+    assert [readable_word(t) for t in ("circle</w>", "circ", "ă</w>", "3</w>", "don't</w>")] == [
+        "circle", None, None, None, "don't"]
+
 
 def test_generate_user_errors_are_messages(app):
     app.switch_page(page_path("generate")).run()
@@ -94,3 +117,251 @@ def test_models_that_need_a_download_say_how(app):
     assert any("is not on this machine yet" in w.value and "Download these files" in w.value
                for w in app.warning)
     assert next(b for b in app.button if b.label == "Generate").disabled
+
+
+def _dataset(data_dir, count=3):
+    folder = data_dir / "datasets" / "my-concept"
+    folder.mkdir(parents=True)
+    for seed in range(count):
+        (folder / f"concept-{seed}.png").write_bytes(png_bytes(seed))
+    return folder
+
+
+def _widgets(app):
+    kinds = ("number_input", "text_input", "text_area", "selectbox", "toggle")
+    return {widget.key: widget for kind in kinds for widget in app.get(kind) if widget.key}
+
+
+@pytest.mark.large  # ~35 s: three methods' forms, and the model's tokenizer
+def test_train_form_takes_its_settings_from_the_dataclasses_and_checks_the_token(data_dir):
+    """Issue 17, item 4: every setting that matters, with `studio train`'s defaults; a
+    token the model already knows is refused before anything starts."""
+    import dataclasses
+
+    from studio.app.train_page import METHOD_FIELDS, field_key
+    from studio.trainers.settings.setting import value_type
+
+    _dataset(data_dir)
+    app = new_app()
+    app.run()
+    checked = 0
+    for method, (settings_class, basic, advanced) in METHOD_FIELDS.items():
+        app.radio(key="train_method").set_value(method).run()
+        assert not app.exception
+        widgets = _widgets(app)
+        fields = {field.name: field for field in dataclasses.fields(settings_class)}
+        for name in basic + advanced:
+            key = next((k for k in widgets if k.startswith(field_key(method, name))), None)
+            assert key is not None, (method, name)
+            if name in ("lr", "init_word", "instance_prompt", "token", "lora_rank",
+                        "train_text_encoder", "resolution"):
+                continue  # Defaults that depend on the model or method (`_setting`).
+            field = fields[name]
+            expected = field.default
+            if value_type(field) is list:
+                expected = "\n".join(expected or [])
+            elif value_type(field) is str and expected is None:
+                expected = ""
+            assert widgets[key].value == expected, (method, name, widgets[key].value, expected)
+            checked += 1
+    assert checked > 40
+    app.radio(key="train_method").set_value("dreambooth-lora").run()
+    # On by default for a new identifier: UNet-only LoRA hardly learns one.
+    assert app.toggle(key=field_key("dreambooth-lora", "train_text_encoder")).value is True
+
+    app.radio(key="train_method").set_value("textual-inversion").run()
+    app.text_input(key=field_key("textual-inversion", "token")).set_value("shape")
+    next(button for button in app.button if button.label == "Start training").click()
+    app.run()
+    assert not app.exception
+    assert any("must be a new word" in error.value for error in app.error)
+    assert not os.listdir(data_dir / "runs")
+
+
+def _finished_run(data_dir, name, steps=4):
+    from studio.trainers.run.run_directory import STATUS_COMPLETED, RunDirectory
+    from studio.trainers.settings.textual_inversion_settings import TextualInversionSettings
+
+    run = RunDirectory(data_dir / "runs" / name)
+    settings = TextualInversionSettings(model="tiny-shapes", data=str(data_dir / "d"),
+                                        token=f"<{name}>", init_word="shape", steps=steps)
+    run.create(settings.to_config())
+    run.write_summary({"status": STATUS_COMPLETED, "steps": steps, "target_steps": steps,
+                       "final_loss": 0.125})
+    return run
+
+
+def test_runs_page_renames_clones_and_deletes_a_run_after_asking(app, data_dir):
+    """Issue 17, item 9."""
+    _finished_run(data_dir, "first")
+    app.switch_page(page_path("runs")).run()
+    assert not app.exception
+    tables = [frame.value for frame in app.dataframe]
+    settings = next(t for t in tables if "setting" in t.columns)
+    assert "Placeholder token" in list(settings["setting"])
+    assert "0.125" in list(next(t for t in tables if "" in t.columns)["value"])
+
+    app.text_input(key="rename-first").set_value("renamed run")
+    click(app, "Rename")
+    assert not app.exception
+    assert os.listdir(data_dir / "runs") == ["renamed-run"]
+
+    click(app, "Delete this run")
+    assert os.listdir(data_dir / "runs") == ["renamed-run"]  # not before the answer
+    click(app, "Keep it")
+    assert os.listdir(data_dir / "runs") == ["renamed-run"]
+    click(app, "Delete this run")
+    click(app, "Yes, delete renamed-run")
+    assert not app.exception
+    assert os.listdir(data_dir / "runs") == []
+
+
+def test_cloned_settings_fill_the_train_form(app, data_dir):
+    from studio.app.train_page import field_key
+
+    _finished_run(data_dir, "cloned", steps=7)
+    app.switch_page(page_path("runs")).run()
+    click(app, "Clone the settings into the Train form")
+    app.switch_page(page_path("train")).run()  # AppTest does not follow st.switch_page
+    assert not app.exception
+    assert app.text_input(key=field_key("textual-inversion", "token")).value == "<cloned>"
+    assert app.number_input(key=field_key("textual-inversion", "steps")).value == 7
+
+
+def test_data_sets_are_kept_reused_and_edited(app, data_dir):
+    """Issue 17, item 3: a library of data sets, duplicates refused, counts that add up."""
+    app.selectbox(key="train_dataset").set_value("+ New data set")
+    app.text_input(key="new_dataset_name").set_value("../../etc/my set é!")
+    app.run()
+    assert any("saved as **etc-my-set-e**" in caption.value for caption in app.caption)
+    app.file_uploader(key="image_uploads").set_value([
+        ("a.png", png_bytes(0), "image/png"), ("b.png", png_bytes(1), "image/png"),
+        ("copy of a.png", png_bytes(0), "image/png"), ("notes.txt", b"x", "text/plain")])
+    app.run()
+    assert not app.exception
+    folder = data_dir / "datasets" / "etc-my-set-e"
+    assert sorted(os.listdir(folder)) == ["a.png", "b.png"]
+    errors = [error.value for error in app.error]
+    assert any("'copy of a.png' is the same picture as 'a.png'" in e for e in errors)
+    metrics = {metric.label: metric.value for metric in app.metric}
+    assert metrics == {"Usable images": "2", "Problems": "2"}
+    assert any("Only 2 usable images" in warning.value for warning in app.warning)
+
+    # A new session (a reload) finds the set and edits it.
+    again = new_app()
+    again.run()
+    assert again.selectbox(key="train_dataset").value == "etc-my-set-e"
+    again.text_input(key="caption-etc-my-set-e-a.png").set_value("a {} on grass").run()
+    assert (folder / "a.txt").read_text() == "a {} on grass\n"
+    next(b for b in again.button if b.key == "remove-etc-my-set-e-b.png").click()
+    again.run()
+    assert sorted(os.listdir(folder)) == ["a.png", "a.txt"]
+    assert {m.label: m.value for m in again.metric}["Usable images"] == "1"
+    again.selectbox(key="train_dataset").set_value("+ New data set").run()
+    again.text_input(key="new_dataset_name").set_value("etc my set e").run()
+    assert any("exists already" in error.value for error in again.error)
+
+
+@pytest.mark.large  # ~30 s: two generations with the embedded model
+def test_generate_keeps_a_history_restores_settings_and_draws_random_seeds(app, data_dir):
+    """Issue 17, item 5: seed -1, batches, a gallery whose images restore their settings."""
+    app.switch_page(page_path("generate")).run()
+    assert app.number_input(key="generate_seed").value == -1
+    app.text_area(key="generate_prompt").set_value("a red circle <nowhere>")
+    app.run()
+    assert any("<nowhere>, which no embedding in the library has" in w.value for w in app.warning)
+    app.number_input(key="generate_steps").set_value(2)
+    app.slider(key="generate_count").set_value(1)
+    app.number_input(key="generate_batches").set_value(2)
+    click(app, "Generate")
+    assert not app.exception and not app.error, [e.value for e in app.error]
+    outputs = sorted(os.listdir(data_dir / "outputs"))
+    assert len(outputs) == 2
+    seeds = [int(name[:-4].split("-")[1]) for name in outputs]
+    assert seeds[1] == seeds[0] + 1  # the second batch starts after the first's seed
+
+    # Away and back: the form is as it was; the history restores an image's settings.
+    app.switch_page(page_path("runs")).run()
+    app.switch_page(page_path("generate")).run()
+    assert app.text_area(key="generate_prompt").value == "a red circle <nowhere>"
+    assert app.number_input(key="generate_steps").value == 2
+    app.text_area(key="generate_prompt").set_value("something else").run()
+    next(b for b in app.button if b.key == f"restore-{outputs[0]}").click()
+    app.run()
+    assert app.text_area(key="generate_prompt").value == "a red circle <nowhere>"
+    assert app.number_input(key="generate_seed").value == seeds[0]
+
+
+def test_png_info_reads_an_image_s_settings_back_into_the_form(app, tmp_path):
+    """Issue 17, item 5: the PNG-info drop zone (a round trip through the PNG's text chunk)."""
+    import numpy as np
+
+    from studio.images import GenerationParameters, save_png
+
+    path = tmp_path / "made.png"
+    save_png(np.zeros((16, 16, 3), "uint8"), str(path), GenerationParameters(
+        prompt="a blue square", negative_prompt="blurry", steps=9, sampler="Euler a",
+        guidance_scale=4.5, seed=77, width=48, height=40))
+    app.switch_page(page_path("generate")).run()
+    app.file_uploader(key="generate_png_info").set_value(
+        ("made.png", path.read_bytes(), "image/png")).run()
+    assert any("a blue square" in code.value and "Seed: 77" in code.value for code in app.code)
+    click(app, "Use these settings")
+    assert not app.exception
+    assert app.text_area(key="generate_prompt").value == "a blue square"
+    assert app.text_input(key="generate_negative").value == "blurry"
+    assert app.selectbox(key="generate_sampler").value == "euler_a"
+    assert [app.number_input(key=f"generate_{name}").value
+            for name in ("steps", "guidance", "seed", "width", "height")] == [9, 4.5, 77, 48, 40]
+
+
+def test_compare_says_once_what_is_wrong_with_the_seeds(app):
+    """Issue 17, item 7: bad seeds give one error, and the grid cannot be asked for."""
+    app.switch_page(page_path("compare")).run()
+    app.text_input(key="compare_seeds").set_value("1, two").run()
+    assert not app.exception
+    assert [e.value for e in app.error] == [
+        "Reading the seeds did not work: seeds are whole numbers separated by commas, such "
+        "as 1, 2, 3. Received: 'two'"]
+    assert next(b for b in app.button if b.label == "Make the grid").disabled
+
+
+def test_xy_plot_axes_are_grid_axes_and_bad_values_are_one_error(app):
+    """The page's X/Y axes are `studio grid`'s (one X/Y code), and a bad value is one message."""
+    from studio.app.compare_page import XY_AXES, XY_DEFAULTS
+    from studio.grids import GridAxis
+
+    for label, kind in XY_AXES.items():
+        assert GridAxis.from_text(kind, XY_DEFAULTS[label]).values
+    app.switch_page(page_path("compare")).run()
+    app.segmented_control(key="compare_mode").set_value("X/Y plot").run()
+    app.text_input(key="compare_x_CFG").set_value("3, high").run()
+    assert not app.exception
+    assert len(app.error) == 1 and "cfg axis are floats" in app.error[0].value
+    assert next(b for b in app.button if b.label == "Make the X/Y plot").disabled
+
+
+@pytest.mark.large  # ~20 s: four images with the embedded model
+def test_xy_plot_over_cfg_and_sampler(app, data_dir):
+    """Issue 17, item 7: an X/Y plot over CFG × sampler, kept with its parameters."""
+    from PIL import Image
+
+    from studio.grids import GridAxis
+    from studio.images import read_parameters
+
+    app.switch_page(page_path("compare")).run()
+    app.segmented_control(key="compare_mode").set_value("X/Y plot").run()
+    app.text_input(key="compare_x_CFG").set_value("2, 9").run()
+    app.text_input(key="compare_y_Sampler").set_value("ddim, euler").run()
+    app.number_input(key="compare_steps").set_value(2).run()
+    click(app, "Make the X/Y plot")
+    assert not app.exception and not app.error, [e.value for e in app.error]
+    assert [b.label for b in app.get("download_button")] == ["Download the grid (PNG)"]
+    grids = sorted(os.listdir(data_dir / "outputs" / "grids"))
+    parameters = read_parameters(data_dir / "outputs" / "grids" / grids[-1])
+    # A1111's X/Y plot fields: `studio grid --from-png` draws the plot again.
+    assert parameters.extra["X Type"] == "CFG Scale" and parameters.extra["Y Type"] == "Sampler"
+    assert GridAxis.from_text("cfg", parameters.extra["X Values"]).values == (2.0, 9.0)
+    assert GridAxis.from_text("sampler", parameters.extra["Y Values"]).values == ("ddim", "euler")
+    with Image.open(data_dir / "outputs" / "grids" / grids[-1]) as image:
+        assert image.size[0] > 2 * 32 and image.size[1] > 2 * 32  # Two by two, labelled.

@@ -116,7 +116,7 @@ def test_inspect_and_convert_the_embedding(app, workflow):
     app.selectbox(key="export_format").set_value("a1111")
     next(b for b in app.button if b.label == "Convert").click().run()
     assert not messages(app), messages(app)
-    exported = os.path.join(workflow["data"], "embeddings", "exports", "a1111", "app-toy.pt")
+    exported = os.path.join(workflow["data"], "exports", "app-toy.pt")
     assert os.path.isfile(exported)
     from studio.embeddings import load_embedding
 

@@ -178,3 +178,14 @@ def test_bad_arguments(counting_encoder):
         LatentCache(counting_encoder, "")
     with pytest.raises(ValueError, match="Received: num_variants=0"):
         LatentCache(counting_encoder, "m", num_variants=0)
+
+
+def test_progress_is_reported_image_by_image(folder_path, cache_dir, tokenizer, counting_encoder):
+    reported = []
+    cache = LatentCache(counting_encoder, "tiny-v1", cache_dir, VARIANTS,
+                        on_progress=lambda done, total: reported.append((done, total)))
+    dataset(folder_path, tokenizer, cache)
+    assert reported == [(0, 3), (1, 3), (2, 3), (3, 3)]
+    reported.clear()
+    dataset(folder_path, tokenizer, cache)  # Everything cached: nothing to report.
+    assert reported == []

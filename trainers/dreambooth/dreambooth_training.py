@@ -16,6 +16,7 @@ from studio.trainers.run_setup import (
     removed_on_user_error,
     set_up_devices,
 )
+from studio.trainers.run.run_phase import CHECKING_IMAGES, CLASS_IMAGES, phase_counter, report_phase
 from studio.trainers.settings.dreambooth_settings import CLASS_IMAGES_FOLDER
 
 ADAMW_WEIGHT_DECAY = 1e-2
@@ -113,6 +114,7 @@ def build_dreambooth(settings, devices=None):
             num_steps=settings.class_image_steps,
             guidance_scale=settings.class_image_guidance,
             resolution=resolution,
+            on_progress=phase_counter(CLASS_IMAGES),
         )
 
     with devices.scope():
@@ -131,6 +133,7 @@ def build_dreambooth(settings, devices=None):
         trainer.compile(optimizer=build_optimizer(settings), jit_compile=devices.jit_compile(True))
 
     cache = latent_cache(backbone, settings)
+    report_phase(CHECKING_IMAGES)
 
     def concept(folder, prompt):
         # The whole prompt is the "placeholder" of a one-template set, so a

@@ -41,6 +41,12 @@ RESULT_FILES = (EMBEDDING_FILE, LORA_FILE)
 PROCESS_FILE = "process.json"
 EXIT_FILE = "exit.json"
 LOG_FILE = "train.log"
+# Written by the app when it starts a new run: the settings asked for,
+# readable before the run writes `config.json` (minutes later).
+REQUEST_FILE = "request.json"
+# Written by the app's training process: what the run is doing now
+# (`studio.trainers.run.run_phase`), with a count where there is one.
+PHASE_FILE = "phase.json"
 # `status` of `summary.json`: how the last session of the run ended.
 STATUS_COMPLETED = "completed"
 STATUS_NON_FINITE = "stopped: non-finite loss"
@@ -71,6 +77,8 @@ class RunDirectory:
       process.json      (app runs) the training process: id, start time, command
       exit.json         (app runs) its exit code and error
       train.log         (app runs) its output
+      request.json      (app runs) the settings asked for, before config.json exists
+      phase.json        (app runs) what it is doing now: phase, done, total, time
       .lock             held by the process training in the folder (`lock`)
     ```
 
@@ -104,6 +112,8 @@ class RunDirectory:
     process_path = _file_property(PROCESS_FILE)
     exit_path = _file_property(EXIT_FILE)
     log_path = _file_property(LOG_FILE)
+    phase_path = _file_property(PHASE_FILE)
+    request_path = _file_property(REQUEST_FILE)
 
     def lock(self):
         """A `RunLock` of the folder: `with run.lock():` while training in it.
@@ -317,6 +327,42 @@ class RunDirectory:
         """Forgets the exit of an earlier session (before a resume starts)."""
         if os.path.exists(self.exit_path):
             os.remove(self.exit_path)
+
+    def write_request(self, request):
+        """Writes `request.json`: what the app asked the training process for."""
+        write_json(self.request_path, request, sort_keys=True)
+
+    def read_request(self):
+        """The `request.json` record, or None."""
+        return read_json_or_none(self.request_path)
+
+    def write_phase(self, phase, done=None, total=None, new_session=False):
+        """Writes `phase.json`: the run is in `phase`, `done` of `total` (None: no count).
+
+        The record keeps this session's earlier phases in `history`
+        (`[{"phase", "started", "ended", "total"}]`), so a reader that looks
+        now and then still sees each phase the run went through.
+
+        Args:
+            new_session: forget the phases of an earlier session (a
+                training process starting).
+        """
+        now = round(time.time(), 3)
+        previous = None if new_session else self.read_phase()
+        history = list((previous or {}).get("history") or [])
+        started = now
+        if previous is not None:
+            if previous.get("phase") == phase:
+                started = previous.get("started", now)
+            else:
+                history.append({"phase": previous.get("phase"), "started": previous.get("started"),
+                                "ended": now, "total": previous.get("total")})
+        write_json(self.phase_path, {"phase": phase, "done": done, "total": total,
+                                     "started": started, "time": now, "history": history})
+
+    def read_phase(self):
+        """The `phase.json` record (`phase`, `done`, `total`, `time`), or None."""
+        return read_json_or_none(self.phase_path)
 
     def read_log(self):
         """The training process's output (`train.log`), or "" when there is none."""

@@ -1,6 +1,8 @@
 """`setting(...)`: a dataclass field of run settings, with what the CLI and a resume need."""
 
 import dataclasses
+import types
+import typing
 
 
 def setting(default=None, help="", *, resumable=False, required=False, at_least=None,
@@ -49,3 +51,28 @@ def option_name(field):
     if isinstance(field, str):
         return "--" + field.replace("_", "-")
     return field.metadata.get("option") or "--" + field.name.replace("_", "-")
+
+
+def value_type(field):
+    """The type of a settings field's values: `int | None` -> int; `list[str] | None` -> list."""
+    annotation = field.type
+    kinds = [kind for kind in typing.get_args(annotation) if kind is not type(None)]
+    kind = kinds[0] if isinstance(annotation, types.UnionType) and kinds else annotation
+    return typing.get_origin(kind) or kind
+
+
+def default_text(field):
+    """The field's default in words ("the model's", "5e-03"), or None when it has none to show."""
+    shown = field.metadata.get("default_text")
+    if shown is None and value_type(field) is not bool and field.default is not None:
+        shown = f"{field.default:g}" if isinstance(field.default, float) else field.default
+    return shown
+
+
+def help_text(field):
+    """The field's help followed by its default, as `--help` and the app show it."""
+    text = field.metadata["help"]
+    if field.metadata.get("resumable"):
+        text += "; a resumed run may change it" if "resumed run" not in text else ""
+    shown = default_text(field)
+    return f"{text} (default: {shown})" if shown is not None else text

@@ -4,6 +4,7 @@
 batches, for callers that drive the training themselves (the demo).
 """
 
+from studio.trainers.run.run_phase import CHECKING_IMAGES, report_phase
 from studio.trainers.run_setup import (
     fit_run,
     latent_cache,
@@ -91,6 +92,7 @@ def build_textual_inversion(settings, devices=None):
         jit_compile = "auto" if settings.jit else False
         trainer.compile(optimizer=optimizer, jit_compile=devices.jit_compile(jit_compile))
 
+    report_phase(CHECKING_IMAGES)
     folder = settings.image_folder(settings.data, settings.training_resolution(backbone))
     cache = latent_cache(backbone, settings)
     dataset = ConceptDataset(
