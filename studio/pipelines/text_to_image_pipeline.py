@@ -7,7 +7,7 @@ from keras import ops
 
 from studio.errors import InvalidInputError
 from studio.images.generation_parameters import GenerationParameters
-from studio.pipelines.guided_denoiser import GuidedDenoiser
+from studio.pipelines.sampling_loop import SamplingLoop
 from studio.schedulers import get_scheduler
 
 MAX_SEED = 2**32 - 1
@@ -41,11 +41,15 @@ class TextToImagePipeline:
 
     Args:
         backbone: a `StableDiffusionBackbone`, or a view of one.
-        jit_compile: compile the guided UNet step (XLA on TensorFlow, jit on
-            JAX): True, False, or "auto" (the default): compiled on
+        jit_compile: how the sampling loop is compiled (XLA on TensorFlow,
+            jit on JAX): True, False, or "auto" (the default): compiled on
             accelerators and under JAX; TensorFlow on a CPU runs a graph
-            without XLA, since XLA:CPU takes longer to compile the step
+            without XLA, since XLA:CPU takes longer to compile the loop
             than the graph takes for a whole generation.
+
+    The whole denoising loop (guided UNet and sampler step, every step) is
+    one compiled call (`SamplingLoop`), compiled once per (steps, size,
+    batch); the sampler's schedule is passed to it as data.
 
     Example:
 
@@ -57,8 +61,8 @@ class TextToImagePipeline:
 
     def __init__(self, backbone, jit_compile="auto"):
         self.backbone = backbone
-        self.denoiser = GuidedDenoiser(backbone.denoiser)
-        self.denoiser.compile(jit_compile=jit_compile)
+        self.sampling_loop = SamplingLoop(backbone.denoiser)
+        self.sampling_loop.compile(jit_compile=jit_compile)
 
     def encode_prompts(self, prompts):
         """Returns the text encoder's context for a list of prompts (numpy)."""
@@ -101,8 +105,9 @@ class TextToImagePipeline:
                 from (image-to-image); its size sets the output size.
             strength: how much of `init_image` is replaced by noise, in (0, 1].
             batch_size: images per UNet batch (default: all at once).
-            callback: called as `callback(step, total_steps)` after each step
-                of each batch (for progress bars).
+            callback: called as `callback(step, total_steps)` for each step
+                of each batch (for progress bars); the steps run in one
+                compiled call, so a batch's steps are reported when it ends.
 
         Returns:
             A `GeneratedImages`.
@@ -217,24 +222,20 @@ class TextToImagePipeline:
             clean = self._encode_image(init_image, noise())
             start = np.full((len(seeds),), int(timesteps[0]))
             latents = ops.convert_to_numpy(scheduler.add_noise(clean, noise(), start))
-        scales = np.full((len(seeds),), guidance_scale, dtype=np.float32)
-        for step, timestep in enumerate(timesteps):
-            model_input = ops.convert_to_numpy(
-                scheduler.scale_model_input(latents, timestep)
-            ).astype("float32")
-            prediction = self.denoiser.predict_on_batch(
-                (
-                    model_input,
-                    np.full((len(seeds),), timestep, dtype=np.int32),
-                    context,
-                    unconditional,
-                    scales,
-                )
-            )
-            latents = ops.convert_to_numpy(
-                scheduler.step(prediction, int(timestep), latents, noise=noise())
-            ).astype("float32")
-            if callback is not None:
+        # Drawn after the start, one per step, for samplers that add noise.
+        step_noise = np.stack([noise() for _ in timesteps])
+        latents = self.sampling_loop.predict_on_batch(
+            {
+                "latents": np.asarray(latents, np.float32),
+                "context": context,
+                "unconditional_context": unconditional,
+                "guidance_scale": np.full((len(seeds),), guidance_scale, dtype=np.float32),
+                "noise": step_noise,
+                "table": scheduler.step_table(),
+            }
+        )
+        if callback is not None:
+            for step in range(len(timesteps)):
                 callback(step + 1, len(timesteps))
         return self._decode(latents)
 
