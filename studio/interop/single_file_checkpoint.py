@@ -296,11 +296,9 @@ def _check_family(tensors, source):
             unsupported("a stand-alone VAE, not a whole model")
         unsupported(f"not a Stable Diffusion checkpoint (it has no `{CONV_IN}`)")
     in_channels = tensors[CONV_IN].shape[1]
-    if in_channels == INPAINTING_INPUT_CHANNELS:
-        unsupported("an inpainting model (9 UNet input channels: latents, mask, masked image)")
     if in_channels == INSTRUCT_PIX2PIX_INPUT_CHANNELS:
         unsupported("an instruct-pix2pix model (8 UNet input channels: latents and image)")
-    if in_channels != TEXT_TO_IMAGE_INPUT_CHANNELS:
+    if in_channels not in (TEXT_TO_IMAGE_INPUT_CHANNELS, INPAINTING_INPUT_CHANNELS):
         unsupported(f"a UNet with {in_channels} input channels (text-to-image UNets have 4)")
 
 
@@ -417,7 +415,13 @@ def _unet_arguments(tensors, source):
         "transformer_projection": "conv" if conv_projection else "linear",
         "transformer_depth": depth,
         "norm_groups": SD_NORM_GROUPS,
-        "latent_channels": tensors[CONV_IN].shape[1],
+        "latent_channels": TEXT_TO_IMAGE_INPUT_CHANNELS,
+        # An inpainting UNet also reads the mask and the masked image's latents.
+        **(
+            {"input_channels": INPAINTING_INPUT_CHANNELS}
+            if tensors[CONV_IN].shape[1] == INPAINTING_INPUT_CHANNELS
+            else {}
+        ),
         **diffusers_unet_numerics(),
     }
 

@@ -7,6 +7,7 @@ from keras import ops
 
 from studio.errors import InvalidInputError
 from studio.images.generation_parameters import GenerationParameters
+from studio.pipelines.inpainting_mask import InpaintingMask
 from studio.pipelines.sampling_loop import SamplingLoop
 from studio.schedulers import get_scheduler
 
@@ -85,6 +86,9 @@ class TextToImagePipeline:
         strength=0.8,
         batch_size=None,
         callback=None,
+        mask=None,
+        mask_blur=0.0,
+        mask_padding=0,
     ):
         """Generates images.
 
@@ -105,6 +109,15 @@ class TextToImagePipeline:
                 from (image-to-image); its size sets the output size.
             strength: how much of `init_image` is replaced by noise, in (0, 1].
             batch_size: images per UNet batch (default: all at once).
+            mask: None, or (with `init_image`) an inpainting mask of its size:
+                white is generated anew, black kept (see `InpaintingMask`).
+                An inpainting UNet (9 input channels) reads the mask and the
+                masked image; any other UNet keeps the black region by
+                replacing its latents after every step with the init
+                image's, noised to the step's level (A1111's inpainting).
+                With `strength=1` the start is pure noise, as diffusers'.
+            mask_blur: Gaussian blur of the mask, in pixels.
+            mask_padding: pixels by which the region to repaint grows.
             callback: called as `callback(step, total_steps)` for each step
                 of each batch (for progress bars); the steps run in one
                 compiled call, so a batch's steps are reported when it ends.
@@ -126,6 +139,12 @@ class TextToImagePipeline:
         if init_image is not None:
             init_image = np.asarray(init_image)
             height, width = init_image.shape[:2]
+        if mask is not None:
+            if init_image is None:
+                raise InvalidInputError(
+                    "A mask needs the image it applies to: pass `init_image` with `mask`."
+                )
+            mask = InpaintingMask(mask, height, width, blur=mask_blur, padding=mask_padding)
         height = int(height or self.backbone.image_size)
         width = int(width or self.backbone.image_size)
         factor = self.backbone.latent_downsampling
@@ -162,10 +181,13 @@ class TextToImagePipeline:
                 init_image,
                 strength,
                 callback,
+                mask,
             )
             images.append(batch)
 
         extra = {"Denoising strength": str(strength)} if init_image is not None else {}
+        if mask is not None:
+            extra.update({"Mask blur": str(mask_blur), "Mask padding": str(mask_padding)})
         parameters = [
             GenerationParameters(
                 prompt=per_image_prompts[index],
@@ -203,6 +225,7 @@ class TextToImagePipeline:
         init_image,
         strength,
         callback,
+        mask=None,
     ):
         generators = [np.random.default_rng(seed) for seed in seeds]
         latent_shape = self.backbone.latent_shape(height, width)
@@ -216,12 +239,20 @@ class TextToImagePipeline:
         unconditional = self.encode_prompts(negatives)
         scheduler.set_timesteps(num_steps, strength=strength if init_image is not None else 1.0)
         timesteps = scheduler.timesteps
+        inputs = {}
         if init_image is None:
             latents = noise() * scheduler.init_noise_sigma
         else:
-            clean = self._encode_image(init_image, noise())
-            start = np.full((len(seeds),), int(timesteps[0]))
-            latents = ops.convert_to_numpy(scheduler.add_noise(clean, noise(), start))
+            pixels = self.backbone.image_preprocessor.to_model_range(init_image[None])
+            clean = self._encode_image(pixels, noise())
+            start_noise = noise()
+            first = np.full((len(seeds),), timesteps[0])
+            if mask is not None and strength == 1.0:
+                latents = start_noise * scheduler.init_noise_sigma
+            else:
+                latents = ops.convert_to_numpy(scheduler.add_noise(clean, start_noise, first))
+            if mask is not None:
+                inputs = self._inpainting_inputs(scheduler, mask, pixels, clean, start_noise, noise)
         # Drawn after the start, one per step, for samplers that add noise.
         step_noise = np.stack([noise() for _ in timesteps])
         latents = self.sampling_loop.predict_on_batch(
@@ -232,6 +263,7 @@ class TextToImagePipeline:
                 "guidance_scale": np.full((len(seeds),), guidance_scale, dtype=np.float32),
                 "noise": step_noise,
                 "table": scheduler.step_table(),
+                **inputs,
             }
         )
         if callback is not None:
@@ -239,9 +271,38 @@ class TextToImagePipeline:
                 callback(step + 1, len(timesteps))
         return self._decode(latents)
 
-    def _encode_image(self, image, noise):
-        """One image's latents, sampled once per image of the batch with its noise."""
-        pixels = self.backbone.image_preprocessor.to_model_range(image[None])
+    @property
+    def is_inpainting_model(self):
+        """Whether the UNet reads a mask and masked image besides the latents."""
+        channels = getattr(self.backbone.denoiser, "input_channels", None)
+        return channels == 2 * self.backbone.latent_channels + 1
+
+    def _inpainting_inputs(self, scheduler, mask, pixels, clean, start_noise, noise):
+        """The `SamplingLoop`'s inputs that keep what the mask keeps."""
+        factor = self.backbone.latent_downsampling
+        count = len(clean)
+        if self.is_inpainting_model:
+            # The masked image's latents, sampled with each image's next noise.
+            masked = self._encode_image(mask.masked(pixels), noise())
+            binary = np.broadcast_to(mask.latent_binary_mask(factor), (count, *masked.shape[1:3], 1))
+            return {"conditioning": np.concatenate([binary, masked], axis=-1).astype(np.float32)}
+        # The init image's latents at the level of the step after each step
+        # (clean after the last), noised with the start's noise.
+        timesteps = scheduler.timesteps
+        kept = [
+            ops.convert_to_numpy(
+                scheduler.add_noise(clean, start_noise, np.full((count,), timestep))
+            )
+            for timestep in timesteps[1:]
+        ]
+        keep_mask = np.broadcast_to(mask.latent_keep_mask(factor), (count, *clean.shape[1:3], 1))
+        return {
+            "keep_mask": np.ascontiguousarray(keep_mask),
+            "kept": np.stack([*kept, clean]).astype(np.float32),
+        }
+
+    def _encode_image(self, pixels, noise):
+        """Latents of images in the model's range (one image: once per image of the batch)."""
         return ops.convert_to_numpy(self.backbone.encode_images(pixels, noise))
 
     def _decode(self, latents):
