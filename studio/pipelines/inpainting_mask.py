@@ -82,6 +82,20 @@ class InpaintingMask:
         """
         return (self.soft[::factor, ::factor] >= MASK_THRESHOLD)[..., None].astype(np.float32)
 
+    def overlay(self, generated, image):
+        """`generated` where the soft mask is 1, `image` where it is 0, blended between.
+
+        Args:
+            generated: uint8 images (count, height, width, 3).
+            image: the uint8 init image (height, width, 3).
+
+        Returns:
+            uint8 images like `generated`.
+        """
+        weight = self.soft[None, ..., None]
+        blended = weight * generated.astype(np.float64) + (1.0 - weight) * image[None]
+        return np.clip(np.round(blended), 0, 255).astype(np.uint8)
+
     def masked(self, pixels):
         """`pixels` (model range, (..., height, width, 3)) with the region to repaint at 0."""
         return pixels * (self.soft < MASK_THRESHOLD)[..., None]

@@ -115,6 +115,10 @@ class TextToImagePipeline:
                 masked image; any other UNet keeps the black region by
                 replacing its latents after every step with the init
                 image's, noised to the step's level (A1111's inpainting).
+                The decoded images then get the init image's pixels back
+                where the (blurred) mask is below 1, as A1111's overlay:
+                the VAE's decoder would otherwise blend the new content
+                into the kept region.
                 With `strength=1` the start is pure noise, as diffusers'.
             mask_blur: Gaussian blur of the mask, in pixels.
             mask_padding: pixels by which the region to repaint grows.
@@ -203,7 +207,10 @@ class TextToImagePipeline:
             )
             for index in range(count)
         ]
-        return GeneratedImages(np.concatenate(images, axis=0), parameters)
+        images = np.concatenate(images, axis=0)
+        if mask is not None:
+            images = mask.overlay(images, init_image)
+        return GeneratedImages(images, parameters)
 
     def _scheduler(self, sampler):
         return get_scheduler(
