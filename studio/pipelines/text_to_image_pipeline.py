@@ -143,6 +143,11 @@ class TextToImagePipeline:
         if init_image is not None:
             init_image = np.asarray(init_image)
             height, width = init_image.shape[:2]
+        if mask is None and self.is_inpainting_model:
+            raise InvalidInputError(
+                f"{self.backbone.name} is an inpainting model (its UNet reads a mask and a "
+                "masked image): give an init image and a mask (`--init-image`, `--mask`)."
+            )
         if mask is not None:
             if init_image is None:
                 raise InvalidInputError(

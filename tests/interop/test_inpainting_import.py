@@ -53,6 +53,7 @@ def test_inpainting_unet_imports_and_matches_diffusers_inpaint_pipeline(
     diffusers = pytest.importorskip("diffusers")
     from PIL import Image
 
+    from studio.errors import InvalidInputError
     from studio.interop import import_model
     from studio.pipelines import InpaintingMask, TextToImagePipeline
 
@@ -61,6 +62,8 @@ def test_inpainting_unet_imports_and_matches_diffusers_inpaint_pipeline(
     assert backbone.unet.input_channels == 9 and backbone.unet.latent_channels == 4
     pipeline = TextToImagePipeline(backbone)
     assert pipeline.is_inpainting_model
+    with pytest.raises(InvalidInputError, match="inpainting model"):
+        pipeline("a cat", num_steps=1)
     finals = []
     decode = pipeline._decode
     pipeline._decode = lambda latents: finals.append(np.asarray(latents)) or decode(latents)
@@ -113,6 +116,7 @@ def test_inpainting_unet_imports_and_matches_diffusers_inpaint_pipeline(
     ours = np.clip((np.asarray(ours) + 1.0) / 2.0, 0.0, 1.0)
     assert ours.shape == expected.shape
     difference = np.abs(ours - expected).max()
+    print(f"inpainting pipeline vs diffusers, largest pixel difference: {difference:.2e}")
     assert difference <= PIXEL_ATOL, difference
     assert np.abs(expected - expected.mean()).max() > 0.05  # not a flat image
 
