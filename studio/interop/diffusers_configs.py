@@ -2,8 +2,8 @@
 
 Each `*_from_*` function checks every setting that changes what the
 network computes, and raises `UnsupportedModelError` naming the settings
-our networks cannot express (SD-XL's added embeddings, an inpainting
-UNet's 9 input channels, ...), so nothing is silently computed otherwise.
+our networks cannot express (SD-XL's added embeddings, instruct-pix2pix's
+8 input channels, ...); SD inpainting UNets (9 input channels) import, so nothing is silently computed otherwise.
 The networks they describe compute with diffusers' numerics (GroupNorm
 epsilons, exact GELU), not with KerasCV's that our networks default to,
 so that an imported model gives what diffusers gives.

@@ -130,7 +130,7 @@ def import_single_file(path, prediction_type=None, image_size=None, vocabulary=N
         A `studio.models.StableDiffusionBackbone`, named after the file.
 
     Raises:
-        UnsupportedModelError: SD-XL, SD 3, inpainting and other models the
+        UnsupportedModelError: SD-XL, SD 3, instruct-pix2pix and other models the
             studio lacks, or files that are no Stable Diffusion checkpoint;
             the message names what was found.
         CheckpointFormatError: missing tensors, or shapes that do not fit.
@@ -267,7 +267,7 @@ def export_single_file(backbone, path, dtype="float32", overwrite=False):
 
 
 def _check_family(tensors, source):
-    """Names SD-XL, SD 3, inpainting and non-checkpoint files."""
+    """Names SD-XL, SD 3, instruct-pix2pix and non-checkpoint files."""
     names = list(tensors)
 
     def unsupported(what):
