@@ -33,9 +33,40 @@ def add_parser(subparsers):
                         help="start from this image (image-to-image)")
     parser.add_argument("--strength", type=float, default=None,
                         help="image-to-image: share of the image replaced by noise (default: 0.8)")
+    parser.add_argument("--mask", default=None,
+                        help="inpainting mask for --init-image, same size: white is generated "
+                        "anew, black kept")
+    parser.add_argument("--mask-blur", type=float, default=0.0,
+                        help="inpainting: Gaussian blur of the mask, in pixels (default: 0)")
+    parser.add_argument("--mask-padding", type=int, default=0,
+                        help="inpainting: pixels by which the white region grows (default: 0)")
     parser.add_argument("--out", required=True, help="output folder")
     parser.set_defaults(run=run)
     return parser
+
+
+def _read_mask(path, init_image, resize):
+    """The `--mask` image as a grayscale array (or None); `resize`: to the init image's size."""
+    if path is None:
+        return None
+    if init_image is None:
+        raise InvalidInputError(
+            "`--mask` applies to an image: give `--init-image` too. "
+            f"Received: --mask {path!r} without --init-image"
+        )
+    import numpy as np
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            mask = image.convert("L")
+    except (OSError, UnidentifiedImageError) as error:
+        raise InvalidInputError(f"Cannot read the mask image {path!r}: {error}") from None
+    height, width = init_image.shape[:2]
+    if resize and mask.size != (width, height):
+        # --size resized the init image; the mask follows it, kept sharp.
+        mask = mask.resize((width, height), Image.NEAREST)
+    return np.asarray(mask)
 
 
 def run(args):
@@ -52,6 +83,7 @@ def run(args):
     from studio.images import next_image_index, save_png
 
     init_image = _init_image(args.init_image, settings.width, settings.height)
+    mask = _read_mask(args.mask, init_image, resize=bool(settings.width))
     print(f"Loading {settings.model} ...", flush=True)
     runner = runner_of(args, COMMAND)
     prompts = [settings.prompt] if isinstance(settings.prompt, str) else settings.prompt
@@ -62,6 +94,9 @@ def run(args):
             settings,
             num_images_per_prompt=args.num_images,
             batch_size=args.batch_size,
+            mask=mask,
+            mask_blur=args.mask_blur,
+            mask_padding=args.mask_padding,
             callback=lambda step, total: progress.update(1),
             init_image=init_image,
         )

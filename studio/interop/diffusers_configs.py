@@ -2,8 +2,8 @@
 
 Each `*_from_*` function checks every setting that changes what the
 network computes, and raises `UnsupportedModelError` naming the settings
-our networks cannot express (SD-XL's added embeddings, an inpainting
-UNet's 9 input channels, ...), so nothing is silently computed otherwise.
+our networks cannot express (SD-XL's added embeddings, instruct-pix2pix's
+8 input channels, ...); SD inpainting UNets (9 input channels) import, so nothing is silently computed otherwise.
 The networks they describe compute with diffusers' numerics (GroupNorm
 epsilons, exact GELU), not with KerasCV's that our networks default to,
 so that an imported model gives what diffusers gives.
@@ -125,7 +125,7 @@ def unet_arguments_from_diffusers(config, source):
         latent size the model was trained at (None if the config lacks it).
 
     Raises:
-        UnsupportedModelError: for SD-XL, inpainting and other UNets, naming
+        UnsupportedModelError: for SD-XL, instruct-pix2pix and other UNets, naming
             the settings found.
     """
     class_name = config.get("_class_name", "UNet2DConditionModel")
@@ -137,13 +137,8 @@ def unet_arguments_from_diffusers(config, source):
     in_channels = config.get("in_channels", 4)
     out_channels = config.get("out_channels", 4)
     added = _added_conditioning(config, source)
-    if in_channels == INPAINTING_INPUT_CHANNELS:
-        raise UnsupportedModelError(
-            f"{source}: an inpainting UNet (in_channels=9: latents, mask and masked "
-            "image); the studio supports text-to-image UNets with 4 input channels. "
-            f"Received: in_channels={in_channels}"
-        )
-    if in_channels != out_channels:
+    inpainting = in_channels == INPAINTING_INPUT_CHANNELS and out_channels == 4
+    if in_channels != out_channels and not inpainting:
         raise UnsupportedModelError(
             f"{source}: a UNet with {in_channels} input and {out_channels} output "
             "channels (e.g. instruct-pix2pix, depth-to-image or an upscaler); the "
@@ -201,7 +196,9 @@ def unet_arguments_from_diffusers(config, source):
         "transformer_projection": "linear" if config.get("use_linear_projection") else "conv",
         "transformer_depth": depth,
         "norm_groups": config.get("norm_num_groups", 32),
-        "latent_channels": in_channels,
+        "latent_channels": out_channels,
+        # An inpainting UNet also reads the mask and the masked image's latents.
+        **({"input_channels": in_channels} if inpainting else {}),
         **added,
         **diffusers_unet_numerics(norm_epsilon),
     }
@@ -305,7 +302,7 @@ def unet_config_to_diffusers(unet, sample_size):
         "down_block_types": [
             CROSS_ATTENTION_DOWN if a else PLAIN_DOWN for a in unet.attention_levels
         ],
-        "in_channels": unet.latent_channels,
+        "in_channels": unet.input_channels or unet.latent_channels,
         "layers_per_block": unet.layers_per_block,
         "norm_eps": unet.resnet_norm_epsilon,
         "norm_num_groups": unet.norm_groups,

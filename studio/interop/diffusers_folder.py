@@ -100,7 +100,7 @@ def import_diffusers_folder(folder, prediction_type=None, dtype=None):
         named after the folder.
 
     Raises:
-        UnsupportedModelError: SD-XL, SD 3, inpainting and other models the
+        UnsupportedModelError: SD-XL, SD 3, instruct-pix2pix and other models the
             studio lacks; the message names what was found.
         CheckpointFormatError: missing files or tensors, or shapes that do
             not fit the configs.

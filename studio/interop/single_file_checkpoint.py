@@ -135,7 +135,7 @@ def import_single_file(path, prediction_type=None, image_size=None, vocabulary=N
         A `studio.models.StableDiffusionBackbone`, named after the file.
 
     Raises:
-        UnsupportedModelError: SD-XL, SD 3, inpainting and other models the
+        UnsupportedModelError: SD-XL, SD 3, instruct-pix2pix and other models the
             studio lacks, or files that are no Stable Diffusion checkpoint;
             the message names what was found.
         CheckpointFormatError: missing tensors, or shapes that do not fit.
@@ -285,7 +285,7 @@ def export_single_file(backbone, path, dtype="float32", overwrite=False):
 
 
 def _check_family(tensors, source):
-    """Names SD-XL, SD 3, inpainting and non-checkpoint files."""
+    """Names SD-XL, SD 3, instruct-pix2pix and non-checkpoint files."""
     names = list(tensors)
 
     def unsupported(what):
@@ -314,11 +314,9 @@ def _check_family(tensors, source):
             unsupported("a stand-alone VAE, not a whole model")
         unsupported(f"not a Stable Diffusion checkpoint (it has no `{CONV_IN}`)")
     in_channels = tensors[CONV_IN].shape[1]
-    if in_channels == INPAINTING_INPUT_CHANNELS:
-        unsupported("an inpainting model (9 UNet input channels: latents, mask, masked image)")
     if in_channels == INSTRUCT_PIX2PIX_INPUT_CHANNELS:
         unsupported("an instruct-pix2pix model (8 UNet input channels: latents and image)")
-    if in_channels != TEXT_TO_IMAGE_INPUT_CHANNELS:
+    if in_channels not in (TEXT_TO_IMAGE_INPUT_CHANNELS, INPAINTING_INPUT_CHANNELS):
         unsupported(f"a UNet with {in_channels} input channels (text-to-image UNets have 4)")
 
 
@@ -456,7 +454,13 @@ def unet_arguments_from_tensors(tensors, source):
         "transformer_projection": "conv" if conv_projection else "linear",
         "transformer_depth": depth,
         "norm_groups": SD_NORM_GROUPS,
-        "latent_channels": tensors[CONV_IN].shape[1],
+        "latent_channels": TEXT_TO_IMAGE_INPUT_CHANNELS,
+        # An inpainting UNet also reads the mask and the masked image's latents.
+        **(
+            {"input_channels": INPAINTING_INPUT_CHANNELS}
+            if tensors[CONV_IN].shape[1] == INPAINTING_INPUT_CHANNELS
+            else {}
+        ),
         **diffusers_unet_numerics(),
     }
 

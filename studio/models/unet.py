@@ -72,6 +72,10 @@ class UNet(keras.Model):
             middle block takes the deepest level's.
         norm_groups: int. Groups of every GroupNorm.
         latent_channels: int. Channels of the latents in and of the output.
+        input_channels: int or None. Channels of the `"latents"` input when
+            it carries more than the latents: 9 for an inpainting UNet
+            (latents, mask, masked-image latents, as SD's inpainting
+            checkpoints). None (the default): `latent_channels`.
         resnet_norm_epsilon: float. Epsilon of the residual blocks'
             GroupNorms and of the output GroupNorm; 1e-5 in KerasCV and in
             diffusers (`UNet2DConditionModel`'s `norm_eps`).
@@ -96,7 +100,7 @@ class UNet(keras.Model):
 
     Call arguments:
         inputs: dict with `"latents"`, shape `(batch, height, width,
-            latent_channels)`, height and width divisible by
+            input_channels)`, height and width divisible by
             `2 ** (len(block_channels) - 1)`; `"timesteps"`, int or float,
             shape `(batch,)`; `"context"`, shape `(batch, context_length,
             context_dim)`; with `pooled_text_dim`, also `"text_embeds"`,
@@ -141,6 +145,7 @@ class UNet(keras.Model):
         transformer_depth=1,
         norm_groups=32,
         latent_channels=4,
+        input_channels=None,
         resnet_norm_epsilon=KERAS_CV_GROUP_NORM_EPSILON,
         transformer_norm_epsilon=KERAS_CV_GROUP_NORM_EPSILON,
         gelu_approximate=KERAS_CV_GELU_APPROXIMATE,
@@ -199,7 +204,9 @@ class UNet(keras.Model):
         # The graph (which layer feeds which, and in which argument order)
         # mirrors KerasCV's DiffusionModel, because Keras orders a functional
         # model's layers, hence its `weights`, by their place in the graph.
-        latents = keras.Input((None, None, latent_channels), name="latents")
+        latents = keras.Input(
+            (None, None, input_channels or latent_channels), name="latents"
+        )
         timesteps = keras.Input((), name="timesteps")
         context = keras.Input((None, context_dim), name="context")
         inputs = {"latents": latents, "timesteps": timesteps, "context": context}
@@ -304,6 +311,7 @@ class UNet(keras.Model):
         self.transformer_depth = transformer_depth
         self.norm_groups = norm_groups
         self.latent_channels = latent_channels
+        self.input_channels = input_channels
         self.resnet_norm_epsilon = resnet_norm_epsilon
         self.transformer_norm_epsilon = transformer_norm_epsilon
         self.gelu_approximate = gelu_approximate
@@ -379,6 +387,9 @@ class UNet(keras.Model):
             "pooled_text_dim": self.pooled_text_dim,
             "time_ids_dim": self.time_ids_dim,
             "num_time_ids": self.num_time_ids,
+            # Only inpainting UNets have it, so text-to-image configs (and
+            # what is keyed on them) stay as they were.
+            **({"input_channels": self.input_channels} if self.input_channels else {}),
         }
 
     @classmethod

@@ -7,7 +7,8 @@ from keras import ops
 
 from studio.errors import InvalidInputError
 from studio.images.generation_parameters import GenerationParameters
-from studio.pipelines.guided_denoiser import GuidedDenoiser
+from studio.pipelines.inpainting_mask import InpaintingMask
+from studio.pipelines.sampling_loop import SamplingLoop
 from studio.schedulers import get_scheduler
 
 MAX_SEED = 2**32 - 1
@@ -41,11 +42,15 @@ class TextToImagePipeline:
 
     Args:
         backbone: a `StableDiffusionBackbone`, or a view of one.
-        jit_compile: compile the guided UNet step (XLA on TensorFlow, jit on
-            JAX): True, False, or "auto" (the default): compiled on
+        jit_compile: how the sampling loop is compiled (XLA on TensorFlow,
+            jit on JAX): True, False, or "auto" (the default): compiled on
             accelerators and under JAX; TensorFlow on a CPU runs a graph
-            without XLA, since XLA:CPU takes longer to compile the step
+            without XLA, since XLA:CPU takes longer to compile the loop
             than the graph takes for a whole generation.
+
+    The whole denoising loop (guided UNet and sampler step, every step) is
+    one compiled call (`SamplingLoop`), compiled once per (steps, size,
+    batch); the sampler's schedule is passed to it as data.
 
     Example:
 
@@ -57,8 +62,8 @@ class TextToImagePipeline:
 
     def __init__(self, backbone, jit_compile="auto"):
         self.backbone = backbone
-        self.denoiser = GuidedDenoiser(backbone.denoiser)
-        self.denoiser.compile(jit_compile=jit_compile)
+        self.sampling_loop = SamplingLoop(backbone.denoiser)
+        self.sampling_loop.compile(jit_compile=jit_compile)
 
     def encode_prompts(self, prompts):
         """Returns the text encoder's context for a list of prompts (numpy)."""
@@ -98,6 +103,9 @@ class TextToImagePipeline:
         strength=0.8,
         batch_size=None,
         callback=None,
+        mask=None,
+        mask_blur=0.0,
+        mask_padding=0,
     ):
         """Generates images.
 
@@ -118,8 +126,22 @@ class TextToImagePipeline:
                 from (image-to-image); its size sets the output size.
             strength: how much of `init_image` is replaced by noise, in (0, 1].
             batch_size: images per UNet batch (default: all at once).
-            callback: called as `callback(step, total_steps)` after each step
-                of each batch (for progress bars).
+            mask: None, or (with `init_image`) an inpainting mask of its size:
+                white is generated anew, black kept (see `InpaintingMask`).
+                An inpainting UNet (9 input channels) reads the mask and the
+                masked image; any other UNet keeps the black region by
+                replacing its latents after every step with the init
+                image's, noised to the step's level (A1111's inpainting).
+                The decoded images then get the init image's pixels back
+                where the (blurred) mask is below 1, as A1111's overlay:
+                the VAE's decoder would otherwise blend the new content
+                into the kept region.
+                With `strength=1` the start is pure noise, as diffusers'.
+            mask_blur: Gaussian blur of the mask, in pixels.
+            mask_padding: pixels by which the region to repaint grows.
+            callback: called as `callback(step, total_steps)` for each step
+                of each batch (for progress bars); the steps run in one
+                compiled call, so a batch's steps are reported when it ends.
 
         Returns:
             A `GeneratedImages`.
@@ -138,6 +160,17 @@ class TextToImagePipeline:
         if init_image is not None:
             init_image = np.asarray(init_image)
             height, width = init_image.shape[:2]
+        if mask is None and self.is_inpainting_model:
+            raise InvalidInputError(
+                f"{self.backbone.name} is an inpainting model (its UNet reads a mask and a "
+                "masked image): give an init image and a mask (`--init-image`, `--mask`)."
+            )
+        if mask is not None:
+            if init_image is None:
+                raise InvalidInputError(
+                    "A mask needs the image it applies to: pass `init_image` with `mask`."
+                )
+            mask = InpaintingMask(mask, height, width, blur=mask_blur, padding=mask_padding)
         height = int(height or self.backbone.image_size)
         width = int(width or self.backbone.image_size)
         factor = self.backbone.latent_downsampling
@@ -174,10 +207,13 @@ class TextToImagePipeline:
                 init_image,
                 strength,
                 callback,
+                mask,
             )
             images.append(batch)
 
         extra = {"Denoising strength": str(strength)} if init_image is not None else {}
+        if mask is not None:
+            extra.update({"Mask blur": str(mask_blur), "Mask padding": str(mask_padding)})
         parameters = [
             GenerationParameters(
                 prompt=per_image_prompts[index],
@@ -193,7 +229,10 @@ class TextToImagePipeline:
             )
             for index in range(count)
         ]
-        return GeneratedImages(np.concatenate(images, axis=0), parameters)
+        images = np.concatenate(images, axis=0)
+        if mask is not None:
+            images = mask.overlay(images, init_image)
+        return GeneratedImages(images, parameters)
 
     def _scheduler(self, sampler):
         return get_scheduler(
@@ -215,6 +254,7 @@ class TextToImagePipeline:
         init_image,
         strength,
         callback,
+        mask=None,
     ):
         generators = [np.random.default_rng(seed) for seed in seeds]
         latent_shape = self.backbone.latent_shape(height, width)
@@ -228,36 +268,70 @@ class TextToImagePipeline:
         unconditional = self.encode_conditioning(negatives, height, width)
         scheduler.set_timesteps(num_steps, strength=strength if init_image is not None else 1.0)
         timesteps = scheduler.timesteps
+        inputs = {}
         if init_image is None:
             latents = noise() * scheduler.init_noise_sigma
         else:
-            clean = self._encode_image(init_image, noise())
-            start = np.full((len(seeds),), int(timesteps[0]))
-            latents = ops.convert_to_numpy(scheduler.add_noise(clean, noise(), start))
-        scales = np.full((len(seeds),), guidance_scale, dtype=np.float32)
-        for step, timestep in enumerate(timesteps):
-            model_input = ops.convert_to_numpy(
-                scheduler.scale_model_input(latents, timestep)
-            ).astype("float32")
-            prediction = self.denoiser.predict_on_batch(
-                (
-                    model_input,
-                    np.full((len(seeds),), timestep, dtype=np.int32),
-                    conditioning,
-                    unconditional,
-                    scales,
-                )
-            )
-            latents = ops.convert_to_numpy(
-                scheduler.step(prediction, int(timestep), latents, noise=noise())
-            ).astype("float32")
-            if callback is not None:
+            pixels = self.backbone.image_preprocessor.to_model_range(init_image[None])
+            clean = self._encode_image(pixels, noise())
+            start_noise = noise()
+            first = np.full((len(seeds),), timesteps[0])
+            if mask is not None and strength == 1.0:
+                latents = start_noise * scheduler.init_noise_sigma
+            else:
+                latents = ops.convert_to_numpy(scheduler.add_noise(clean, start_noise, first))
+            if mask is not None:
+                inputs = self._inpainting_inputs(scheduler, mask, pixels, clean, start_noise, noise)
+        # Drawn after the start, one per step, for samplers that add noise.
+        step_noise = np.stack([noise() for _ in timesteps])
+        latents = self.sampling_loop.predict_on_batch(
+            {
+                "latents": np.asarray(latents, np.float32),
+                "context": conditioning,
+                "unconditional_context": unconditional,
+                "guidance_scale": np.full((len(seeds),), guidance_scale, dtype=np.float32),
+                "noise": step_noise,
+                "table": scheduler.step_table(),
+                **inputs,
+            }
+        )
+        if callback is not None:
+            for step in range(len(timesteps)):
                 callback(step + 1, len(timesteps))
         return self._decode(latents)
 
-    def _encode_image(self, image, noise):
-        """One image's latents, sampled once per image of the batch with its noise."""
-        pixels = self.backbone.image_preprocessor.to_model_range(image[None])
+    @property
+    def is_inpainting_model(self):
+        """Whether the UNet reads a mask and masked image besides the latents."""
+        channels = getattr(self.backbone.denoiser, "input_channels", None)
+        return channels == 2 * self.backbone.latent_channels + 1
+
+    def _inpainting_inputs(self, scheduler, mask, pixels, clean, start_noise, noise):
+        """The `SamplingLoop`'s inputs that keep what the mask keeps."""
+        factor = self.backbone.latent_downsampling
+        count = len(clean)
+        if self.is_inpainting_model:
+            # The masked image's latents, sampled with each image's next noise.
+            masked = self._encode_image(mask.masked(pixels), noise())
+            binary = np.broadcast_to(mask.latent_binary_mask(factor), (count, *masked.shape[1:3], 1))
+            return {"conditioning": np.concatenate([binary, masked], axis=-1).astype(np.float32)}
+        # The init image's latents at the level of the step after each step
+        # (clean after the last), noised with the start's noise.
+        timesteps = scheduler.timesteps
+        kept = [
+            ops.convert_to_numpy(
+                scheduler.add_noise(clean, start_noise, np.full((count,), timestep))
+            )
+            for timestep in timesteps[1:]
+        ]
+        keep_mask = np.broadcast_to(mask.latent_keep_mask(factor), (count, *clean.shape[1:3], 1))
+        return {
+            "keep_mask": np.ascontiguousarray(keep_mask),
+            "kept": np.stack([*kept, clean]).astype(np.float32),
+        }
+
+    def _encode_image(self, pixels, noise):
+        """Latents of images in the model's range (one image: once per image of the batch)."""
         return ops.convert_to_numpy(self.backbone.encode_images(pixels, noise))
 
     def _decode(self, latents):

@@ -4,6 +4,7 @@ import numpy as np
 from keras import ops
 
 from studio.schedulers.scheduler import Scheduler
+from studio.schedulers.step_table import NO_CLIP, make_step_table
 
 # DDPM-era pixel models clip their x_0 prediction to the image range.
 CLIP_SAMPLE_RANGE = 1.0
@@ -141,6 +142,23 @@ class DDIMScheduler(Scheduler):
         if self.eta > 0:
             previous = previous + std * noise
         return ops.cast(previous, dtype)
+
+    def step_table(self):
+        """The coefficients of every step (see `Scheduler.step_table`)."""
+        self._require_timesteps()
+        alpha, alpha_next = self._step_alphas[:-1], self._step_alphas[1:]
+        variance = (1.0 - alpha_next) / (1.0 - alpha) * (1.0 - alpha / alpha_next)
+        std = self.eta * np.sqrt(variance)
+        return make_step_table(
+            len(self.timesteps),
+            timestep=self.timesteps,
+            input_scale=1.0,
+            clip_range=CLIP_SAMPLE_RANGE if self.clip_sample else NO_CLIP,
+            **self._prediction_columns(np.sqrt(alpha), np.sqrt(1.0 - alpha)),
+            next_from_estimate=np.sqrt(alpha_next),
+            next_from_epsilon=np.sqrt(np.maximum(1.0 - alpha_next - std**2, 0.0)),
+            next_from_noise=std,
+        )
 
     def add_noise(self, original_samples, noise, timesteps):
         """Draws `x_t ~ q(x_t | x_0)` (see `NoiseSchedule.add_noise`).

@@ -7,6 +7,7 @@ import numpy as np
 from keras import ops
 
 from studio.schedulers.scheduler import Scheduler
+from studio.schedulers.step_table import make_step_table
 
 # Karras et al. (2022) space sigma**(1 / rho) evenly; rho = 7 is their value.
 KARRAS_RHO = 7.0
@@ -205,6 +206,33 @@ class DPMSolverMultistepScheduler(Scheduler):
         self._previous_original = original
         self._next_index = index + 1
         return ops.cast(previous, dtype)
+
+    def step_table(self):
+        """The coefficients of every step (see `Scheduler.step_table`).
+
+        `history_weight` is `1 / (2 r)` on second-order steps and 0 on the
+        first, on first-order last steps and on zero-length steps.
+        """
+        self._require_timesteps()
+        sigma, sigma_next = self._sigmas[:-1], self._sigmas[1:]
+        alpha_s, sigma_s = _variance_preserving(sigma)
+        alpha_t, sigma_t = _variance_preserving(sigma_next)
+        history_weight = np.zeros_like(sigma)
+        for index in range(1, len(sigma)):
+            if self._is_first_order(index) or sigma_next[index] == sigma[index]:
+                continue
+            h = math.log(sigma[index] / sigma_next[index])
+            h_previous = math.log(self._sigmas[index - 1] / sigma[index])
+            history_weight[index] = 0.5 / (h_previous / h)
+        return make_step_table(
+            len(self.timesteps),
+            timestep=self.timesteps,
+            input_scale=1.0,
+            **self._prediction_columns(alpha_s, sigma_s),
+            history_weight=history_weight,
+            next_from_sample=sigma_t / sigma_s,
+            next_from_estimate=-alpha_t * (sigma_next / sigma - 1.0),
+        )
 
     def _is_first_order(self, index):
         if index != len(self.timesteps) - 1:

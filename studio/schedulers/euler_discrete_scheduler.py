@@ -5,6 +5,7 @@ import numpy as np
 from keras import ops
 
 from studio.schedulers.scheduler import Scheduler
+from studio.schedulers.step_table import make_step_table
 
 
 class EulerDiscreteScheduler(Scheduler):
@@ -171,6 +172,30 @@ class EulerDiscreteScheduler(Scheduler):
         sigma_down = max(sigma_next**2 - sigma_up**2, 0.0) ** 0.5
         previous = sample + (sigma_down - sigma) * derivative + sigma_up * noise
         return ops.cast(previous, dtype)
+
+    def step_table(self):
+        """The coefficients of every step (see `Scheduler.step_table`).
+
+        `x + (sigma_down - sigma) * (x - x_0) / sigma` is written as
+        `(sigma_down / sigma) * x + (1 - sigma_down / sigma) * x_0`.
+        """
+        self._require_timesteps()
+        sigma, sigma_next = self._sigmas[:-1], self._sigmas[1:]
+        alpha = 1.0 / np.sqrt(sigma**2 + 1.0)
+        if self.ancestral:
+            sigma_up = np.sqrt(sigma_next**2 * (sigma**2 - sigma_next**2) / sigma**2)
+            sigma_down = np.sqrt(np.maximum(sigma_next**2 - sigma_up**2, 0.0))
+        else:
+            sigma_up, sigma_down = np.zeros_like(sigma), sigma_next
+        return make_step_table(
+            len(self.timesteps),
+            timestep=self.timesteps,
+            input_scale=alpha,
+            **self._prediction_columns(alpha, sigma * alpha, sample_scale=alpha),
+            next_from_sample=sigma_down / sigma,
+            next_from_estimate=1.0 - sigma_down / sigma,
+            next_from_noise=sigma_up,
+        )
 
     def add_noise(self, original_samples, noise, timesteps):
         """Returns `x_0 + sigma * noise`, the sample at `timesteps` in sigma space.

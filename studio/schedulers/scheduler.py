@@ -119,6 +119,47 @@ class Scheduler:
         """Returns `original_samples` noised to `timesteps` (image-to-image start)."""
         raise NotImplementedError
 
+    def step_table(self):
+        """The coefficients of every step of the schedule, one row per step.
+
+        What a compiled sampling loop runs (`studio.schedulers.step_table`):
+        row `i` applied with `step_from_table` is `step` at `timesteps[i]`.
+
+        Returns:
+            A dict of `STEP_TABLE_COLUMNS` to float32 arrays of length
+            `len(timesteps)`.
+
+        Raises:
+            ValueError: if `set_timesteps` was not called.
+        """
+        raise NotImplementedError
+
+    def _require_timesteps(self):
+        if self.timesteps is None:
+            raise ValueError(
+                f"Call `set_timesteps` on the {type(self).__name__} before sampling."
+            )
+
+    def _prediction_columns(self, alpha, sigma, sample_scale=1.0):
+        """Step-table columns of `x_0` and `epsilon` from the UNet output.
+
+        The vectorised `_split_prediction` for `sample_scale * x = alpha * x_0
+        + sigma * epsilon` (NumPy arrays or floats).
+        """
+        if self.prediction_type == "v_prediction":
+            return {
+                "original_from_sample": alpha * sample_scale,
+                "original_from_output": -sigma,
+                "epsilon_from_sample": sigma * sample_scale,
+                "epsilon_from_output": alpha,
+            }
+        return {
+            "original_from_sample": sample_scale / alpha,
+            "original_from_output": -sigma / alpha,
+            "epsilon_from_sample": 0.0,
+            "epsilon_from_output": 1.0,
+        }
+
     def scale_model_input(self, sample, timestep):
         """Returns what the UNet should see at `timestep` (here: `sample`).
 
@@ -185,10 +226,7 @@ class Scheduler:
 
     def _index_of(self, timestep):
         """Position of `timestep` in `timesteps` (its first occurrence)."""
-        if self.timesteps is None:
-            raise ValueError(
-                f"Call `set_timesteps` on the {type(self).__name__} before sampling."
-            )
+        self._require_timesteps()
         matches = np.flatnonzero(self.timesteps == np.asarray(timestep))
         if not matches.size:
             raise ValueError(

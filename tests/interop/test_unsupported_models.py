@@ -76,15 +76,6 @@ def test_sd3_single_file(tmp_path):
         import_single_file(path)
 
 
-def test_inpainting_single_file(state_dict, tmp_path):
-    tensors = dict(state_dict)
-    width = tensors[CONV_IN].shape[0]
-    tensors[CONV_IN] = _small((width, 9, 3, 3))
-    with pytest.raises(UnsupportedModelError, match="inpainting") as error:
-        import_single_file(_write(tmp_path / "inpainting.safetensors", tensors))
-    assert "9" in str(error.value)
-
-
 @pytest.mark.parametrize(
     "tensors, what",
     [
@@ -200,14 +191,6 @@ def _edit_json(path, **changes):
     config.update(changes)
     with open(path, "w") as file:
         json.dump(config, file)
-
-
-def test_inpainting_diffusers_folder(exported, tmp_path):
-    folder = _copy_folder(exported, tmp_path)
-    _edit_json(folder / "unet" / "config.json", in_channels=9)
-    with pytest.raises(UnsupportedModelError, match="inpainting") as error:
-        import_model(folder)
-    assert "in_channels=9" in str(error.value)
 
 
 def test_sd_xl_unet_without_sd_xl_text_encoders(exported, tmp_path):
