@@ -304,6 +304,16 @@ def _check_pipeline(folder):
             f"{folder} is not a complete diffusers SD-XL folder: it lacks {missing}. "
             f"Received: components {components}"
         )
+    unet_config_path = os.path.join(folder, "unet", "config.json")
+    in_channels = (read_json(unet_config_path).get("in_channels", 4)
+                   if os.path.isfile(unet_config_path) else 4)
+    if in_channels != 4:
+        # SD 1.x/2.x inpainting UNets import; SD-XL's are not proven yet.
+        raise UnsupportedModelError(
+            f"{folder} has an SD-XL UNet with {in_channels} input channels (an inpainting "
+            "model); the studio imports SD-XL base text-to-image models. "
+            f"Received: in_channels={in_channels}"
+        )
 
 
 def _check_fit(folder, unet_arguments, encoders):
