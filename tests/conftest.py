@@ -298,3 +298,30 @@ def sdxl_imported(sdxl_reference):
     from studio.interop import import_model
 
     return import_model(sdxl_reference.folder)
+
+
+# --- Test processes (pytest-xdist) --------------------------------------------
+# `.ci/run` runs the suite in two processes (`-n 2 --dist loadgroup`). Each
+# test file goes to one process whole, so its module fixtures are built once;
+# the full-size models (several GiB each) share one group, so that the two
+# processes never hold two of them at once.
+FULL_SIZE_MODEL_FILES = (
+    "tests/models/test_unet_keras_cv.py",
+    "tests/models/test_clip_text_encoder.py",
+    "tests/models/test_vae_decoder.py",
+    "tests/models/test_vae_encoder.py",
+    "tests/models/test_stable_diffusion_backbone.py",
+    "tests/interop/test_full_size_import.py",
+    "tests/interop/test_sdxl_full_size_names.py",
+    "tests/trainers/test_lora_targets.py",
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if any(item.iter_markers("xdist_group")):
+            continue
+        path = item.nodeid.split("::")[0]
+        large = item.get_closest_marker("large") is not None
+        group = "full_size_models" if large and path in FULL_SIZE_MODEL_FILES else path
+        item.add_marker(pytest.mark.xdist_group(group))
