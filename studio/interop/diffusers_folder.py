@@ -209,7 +209,34 @@ def export_diffusers_folder(backbone, folder, dtype="float32", overwrite=False):
         from studio.interop.sdxl_diffusers_folder import export_sdxl_diffusers_folder
 
         return export_sdxl_diffusers_folder(backbone, folder, dtype=dtype, overwrite=overwrite)
-    unet, encoder = backbone.unet, backbone.text_encoder
+    return write_diffusers_pipeline(
+        backbone,
+        folder,
+        [("text_encoder", "tokenizer", text_encoder_config_to_transformers)],
+        _model_index(),
+        dtype=dtype,
+        overwrite=overwrite,
+    )
+
+
+def write_diffusers_pipeline(backbone, folder, text_encoders, model_index, dtype=None,
+                             overwrite=False):
+    """Writes `backbone` as a diffusers pipeline folder, atomically; returns its absolute path.
+
+    The one writer of diffusers folders for every family: the UNet, the VAE,
+    each text encoder with its tokenizer, the scheduler and `model_index`.
+
+    Args:
+        backbone: the backbone to write.
+        folder: the pipeline folder.
+        text_encoders: `(encoder attribute, tokenizer attribute,
+            config(encoder, tokenizer) -> transformers config)` triples, in
+            the order the pipeline names them ("text_encoder", "text_encoder_2").
+        model_index: the `model_index.json` dict.
+        dtype: dtype of the written tensors (None: as they are).
+        overwrite: replace an existing `folder`.
+    """
+    unet = backbone.unet
     sample_size = backbone.image_size // backbone.vae_decoder.upsampling_factor
     with atomic_folder(folder, overwrite=overwrite) as staging:
 
@@ -242,22 +269,24 @@ def export_diffusers_folder(backbone, folder, dtype="float32", overwrite=False):
                 backbone.vae_decoder, vae_decoder_weight_names(backbone.vae_decoder, DIFFUSERS)
             ),
         )
-        component(
-            "text_encoder",
-            text_encoder_config_to_transformers(encoder, backbone.tokenizer),
-            TRANSFORMERS_WEIGHTS,
-            torch_weights(
-                encoder, text_encoder_weight_names(encoder, HUGGING_FACE, DIFFUSERS_PREFIX)
-            ),
-        )
-        os.makedirs(os.path.join(staging, "tokenizer"))
-        write_hf_tokenizer(backbone.tokenizer, os.path.join(staging, "tokenizer"))
+        for name, tokenizer_name, encoder_config in text_encoders:
+            encoder, tokenizer = getattr(backbone, name), getattr(backbone, tokenizer_name)
+            component(
+                name,
+                encoder_config(encoder, tokenizer),
+                TRANSFORMERS_WEIGHTS,
+                torch_weights(
+                    encoder, text_encoder_weight_names(encoder, HUGGING_FACE, DIFFUSERS_PREFIX)
+                ),
+            )
+            os.makedirs(os.path.join(staging, tokenizer_name))
+            write_hf_tokenizer(tokenizer, os.path.join(staging, tokenizer_name))
         os.makedirs(os.path.join(staging, "scheduler"))
         write_json(
             os.path.join(staging, "scheduler", SCHEDULER_CONFIG_FILE),
             scheduler_config_to_diffusers(backbone.noise_schedule, backbone.prediction_type),
         )
-        write_json(os.path.join(staging, MODEL_INDEX_FILE), _model_index())
+        write_json(os.path.join(staging, MODEL_INDEX_FILE), model_index)
     return os.path.abspath(folder)
 
 

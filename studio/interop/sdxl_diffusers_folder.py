@@ -23,33 +23,27 @@ reason.
 
 import os
 
-from studio.files.atomic_write import atomic_folder
-from studio.files.json_file import write_json
 from studio.interop.checkpoint_format_error import CheckpointFormatError
 from studio.interop.diffusers_configs import (
     DIFFUSERS_VERSION,
     noise_schedule_from_diffusers,
-    scheduler_config_to_diffusers,
     text_encoder_arguments_from_transformers,
     text_encoder_config_to_transformers,
     unet_arguments_from_diffusers,
-    unet_config_to_diffusers,
     vae_arguments_from_diffusers,
-    vae_config_to_diffusers,
 )
 from studio.interop.diffusers_folder import (
     CONFIG_FILE,
-    DIFFUSERS_WEIGHTS,
     MODEL_INDEX_FILE,
     SCHEDULER_CONFIG_FILE,
-    TRANSFORMERS_WEIGHTS,
     component_tensors,
     load_networks,
     read_config,
     read_json,
     text_encoder_prefix,
+    write_diffusers_pipeline,
 )
-from studio.interop.hf_tokenizer_files import read_hf_tokenizer, write_hf_tokenizer
+from studio.interop.hf_tokenizer_files import read_hf_tokenizer
 from studio.interop.text_encoder_names import (
     DIFFUSERS_PREFIX,
     HUGGING_FACE,
@@ -62,8 +56,6 @@ from studio.interop.vae_names import (
     vae_decoder_weight_names,
     vae_encoder_weight_names,
 )
-from studio.interop.weight_transfer import load_torch_weights, torch_weights
-from studio.tensor_files.safetensors_writer import write_safetensors
 
 SDXL_PIPELINE = "StableDiffusionXLPipeline"
 SDXL_PIPELINES = {SDXL_PIPELINE, "StableDiffusionXLImg2ImgPipeline"}
@@ -195,58 +187,17 @@ def export_sdxl_diffusers_folder(backbone, folder, dtype="float32", overwrite=Fa
     Returns:
         The folder's absolute path.
     """
-    unet = backbone.unet
-    sample_size = backbone.image_size // backbone.vae_decoder.upsampling_factor
-    with atomic_folder(folder, overwrite=overwrite) as staging:
-
-        def component(name, config, weights_name, tensors):
-            os.makedirs(os.path.join(staging, name))
-            write_json(os.path.join(staging, name, CONFIG_FILE), config)
-            write_safetensors(
-                os.path.join(staging, name, f"{weights_name}.safetensors"),
-                tensors,
-                metadata={"format": "pt"},
-                dtype=dtype,
-            )
-
-        component(
-            "unet",
-            unet_config_to_diffusers(unet, sample_size),
-            DIFFUSERS_WEIGHTS,
-            torch_weights(unet, unet_weight_names(unet, DIFFUSERS)),
-        )
-        component(
-            "vae",
-            vae_config_to_diffusers(
-                backbone.vae_encoder, backbone.latent_scale, backbone.image_size
-            ),
-            DIFFUSERS_WEIGHTS,
-            torch_weights(
-                backbone.vae_encoder, vae_encoder_weight_names(backbone.vae_encoder, DIFFUSERS)
-            )
-            + torch_weights(
-                backbone.vae_decoder, vae_decoder_weight_names(backbone.vae_decoder, DIFFUSERS)
-            ),
-        )
-        for name, tokenizer_name in (("text_encoder", "tokenizer"), ("text_encoder_2", "tokenizer_2")):
-            encoder, tokenizer = getattr(backbone, name), getattr(backbone, tokenizer_name)
-            component(
-                name,
-                _text_encoder_config(encoder, tokenizer),
-                TRANSFORMERS_WEIGHTS,
-                torch_weights(
-                    encoder, text_encoder_weight_names(encoder, HUGGING_FACE, DIFFUSERS_PREFIX)
-                ),
-            )
-            os.makedirs(os.path.join(staging, tokenizer_name))
-            write_hf_tokenizer(tokenizer, os.path.join(staging, tokenizer_name))
-        os.makedirs(os.path.join(staging, "scheduler"))
-        write_json(
-            os.path.join(staging, "scheduler", SCHEDULER_CONFIG_FILE),
-            scheduler_config_to_diffusers(backbone.noise_schedule, backbone.prediction_type),
-        )
-        write_json(os.path.join(staging, MODEL_INDEX_FILE), _model_index())
-    return os.path.abspath(folder)
+    return write_diffusers_pipeline(
+        backbone,
+        folder,
+        [
+            ("text_encoder", "tokenizer", _text_encoder_config),
+            ("text_encoder_2", "tokenizer_2", _text_encoder_config),
+        ],
+        _model_index(),
+        dtype=dtype,
+        overwrite=overwrite,
+    )
 
 
 def _text_encoder_config(encoder, tokenizer):
