@@ -317,11 +317,22 @@ FULL_SIZE_MODEL_FILES = (
 )
 
 
+# Files sharing an expensive session fixture go to one process, which builds
+# it once (the app's trained-and-resumed run, ~80 s).
+SHARED_FIXTURE_GROUPS = {
+    "tests/app/test_app_workflow.py": "app_workflow",
+    "tests/app/test_browser.py": "app_workflow",
+}
+
+
 def pytest_collection_modifyitems(config, items):
     for item in items:
         if any(item.iter_markers("xdist_group")):
             continue
         path = item.nodeid.split("::")[0]
         large = item.get_closest_marker("large") is not None
-        group = "full_size_models" if large and path in FULL_SIZE_MODEL_FILES else path
+        if large and path in FULL_SIZE_MODEL_FILES:
+            group = "full_size_models"
+        else:
+            group = SHARED_FIXTURE_GROUPS.get(path, path)
         item.add_marker(pytest.mark.xdist_group(group))
