@@ -17,6 +17,29 @@ import pytest
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+# JAX's persistent compilation cache, one per test run (set by the first
+# process, before any imports JAX; the xdist workers and the `studio`
+# processes that tests start inherit it): many tests compile the same tiny
+# networks, and a compilation found in the cache is not done again (about
+# half the CPU time of a JAX test file on 2 cores). Fresh for every run, so a
+# run never reads what another version of the code compiled.
+_JAX_CACHE_VARIABLE = "JAX_COMPILATION_CACHE_DIR"
+_OWN_JAX_CACHE = None
+if _JAX_CACHE_VARIABLE not in os.environ:
+    import tempfile
+
+    _OWN_JAX_CACHE = tempfile.mkdtemp(prefix="studio-tests-jax-cache-")
+    os.environ[_JAX_CACHE_VARIABLE] = _OWN_JAX_CACHE
+    # Compilations under this many seconds are not worth a file.
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.3")
+
+
+def pytest_unconfigure(config):
+    if _OWN_JAX_CACHE is not None:
+        import shutil
+
+        shutil.rmtree(_OWN_JAX_CACHE, ignore_errors=True)
+
 
 # --- The README's examples ----------------------------------------------------
 README = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md")
