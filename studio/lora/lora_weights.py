@@ -6,6 +6,7 @@ import os
 import numpy as np
 
 from studio.errors import InvalidInputError
+from studio.interop.sd3_mmdit_names import kohya_module
 from studio.lora.lora_targets import (
     TEXT_ENCODER_PREFIX,
     UNET_PREFIX,
@@ -13,6 +14,8 @@ from studio.lora.lora_targets import (
     text_encoder_lora_targets,
     unet_lora_targets,
 )
+from studio.lora.sd3_lora_targets import mmdit_lora_targets
+from studio.models.presets import SD3
 
 logger = logging.getLogger(__name__)
 
@@ -251,6 +254,13 @@ class LoRAWeights:
 
 def _named_targets(backbone):
     """Every layer a LoRA file may name, by kohya module name."""
+    if getattr(backbone, "family", None) == SD3:
+        # SD3: the MMDiT's attention and MLP layers, by SD3 module
+        # (`lora_unet_joint_blocks_0_x_block_attn_qkv`, as ComfyUI reads).
+        return {
+            kohya_module(module): layer
+            for module, layer in mmdit_lora_targets(backbone.mmdit, mlp=True).items()
+        }
     targets = {
         kohya_name(UNET_PREFIX, module): layer
         for module, layer in unet_lora_targets(backbone.unet, feed_forward=True).items()
