@@ -14,6 +14,7 @@ from studio.lora.lora_targets import (
     text_encoder_lora_targets,
     unet_lora_targets,
 )
+from studio.lora.sd3_diffusers_lora import is_diffusers_sd3_lora, sd3_lora_from_diffusers_tensors
 from studio.lora.sd3_lora_targets import mmdit_lora_targets
 from studio.models.presets import SD3
 
@@ -155,6 +156,10 @@ class LoRAWeights:
         from studio.tensor_files.safetensors_reader import read_safetensors
 
         stored, metadata = read_safetensors(os.fspath(path))
+        if is_diffusers_sd3_lora(stored):
+            # diffusers' SD3 names (split q / k / v): fused back into kohya's.
+            tensors = {key: tensor.numpy() for key, tensor in stored.items()}
+            return cls(sd3_lora_from_diffusers_tensors(tensors, path), metadata)
         parts, unknown = {}, []
         for key, tensor in stored.items():
             for suffix, part in ((DOWN_SUFFIX, "down"), (UP_SUFFIX, "up"), (ALPHA_SUFFIX, "alpha")):

@@ -133,6 +133,17 @@ def test_kohya_file_reloads_into_a_fresh_backbone(lora_backbone, inputs, tmp_pat
     np.testing.assert_allclose(_studio(fresh, inputs), _studio(lora_backbone, inputs), atol=1e-6)
 
 
+def test_diffusers_file_loads_back_as_fused_qkv_lora(lora_backbone, inputs, tmp_path):
+    path = save_diffusers_sd3_lora(LoRAWeights.from_backbone(lora_backbone), tmp_path / "d.safetensors")
+    loaded = LoRAWeights.load(path)
+    # q, k, v's rank-4 LoRAs share one layer: rank 12 there, 4 elsewhere.
+    assert loaded.modules["lora_unet_joint_blocks_0_x_block_attn_qkv"][0].shape[0] == 12
+    assert loaded.ranks == [4, 12]
+    fresh = SD3Backbone.from_preset("tiny-sd3")
+    assert len(loaded.apply(fresh)) == 13
+    np.testing.assert_allclose(_studio(fresh, inputs), _studio(lora_backbone, inputs), atol=1e-5)
+
+
 def test_file_names_are_keys_of_comfyuis_sd3_map(lora_backbone, base_transformer):
     # ComfyUI's map, from diffusers' real weight names of this transformer.
     diffusers_weights = [k[: -len(".weight")] for k in base_transformer.state_dict()
