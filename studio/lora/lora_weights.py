@@ -3,10 +3,11 @@
 import logging
 import os
 
+import keras
 import numpy as np
 
 from studio.errors import InvalidInputError
-from studio.interop.sd3_mmdit_names import kohya_module
+from studio.interop.sd3_mmdit_names import kohya_module, mmdit_modules
 from studio.lora.lora_targets import (
     TEXT_ENCODER_PREFIX,
     UNET_PREFIX,
@@ -15,7 +16,6 @@ from studio.lora.lora_targets import (
     unet_lora_targets,
 )
 from studio.lora.sd3_diffusers_lora import is_diffusers_sd3_lora, sd3_lora_from_diffusers_tensors
-from studio.lora.sd3_lora_targets import mmdit_lora_targets
 from studio.models.presets import SD3
 
 logger = logging.getLogger(__name__)
@@ -260,11 +260,14 @@ class LoRAWeights:
 def _named_targets(backbone):
     """Every layer a LoRA file may name, by kohya module name."""
     if getattr(backbone, "family", None) == SD3:
-        # SD3: the MMDiT's attention and MLP layers, by SD3 module
-        # (`lora_unet_joint_blocks_0_x_block_attn_qkv`, as ComfyUI reads).
+        # SD3: every dense layer of the MMDiT, by SD3 module
+        # (`lora_unet_joint_blocks_0_x_block_attn_qkv`, as ComfyUI reads):
+        # training adapts attention and MLPs, other tools' files also the
+        # modulations and embedders.
         return {
             kohya_module(module): layer
-            for module, layer in mmdit_lora_targets(backbone.mmdit, mlp=True).items()
+            for module, layer in mmdit_modules(backbone.mmdit).items()
+            if isinstance(layer, keras.layers.Dense)
         }
     targets = {
         kohya_name(UNET_PREFIX, module): layer

@@ -31,7 +31,9 @@ from studio.interop.sd3_mmdit_names import (
 
 LORA_A_SUFFIX = ".lora_A.weight"
 LORA_B_SUFFIX = ".lora_B.weight"
-# SD3 module names (within a stream) a diffusers SD3 LoRA may name.
+# SD3 module names (within a stream) a diffusers SD3 LoRA file may hold:
+# attention and MLPs. (The modulations are left out: diffusers orders the
+# last context block's as scale, shift, so a LoRA there needs more than names.)
 _LORA_MODULES = ("attn.qkv", "attn.proj", "mlp.fc1", "mlp.fc2")
 
 _KOHYA_MODULE = re.compile(

@@ -131,6 +131,15 @@ def test_kohya_file_reloads_into_a_fresh_backbone(lora_backbone, inputs, tmp_pat
     applied = LoRAWeights.load(path).apply(fresh)
     assert len(applied) == 13
     np.testing.assert_allclose(_studio(fresh, inputs), _studio(lora_backbone, inputs), atol=1e-6)
+    # Other tools' SD3 LoRAs also adapt the modulations (kohya names of any dense layer).
+    layer = fresh.mmdit.joint_blocks[0].x_block.ada_layer_norm.dense
+    rng = np.random.default_rng(9)
+    extra = LoRAWeights({"lora_unet_joint_blocks_0_x_block_adaLN_modulation_1": (
+        rng.standard_normal((2, layer.kernel.shape[0])), rng.standard_normal((layer.kernel.shape[1], 2)), 2.0,
+    )})  # fmt: skip
+    before = _studio(fresh, inputs)
+    assert extra.apply(fresh) == ["lora_unet_joint_blocks_0_x_block_adaLN_modulation_1"]
+    assert np.abs(_studio(fresh, inputs) - before).max() > 1e-3
 
 
 def test_diffusers_file_loads_back_as_fused_qkv_lora(lora_backbone, inputs, tmp_path):
