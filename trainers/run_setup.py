@@ -64,8 +64,9 @@ def load_backbone(settings, devices, frozen=False, families=TRAINABLE_FAMILIES):
             dtype=frozen_network_policy(precision) if frozen else precision,
         )
     if backbone.family not in families:
+        command = getattr(settings, "COMMAND", "Training")
         raise SettingsError(
-            f"{getattr(settings, 'COMMAND', 'Training')} is not supported yet for {backbone.family} models (SD-XL's "
+            f"{command} is not supported yet for {backbone.family} models (SD-XL's "
             "textual inversion and DreamBooth need a token lookup and cached text outputs per "
             "text encoder; SD3 has DreamBooth LoRA only); generate with it, or train an SD "
             f"1.x / 2.x model. Received: --model {settings.model}"

@@ -98,7 +98,7 @@ def save_diffusers_sd3_lora(lora_weights, path):
 
 
 def is_diffusers_sd3_lora(tensors):
-    """Whether tensor names are diffusers' SD3 transformer LoRA (`transformer.transformer_blocks.*.lora_A.weight`)."""
+    """Whether tensor names are diffusers' SD3 LoRA (`transformer.transformer_blocks.*.lora_A.weight`)."""
     prefix = f"{DIFFUSERS_TRANSFORMER_PREFIX}.transformer_blocks."
     return bool(tensors) and all(
         name.startswith(prefix) and name.endswith((LORA_A_SUFFIX, LORA_B_SUFFIX)) for name in tensors
@@ -132,7 +132,7 @@ def sd3_lora_from_diffusers_tensors(tensors, source="the file"):
         suffix = LORA_A_SUFFIX if name.endswith(LORA_A_SUFFIX) else LORA_B_SUFFIX
         module = name[len(DIFFUSERS_TRANSFORMER_PREFIX) + 1 : -len(suffix)]
         pairs.setdefault(module, {})[suffix] = np.asarray(value, np.float32)
-    modules, unknown = {}, []
+    modules = {}
     for split, sd3 in by_diffusers.items():
         parts = split if isinstance(split, tuple) else (split,)
         present = [part for part in parts if part in pairs]
@@ -160,7 +160,9 @@ def sd3_lora_from_diffusers_tensors(tensors, source="the file"):
             up[row : row + part_up.shape[0], column : column + part_up.shape[1]] = part_up
             row, column = row + part_up.shape[0], column + part_up.shape[1]
         modules[kohya_module(sd3)] = (down, up, float(down.shape[0]))
-    known = {part for split in by_diffusers for part in (split if isinstance(split, tuple) else (split,))}
+    known = {
+        part for split in by_diffusers for part in (split if isinstance(split, tuple) else (split,))
+    }
     unknown = sorted(set(pairs) - known)
     if unknown:
         raise InvalidInputError(
