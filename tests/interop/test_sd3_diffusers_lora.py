@@ -212,3 +212,26 @@ def test_a_trained_lora_changes_diffusers_output_as_the_studios(base_transformer
     print("trained LoRA: change", np.abs(studio - base).max(),
           "diffusers vs studio", np.abs((adapted - base) - (studio - base)).max())  # fmt: skip
     np.testing.assert_allclose(adapted - base, studio - base, atol=1e-4, rtol=0)
+
+
+def test_diffusers_files_the_mmdit_cannot_take_are_one_clear_error():
+    from studio.errors import InvalidInputError
+    from studio.lora.sd3_diffusers_lora import sd3_lora_from_diffusers_tensors
+
+    def pair(module, rank=2, width=32):
+        key = f"transformer.transformer_blocks.0.{module}"
+        return {f"{key}.lora_A.weight": np.ones((rank, width)),
+                f"{key}.lora_B.weight": np.ones((width, rank))}  # fmt: skip
+
+    partial = {**pair("attn.to_q"), **pair("attn.to_k")}
+    with pytest.raises(InvalidInputError, match="not for all of"):
+        sd3_lora_from_diffusers_tensors(partial)
+    with pytest.raises(InvalidInputError, match="attn.to_x"):
+        sd3_lora_from_diffusers_tensors(pair("attn.to_x"))
+    fused = sd3_lora_from_diffusers_tensors(
+        {**pair("attn.to_q"), **pair("attn.to_k", rank=3), **pair("attn.to_v")}
+    )
+    down, up, alpha = fused["lora_unet_joint_blocks_0_x_block_attn_qkv"]
+    assert down.shape == (7, 32) and up.shape == (96, 7) and alpha == 7.0
+    # Block-diagonal: q's rows read only q's rank.
+    assert np.all(up[:32, 2:] == 0) and np.all(up[32:64, 2:5] == 1)
