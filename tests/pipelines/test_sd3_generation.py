@@ -67,6 +67,10 @@ def test_two_then_five_steps_equals_a_fresh_five_step_generation(backbone, pipel
     assert np.abs(two.images.astype(int) - fresh.images.astype(int)).max() > 0
 
 
+# The flow sampler's table rows are its steps (tests/schedulers) and the loop
+# runs tables as the step-by-step loop (test_sampling_loop.py): this is both
+# at once on the MMDiT, kept out of the default run for its 6 s.
+@pytest.mark.large
 def test_compiled_loop_is_the_step_by_step_flow_euler_loop(backbone, shared_loop):
     scheduler, inputs = _inputs(backbone, steps=4, seed=1)
     compiled = shared_loop.predict_on_batch(inputs)
