@@ -37,16 +37,19 @@ def set_up_devices(settings):
     return devices
 
 
-# Model families the trainers handle (`DiffusionBackbone.family`).
+# Model families the trainers handle (`DiffusionBackbone.family`); DreamBooth
+# LoRA also trains SD3 (`trainers/dreambooth/sd3_dreambooth_training.py`).
 TRAINABLE_FAMILIES = ("stable_diffusion",)
+DREAMBOOTH_FAMILIES = ("stable_diffusion", "sd3")
 
 
-def load_backbone(settings, devices, frozen=False):
+def load_backbone(settings, devices, frozen=False, families=TRAINABLE_FAMILIES):
     """The run's base model (`settings.model`, in its precision), built in `devices`' scope.
 
     The one place a training run loads its model. `frozen`: no network of
     the backbone will train, so under mixed precision the weights are
-    stored in the compute dtype (`frozen_network_policy`).
+    stored in the compute dtype (`frozen_network_policy`). `families`: the
+    model families the run's method trains.
     """
     from studio.interop import load_backbone as load_model
     from studio.trainers.run.run_phase import LOADING_MODEL, report_phase
@@ -60,12 +63,13 @@ def load_backbone(settings, devices, frozen=False):
             vocabulary=settings.vocabulary,
             dtype=frozen_network_policy(precision) if frozen else precision,
         )
-    if backbone.family not in TRAINABLE_FAMILIES:
+    if backbone.family not in families:
+        command = getattr(settings, "COMMAND", "Training")
         raise SettingsError(
-            f"Training is not supported yet for {backbone.family} models (SD-XL's textual "
-            "inversion and DreamBooth need a token lookup and cached text outputs per text "
-            f"encoder); generate with it, or train an SD 1.x / 2.x model. Received: "
-            f"--model {settings.model}"
+            f"{command} is not supported yet for {backbone.family} models (SD-XL's "
+            "textual inversion and DreamBooth need a token lookup and cached text outputs per "
+            "text encoder; SD3 has DreamBooth LoRA only); generate with it, or train an SD "
+            f"1.x / 2.x model. Received: --model {settings.model}"
         )
     return backbone
 

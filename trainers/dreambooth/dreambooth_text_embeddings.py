@@ -43,11 +43,13 @@ def attach_text_embeddings(dataset, table, contexts):
         dataset: a `tf.data.Dataset` of dicts with `"token_ids"` `(batch,
             length)`.
         table: int32 `(distinct, length)`, from `precompute_text_embeddings`.
-        contexts: float32 `(distinct, length, width)`, their encodings.
+        contexts: float32 `(distinct, length, width)`, their encodings; or
+            a dict of such arrays by conditioning name (SD3's `"context"`
+            and `"pooled_projection"`), each attached under its name.
 
     Returns:
-        The dataset with `"context"` float32 `(batch, length, width)` in
-        place of `"token_ids"`.
+        The dataset with `"context"` float32 `(batch, length, width)` (or
+        each name of `contexts`) in place of `"token_ids"`.
 
     Raises:
         tf.errors.InvalidArgumentError (when iterated): a batch holds a row
@@ -56,7 +58,9 @@ def attach_text_embeddings(dataset, table, contexts):
     import tensorflow as tf
 
     table = tf.constant(table, tf.int32)
-    contexts = tf.constant(contexts, tf.float32)
+    if not isinstance(contexts, dict):
+        contexts = {"context": contexts}
+    contexts = {name: tf.constant(value, tf.float32) for name, value in contexts.items()}
 
     def lookup(batch):
         batch = dict(batch)
@@ -70,7 +74,8 @@ def attach_text_embeddings(dataset, table, contexts):
         )
         with tf.control_dependencies([found]):
             index = tf.argmax(tf.cast(matches, tf.int32), axis=-1)
-        batch["context"] = tf.gather(contexts, index)
+        for name, value in contexts.items():
+            batch[name] = tf.gather(value, index)
         return batch
 
     return dataset.map(lookup, num_parallel_calls=tf.data.AUTOTUNE)
