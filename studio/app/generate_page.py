@@ -12,6 +12,7 @@ from studio.app.cached_models import file_key, load_pipeline
 from studio.app.file_library import embedding_files, lora_files, picker_label
 from studio.app.model_picker import pick_model
 from studio.app.run_progress import format_duration
+from studio.app.start_image import NO_MASK, pick_start_image
 from studio.app.page_errors import errors_as_messages
 from studio.trainers.run.run_directory import LORA_FILE
 from studio.app.safe_uploads import (MAX_EMBEDDING_BYTES, MAX_IMAGE_BYTES, MAX_LORA_BYTES,
@@ -36,6 +37,11 @@ FORM_DEFAULTS = {
     "generate_count": 2,
     "generate_batches": 1,
     "generate_strength": 0.75,
+    "generate_mask_source": NO_MASK,
+    "generate_mask_columns": (25, 75),
+    "generate_mask_rows": (25, 75),
+    "generate_mask_blur": 4.0,
+    "generate_mask_padding": 0,
 }
 FORM_MEMORY = "generate_form_memory"
 RANDOM_SEED = -1
@@ -87,17 +93,19 @@ def render():
         batches = row[1].number_input("Batches", 1, MAX_BATCHES, key="generate_batches",
                                       help="Batches run one after another, each with the "
                                       "next seeds.")
-        init_image, strength = _init_image()
+        start = None
+        with errors_as_messages("Reading the start image"):
+            start = pick_start_image(int(width), int(height))
         _remember_form()
         go = st.button("Generate", type="primary", icon=":material/auto_awesome:",
-                       disabled=model is None, width="stretch")
+                       disabled=model is None or start is None, width="stretch")
     with output:
         if go:
             with errors_as_messages("Generating"):
                 _generate(data, model.name, embeddings, loras, lora_scale, prompt, negative,
                           sampler, int(steps), float(guidance),
                           None if seed == RANDOM_SEED else int(seed), int(width), int(height),
-                          int(count), int(batches), init_image, strength)
+                          int(count), int(batches), start)
         _show_results()
         _gallery(data)
 
@@ -144,26 +152,6 @@ def _png_info():
         st.code(parameters.to_infotext(), language=None, wrap_lines=True)
         st.button("Use these settings", key="png-info-restore", icon=":material/restore:",
                   on_click=_restore, args=(parameters,))
-
-
-def _init_image():
-    """The image-to-image start image (uint8 array, or None) and its strength."""
-    with st.expander("Start from an image (img2img)"):
-        upload = st.file_uploader("Start image", type=["png", "jpg", "jpeg", "webp"],
-                                  key="generate_init_image",
-                                  max_upload_size=MAX_IMAGE_BYTES // MEBIBYTE)
-        strength = st.slider("Strength", 0.05, 1.0, step=0.05, key="generate_strength",
-                             help="How much of the start image is replaced by noise: low keeps "
-                             "it, 1 ignores it. Runs about Steps × Strength steps.")
-    if upload is None:
-        return None, strength
-    import numpy as np
-    from PIL import Image
-
-    with Image.open(io.BytesIO(upload.getvalue())) as image:
-        image = image.convert("RGB")
-        width, height = (st.session_state["generate_width"], st.session_state["generate_height"])
-        return np.asarray(image.resize((int(width), int(height)))), strength
 
 
 def _uploads(data):
@@ -254,11 +242,12 @@ def _insert_token(token):
 
 
 def _generate(data, model, embeddings, loras, lora_scale, prompt, negative, sampler, steps,
-              guidance, seed, width, height, count, batches=1, init_image=None, strength=0.75):
+              guidance, seed, width, height, count, batches=1, start=None):
     """Generates `batches` batches of `count` images, saved in the outputs folder.
 
     `seed` None draws a random first seed; each batch starts after the
-    previous batch's seeds.
+    previous batch's seeds. `start`: a `StartImage` (image-to-image,
+    inpainting) or None.
     """
     import secrets
 
@@ -293,8 +282,8 @@ def _generate(data, model, embeddings, loras, lora_scale, prompt, negative, samp
         result = pipeline(prompt, negative_prompt=negative, num_images_per_prompt=count,
                           num_steps=steps, guidance_scale=guidance,
                           seed=first_seed + batch * count, height=height, width=width,
-                          sampler=sampler, callback=advance, init_image=init_image,
-                          strength=strength)
+                          sampler=sampler, callback=advance,
+                          **(start.pipeline_options() if start else {}))
         for image, parameters in zip(result.images, result.parameters):
             name = f"{_next_index(data.outputs):05d}-{parameters.seed}.png"
             path = os.path.join(data.outputs, name)
@@ -382,5 +371,13 @@ def _restore(parameters):
     sampler = samplers.get(parameters.sampler)
     if sampler in SAMPLERS:
         values["generate_sampler"] = sampler
+    # Image-to-image and inpainting settings (the start image and mask are not in the PNG).
+    for field, key, kind in (("Denoising strength", "generate_strength", float),
+                             ("Mask blur", "generate_mask_blur", float),
+                             ("Mask padding", "generate_mask_padding", int)):
+        try:
+            values[key] = kind(float(parameters.extra[field]))
+        except (KeyError, ValueError):
+            continue
     st.session_state.update(values)
     st.session_state.setdefault(FORM_MEMORY, {}).update(values)
