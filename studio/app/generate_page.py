@@ -46,7 +46,11 @@ FORM_DEFAULTS = {
 FORM_MEMORY = "generate_form_memory"
 RANDOM_SEED = -1
 MAX_BATCHES = 16
-GALLERY_SIZE = 12
+# The history: a page of images, as thumbnails of at most this many pixels a side.
+GALLERY_SIZE = 8
+GALLERY_COLUMNS = 4
+THUMBNAIL_SIZE = 256
+THUMBNAIL_QUALITY = 85
 _TOKEN = re.compile(r"<[^<>\s]+>")
 
 
@@ -74,7 +78,7 @@ def render():
         tokens = _tokens_of(embeddings)
         _token_picker(tokens, model.example_prompt if model else DEFAULT_PROMPT)
         prompt = st.text_area("Prompt", key="generate_prompt", height=80)
-        _unloaded_tokens(prompt, tokens, embedding_files(data))
+        _unloaded_tokens(prompt, tokens, data)
         negative = st.text_input("Negative prompt", key="generate_negative",
                                  placeholder="blurry, low quality")
         row = st.columns(3)
@@ -190,13 +194,13 @@ def _placeholders(path, mtime):
     return load_embedding(path).placeholders
 
 
-def _unloaded_tokens(prompt, tokens, files):
+def _unloaded_tokens(prompt, tokens, data):
     """Warns about `<tokens>` of the prompt whose embedding is not picked."""
     missing = [token for token in dict.fromkeys(_TOKEN.findall(prompt)) if token not in tokens]
     if not missing:
         return
     known = {}
-    for file in files:
+    for file in embedding_files(data):
         if file.step is None:
             try:
                 for token in _placeholders(file.path, os.path.getmtime(file.path)):
@@ -340,20 +344,40 @@ def _gallery(data):
     if pages > 1:
         page = st.number_input("Page", 1, pages, 1, key="generate_gallery_page")
     shown = names[(page - 1) * GALLERY_SIZE: page * GALLERY_SIZE]
-    columns = st.columns(4)
+    columns = st.columns(GALLERY_COLUMNS)
     for index, name in enumerate(shown):
         path = os.path.join(data.outputs, name)
-        parameters = _parameters(path, os.path.getmtime(path))
-        with columns[index % 4]:
-            st.image(path, width="stretch")
+        mtime = os.path.getmtime(path)
+        parameters = _parameters(path, mtime)
+        with columns[index % GALLERY_COLUMNS]:
+            st.image(_thumbnail(path, mtime) or path, width="stretch")
             if parameters is None:
                 st.caption(name)
                 continue
-            st.caption(f"{parameters.prompt[:60]} · seed {parameters.seed}",
-                       help=parameters.to_infotext())
+            # One tooltip per image (the button's): each costs the browser a component.
+            st.caption(f"{parameters.prompt[:60]} · seed {parameters.seed}")
             st.button("Restore", key=f"restore-{name}", icon=":material/restore:",
                       on_click=_restore, args=(parameters,),
-                      help="Put this image's prompt and settings back into the form.")
+                      help="Put this image's settings back into the form:\n\n"
+                      f"{parameters.to_infotext()}")
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def _thumbnail(path, mtime):
+    """A small JPEG of a large image (the history shows a page of them), or None if small."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            if max(image.size) <= THUMBNAIL_SIZE:
+                return None
+            image = image.convert("RGB")
+            image.thumbnail((THUMBNAIL_SIZE, THUMBNAIL_SIZE))
+    except OSError:
+        return None
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=THUMBNAIL_QUALITY)
+    return buffer.getvalue()
 
 
 def _restore(parameters):

@@ -132,6 +132,9 @@ def open_page(browser, url, name):
         time.sleep(SETTLE_SECONDS)  # Let charts and images finish drawing.
 
 
+# Over a minute: Chromium, a generation, a grid, and the session's trained run (built
+# again in the test process that runs this file).
+@pytest.mark.large
 def test_pages_in_chromium_with_a_generation(server, workflow):
     shots = []
     with DevToolsBrowser(chromium) as browser:
