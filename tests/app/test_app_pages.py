@@ -420,3 +420,28 @@ def test_xy_plot_offers_a_run_s_checkpoints_embeddings_and_lora_strength(app, da
     app.selectbox(key="compare_y_axis").set_value("LoRA strength").run()
     assert len(app.error) == 1 and "pick a LoRA file as the first row" in app.error[0].value
     assert next(b for b in app.button if b.label == make).disabled
+
+
+def test_runs_page_draws_the_loss_curve_from_the_progress(app, data_dir):
+    """The loss curve (a Vega-Lite spec of its own, not Altair's) has a point per step."""
+    import json
+
+    from studio.trainers.run.run_directory import progress_line
+
+    run = _finished_run(data_dir, "curved", steps=5)
+    with open(run.progress_path, "w") as file:
+        for step in range(1, 6):
+            file.write(progress_line(step, 1.0 / step, 1000.0 + step))
+    app.switch_page(page_path("runs")).run()
+    assert not app.exception
+    charts = list(app.get("vega_lite_chart"))
+    assert len(charts) == 1
+    spec = json.loads(charts[0].proto.spec)
+    assert spec["encoding"]["y"]["title"] == "loss" and spec["encoding"]["x"]["title"] == "step"
+    from streamlit.dataframe_util import convert_arrow_bytes_to_pandas_df
+
+    points = convert_arrow_bytes_to_pandas_df(charts[0].proto.data.data)
+    loss = points[points["series"] == "loss"]
+    assert list(loss["x"]) == [1, 2, 3, 4, 5]
+    assert list(loss["value"]) == [1.0, 0.5, 1 / 3, 0.25, 0.2]
+    assert len(points[points["series"] == "smoothed"]) == 5

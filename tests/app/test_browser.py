@@ -173,6 +173,20 @@ def open_advanced(browser):
     time.sleep(0.5)
 
 
+APP_RUNNING = "!!document.querySelector('[data-testid=\"stStatusWidget\"]')"
+
+
+def wait_until_idle(browser):
+    """Waits until the app's script has stopped running (twice, a moment apart).
+
+    A button clicked while a rerun for an edited input is still on its way
+    can be lost: the new run replaces the one that carried the click.
+    """
+    for _ in range(2):
+        browser.wait_for(f"!{APP_RUNNING}", PAGE_TIMEOUT, "the app to finish its run")
+        time.sleep(SETTLE_SECONDS)
+
+
 def set_input(browser, label, text):
     """Replaces the text of the input labelled `label` and presses Enter."""
     browser.replace_text(f"[aria-label={json.dumps(label)}]", 0, text)
@@ -393,6 +407,7 @@ def test_library_history_and_first_draws_in_chromium(fresh_app):
         browser.click_text("[data-testid=\"stExpander\"] summary", "PNG info")
         browser.set_files(".st-key-generate_png_info input[type=file]",
                           [data / "outputs" / "00005-1005.png"])
+        wait_until_idle(browser)
         assert browser.click_button("Use these settings")
         browser.wait_for("document.querySelector('[aria-label=\"Seed\"]').value === '1005'",
                          PAGE_TIMEOUT, "the seed read from the PNG")
@@ -436,6 +451,7 @@ def _inpaint_a_rectangle(browser, data):
     time.sleep(1)
     set_input(browser, "Mask blur (pixels)", "0")  # no blur: the kept pixels are exact
     set_input(browser, "Steps", "4")
+    wait_until_idle(browser)
     outputs = data / "outputs"
     before = set(os.listdir(outputs))
     assert browser.click_button("Generate")
@@ -472,6 +488,7 @@ def _xy_plot_over_cfg_and_sampler(browser, url, data):
                      "the X/Y settings")
     time.sleep(1)
     set_input(browser, "Steps", "2")
+    wait_until_idle(browser)
     assert browser.click_button("Make the X/Y plot")
     browser.wait_for(f"{DOWNLOAD_BUTTONS} >= 1 && {MAIN_IMAGES} >= 1", PAGE_TIMEOUT,
                      "the X/Y plot")
