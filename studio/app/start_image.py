@@ -91,6 +91,8 @@ def pick_start_image(width, height):
             mask = _read_image(mask_upload, width, height, "L", nearest=True)
         elif box is not None:
             mask = rectangle_mask(width, height, *box)
+        elif source == UPLOADED_MASK and pixels is not None:
+            st.caption("No mask yet: without one the whole image is redrawn (img2img).")
         if mask is not None and pixels is None:
             raise ValueError("An inpainting mask applies to a start image: upload the start "
                              "image above, or choose “No mask”.")
