@@ -445,3 +445,19 @@ def test_runs_page_draws_the_loss_curve_from_the_progress(app, data_dir):
     assert list(loss["x"]) == [1, 2, 3, 4, 5]
     assert list(loss["value"]) == [1.0, 0.5, 1 / 3, 0.25, 0.2]
     assert len(points[points["series"] == "smoothed"]) == 5
+
+
+def test_history_shows_large_images_as_small_thumbnails(tmp_path):
+    import io
+
+    from PIL import Image
+
+    from studio.app.generate_page import THUMBNAIL_SIZE, _thumbnail
+
+    large, small = tmp_path / "large.png", tmp_path / "small.png"
+    Image.fromarray(np.zeros((512, 384, 3), "uint8")).save(large)
+    Image.fromarray(np.zeros((32, 32, 3), "uint8")).save(small)
+    with Image.open(io.BytesIO(_thumbnail(str(large), 1.0))) as thumbnail:
+        assert thumbnail.format == "JPEG"
+        assert thumbnail.size == (THUMBNAIL_SIZE * 384 // 512, THUMBNAIL_SIZE)
+    assert _thumbnail(str(small), 1.0) is None  # shown as it is
