@@ -9,13 +9,13 @@ import streamlit as st
 
 from studio.app.app_state import data_folder
 from studio.app.comparison_scores import EVALUATION_MODULE, score_comparison
+from studio.app.concept_grid import CONCEPT_FIELD
 from studio.app.file_library import embedding_files, lora_files, picker_label, training_images
 from studio.app.model_picker import pick_model
 from studio.app.page_errors import errors_as_messages
 from studio.grids import draw_grid
 
 BASE_ROW = "base, before training"
-CONCEPT_FIELD = "{concept}"
 MAX_COLUMNS = 8
 MAX_ROWS = 12
 SAMPLER_NAMES = ("ddim", "euler", "euler_a", "dpmpp_2m")
@@ -91,53 +91,100 @@ def render():
         _grid_history(data)
 
 
-# The X/Y plot's axes: label on the page -> `studio.grids.GridAxis` kind.
-XY_AXES = {"CFG": "cfg", "Steps": "steps", "Sampler": "sampler", "Seed": "seed"}
+# The X/Y plot's axes: label on the page -> `studio.grids.GridAxis` kind. The
+# file axes are picked from lists: a Checkpoint axis is the first row's run's
+# checkpoints (embeddings or LoRA files), an Embedding axis the library's
+# embeddings; the others are typed.
+CHECKPOINT_AXIS = "Checkpoint"
+EMBEDDING_AXIS = "Embedding"
+XY_AXES = {"CFG": "cfg", "Steps": "steps", "Sampler": "sampler", "Seed": "seed",
+           "LoRA strength": "lora_strength", CHECKPOINT_AXIS: None, EMBEDDING_AXIS: "embedding"}
 XY_DEFAULTS = {"CFG": "3, 7.5, 12", "Steps": "5, 10, 20", "Sampler": "ddim, euler",
-               "Seed": "1, 2, 3"}
+               "Seed": "1, 2, 3", "LoRA strength": "0, 0.5, 1"}
 MAX_AXIS_VALUES = 8
+NO_EMBEDDING = "none (the words for {concept})"
 
 
 def _xy_section(model, rows, plain_words):
     """An X/Y plot of the first row's model over two settings (CFG × sampler, ...)."""
-    from studio.grids import GridAxis, ParameterGrid
+    from studio.app.concept_grid import ConceptGrid
     from studio.pipelines import GenerationSettings
 
+    data = data_folder()
+    first = rows[0] if rows else None
     axes = list(XY_AXES)
     row = st.columns(2)
     x_axis = row[0].selectbox("X axis", axes, index=0, key="compare_x_axis")
     y_axis = row[1].selectbox("Y axis", axes, index=2, key="compare_y_axis")
-    x_text = row[0].text_input("X values", value=XY_DEFAULTS[x_axis], key=f"compare_x_{x_axis}")
-    y_text = row[1].text_input("Y values", value=XY_DEFAULTS[y_axis], key=f"compare_y_{y_axis}")
+    picked = {}
+    for letter, label, column in (("X", x_axis, row[0]), ("Y", y_axis, row[1])):
+        with column, errors_as_messages(f"Reading the {letter} axis"):
+            picked[letter] = _axis(letter, label, column, first, data)
     st.caption("Samplers: " + ", ".join(SAMPLER_NAMES) + ". The other settings come from "
-               "the fields above; the first row picked is the model plotted.")
+               "the fields above; the first row picked is the model plotted, and "
+               "{concept} becomes each cell's embedding tokens.")
     row = st.columns(3)
     steps = row[0].number_input("Steps", 1, 200, 20, key="compare_steps")
     guidance = row[1].number_input("Guidance", 0.0, 30.0, 7.5, 0.5, key="compare_guidance")
     seed = row[2].number_input("Seed", 0, 2**32 - 1, 1, key="compare_seed")
     grid = None
-    with errors_as_messages("Reading the axes"):
-        x = GridAxis.from_text(XY_AXES[x_axis], x_text)
-        y = GridAxis.from_text(XY_AXES[y_axis], y_text)
-        for axis, label in ((x, x_axis), (y, y_axis)):
-            if len(axis.values) > MAX_AXIS_VALUES:
-                raise ValueError(f"At most {MAX_AXIS_VALUES} {label} values. "
-                                 f"Received: {len(axis.values)}")
-        if rows:
-            first = rows[0]
-            token = _token_of(first.embedding) if first.embedding else plain_words
-            prompt = st.session_state.get("compare_prompt", "").replace(CONCEPT_FIELD, token)
+    if first is not None and len(picked) == 2:
+        with errors_as_messages("Setting up the X/Y plot"):
+            x, y = picked["X"], picked["Y"]
+            kinds = {x.kind, y.kind}
+            # A file axis of the first row's kind replaces the row's own file.
+            embeddings = (first.embedding,) if first.embedding and "embedding" not in kinds else ()
+            loras = ((first.lora, 1.0),) if first.lora and "lora" not in kinds else ()
+            if "lora_strength" in kinds and not loras and "lora" not in kinds:
+                raise ValueError("A LoRA strength axis varies a LoRA's strength: pick a LoRA "
+                                 "file as the first row.")
             settings = GenerationSettings(
-                prompt, steps=int(steps), guidance_scale=float(guidance), seed=int(seed),
-                model=model.name if model else None,
-                loras=((first.lora, 1.0),) if first.lora else (),
-                embeddings=(first.embedding,) if first.embedding else ())
-            grid = ParameterGrid(settings, x, y)
+                st.session_state.get("compare_prompt", ""), steps=int(steps),
+                guidance_scale=float(guidance), seed=int(seed),
+                model=model.name if model else None, loras=loras, embeddings=embeddings)
+            grid = ConceptGrid(settings, x, y, plain_words=plain_words)
     go = st.button("Make the X/Y plot", type="primary", icon=":material/grid_on:",
                    disabled=model is None or grid is None, width="stretch")
     if go:
         with errors_as_messages("Making the X/Y plot"):
-            _make_xy_plot(data_folder(), grid)
+            _make_xy_plot(data, grid)
+
+
+def _axis(letter, label, column, first, data):
+    """The `GridAxis` of an axis, its values typed or picked in `column`."""
+    from studio.grids import GridAxis
+
+    if label == CHECKPOINT_AXIS:
+        if first is None or first.file is None or not first.file.run:
+            raise ValueError("A Checkpoint axis plots one run's checkpoints: pick a run's "
+                             "embedding or LoRA file as the first row.")
+        listed = embedding_files(data) if first.embedding else lora_files(data)
+        mine = [file for file in listed if file.run == first.file.run]
+        # Steps ascending, the final result last.
+        mine.sort(key=lambda file: (file.step is None, file.step or 0))
+        options = {("final" if file.step is None else f"step {file.step}"): file.path
+                   for file in mine}
+        chosen = column.multiselect(
+            f"{letter}: checkpoints of {first.file.run}", list(options),
+            default=list(options)[-MAX_AXIS_VALUES:], max_selections=MAX_AXIS_VALUES,
+            key=f"compare_{letter}_checkpoints_{first.file.run}")
+        return GridAxis("embedding" if first.embedding else "lora",
+                        [options[name] for name in chosen])
+    if label == EMBEDDING_AXIS:
+        options = {NO_EMBEDDING: "none"}
+        options.update((picker_label(file), file.path)
+                       for file in embedding_files(data, include_checkpoints=False))
+        chosen = column.multiselect(f"{letter}: embeddings", list(options),
+                                    default=list(options)[:3], max_selections=MAX_AXIS_VALUES,
+                                    key=f"compare_{letter}_embeddings")
+        return GridAxis("embedding", [options[name] for name in chosen])
+    text = column.text_input(f"{letter} values", value=XY_DEFAULTS[label],
+                             key=f"compare_{letter.lower()}_{label}")
+    axis = GridAxis.from_text(XY_AXES[label], text)
+    if len(axis.values) > MAX_AXIS_VALUES:
+        raise ValueError(f"At most {MAX_AXIS_VALUES} {label} values. "
+                         f"Received: {len(axis.values)}")
+    return axis
 
 
 def _make_xy_plot(data, grid):

@@ -12,6 +12,7 @@ from studio.app.cached_models import file_key, load_pipeline
 from studio.app.file_library import embedding_files, lora_files, picker_label
 from studio.app.model_picker import pick_model
 from studio.app.run_progress import format_duration
+from studio.app.start_image import NO_MASK, pick_start_image
 from studio.app.page_errors import errors_as_messages
 from studio.app.safe_uploads import (MAX_EMBEDDING_BYTES, MAX_IMAGE_BYTES, MAX_LORA_BYTES,
                                      MEBIBYTE,
@@ -35,11 +36,20 @@ FORM_DEFAULTS = {
     "generate_count": 2,
     "generate_batches": 1,
     "generate_strength": 0.75,
+    "generate_mask_source": NO_MASK,
+    "generate_mask_columns": (25, 75),
+    "generate_mask_rows": (25, 75),
+    "generate_mask_blur": 4.0,
+    "generate_mask_padding": 0,
 }
 FORM_MEMORY = "generate_form_memory"
 RANDOM_SEED = -1
 MAX_BATCHES = 16
-GALLERY_SIZE = 12
+# The history: a page of images, as thumbnails of at most this many pixels a side.
+GALLERY_SIZE = 8
+GALLERY_COLUMNS = 4
+THUMBNAIL_SIZE = 256
+THUMBNAIL_QUALITY = 85
 _TOKEN = re.compile(r"<[^<>\s]+>")
 
 
@@ -67,7 +77,7 @@ def render():
         tokens = _tokens_of(embeddings)
         _token_picker(tokens, model.example_prompt if model else DEFAULT_PROMPT)
         prompt = st.text_area("Prompt", key="generate_prompt", height=80)
-        _unloaded_tokens(prompt, tokens, embedding_files(data))
+        _unloaded_tokens(prompt, tokens, data)
         negative = st.text_input("Negative prompt", key="generate_negative",
                                  placeholder="blurry, low quality")
         row = st.columns(3)
@@ -86,17 +96,19 @@ def render():
         batches = row[1].number_input("Batches", 1, MAX_BATCHES, key="generate_batches",
                                       help="Batches run one after another, each with the "
                                       "next seeds.")
-        init_image, strength = _init_image()
+        start = None
+        with errors_as_messages("Reading the start image"):
+            start = pick_start_image(int(width), int(height))
         _remember_form()
         go = st.button("Generate", type="primary", icon=":material/auto_awesome:",
-                       disabled=model is None, width="stretch")
+                       disabled=model is None or start is None, width="stretch")
     with output:
         if go:
             with errors_as_messages("Generating"):
                 _generate(data, model.name, embeddings, loras, lora_scale, prompt, negative,
                           sampler, int(steps), float(guidance),
                           None if seed == RANDOM_SEED else int(seed), int(width), int(height),
-                          int(count), int(batches), init_image, strength)
+                          int(count), int(batches), start)
         _show_results()
         _gallery(data)
 
@@ -145,26 +157,6 @@ def _png_info():
                   on_click=_restore, args=(parameters,))
 
 
-def _init_image():
-    """The image-to-image start image (uint8 array, or None) and its strength."""
-    with st.expander("Start from an image (img2img)"):
-        upload = st.file_uploader("Start image", type=["png", "jpg", "jpeg", "webp"],
-                                  key="generate_init_image",
-                                  max_upload_size=MAX_IMAGE_BYTES // MEBIBYTE)
-        strength = st.slider("Strength", 0.05, 1.0, step=0.05, key="generate_strength",
-                             help="How much of the start image is replaced by noise: low keeps "
-                             "it, 1 ignores it. Runs about Steps × Strength steps.")
-    if upload is None:
-        return None, strength
-    import numpy as np
-    from PIL import Image
-
-    with Image.open(io.BytesIO(upload.getvalue())) as image:
-        image = image.convert("RGB")
-        width, height = (st.session_state["generate_width"], st.session_state["generate_height"])
-        return np.asarray(image.resize((int(width), int(height)))), strength
-
-
 def _uploads(data):
     with st.expander("Add embedding or LoRA files"):
         upload = st.file_uploader(
@@ -201,13 +193,13 @@ def _placeholders(path, mtime):
     return load_embedding(path).placeholders
 
 
-def _unloaded_tokens(prompt, tokens, files):
+def _unloaded_tokens(prompt, tokens, data):
     """Warns about `<tokens>` of the prompt whose embedding is not picked."""
     missing = [token for token in dict.fromkeys(_TOKEN.findall(prompt)) if token not in tokens]
     if not missing:
         return
     known = {}
-    for file in files:
+    for file in embedding_files(data):
         if file.step is None:
             try:
                 for token in _placeholders(file.path, os.path.getmtime(file.path)):
@@ -253,11 +245,12 @@ def _insert_token(token):
 
 
 def _generate(data, model, embeddings, loras, lora_scale, prompt, negative, sampler, steps,
-              guidance, seed, width, height, count, batches=1, init_image=None, strength=0.75):
+              guidance, seed, width, height, count, batches=1, start=None):
     """Generates `batches` batches of `count` images, saved in the outputs folder.
 
     `seed` None draws a random first seed; each batch starts after the
-    previous batch's seeds.
+    previous batch's seeds. `start`: a `StartImage` (image-to-image,
+    inpainting) or None.
     """
     import secrets
 
@@ -292,8 +285,8 @@ def _generate(data, model, embeddings, loras, lora_scale, prompt, negative, samp
         result = pipeline(prompt, negative_prompt=negative, num_images_per_prompt=count,
                           num_steps=steps, guidance_scale=guidance,
                           seed=first_seed + batch * count, height=height, width=width,
-                          sampler=sampler, callback=advance, init_image=init_image,
-                          strength=strength)
+                          sampler=sampler, callback=advance,
+                          **(start.pipeline_options() if start else {}))
         for image, parameters in zip(result.images, result.parameters):
             name = f"{_next_index(data.outputs):05d}-{parameters.seed}.png"
             path = os.path.join(data.outputs, name)
@@ -350,20 +343,40 @@ def _gallery(data):
     if pages > 1:
         page = st.number_input("Page", 1, pages, 1, key="generate_gallery_page")
     shown = names[(page - 1) * GALLERY_SIZE: page * GALLERY_SIZE]
-    columns = st.columns(4)
+    columns = st.columns(GALLERY_COLUMNS)
     for index, name in enumerate(shown):
         path = os.path.join(data.outputs, name)
-        parameters = _parameters(path, os.path.getmtime(path))
-        with columns[index % 4]:
-            st.image(path, width="stretch")
+        mtime = os.path.getmtime(path)
+        parameters = _parameters(path, mtime)
+        with columns[index % GALLERY_COLUMNS]:
+            st.image(_thumbnail(path, mtime) or path, width="stretch")
             if parameters is None:
                 st.caption(name)
                 continue
-            st.caption(f"{parameters.prompt[:60]} · seed {parameters.seed}",
-                       help=parameters.to_infotext())
+            # One tooltip per image (the button's): each costs the browser a component.
+            st.caption(f"{parameters.prompt[:60]} · seed {parameters.seed}")
             st.button("Restore", key=f"restore-{name}", icon=":material/restore:",
                       on_click=_restore, args=(parameters,),
-                      help="Put this image's prompt and settings back into the form.")
+                      help="Put this image's settings back into the form:\n\n"
+                      f"{parameters.to_infotext()}")
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def _thumbnail(path, mtime):
+    """A small JPEG of a large image (the history shows a page of them), or None if small."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            if max(image.size) <= THUMBNAIL_SIZE:
+                return None
+            image = image.convert("RGB")
+            image.thumbnail((THUMBNAIL_SIZE, THUMBNAIL_SIZE))
+    except OSError:
+        return None
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=THUMBNAIL_QUALITY)
+    return buffer.getvalue()
 
 
 def _restore(parameters):
@@ -381,5 +394,13 @@ def _restore(parameters):
     sampler = samplers.get(parameters.sampler)
     if sampler in SAMPLERS:
         values["generate_sampler"] = sampler
+    # Image-to-image and inpainting settings (the start image and mask are not in the PNG).
+    for field, key, kind in (("Denoising strength", "generate_strength", float),
+                             ("Mask blur", "generate_mask_blur", float),
+                             ("Mask padding", "generate_mask_padding", int)):
+        try:
+            values[key] = kind(float(parameters.extra[field]))
+        except (KeyError, ValueError):
+            continue
     st.session_state.update(values)
     st.session_state.setdefault(FORM_MEMORY, {}).update(values)

@@ -7,8 +7,8 @@ import streamlit as st
 from studio.app import run_status
 from studio.app.app_state import data_folder
 from studio.app.page_errors import errors_as_messages
-from studio.app.run_panels import (POLL_SECONDS, progress_panel, samples_panel, status_badge,
-                                   stop_button, tensorboard_command)
+from studio.app.run_panels import (POLL_SECONDS, line_chart, progress_panel, samples_panel,
+                                   status_badge, stop_button, tensorboard_command)
 from studio.app.run_record import list_runs
 from studio.app.run_progress import format_age
 from studio.app.tensorboard_scalars import read_scalars
@@ -144,7 +144,7 @@ def _curves(record):
         frame = pd.DataFrame(series[tag], columns=["step", tag]).set_index("step")
         with columns[index % 2]:
             st.markdown(f"**{tag}**")
-            st.line_chart(frame, height=200)
+            line_chart(frame, x_label="step", y_label=tag, height=200)
 
 
 # Summary keys in words, in the order shown.

@@ -65,7 +65,11 @@ class DevToolsBrowser:
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         url = self._page_socket_url()
-        self.socket = connect(url, max_size=None, open_timeout=STARTUP_TIMEOUT)
+        # No keep-alive pings on a local socket, and no cap on unread events: a test
+        # waiting a minute for a generation reads no events meanwhile, and a full
+        # queue would stop the answers to the pings, closing the connection.
+        self.socket = connect(url, max_size=None, open_timeout=STARTUP_TIMEOUT,
+                              ping_interval=None, max_queue=None)
         self.send("Page.enable")
         self.send("Emulation.setDeviceMetricsOverride", width=WINDOW_WIDTH,
                   height=WINDOW_HEIGHT, deviceScaleFactor=1, mobile=False)

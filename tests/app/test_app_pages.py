@@ -331,8 +331,8 @@ def test_xy_plot_axes_are_grid_axes_and_bad_values_are_one_error(app):
     from studio.app.compare_page import XY_AXES, XY_DEFAULTS
     from studio.grids import GridAxis
 
-    for label, kind in XY_AXES.items():
-        assert GridAxis.from_text(kind, XY_DEFAULTS[label]).values
+    for label, values in XY_DEFAULTS.items():  # The typed axes; file axes are picked.
+        assert GridAxis.from_text(XY_AXES[label], values).values
     app.switch_page(page_path("compare")).run()
     app.segmented_control(key="compare_mode").set_value("X/Y plot").run()
     app.text_input(key="compare_x_CFG").set_value("3, high").run()
@@ -365,3 +365,99 @@ def test_xy_plot_over_cfg_and_sampler(app, data_dir):
     assert GridAxis.from_text("sampler", parameters.extra["Y Values"]).values == ("ddim", "euler")
     with Image.open(data_dir / "outputs" / "grids" / grids[-1]) as image:
         assert image.size[0] > 2 * 32 and image.size[1] > 2 * 32  # Two by two, labelled.
+
+
+def _run_with_checkpoints(data_dir, name, steps=(2, 4)):
+    """A finished run whose checkpoints (and result) hold `<name>` embeddings."""
+    import json
+
+    from studio.embeddings import TextualInversionEmbedding, save_embedding
+    from studio.trainers.run.run_directory import EMBEDDING_FILE
+
+    run = _finished_run(data_dir, name, steps=steps[-1])
+    folders = [run.checkpoints().folder(step) for step in steps] + [run.path]
+    for step, folder in zip(steps + (None,), folders):
+        os.makedirs(folder, exist_ok=True)
+        save_embedding(TextualInversionEmbedding({f"<{name}>": np.ones((1, 32), "float32")}),
+                       os.path.join(folder, EMBEDDING_FILE))
+        if step is not None:
+            with open(os.path.join(folder, "checkpoint.json"), "w") as file:
+                json.dump({"step": step}, file)
+    return run
+
+
+def test_xy_plot_offers_a_run_s_checkpoints_embeddings_and_lora_strength(app, data_dir):
+    """Issue 17, item 7: Checkpoint, Embedding and LoRA strength axes."""
+    _run_with_checkpoints(data_dir, "toy")
+    app.switch_page(page_path("compare")).run()
+    app.segmented_control(key="compare_mode").set_value("X/Y plot").run()
+    make = "Make the X/Y plot"
+
+    # The base model first: its checkpoints do not exist, so one message.
+    app.selectbox(key="compare_x_axis").set_value("Checkpoint").run()
+    assert not app.exception
+    assert len(app.error) == 1 and "pick a run's embedding or LoRA file" in app.error[0].value
+    assert next(b for b in app.button if b.label == make).disabled
+
+    # The run's embedding first: its checkpoints by step, the final result last.
+    rows = app.multiselect(key="compare_rows")
+    final = next(option for option in rows.options if option.endswith("toy · final"))
+    rows.set_value([final]).run()
+    checkpoints = app.multiselect(key="compare_X_checkpoints_toy")
+    assert checkpoints.options == ["step 2", "step 4", "final"]
+    assert checkpoints.value == ["step 2", "step 4", "final"]
+    assert not app.error, [e.value for e in app.error]
+    assert not next(b for b in app.button if b.label == make).disabled
+
+    # Embeddings: "none" (the plain words) and the library's final embeddings.
+    app.selectbox(key="compare_y_axis").set_value("Embedding").run()
+    embeddings = app.multiselect(key="compare_Y_embeddings")
+    assert embeddings.options[0].startswith("none") and len(embeddings.options) == 2
+    # Two axes varying the embedding cannot make one grid: one message.
+    assert len(app.error) == 1 and "one axis only" in app.error[0].value
+
+    # A LoRA strength axis needs a LoRA row.
+    app.selectbox(key="compare_y_axis").set_value("LoRA strength").run()
+    assert len(app.error) == 1 and "pick a LoRA file as the first row" in app.error[0].value
+    assert next(b for b in app.button if b.label == make).disabled
+
+
+def test_runs_page_draws_the_loss_curve_from_the_progress(app, data_dir):
+    """The loss curve (a Vega-Lite spec of its own, not Altair's) has a point per step."""
+    import json
+
+    from studio.trainers.run.run_directory import progress_line
+
+    run = _finished_run(data_dir, "curved", steps=5)
+    with open(run.progress_path, "w") as file:
+        for step in range(1, 6):
+            file.write(progress_line(step, 1.0 / step, 1000.0 + step))
+    app.switch_page(page_path("runs")).run()
+    assert not app.exception
+    charts = list(app.get("vega_lite_chart"))
+    assert len(charts) == 1
+    spec = json.loads(charts[0].proto.spec)
+    assert spec["encoding"]["y"]["title"] == "loss" and spec["encoding"]["x"]["title"] == "step"
+    from streamlit.dataframe_util import convert_arrow_bytes_to_pandas_df
+
+    points = convert_arrow_bytes_to_pandas_df(charts[0].proto.data.data)
+    loss = points[points["series"] == "loss"]
+    assert list(loss["x"]) == [1, 2, 3, 4, 5]
+    assert list(loss["value"]) == [1.0, 0.5, 1 / 3, 0.25, 0.2]
+    assert len(points[points["series"] == "smoothed"]) == 5
+
+
+def test_history_shows_large_images_as_small_thumbnails(tmp_path):
+    import io
+
+    from PIL import Image
+
+    from studio.app.generate_page import THUMBNAIL_SIZE, _thumbnail
+
+    large, small = tmp_path / "large.png", tmp_path / "small.png"
+    Image.fromarray(np.zeros((512, 384, 3), "uint8")).save(large)
+    Image.fromarray(np.zeros((32, 32, 3), "uint8")).save(small)
+    with Image.open(io.BytesIO(_thumbnail(str(large), 1.0))) as thumbnail:
+        assert thumbnail.format == "JPEG"
+        assert thumbnail.size == (THUMBNAIL_SIZE * 384 // 512, THUMBNAIL_SIZE)
+    assert _thumbnail(str(small), 1.0) is None  # shown as it is

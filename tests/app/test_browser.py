@@ -132,7 +132,8 @@ def open_page(browser, url, name):
         time.sleep(SETTLE_SECONDS)  # Let charts and images finish drawing.
 
 
-# Chromium, a server and a generation: about two minutes, in the `large` step.
+# Chromium, a server, a generation and a grid: about two minutes, in the `large` step
+# (the trained run is shared with test_app_workflow.py: one xdist group).
 @pytest.mark.large
 def test_pages_in_chromium_with_a_generation(server, workflow):
     shots = []
@@ -170,6 +171,20 @@ MAIN_TEXT = "document.querySelector('[data-testid=\"stMain\"]').innerText"
 def open_advanced(browser):
     browser.click_text("[data-testid=\"stExpander\"] summary", "Advanced settings")
     time.sleep(0.5)
+
+
+APP_RUNNING = "!!document.querySelector('[data-testid=\"stStatusWidget\"]')"
+
+
+def wait_until_idle(browser):
+    """Waits until the app's script has stopped running (twice, a moment apart).
+
+    A button clicked while a rerun for an edited input is still on its way
+    can be lost: the new run replaces the one that carried the click.
+    """
+    for _ in range(2):
+        browser.wait_for(f"!{APP_RUNNING}", PAGE_TIMEOUT, "the app to finish its run")
+        time.sleep(SETTLE_SECONDS)
 
 
 def set_input(browser, label, text):
@@ -288,6 +303,7 @@ def test_dreambooth_phases_and_class_images_in_chromium(fresh_app):
 # A library as a person has it after a while (acceptance 5 of issue 17).
 LIBRARY_RUNS = 20
 LIBRARY_IMAGES = 200
+LIBRARY_IMAGE_SIZE = 32
 
 
 def fill_library(data):
@@ -313,31 +329,48 @@ def fill_library(data):
     outputs.mkdir(parents=True)
     rng = np.random.default_rng(0)
     for index in range(LIBRARY_IMAGES):
-        pixels = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+        size = LIBRARY_IMAGE_SIZE
+        pixels = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
         save_png(pixels, str(outputs / f"{index:05d}-{1000 + index}.png"), GenerationParameters(
             prompt=f"a photo of shape number {index}", steps=7, seed=1000 + index,
-            width=32, height=32, model="tiny-shapes"))
+            width=size, height=size, model="tiny-shapes"))
+
+
+# The app's last element (`studio_app.PAGE_DRAWN_KEY`) marks a page drawn to its end; an
+# observer in each new document notes when it appears, in milliseconds since the
+# navigation started (exact, where polling from here would add up to its interval).
+RECORD_PAGE_DRAWN = """
+new MutationObserver((_, observer) => {
+  if (document.querySelector('.st-key-page-drawn')) {
+    window.__pageDrawnAt = performance.now();
+    observer.disconnect();
+  }
+}).observe(document, {childList: true, subtree: true});
+"""
+PAGE_DRAWN_AT = "window.__pageDrawnAt"
+
+
+def first_draw_seconds(browser, url, name):
+    """Opens page `name`; returns the seconds from the navigation's start to its end drawn."""
+    browser.evaluate(f"{PAGE_DRAWN_AT} = undefined")  # not the page being left
+    browser.open(f"{url}/{PAGE_URLS[name]}")
+    return browser.wait_for(PAGE_DRAWN_AT, PAGE_TIMEOUT, f"the {name} page") / 1000
 
 
 @pytest.mark.large
 def test_library_history_and_first_draws_in_chromium(fresh_app):
     """Acceptance 3 (data set reused and edited after a reload, gallery restore, seed -1,
-    deleting a run) and 5 (first draw of each page with 20 runs and 200 images) of issue 17."""
+    PNG-info round trip, inpainting a masked region, an X/Y plot over CFG x sampler, deleting
+    a run) and 5 (first draw of each page with 20 runs and 200 images) of issue 17."""
     url, data = fresh_app
     fill_library(data)
     timings = {}
     with DevToolsBrowser(chromium) as browser:
+        browser.send("Page.addScriptToEvaluateOnNewDocument", source=RECORD_PAGE_DRAWN)
         for name in PAGE_TITLES:  # Warms the app: imports, the tiny model, caches.
-            browser.open(f"{url}/{PAGE_URLS[name]}")
-            browser.wait_for("!!document.querySelector('.st-key-page-drawn')", PAGE_TIMEOUT,
-                             f"the {name} page")
+            first_draw_seconds(browser, url, name)
         for name in PAGE_TITLES:
-            start = time.monotonic()
-            browser.open(f"{url}/{PAGE_URLS[name]}")
-            # The app's last element: the page has been drawn to its end.
-            browser.wait_for("!!document.querySelector('.st-key-page-drawn')", PAGE_TIMEOUT,
-                             f"the {name} page")
-            timings[name] = time.monotonic() - start
+            timings[name] = first_draw_seconds(browser, url, name)
             time.sleep(SETTLE_SECONDS)
             assert browser.evaluate(EXCEPTIONS) == 0, name
             browser.screenshot(os.path.join(SCREENSHOTS, f"library-{name}.png"))
@@ -370,6 +403,21 @@ def test_library_history_and_first_draws_in_chromium(fresh_app):
                                 ".value") == "a photo of shape number 199"
         browser.screenshot(os.path.join(SCREENSHOTS, "generate-restored.png"))
 
+        # PNG info: another image's settings back from its PNG's text chunk.
+        browser.click_text("[data-testid=\"stExpander\"] summary", "PNG info")
+        browser.set_files(".st-key-generate_png_info input[type=file]",
+                          [data / "outputs" / "00005-1005.png"])
+        wait_until_idle(browser)
+        assert browser.click_button("Use these settings")
+        browser.wait_for("document.querySelector('[aria-label=\"Seed\"]').value === '1005'",
+                         PAGE_TIMEOUT, "the seed read from the PNG")
+        assert browser.evaluate("document.querySelector('textarea[aria-label=\"Prompt\"]')"
+                                ".value") == "a photo of shape number 5"
+        browser.screenshot(os.path.join(SCREENSHOTS, "generate-png-info.png"))
+
+        _inpaint_a_rectangle(browser, data)
+        _xy_plot_over_cfg_and_sampler(browser, url, data)
+
         # Deleting a run asks first.
         open_page(browser, url, "runs")
         browser.click_text("[role=\"tab\"]", "Manage")
@@ -383,3 +431,72 @@ def test_library_history_and_first_draws_in_chromium(fresh_app):
                          "the deletion")
         assert "run-19" not in run_folders(data) and len(run_folders(data)) == LIBRARY_RUNS - 1
         assert browser.evaluate(EXCEPTIONS) == 0
+
+
+def _inpaint_a_rectangle(browser, data):
+    """Inpainting in the Generate page: only the marked rectangle changes (acceptance 3)."""
+    import numpy as np
+    from PIL import Image
+
+    from studio.app.start_image import rectangle_mask
+    from studio.images import read_parameters
+
+    start = data.parent / "start.png"
+    start.write_bytes(png_bytes(7, size=LIBRARY_IMAGE_SIZE))  # the restored width and height
+    browser.click_text("[data-testid=\"stExpander\"] summary", "Start from an image")
+    browser.set_files(".st-key-generate_init_image input[type=file]", [start])
+    browser.click_text("label", "Mark a rectangle")
+    browser.wait_for("!!document.querySelector('[aria-label=\"Mask blur (pixels)\"]')",
+                     PAGE_TIMEOUT, "the mask settings")
+    time.sleep(1)
+    set_input(browser, "Mask blur (pixels)", "0")  # no blur: the kept pixels are exact
+    set_input(browser, "Steps", "4")
+    wait_until_idle(browser)
+    outputs = data / "outputs"
+    before = set(os.listdir(outputs))
+    assert browser.click_button("Generate")
+    deadline = time.monotonic() + PAGE_TIMEOUT
+    while len(set(os.listdir(outputs)) - before) < 2 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    made = sorted(set(os.listdir(outputs)) - before)
+    assert len(made) == 2, made  # two images per batch
+    browser.wait_for(f"{DOWNLOAD_BUTTONS} >= 2", PAGE_TIMEOUT, "the inpainted images")
+    time.sleep(1)
+    assert browser.evaluate(EXCEPTIONS) == 0
+    browser.screenshot(os.path.join(SCREENSHOTS, "generate-inpainting.png"))
+    with Image.open(start) as image:
+        original = np.asarray(image.convert("RGB"))
+    # The rectangle's default: 25 % to 75 % of each side.
+    repaint = rectangle_mask(LIBRARY_IMAGE_SIZE, LIBRARY_IMAGE_SIZE, (25, 75), (25, 75)) > 0
+    for name in made:
+        with Image.open(outputs / name) as image:
+            pixels = np.asarray(image.convert("RGB"))
+        assert (pixels[~repaint] == original[~repaint]).all(), name
+        assert np.abs(pixels[repaint].astype(int) - original[repaint]).mean() > 10, name
+        parameters = read_parameters(outputs / name)
+        assert parameters.extra["Mask blur"] == "0.0" and "Denoising strength" in parameters.extra
+
+
+def _xy_plot_over_cfg_and_sampler(browser, url, data):
+    """The Compare page's X/Y plot over CFG x sampler (its default axes; acceptance 3)."""
+    from studio.grids import GridAxis
+    from studio.images import read_parameters
+
+    open_page(browser, url, "compare")
+    assert browser.click_button("X/Y plot")
+    browser.wait_for("!!document.querySelector('[aria-label=\"X values\"]')", PAGE_TIMEOUT,
+                     "the X/Y settings")
+    time.sleep(1)
+    set_input(browser, "Steps", "2")
+    wait_until_idle(browser)
+    assert browser.click_button("Make the X/Y plot")
+    browser.wait_for(f"{DOWNLOAD_BUTTONS} >= 1 && {MAIN_IMAGES} >= 1", PAGE_TIMEOUT,
+                     "the X/Y plot")
+    time.sleep(1)
+    assert browser.evaluate(EXCEPTIONS) == 0
+    browser.screenshot(os.path.join(SCREENSHOTS, "compare-xy-plot.png"))
+    grids = sorted((data / "outputs" / "grids").glob("*.png"))
+    parameters = read_parameters(grids[-1])
+    assert parameters.extra["X Type"] == "CFG Scale" and parameters.extra["Y Type"] == "Sampler"
+    assert GridAxis.from_text("cfg", parameters.extra["X Values"]).values == (3.0, 7.5, 12.0)
+    assert GridAxis.from_text("sampler", parameters.extra["Y Values"]).values == ("ddim", "euler")
