@@ -37,8 +37,9 @@ def set_up_devices(settings):
     return devices
 
 
-# Model families the trainers handle (`DiffusionBackbone.family`).
-TRAINABLE_FAMILIES = ("stable_diffusion",)
+# Model families the trainers handle (`DiffusionBackbone.family`): SD 1.x/2.x
+# and SD-XL (textual inversion on both encoders, DreamBooth).
+TRAINABLE_FAMILIES = ("stable_diffusion", "sdxl")
 
 
 def load_backbone(settings, devices, frozen=False):
@@ -62,10 +63,8 @@ def load_backbone(settings, devices, frozen=False):
         )
     if backbone.family not in TRAINABLE_FAMILIES:
         raise SettingsError(
-            f"Training is not supported yet for {backbone.family} models (SD-XL's textual "
-            "inversion and DreamBooth need a token lookup and cached text outputs per text "
-            f"encoder); generate with it, or train an SD 1.x / 2.x model. Received: "
-            f"--model {settings.model}"
+            f"Training is not supported yet for {backbone.family} models; generate with it, "
+            f"or train an SD 1.x / 2.x or SD-XL model. Received: --model {settings.model}"
         )
     return backbone
 

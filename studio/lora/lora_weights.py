@@ -250,7 +250,11 @@ class LoRAWeights:
 
 
 def _named_targets(backbone):
-    """Every layer a LoRA file may name, by kohya module name."""
+    """Every layer a LoRA file may name, by kohya module name (SDXL: kohya's SGM names)."""
+    if getattr(backbone, "text_encoder_2", None) is not None:
+        from studio.lora.sdxl_lora_targets import sdxl_lora_targets
+
+        return sdxl_lora_targets(backbone)
     targets = {
         kohya_name(UNET_PREFIX, module): layer
         for module, layer in unet_lora_targets(backbone.unet, feed_forward=True).items()

@@ -17,23 +17,31 @@ def precompute_text_embeddings(text_encoder, token_ids, batch_size=ENCODE_BATCH_
     Args:
         text_encoder: a callable from int token ids `(batch, length)` to
             the frozen encoder's `(batch, length, width)` context, such as
-            `lambda ids: backbone.encode_text(ids)["context"]`.
+            `lambda ids: backbone.encode_text(ids)["context"]`, or to a dict
+            of such outputs by name (SDXL: `{"context", "text_embeds"}`).
         token_ids: int array `(rows, length)`, e.g. the concatenated
             `token_ids` tables of the instance and class datasets.
         batch_size: rows per encoder call.
 
     Returns:
         `(table, contexts)`: the distinct rows, int32 `(distinct, length)`,
-        and their encodings, float32 `(distinct, length, width)`.
+        and their encodings, float32 `(distinct, length, width)` (a dict of
+        float32 arrays `(distinct, ...)` when `text_encoder` returns dicts).
     """
     from keras import ops
 
     table = np.unique(np.asarray(token_ids, dtype=np.int32), axis=0)
-    contexts = [
-        ops.convert_to_numpy(text_encoder(table[start : start + batch_size])).astype("float32")
-        for start in range(0, len(table), batch_size)
-    ]
-    return table, np.concatenate(contexts, axis=0)
+    outputs = [text_encoder(table[start : start + batch_size])
+               for start in range(0, len(table), batch_size)]  # fmt: skip
+
+    def joined(parts):
+        return np.concatenate(
+            [ops.convert_to_numpy(part).astype("float32") for part in parts], axis=0
+        )
+
+    if isinstance(outputs[0], dict):
+        return table, {key: joined([output[key] for output in outputs]) for key in outputs[0]}
+    return table, joined(outputs)
 
 
 def attach_text_embeddings(dataset, table, contexts):
@@ -43,11 +51,12 @@ def attach_text_embeddings(dataset, table, contexts):
         dataset: a `tf.data.Dataset` of dicts with `"token_ids"` `(batch,
             length)`.
         table: int32 `(distinct, length)`, from `precompute_text_embeddings`.
-        contexts: float32 `(distinct, length, width)`, their encodings.
+        contexts: float32 `(distinct, length, width)`, their encodings, or
+            a dict of such arrays by name.
 
     Returns:
-        The dataset with `"context"` float32 `(batch, length, width)` in
-        place of `"token_ids"`.
+        The dataset with `"context"` float32 `(batch, length, width)` (or
+        each of the dict's entries, by its name) in place of `"token_ids"`.
 
     Raises:
         tf.errors.InvalidArgumentError (when iterated): a batch holds a row
@@ -56,7 +65,9 @@ def attach_text_embeddings(dataset, table, contexts):
     import tensorflow as tf
 
     table = tf.constant(table, tf.int32)
-    contexts = tf.constant(contexts, tf.float32)
+    if not isinstance(contexts, dict):
+        contexts = {"context": contexts}
+    contexts = {key: tf.constant(value, tf.float32) for key, value in contexts.items()}
 
     def lookup(batch):
         batch = dict(batch)
@@ -70,7 +81,8 @@ def attach_text_embeddings(dataset, table, contexts):
         )
         with tf.control_dependencies([found]):
             index = tf.argmax(tf.cast(matches, tf.int32), axis=-1)
-        batch["context"] = tf.gather(contexts, index)
+        for key, values in contexts.items():
+            batch[key] = tf.gather(values, index)
         return batch
 
     return dataset.map(lookup, num_parallel_calls=tf.data.AUTOTUNE)

@@ -154,9 +154,18 @@ def build_dreambooth(settings, devices=None):
     if not settings.train_text_encoder:
         import numpy as np
 
+        from studio.trainers.dreambooth.dreambooth_trainer import CACHED_CONDITIONING_KEYS
+
+        def text_outputs(token_ids):
+            # SD: the context; SDXL: also the pooled text embedding (its size
+            # ids are the step's, from the latents).
+            outputs = backbone.encode_text(token_ids)
+            if "text_embeds" not in outputs:
+                return outputs["context"]
+            return {key: outputs[key] for key in CACHED_CONDITIONING_KEYS}
+
         table, contexts = precompute_text_embeddings(
-            lambda token_ids: backbone.encode_text(token_ids)["context"],
-            np.concatenate([d.token_ids for d in datasets]),
+            text_outputs, np.concatenate([d.token_ids for d in datasets])
         )
 
     def build_batches():
