@@ -160,6 +160,20 @@ def test_diffusers_script_pair_joins_into_one_sdxl_embedding(trained, tmp_path):
     assert joined.architecture == "sd-xl" and joined.metadata["studio.placeholder"] == TOKEN
     for key in learned:
         np.testing.assert_array_equal(joined.vectors[key], learned[key])
+    # The same from the command line, into kohya's one file.
+    from studio.cli.main import build_parser
+    from studio.embeddings import load_embedding
+
+    out = tmp_path / "toy.safetensors"
+    args = build_parser().parse_args([
+        "embeddings", "convert", str(tmp_path / "learned_embeds.safetensors"), str(out),
+        "--clip-g", str(tmp_path / "learned_embeds_2.safetensors"), "--format", "kohya",
+    ])  # fmt: skip
+    assert args.run(args) == 0
+    kohya = load_embedding(out)
+    assert kohya.format == "kohya" and kohya.metadata["studio.placeholder"] == TOKEN
+    for key in learned:
+        assert kohya.vectors[key].tobytes() == learned[key].tobytes()
 
 
 def test_diffusers_loads_the_file_into_both_encoders_with_equal_vectors(backbone, trained,
