@@ -37,7 +37,8 @@ def trained(quick_compile_options):
             yield {"token_ids": backbone.tokenizer([PROMPT] * 2),
                    "moments": moments.astype("float32")}  # fmt: skip
 
-    trainer.fit(batches(), steps_per_epoch=3, epochs=1, verbose=0)
+    trainer.fit(((batch,) for batch in batches()), steps_per_epoch=3, epochs=1, shuffle=False,
+                verbose=0)
     return trainer
 
 

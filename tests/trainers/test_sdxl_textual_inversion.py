@@ -25,6 +25,16 @@ def backbone():
     return load_backbone("tiny-sdxl")
 
 
+@pytest.fixture(scope="module")
+def fresh_backbone(backbone):
+    """Another tiny-sdxl: the same seeded weights, a tokenizer without the trainer's token."""
+    from studio.interop import load_backbone
+
+    fresh = load_backbone("tiny-sdxl")
+    assert fresh.token_table_hash == backbone.token_table_hash
+    return fresh
+
+
 def _batches(tokenizer, seed=0, batch_size=2):
     rng = np.random.default_rng(seed)
     prompts = [f"a photo of a {TOKEN}", f"a {TOKEN} on a table"]
@@ -49,7 +59,8 @@ def trained(backbone, quick_compile_options):
     trainer = SDXLTextualInversionTrainer(backbone, TOKEN, INIT_WORD, num_vectors=2, seed=1)
     initial = trainer.learned_vectors()
     trainer.compile(optimizer=keras.optimizers.Adam(5e-2), **quick_compile_options)
-    trainer.fit(_batches(backbone.tokenizer), steps_per_epoch=3, epochs=1, verbose=0)
+    trainer.fit(((batch,) for batch in _batches(backbone.tokenizer)), steps_per_epoch=3,
+                epochs=1, shuffle=False, verbose=0)
     return trainer, initial, before
 
 
@@ -109,7 +120,8 @@ def test_more_than_one_placeholder_is_refused_in_one_line(backbone):
     assert "\n" not in str(error.value)
 
 
-def test_the_embedding_file_reads_back_and_converts_bit_exactly(backbone, trained, tmp_path):
+def test_the_embedding_file_reads_back_and_converts_bit_exactly(fresh_backbone, trained,
+                                                                tmp_path):  # fmt: skip
     from studio.embeddings import backbone_with_embeddings, convert_embedding, load_embedding
 
     trainer, _, _ = trained
@@ -135,7 +147,7 @@ def test_the_embedding_file_reads_back_and_converts_bit_exactly(backbone, traine
             assert embedding.vectors[key].tobytes() == learned[key].tobytes()
     assert back.metadata["studio.placeholder"] == TOKEN and back.steps == 3
     # Generation reads the file: the same conditioning as the trainer's.
-    view = backbone_with_embeddings(backbone, [back])
+    view = backbone_with_embeddings(fresh_backbone, [back])
     ids = view.tokenizer([f"a photo of a {TOKEN}"])
     expected = trainer.encode_text(ids)
     actual = view.encode_text(ids)
@@ -176,24 +188,20 @@ def test_diffusers_script_pair_joins_into_one_sdxl_embedding(trained, tmp_path):
         assert kohya.vectors[key].tobytes() == learned[key].tobytes()
 
 
-def test_diffusers_loads_the_file_into_both_encoders_with_equal_vectors(backbone, trained,
-                                                                        tmp_path):  # fmt: skip
+def test_diffusers_loads_the_file_into_both_encoders_with_equal_vectors(
+    backbone, fresh_backbone, trained, tmp_path
+):
     torch = pytest.importorskip("torch")
     diffusers = pytest.importorskip("diffusers")
     from safetensors.torch import load_file
 
     from studio.interop import export_diffusers_folder
 
-    from studio.interop import load_backbone
-
     trainer, _, _ = trained
     path = trainer.save_embedding(str(tmp_path / "toy.safetensors"))
-    # A fresh tiny-sdxl (the same seeded weights; its tokenizer without the
-    # trainer's placeholder), exported as a diffusers folder.
-    fresh = load_backbone("tiny-sdxl")
-    assert fresh.token_table_hash == backbone.token_table_hash
-    assert TOKEN not in fresh.tokenizer.placeholder_tokens
-    folder = export_diffusers_folder(fresh, str(tmp_path / "tiny-sdxl"))
+    # The model as it was, exported: its tokenizer has no placeholder.
+    assert TOKEN not in fresh_backbone.tokenizer.placeholder_tokens
+    folder = export_diffusers_folder(fresh_backbone, str(tmp_path / "tiny-sdxl"))
     pipe = diffusers.StableDiffusionXLPipeline.from_pretrained(folder)
     state = load_file(path)
     pipe.load_textual_inversion(state["clip_l"], token=TOKEN, text_encoder=pipe.text_encoder,
