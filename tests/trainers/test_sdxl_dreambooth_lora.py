@@ -20,7 +20,7 @@ LATENT_SIZE = 8
 
 @pytest.fixture(scope="module")
 def trained(quick_compile_options):
-    """A LoRA DreamBooth trainer on its own tiny-sdxl after 3 steps at a high rate."""
+    """A LoRA DreamBooth trainer on its own tiny-sdxl after 2 steps at a high rate."""
     from studio.interop import load_backbone
     from studio.trainers.dreambooth.dreambooth_trainer import DreamBoothTrainer
 
@@ -30,22 +30,18 @@ def trained(quick_compile_options):
     trainer.compile(optimizer=keras.optimizers.AdamW(2e-2), **quick_compile_options)
     rng = np.random.default_rng(0)
 
-    def batches():
-        while True:
-            mean = rng.standard_normal((2, LATENT_SIZE, LATENT_SIZE, 4))
-            moments = np.concatenate([mean, np.full_like(mean, -2.0)], axis=-1)
-            yield {"token_ids": backbone.tokenizer([PROMPT] * 2),
-                   "moments": moments.astype("float32")}  # fmt: skip
-
-    trainer.fit(((batch,) for batch in batches()), steps_per_epoch=3, epochs=1, shuffle=False,
-                verbose=0)
+    for _ in range(2):
+        mean = rng.standard_normal((2, LATENT_SIZE, LATENT_SIZE, 4))
+        moments = np.concatenate([mean, np.full_like(mean, -2.0)], axis=-1)
+        trainer.train_on_batch({"token_ids": backbone.tokenizer([PROMPT] * 2),
+                                "moments": moments.astype("float32")})  # fmt: skip
     return trainer
 
 
 def test_lora_file_has_kohya_sdxl_names(trained, tmp_path):
     from studio.lora.lora_weights import LoRAWeights
 
-    path = trained.save_lora(str(tmp_path / "lora.safetensors"), steps=3)
+    path = trained.save_lora(str(tmp_path / "lora.safetensors"), steps=2)
     weights = LoRAWeights.load(path)
     names = set(weights.modules)
     pattern = re.compile(r"lora_(unet_input_blocks|unet_middle_block|unet_output_blocks|te1|te2)_")
@@ -59,8 +55,10 @@ def test_lora_file_has_kohya_sdxl_names(trained, tmp_path):
     assert "lora_te2_text_model_encoder_layers_1_mlp_fc2" in names
     assert weights.metadata["ss_base_model_version"] == "sdxl_base_v1-0"
     assert weights.ranks == [2]
-    ups = [np.abs(up).max() for _, up, _ in weights.modules.values()]
-    assert min(ups) > 0, "every module trained"
+    # SDXL reads ViT-L's penultimate states: its last layer gets no gradient.
+    last = f"lora_te1_text_model_encoder_layers_{trained.text_encoder.num_layers - 1}_"
+    untrained = {name for name, (_, up, _) in weights.modules.items() if not np.abs(up).max()}
+    assert untrained == {name for name in names if name.startswith(last)}
 
 
 def test_applied_file_reproduces_the_trained_model(trained, tmp_path):
