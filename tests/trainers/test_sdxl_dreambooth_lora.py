@@ -81,6 +81,8 @@ def _relative(actual, expected):
     return float(np.abs(actual - expected).max() / max(np.abs(expected).max(), 1e-12))
 
 
+# Exports tiny-sdxl and runs it in diffusers with and without the LoRA: about 40 s.
+@pytest.mark.large
 def test_diffusers_load_lora_weights_changes_its_output_as_the_studio(trained, tmp_path):
     torch = pytest.importorskip("torch")
     diffusers = pytest.importorskip("diffusers")
@@ -128,6 +130,8 @@ def test_diffusers_load_lora_weights_changes_its_output_as_the_studio(trained, t
         assert _relative(theirs, ours) <= 1e-4, name
 
 
+# Class images, a LoRA run and a resume through the command line: about 110 s.
+@pytest.mark.large
 @pytest.mark.tensorflow_only
 def test_dreambooth_lora_command_runs_and_resumes_on_tiny_sdxl(tmp_path, write_toy_images,
                                                                quick_compile_options, monkeypatch):  # fmt: skip

@@ -189,6 +189,8 @@ def test_diffusers_script_pair_joins_into_one_sdxl_embedding(trained, tmp_path):
         assert kohya.vectors[key].tobytes() == learned[key].tobytes()
 
 
+# Exports tiny-sdxl and loads it in diffusers: about 20 s on a busy 2-core machine.
+@pytest.mark.large
 def test_diffusers_loads_the_file_into_both_encoders_with_equal_vectors(
     backbone, fresh_backbone, trained, tmp_path
 ):
@@ -227,6 +229,8 @@ def test_diffusers_loads_the_file_into_both_encoders_with_equal_vectors(
                                rtol=1e-4)  # fmt: skip
 
 
+# A run, its samples and a resume through the command line: about 60 s.
+@pytest.mark.large
 @pytest.mark.tensorflow_only
 def test_train_command_runs_resumes_and_samples_on_tiny_sdxl(tmp_path, write_toy_images,
                                                              quick_compile_options, monkeypatch):  # fmt: skip
