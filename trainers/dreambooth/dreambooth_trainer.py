@@ -78,7 +78,10 @@ class DreamBoothTrainer(DiffusionTrainer):
     Args:
         backbone: a `studio.models.StableDiffusionBackbone`. Its networks'
             `trainable` flags are set for the mode; in LoRA mode its dense
-            layers get LoRA.
+            layers get LoRA. An `SDXLBackbone` trains as it is: both text
+            encoders with `train_text_encoder`, batches may carry its
+            cached `"context"` and `"text_embeds"`, each step's size ids
+            are its images' size, and LoRA files use kohya's SDXL names.
         prior_loss_weight: float >= 0, the weight of the class examples'
             loss.
         lora_rank: None (full fine-tuning) or int >= 1, the LoRA rank.
