@@ -120,13 +120,17 @@ class LatentCache:
             self.entry_path(content_hash, settings) for content_hash in image_folder.content_hashes
         ]
         moments = [self._read(path, variants) for path in paths]
-        missing = [index for index, entry in enumerate(moments) if entry is None]
+        # Images with equal contents share an entry: each is encoded once.
+        missing = list({paths[i]: i for i, entry in enumerate(moments) if entry is None}.values())
         if missing:
             encoded = self._encode(image_folder, missing, variants, crop_area_range, flip)
             os.makedirs(self.cache_dir, exist_ok=True)
+            entries = {}
             for index, entry in zip(missing, encoded):
                 _save_atomically(paths[index], entry)
-                moments[index] = entry
+                entries[paths[index]] = entry
+            moments = [entries.get(path) if entry is None else entry
+                       for path, entry in zip(paths, moments)]
         shapes = {entry.shape for entry in moments}
         if len(shapes) != 1:
             raise InvalidInputError(
@@ -169,40 +173,25 @@ class LatentCache:
         from tqdm.auto import tqdm
 
         resolution = image_folder.resolution
-        # Seeded by the contents of the images to encode: encoding the same
-        # images again (a cleared cache) gives the same variants.
-        digest = hashlib.sha256(
-            "".join(image_folder.content_hashes[i] for i in indices).encode("ascii")
-        ).hexdigest()
-        augmenter = ImageAugmenter(
-            resolution, crop_area_range, flip, seed=int(digest, 16) % SEED_MODULUS
-        )
-
-        def augment(image):
-            # As in `ConceptDataset`: the clip only absorbs float rounding.
-            return tf.clip_by_value(augmenter(image), -1.0, 1.0)
-
-        copies = tf.data.Dataset.from_tensor_slices(image_folder.images[indices])
-        copies = copies.map(ImagePreprocessor.to_model_range).flat_map(
-            lambda image: tf.data.Dataset.from_tensors(image).repeat(variants)
-        )
-        if not augmenter.is_identity:
-            # Sequential, one image at a time: the augmenter's random state
-            # must advance in order for the variants to repeat.
-            copies = copies.map(augment)
-        variant_batches = copies.batch(variants).prefetch(1)
         encoded = []
         if self.on_progress is not None:
             self.on_progress(0, len(indices))
-        for variants_of_image in tqdm(
-            variant_batches.as_numpy_iterator(),
-            total=len(indices),
-            desc="Encoding latents",
-            unit="image",
-            disable=None,
-        ):
+        for index in tqdm(indices, desc="Encoding latents", unit="image", disable=None):
+            # Seeded by the image's own contents: its variants are the same
+            # whichever other images are encoded with it (a cleared cache, a
+            # grown folder, a duplicate), so every run of a folder trains on
+            # the same variants.
+            seed = int(image_folder.content_hashes[index], 16) % SEED_MODULUS
+            augmenter = ImageAugmenter(resolution, crop_area_range, flip, seed=seed)
+            copies = tf.data.Dataset.from_tensors(image_folder.images[index]).map(
+                ImagePreprocessor.to_model_range).repeat(variants)
+            if not augmenter.is_identity:
+                # One copy at a time, in order (no parallel map): the
+                # augmenter's random state must advance in order.
+                copies = copies.map(lambda image: tf.clip_by_value(augmenter(image), -1.0, 1.0))
+            copies = next(copies.batch(variants).as_numpy_iterator())
             chunks = [
-                self._call_encoder(variants_of_image[start : start + self.batch_size], resolution)
+                self._call_encoder(copies[start : start + self.batch_size], resolution)
                 for start in range(0, variants, self.batch_size)
             ]
             encoded.append(np.concatenate(chunks))

@@ -17,6 +17,29 @@ import pytest
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+# JAX's persistent compilation cache, one per test run (set by the first
+# process, before any imports JAX; the xdist workers and the `studio`
+# processes that tests start inherit it): many tests compile the same tiny
+# networks, and a compilation found in the cache is not done again (about
+# half the CPU time of a JAX test file on 2 cores). Fresh for every run, so a
+# run never reads what another version of the code compiled.
+_JAX_CACHE_VARIABLE = "JAX_COMPILATION_CACHE_DIR"
+_OWN_JAX_CACHE = None
+if _JAX_CACHE_VARIABLE not in os.environ:
+    import tempfile
+
+    _OWN_JAX_CACHE = tempfile.mkdtemp(prefix="studio-tests-jax-cache-")
+    os.environ[_JAX_CACHE_VARIABLE] = _OWN_JAX_CACHE
+    # Compilations under this many seconds are not worth a file.
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.3")
+
+
+def pytest_unconfigure(config):
+    if _OWN_JAX_CACHE is not None:
+        import shutil
+
+        shutil.rmtree(_OWN_JAX_CACHE, ignore_errors=True)
+
 
 # --- The README's examples ----------------------------------------------------
 README = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md")
@@ -317,11 +340,22 @@ FULL_SIZE_MODEL_FILES = (
 )
 
 
+# Files sharing an expensive session fixture go to one process, which builds
+# it once (the app's trained-and-resumed run, ~80 s).
+SHARED_FIXTURE_GROUPS = {
+    "tests/app/test_app_workflow.py": "app_workflow",
+    "tests/app/test_browser.py": "app_workflow",
+}
+
+
 def pytest_collection_modifyitems(config, items):
     for item in items:
         if any(item.iter_markers("xdist_group")):
             continue
         path = item.nodeid.split("::")[0]
         large = item.get_closest_marker("large") is not None
-        group = "full_size_models" if large and path in FULL_SIZE_MODEL_FILES else path
+        if large and path in FULL_SIZE_MODEL_FILES:
+            group = "full_size_models"
+        else:
+            group = SHARED_FIXTURE_GROUPS.get(path, path)
         item.add_marker(pytest.mark.xdist_group(group))

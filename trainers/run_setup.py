@@ -38,16 +38,19 @@ def set_up_devices(settings):
 
 
 # Model families the trainers handle (`DiffusionBackbone.family`): SD 1.x/2.x
-# and SD-XL (textual inversion on both encoders, DreamBooth).
+# and SD-XL (textual inversion on both encoders, DreamBooth); DreamBooth LoRA
+# also trains SD3 (`trainers/dreambooth/sd3_dreambooth_training.py`).
 TRAINABLE_FAMILIES = ("stable_diffusion", "sdxl")
+DREAMBOOTH_FAMILIES = ("stable_diffusion", "sdxl", "sd3")
 
 
-def load_backbone(settings, devices, frozen=False):
+def load_backbone(settings, devices, frozen=False, families=TRAINABLE_FAMILIES):
     """The run's base model (`settings.model`, in its precision), built in `devices`' scope.
 
     The one place a training run loads its model. `frozen`: no network of
     the backbone will train, so under mixed precision the weights are
-    stored in the compute dtype (`frozen_network_policy`).
+    stored in the compute dtype (`frozen_network_policy`). `families`: the
+    model families the run's method trains.
     """
     from studio.interop import load_backbone as load_model
     from studio.trainers.run.run_phase import LOADING_MODEL, report_phase
@@ -61,10 +64,12 @@ def load_backbone(settings, devices, frozen=False):
             vocabulary=settings.vocabulary,
             dtype=frozen_network_policy(precision) if frozen else precision,
         )
-    if backbone.family not in TRAINABLE_FAMILIES:
+    if backbone.family not in families:
+        command = getattr(settings, "COMMAND", "Training")
         raise SettingsError(
-            f"Training is not supported yet for {backbone.family} models; generate with it, "
-            f"or train an SD 1.x / 2.x or SD-XL model. Received: --model {settings.model}"
+            f"{command} is not supported yet for {backbone.family} models (SD3 has DreamBooth "
+            "LoRA only); generate with it, or train an SD 1.x / 2.x or SD-XL model. "
+            f"Received: --model {settings.model}"
         )
     return backbone
 

@@ -13,7 +13,6 @@ from studio.app.file_library import embedding_files, lora_files, picker_label
 from studio.app.model_picker import pick_model
 from studio.app.run_progress import format_duration
 from studio.app.page_errors import errors_as_messages
-from studio.trainers.run.run_directory import LORA_FILE
 from studio.app.safe_uploads import (MAX_EMBEDDING_BYTES, MAX_IMAGE_BYTES, MAX_LORA_BYTES,
                                      MEBIBYTE,
                                      save_embedding_upload, save_lora_upload)

@@ -52,7 +52,8 @@ def add_generation_options(parser, command, several_prompts=True):
     parser.add_argument("--seed", type=int, default=None,
                         help="seed of the first image; image i uses seed+i (default: random)")
     parser.add_argument("--sampler", default=None,
-                        help="ddim, euler, euler_a, dpmpp_2m or dpmpp_2m_karras (default: ddim)")
+                        help="ddim, euler, euler_a, dpmpp_2m or dpmpp_2m_karras (default: ddim); "
+                             "SD3 models sample with flow-matching Euler (euler or ddim)")
     parser.add_argument("--size", default=None,
                         help="WIDTHxHEIGHT or one number (default: the model's resolution)")
     parser.add_argument("--precision", choices=PRECISIONS, default="float32",

@@ -305,14 +305,24 @@ def _model_index():
     }
 
 
-def _check_pipeline(folder):
-    """Names SD-XL, SD 3 and other pipelines before any config is read."""
+def pipeline_index(folder, default_pipeline):
+    """A diffusers folder's `model_index.json` (or {}), its pipeline class and its components.
+
+    Returns:
+        (index dict, pipeline class name, or `default_pipeline` when the
+        folder has no index, sorted names of the component folders).
+    """
     index_path = os.path.join(folder, MODEL_INDEX_FILE)
     index = read_json(index_path) if os.path.isfile(index_path) else {}
-    pipeline = index.get("_class_name", SAVED_PIPELINE)
     components = sorted(
         name for name in os.listdir(folder) if os.path.isdir(os.path.join(folder, name))
     )
+    return index, index.get("_class_name", default_pipeline), components
+
+
+def _check_pipeline(folder):
+    """Names SD-XL, SD 3 and other pipelines before any config is read."""
+    _, pipeline, components = pipeline_index(folder, SAVED_PIPELINE)
     if "XL" in pipeline or "text_encoder_2" in components:
         raise UnsupportedModelError(
             f"{folder} is an SD-XL model ({pipeline}, with a second text encoder); the "

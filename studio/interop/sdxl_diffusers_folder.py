@@ -38,6 +38,7 @@ from studio.interop.diffusers_folder import (
     SCHEDULER_CONFIG_FILE,
     component_tensors,
     load_networks,
+    pipeline_index,
     read_config,
     read_json,
     text_encoder_prefix,
@@ -227,12 +228,7 @@ def _model_index():
 
 def _check_pipeline(folder):
     """Refuses the refiner and inpainting by name, and incomplete folders."""
-    index_path = os.path.join(folder, MODEL_INDEX_FILE)
-    index = read_json(index_path) if os.path.isfile(index_path) else {}
-    pipeline = index.get("_class_name", SDXL_PIPELINE)
-    components = sorted(
-        name for name in os.listdir(folder) if os.path.isdir(os.path.join(folder, name))
-    )
+    index, pipeline, components = pipeline_index(folder, SDXL_PIPELINE)
     if pipeline == SDXL_INPAINT_PIPELINE:
         raise UnsupportedModelError(
             f"{folder} is an SD-XL inpainting model ({pipeline}); the studio imports SDXL "

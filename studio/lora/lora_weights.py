@@ -3,9 +3,11 @@
 import logging
 import os
 
+import keras
 import numpy as np
 
 from studio.errors import InvalidInputError
+from studio.interop.sd3_mmdit_names import kohya_module, mmdit_modules
 from studio.lora.lora_targets import (
     TEXT_ENCODER_PREFIX,
     UNET_PREFIX,
@@ -13,6 +15,8 @@ from studio.lora.lora_targets import (
     text_encoder_lora_targets,
     unet_lora_targets,
 )
+from studio.lora.sd3_diffusers_lora import is_diffusers_sd3_lora, sd3_lora_from_diffusers_tensors
+from studio.models.presets import SD3
 
 logger = logging.getLogger(__name__)
 
@@ -152,6 +156,10 @@ class LoRAWeights:
         from studio.tensor_files.safetensors_reader import read_safetensors
 
         stored, metadata = read_safetensors(os.fspath(path))
+        if is_diffusers_sd3_lora(stored):
+            # diffusers' SD3 names (split q / k / v): fused back into kohya's.
+            tensors = {key: tensor.numpy() for key, tensor in stored.items()}
+            return cls(sd3_lora_from_diffusers_tensors(tensors, path), metadata)
         parts, unknown = {}, []
         for key, tensor in stored.items():
             for suffix, part in ((DOWN_SUFFIX, "down"), (UP_SUFFIX, "up"), (ALPHA_SUFFIX, "alpha")):
@@ -250,8 +258,19 @@ class LoRAWeights:
 
 
 def _named_targets(backbone):
-    """Every layer a LoRA file may name, by kohya module name (SDXL: kohya's SGM names)."""
+    """Every layer a LoRA file may name, by kohya module name."""
+    if getattr(backbone, "family", None) == SD3:
+        # SD3: every dense layer of the MMDiT, by SD3 module
+        # (`lora_unet_joint_blocks_0_x_block_attn_qkv`, as ComfyUI reads):
+        # training adapts attention and MLPs, other tools' files also the
+        # modulations and embedders.
+        return {
+            kohya_module(module): layer
+            for module, layer in mmdit_modules(backbone.mmdit).items()
+            if isinstance(layer, keras.layers.Dense)
+        }
     if getattr(backbone, "text_encoder_2", None) is not None:
+        # SD-XL: kohya's SGM names (`lora_unet_input_blocks_...`, `lora_te1_`, `lora_te2_`).
         from studio.lora.sdxl_lora_targets import sdxl_lora_targets
 
         return sdxl_lora_targets(backbone)

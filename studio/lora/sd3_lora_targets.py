@@ -19,10 +19,11 @@ The last block's context stream has only its qkv: SD3 discards the
 context after the last attention, so it has no projection and no MLP.
 """
 
-# (keras-hub attribute path, SD3 module name), attention first.
-_ATTENTION = ((("attention_qkv",), "attn.qkv"), (("attention_proj",), "attn.proj"))
-_MLP = ((("mlp", "dense1"), "mlp.fc1"), (("mlp", "dense2"), "mlp.fc2"))
-_STREAMS = ("x_block", "context_block")
+from studio.interop.sd3_mmdit_names import mmdit_modules
+
+# SD3 module names (within a stream) LoRA adapts: attention first.
+ATTENTION_MODULES = ("attn.qkv", "attn.proj")
+MLP_MODULES = ("mlp.fc1", "mlp.fc2")
 
 
 def mmdit_lora_targets(mmdit, mlp=False):
@@ -35,17 +36,12 @@ def mmdit_lora_targets(mmdit, mlp=False):
 
     Returns:
         dict module name (`joint_blocks.0.x_block.attn.qkv`, ...) ->
-        `keras.layers.Dense`, in graph order.
+        `keras.layers.Dense`, in graph order (the name table's
+        `studio.interop.sd3_mmdit_names`).
     """
-    kinds = _ATTENTION + _MLP if mlp else _ATTENTION
-    targets = {}
-    for index, block in enumerate(mmdit.joint_blocks):
-        for stream in _STREAMS:
-            layer_block = getattr(block, stream)
-            for attributes, module in kinds:
-                layer = layer_block
-                for attribute in attributes:
-                    layer = getattr(layer, attribute, None)
-                if layer is not None:
-                    targets[f"joint_blocks.{index}.{stream}.{module}"] = layer
-    return targets
+    kinds = ATTENTION_MODULES + MLP_MODULES if mlp else ATTENTION_MODULES
+    return {
+        module: layer
+        for module, layer in mmdit_modules(mmdit).items()
+        if module.startswith("joint_blocks.") and module.split(".", 3)[3] in kinds
+    }

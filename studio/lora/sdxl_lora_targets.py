@@ -10,11 +10,11 @@ AUTOMATIC1111/Forge and ComfyUI read these names, and diffusers'
 The block names come from `studio.interop.unet_names` (the importers'
 table), the layers inside from `studio.lora.lora_targets`:
 
-| our layer (`unet.get_layer(...)`) | diffusers block                    | SGM block (kohya name)        |
-|-----------------------------------|------------------------------------|-------------------------------|
-| `down{l}_attention{i}`            | `down_blocks.{l}.attentions.{i}`   | `input_blocks.{n}.1`          |
-| `mid_attention`                   | `mid_block.attentions.0`           | `middle_block.1`              |
-| `up{l}_attention{i}`              | `up_blocks.{L-1-l}.attentions.{i}` | `output_blocks.{n}.1`         |
+| our layer (`unet.get_layer`) | diffusers block                    | SGM block (kohya name) |
+|------------------------------|------------------------------------|------------------------|
+| `down{l}_attention{i}`       | `down_blocks.{l}.attentions.{i}`   | `input_blocks.{n}.1`   |
+| `mid_attention`              | `mid_block.attentions.0`           | `middle_block.1`       |
+| `up{l}_attention{i}`         | `up_blocks.{L-1-l}.attentions.{i}` | `output_blocks.{n}.1`  |
 
 e.g. `down_blocks.1.attentions.0.transformer_blocks.0.attn1.to_q` of
 SDXL base is `lora_unet_input_blocks_4_1_transformer_blocks_0_attn1_to_q`;

@@ -6,6 +6,7 @@ Importing this package imports neither TensorFlow nor keras_cv.
 from studio.schedulers.ddim_scheduler import DDIMScheduler
 from studio.schedulers.dpm_solver_multistep_scheduler import DPMSolverMultistepScheduler
 from studio.schedulers.euler_discrete_scheduler import EulerDiscreteScheduler
+from studio.schedulers.flow_match_euler_scheduler import FlowMatchEulerScheduler
 from studio.schedulers.noise_schedule import NoiseSchedule
 from studio.schedulers.scheduler import Scheduler
 from studio.schedulers.scheduler_registry import (
@@ -20,6 +21,7 @@ __all__ = [
     "DDIMScheduler",
     "DPMSolverMultistepScheduler",
     "EulerDiscreteScheduler",
+    "FlowMatchEulerScheduler",
     "NoiseSchedule",
     "SCHEDULER_NAMES",
     "Scheduler",

@@ -4,6 +4,7 @@ from studio.errors import InvalidInputError
 from studio.schedulers.ddim_scheduler import DDIMScheduler
 from studio.schedulers.dpm_solver_multistep_scheduler import DPMSolverMultistepScheduler
 from studio.schedulers.euler_discrete_scheduler import EulerDiscreteScheduler
+from studio.schedulers.flow_match_euler_scheduler import FLOW_PREDICTION, FlowMatchEulerScheduler
 
 # Short name -> (class, the arguments that the name fixes, A1111 name).
 SAMPLERS = {
@@ -18,6 +19,10 @@ SAMPLERS = {
     ),
 }
 SCHEDULER_NAMES = tuple(SAMPLERS)
+# Denoisers that predict a flow's velocity (SD3) sample with flow-matching
+# Euler; DDIM with eta 0 on a straight path is the same step, so "ddim" (the
+# default elsewhere) names it too. The other samplers need a DDPM schedule.
+FLOW_SAMPLER_NAMES = ("euler", "ddim")
 A1111_SAMPLER_NAMES = tuple(entry[2] for entry in SAMPLERS.values())
 
 
@@ -67,10 +72,25 @@ def get_scheduler(name, **kwargs):
     scheduler.a1111_name  # "Euler a"
     ```
     """
-    cls, fixed, _ = SAMPLERS[scheduler_short_name(name)]
+    short = scheduler_short_name(name)
+    if kwargs.get("prediction_type") == FLOW_PREDICTION:
+        return _flow_scheduler(name, short, kwargs)
+    cls, fixed, _ = SAMPLERS[short]
     for key, value in fixed.items():
         if key in kwargs and kwargs[key] != value:
             raise InvalidInputError(
                 f"Sampler {name!r} means {key}={value}. Received: {key}={kwargs[key]}"
             )
     return cls(**{**kwargs, **fixed})
+
+
+def _flow_scheduler(name, short, kwargs):
+    """The flow-matching Euler sampler for a velocity-predicting (flow) denoiser."""
+    if short not in FLOW_SAMPLER_NAMES:
+        raise InvalidInputError(
+            f"Sampler {name!r} needs a DDPM noise schedule; this model is a rectified flow "
+            f"(SD3), which samples with flow-matching Euler. Expected one of "
+            f"{list(FLOW_SAMPLER_NAMES)}. Received: sampler={name!r}"
+        )
+    options = {key: value for key, value in kwargs.items() if key != "prediction_type"}
+    return FlowMatchEulerScheduler(**options)

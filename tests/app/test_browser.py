@@ -132,6 +132,8 @@ def open_page(browser, url, name):
         time.sleep(SETTLE_SECONDS)  # Let charts and images finish drawing.
 
 
+# Chromium, a server and a generation: about two minutes, in the `large` step.
+@pytest.mark.large
 def test_pages_in_chromium_with_a_generation(server, workflow):
     shots = []
     with DevToolsBrowser(chromium) as browser:

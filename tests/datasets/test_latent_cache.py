@@ -107,6 +107,33 @@ def test_variants_are_augmented_and_reproducible(folder_path, cache_dir, tokeniz
     np.testing.assert_array_equal(again, first)
 
 
+def test_an_images_variants_do_not_depend_on_the_images_encoded_with_it(
+    folder_path, cache_dir, tokenizer, counting_encoder
+):
+    """A duplicate gets the variants it has later, from the cache, on the first run too.
+
+    The variants were seeded by all the images encoded together: two copies
+    of one picture got different variants, stored under their one key, so
+    the first run trained on other data than every later one (and than a
+    run with 2 devices, which found the cache filled).
+    """
+    shutil.copy(folder_path / "photo 0.png", folder_path / "photo 0 copy.png")
+    cache = LatentCache(counting_encoder, "tiny-v1", cache_dir, VARIANTS)
+    first = dataset(folder_path, tokenizer, cache).moments
+    assert cache.encoded_images == 3  # the copy is encoded once
+    names = sorted(os.listdir(folder_path))
+    copy, original = names.index("photo 0 copy.png"), names.index("photo 0.png")
+    np.testing.assert_array_equal(first[copy], first[original])
+    again = dataset(folder_path, tokenizer, LatentCache(counting_encoder, "tiny-v1", cache_dir,
+                                                         VARIANTS)).moments
+    np.testing.assert_array_equal(again, first)
+    # Encoded alone (the others cached), an image gets the variants it got with them.
+    os.remove(sorted(cache_dir.iterdir())[0])
+    cache = LatentCache(counting_encoder, "tiny-v1", cache_dir, VARIANTS)
+    np.testing.assert_array_equal(dataset(folder_path, tokenizer, cache).moments, first)
+    assert cache.encoded_images == 1
+
+
 def test_without_augmentation_one_variant_is_stored(folder_path, cache_dir, tokenizer, counting_encoder):
     cache = LatentCache(counting_encoder, "tiny-v1", cache_dir, VARIANTS)
     data = dataset(folder_path, tokenizer, cache, flip=False, crop_area_range=(1.0, 1.0))

@@ -62,9 +62,8 @@ def photos(tmp_path):
     return str(tmp_path / "photos")
 
 
-# Each starts a kernel, imports TensorFlow, loads and traces the model: too slow
-# for the default run, which keeps the quick tour (CI runs `large` in its own step).
-@pytest.mark.large
+# Each starts a kernel, imports TensorFlow, loads and traces the model (about
+# a minute on 2 cores): in the default run all the same, as every notebook is.
 def test_textual_inversion_notebook_runs_on_the_embedded_model(run_notebook, notebook_outputs, tmp_path, photos):
     notebook = run_notebook(
         "textual_inversion.ipynb", tmp_path, **TINY, data=photos, token="<blob>",
@@ -75,7 +74,6 @@ def test_textual_inversion_notebook_runs_on_the_embedded_model(run_notebook, not
     assert (run / "blob.pt").is_file() and (run / "before_after.png").is_file()
 
 
-@pytest.mark.large
 def test_dreambooth_notebook_runs_on_the_embedded_model(run_notebook, notebook_outputs, tmp_path, photos):
     notebook = run_notebook(
         "dreambooth_lora.ipynb", tmp_path, **TINY, data=photos,

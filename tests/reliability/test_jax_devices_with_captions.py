@@ -8,6 +8,13 @@ often. With identical images only the order of the one captioned image
 shows, which is why captions made the runs differ. The pipeline is now
 rebuilt for each iterator under JAX (`DataParallelDevices.dataset`).
 
+A second cause showed on a fresh machine only: the four identical images
+share one latent-cache entry, and the first run (one device) encoded them
+with four different sets of variants while the later runs read the one
+stored set. An image's variants are now seeded by its own contents
+(tests/datasets/test_latent_cache.py), and each run of this test starts
+from an empty cache of its own.
+
 Each run is a fresh `python -m studio` process (devices are fixed when JAX
 starts); JAX compiles for minutes on a busy CPU, hence `large`.
 """
@@ -41,7 +48,9 @@ def _circles(folder):
 
 
 def _losses(workspace, devices, name):
-    env = dict(os.environ, KERAS_BACKEND="jax", TF_CPP_MIN_LOG_LEVEL="3", JAX_PLATFORMS="cpu")
+    # The run's own latent cache: the first run fills it, the others read it.
+    env = dict(os.environ, KERAS_BACKEND="jax", TF_CPP_MIN_LOG_LEVEL="3", JAX_PLATFORMS="cpu",
+               KERAS_HOME=str(workspace / "keras-home"))
     env.pop("XLA_FLAGS", None)
     out = workspace / name
     result = subprocess.run(

@@ -121,14 +121,17 @@ def temporaries(folder):
     )
 
 
-# (method, write point, k: which write of that kind is killed)
+# (method, write point, k: which write of that kind is killed). Each kill is a
+# process of its own (~30 s on 2 cores): the checkpoint and the LoRA run by
+# default, every other write point in the `large` step.
+large = pytest.mark.large
 KILLS = [
     ("textual_inversion", "checkpoint", 2),  # step 4's checkpoint: resumes from step 2
-    ("textual_inversion", "embedding", 1),  # inside step 2's checkpoint: starts over
-    ("textual_inversion", "embedding", 3),  # the run folder's final embedding
-    ("textual_inversion", "summary", 1),
-    ("textual_inversion", "progress", 3),  # half a line at step 3
-    ("textual_inversion", "sample", 1),  # step 2's first sample image
+    pytest.param("textual_inversion", "embedding", 1, marks=large),  # step 2's checkpoint
+    pytest.param("textual_inversion", "embedding", 3, marks=large),  # the final embedding
+    pytest.param("textual_inversion", "summary", 1, marks=large),
+    pytest.param("textual_inversion", "progress", 3, marks=large),  # half a line at step 3
+    pytest.param("textual_inversion", "sample", 1, marks=large),  # step 2's first sample
     ("dreambooth", "lora", 2),  # inside step 4's checkpoint
 ]
 

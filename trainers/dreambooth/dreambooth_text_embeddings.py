@@ -51,12 +51,13 @@ def attach_text_embeddings(dataset, table, contexts):
         dataset: a `tf.data.Dataset` of dicts with `"token_ids"` `(batch,
             length)`.
         table: int32 `(distinct, length)`, from `precompute_text_embeddings`.
-        contexts: float32 `(distinct, length, width)`, their encodings, or
-            a dict of such arrays by name.
+        contexts: float32 `(distinct, length, width)`, their encodings; or
+            a dict of such arrays by conditioning name (SD3's `"context"`
+            and `"pooled_projection"`), each attached under its name.
 
     Returns:
         The dataset with `"context"` float32 `(batch, length, width)` (or
-        each of the dict's entries, by its name) in place of `"token_ids"`.
+        each name of `contexts`) in place of `"token_ids"`.
 
     Raises:
         tf.errors.InvalidArgumentError (when iterated): a batch holds a row
@@ -67,7 +68,7 @@ def attach_text_embeddings(dataset, table, contexts):
     table = tf.constant(table, tf.int32)
     if not isinstance(contexts, dict):
         contexts = {"context": contexts}
-    contexts = {key: tf.constant(value, tf.float32) for key, value in contexts.items()}
+    contexts = {name: tf.constant(value, tf.float32) for name, value in contexts.items()}
 
     def lookup(batch):
         batch = dict(batch)
@@ -81,8 +82,8 @@ def attach_text_embeddings(dataset, table, contexts):
         )
         with tf.control_dependencies([found]):
             index = tf.argmax(tf.cast(matches, tf.int32), axis=-1)
-        for key, values in contexts.items():
-            batch[key] = tf.gather(values, index)
+        for name, value in contexts.items():
+            batch[name] = tf.gather(value, index)
         return batch
 
     return dataset.map(lookup, num_parallel_calls=tf.data.AUTOTUNE)

@@ -8,6 +8,7 @@ import os
 
 from studio.errors import InvalidInputError
 from studio.trainers.run_setup import (
+    DREAMBOOTH_FAMILIES,
     fit_run,
     latent_cache,
     load_backbone,
@@ -95,10 +96,18 @@ def build_dreambooth(settings, devices=None):
         attach_text_embeddings,
         precompute_text_embeddings,
     )
-    from studio.trainers.dreambooth.dreambooth_trainer import DreamBoothTrainer
+    from studio.trainers.dreambooth import sd3_dreambooth_training as sd3
+
+    from studio.models import family_of
 
     devices = devices or DataParallelDevices()
-    backbone = load_backbone(settings, devices)
+    if family_of(settings.model) == sd3.SD3:
+        # Before loading: what SD3 cannot do is refused at once.
+        sd3.check_sd3_settings(settings)
+    backbone = load_backbone(settings, devices, families=DREAMBOOTH_FAMILIES)
+    is_sd3 = backbone.family == sd3.SD3
+    if is_sd3:
+        sd3.check_sd3_settings(settings)
     resolution = settings.training_resolution(backbone)
     prior_preservation = bool(settings.class_prompt)
     if prior_preservation:
@@ -117,20 +126,10 @@ def build_dreambooth(settings, devices=None):
             on_progress=phase_counter(CLASS_IMAGES),
         )
 
-    with devices.scope():
-        trainer = DreamBoothTrainer(
-            backbone,
-            prior_loss_weight=settings.prior_loss_weight,
-            lora_rank=settings.lora_rank,
-            lora_alpha=settings.lora_alpha,
-            lora_feed_forward=bool(settings.lora_feed_forward),
-            train_text_encoder=bool(settings.train_text_encoder),
-            remat=bool(settings.remat),
-            min_snr_gamma=settings.min_snr_gamma,
-            offset_noise=settings.offset_noise,
-            seed=settings.seed,
-        )
-        trainer.compile(optimizer=build_optimizer(settings), jit_compile=devices.jit_compile(True))
+    if is_sd3:
+        trainer = sd3.build_sd3_trainer(settings, backbone, devices)
+    else:
+        trainer = _build_trainer(settings, backbone, devices)
 
     cache = latent_cache(backbone, settings)
     report_phase(CHECKING_IMAGES)
@@ -156,17 +155,19 @@ def build_dreambooth(settings, devices=None):
 
         from studio.trainers.dreambooth.dreambooth_trainer import CACHED_CONDITIONING_KEYS
 
-        def text_outputs(token_ids):
-            # SD: the context; SDXL: also the pooled text embedding (its size
+        def text_outputs(ids):
+            # SD: the context; SD-XL: also the pooled text embedding (its size
             # ids are the step's, from the latents).
-            outputs = backbone.encode_text(token_ids)
+            outputs = backbone.encode_text(ids)
             if "text_embeds" not in outputs:
                 return outputs["context"]
             return {key: outputs[key] for key in CACHED_CONDITIONING_KEYS}
 
-        table, contexts = precompute_text_embeddings(
-            text_outputs, np.concatenate([d.token_ids for d in datasets])
-        )
+        token_ids = np.concatenate([d.token_ids for d in datasets])
+        if is_sd3:
+            table, contexts = sd3.sd3_text_embeddings(backbone, token_ids)
+        else:
+            table, contexts = precompute_text_embeddings(text_outputs, token_ids)
 
     def build_batches():
         if prior_preservation:
@@ -184,6 +185,27 @@ def build_dreambooth(settings, devices=None):
     # Without the cache the pipeline augments with keras_cv layers.
     batches = devices.dataset(build_batches, rebuildable=cache is not None)
     return trainer, batches
+
+
+def _build_trainer(settings, backbone, devices):
+    """The compiled `DreamBoothTrainer` of `settings` (SD 1.x / 2.x, SD-XL), in `devices`' scope."""
+    from studio.trainers.dreambooth.dreambooth_trainer import DreamBoothTrainer
+
+    with devices.scope():
+        trainer = DreamBoothTrainer(
+            backbone,
+            prior_loss_weight=settings.prior_loss_weight,
+            lora_rank=settings.lora_rank,
+            lora_alpha=settings.lora_alpha,
+            lora_feed_forward=bool(settings.lora_feed_forward),
+            train_text_encoder=bool(settings.train_text_encoder),
+            remat=bool(settings.remat),
+            min_snr_gamma=settings.min_snr_gamma,
+            offset_noise=settings.offset_noise,
+            seed=settings.seed,
+        )
+        trainer.compile(optimizer=build_optimizer(settings), jit_compile=devices.jit_compile(True))
+    return trainer
 
 
 def float_class_mask(batch):

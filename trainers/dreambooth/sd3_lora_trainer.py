@@ -1,10 +1,24 @@
-"""LoRA on keras-hub's SD3 MMDiT with the flow-matching objective (the start of SD3 DreamBooth)."""
+"""DreamBooth LoRA on keras-hub's SD3 MMDiT with the flow-matching objective."""
+
+import os
 
 import keras
 from keras import ops
 
+from studio.errors import InvalidInputError
+from studio.lora.lora_weights import TOKEN_TABLE_HASH_KEY, LoRAWeights
+from studio.lora.sd3_diffusers_lora import save_diffusers_sd3_lora
 from studio.lora.sd3_lora_targets import mmdit_lora_targets
 from studio.trainers.diffusion_trainer import DiffusionTrainer
+from studio.trainers.distributed.replica_context import sum_over_replicas
+from studio.trainers.dreambooth.dreambooth_trainer import DreamBoothTrainer
+from studio.trainers.run.last_value import LastValue
+from studio.trainers.run.run_directory import LORA_FILE
+
+# The same LoRA in diffusers' names (split q / k / v), beside the kohya file.
+DIFFUSERS_LORA_FILE = "lora.diffusers.safetensors"
+# kohya's `ss_base_model_version` of SD3 LoRAs.
+KOHYA_SD3_BASE_MODEL_VERSION = "sd3"
 
 # A batch may hold the frozen text encoders' output (cached text embeddings,
 # `SD3Backbone.encode_text`) instead of token ids.
@@ -19,11 +33,14 @@ class SD3LoRATrainer(DiffusionTrainer):
     LoRA mechanism applies unchanged); `mmdit_lora_targets` names them by
     SD3 module. Each step draws latents' noise and timesteps from the
     backbone's `FlowMatchingObjective` and regresses the MMDiT's velocity
-    under the caption's CLIP-L/G conditioning. No prior preservation,
-    cached embeddings or LoRA files yet.
+    under the caption's CLIP-L/G conditioning. With prior preservation a
+    batch also holds class images (`is_class_image`), whose loss is
+    weighted by `prior_loss_weight`, as `DreamBoothTrainer`'s. Results:
+    `lora.safetensors` (kohya's SD3 names) and `lora.diffusers.safetensors`.
 
     Args:
         backbone: a `studio.models.sd3.SD3Backbone`.
+        prior_loss_weight: float >= 0, the class images' loss weight.
         lora_rank: int >= 1.
         lora_alpha: float or None (= rank); LoRA outputs scale by alpha / rank.
         lora_mlp: also adapt the MLPs, besides attention qkv / proj.
@@ -33,18 +50,27 @@ class SD3LoRATrainer(DiffusionTrainer):
 
     Call arguments:
         inputs: dict with `"token_ids"` (or the cached `"context"` and
-            `"pooled_projection"`) and `"latents"` (or `"moments"` / `"images"`).
+            `"pooled_projection"`), `"latents"` (or `"moments"` / `"images"`)
+            and optionally `"is_class_image"`.
 
     Returns:
-        `(prediction, target, weights)`.
+        `(prediction, target, weights, is_class_image)`.
     """
 
     def __init__(self, backbone, lora_rank=4, lora_alpha=None, lora_mlp=False, seed=None,
-                 **objective_options):  # fmt: skip
+                 prior_loss_weight=1.0, **objective_options):  # fmt: skip
         super().__init__()
         if isinstance(lora_rank, bool) or not isinstance(lora_rank, int) or lora_rank < 1:
-            raise ValueError(f"`lora_rank` must be an integer >= 1. Received: lora_rank={lora_rank!r}")
+            raise InvalidInputError(
+                f"`lora_rank` must be an integer >= 1. Received: lora_rank={lora_rank!r}"
+            )
+        if not prior_loss_weight >= 0:
+            raise InvalidInputError(
+                "`prior_loss_weight` must be >= 0 (1.0 is usual; 0 ignores class images). "
+                f"Received: prior_loss_weight={prior_loss_weight!r}"
+            )
         self.backbone = backbone
+        self.prior_loss_weight = float(prior_loss_weight)
         self.lora_rank = lora_rank
         self.lora_alpha = float(lora_rank if lora_alpha is None else lora_alpha)
         self.seed = seed
@@ -53,6 +79,8 @@ class SD3LoRATrainer(DiffusionTrainer):
         self.mmdit = backbone.mmdit
         self.lora_targets = self._enable_lora(mmdit_lora_targets(self.mmdit, lora_mlp))
         self._start_training_state(seed, **objective_options)
+        self.instance_loss = LastValue(name="instance_loss")
+        self.prior_loss = LastValue(name="prior_loss")
 
     def _enable_lora(self, targets):
         base_seed = 0 if self.seed is None else self.seed
@@ -92,14 +120,55 @@ class SD3LoRATrainer(DiffusionTrainer):
         else:
             conditioning = self.backbone.encode_text(inputs["token_ids"])
         prediction = self.backbone.denoise(noisy, timesteps, conditioning, training=training)
-        return ops.cast(prediction, "float32"), target, weights
+        if "is_class_image" in inputs:
+            is_class = ops.cast(inputs["is_class_image"], "float32")
+        else:
+            is_class = ops.zeros(ops.shape(weights), "float32")
+        return ops.cast(prediction, "float32"), target, weights, is_class
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-        prediction, target, weights = y_pred
-        loss = self.objective.loss(prediction, target, weights)
-        self.step_loss.update_state(loss)
+        prediction, target, weights, is_class = y_pred
+        instance_loss, prior_loss = self.split_losses(prediction, target, weights, is_class)
+        loss = instance_loss + self.prior_loss_weight * prior_loss
+        self.step_loss.update_state(sum_over_replicas(loss))
+        self.instance_loss.update_state(sum_over_replicas(instance_loss))
+        self.prior_loss.update_state(sum_over_replicas(prior_loss))
         return loss
 
+    # DreamBooth's split of a batch into its instance and class halves.
+    split_losses = DreamBoothTrainer.split_losses
+
+    # --- Results ----------------------------------------------------------
+
+    is_lora = True
+
+    def lora_weights(self, steps=None):
+        """The trained LoRA matrices as a `LoRAWeights` (kohya's SD3 names)."""
+        metadata = {
+            "ss_base_model_version": KOHYA_SD3_BASE_MODEL_VERSION,
+            "studio_base_model": str(self.backbone.name),
+            TOKEN_TABLE_HASH_KEY: self.backbone.token_table_hash,
+            "studio_method": "dreambooth",
+        }
+        if steps is not None:
+            metadata["ss_steps"] = str(int(steps))
+        return LoRAWeights.from_backbone(self.backbone, metadata=metadata)
+
+    def save_results(self, folder, step):
+        """Writes `lora.safetensors` (kohya) and `lora.diffusers.safetensors` into `folder`."""
+        weights = self.lora_weights(step)
+        return [
+            weights.save(os.path.join(folder, LORA_FILE)),
+            save_diffusers_sd3_lora(weights, os.path.join(folder, DIFFUSERS_LORA_FILE)),
+        ]
+
+    def log_scalars(self):
+        """TensorBoard scalars beside the loss: the two halves' losses (for `TrainingRun`)."""
+        return {
+            "loss/instance": float(ops.convert_to_numpy(self.instance_loss.result())),
+            "loss/prior": float(ops.convert_to_numpy(self.prior_loss.result())),
+        }
+
     def get_config(self):
-        return {"name": self.name, "lora_rank": self.lora_rank,
-                "lora_alpha": self.lora_alpha, "seed": self.seed}  # fmt: skip
+        return {"name": self.name, "lora_rank": self.lora_rank, "lora_alpha": self.lora_alpha,
+                "prior_loss_weight": self.prior_loss_weight, "seed": self.seed}  # fmt: skip

@@ -6,6 +6,7 @@ from studio.errors import InvalidInputError
 from studio.models.diffusion_backbone import DiffusionBackbone
 from studio.models.latent_distribution import sample_latents
 from studio.models.presets import SD3, SD3_FLOW_SCHEDULE, SD3_PRESETS
+from studio.models.sd3.sd3_denoiser import SD3Denoiser
 from studio.models.seeded_weights import set_seeded_random_weights
 
 # `DiffusionBackbone.objective["type"]` of SD3: rectified flow (flow matching),
@@ -173,6 +174,11 @@ class SD3Backbone(DiffusionBackbone):
     def latent_shift(self):
         return float(self.vae.shift)
 
+    @property
+    def vae_encoder(self):
+        """The VAE's encoder, pixels in [-1, 1] -> moments (what the latent cache runs)."""
+        return self.vae.encoder
+
     def encode_moments(self, pixels, training=False):
         return self.vae.encoder(pixels, training=training)
 
@@ -198,21 +204,16 @@ class SD3Backbone(DiffusionBackbone):
     def denoise(self, latents, timesteps, conditioning, training=False):
         """The MMDiT's velocity (`noise - x0`) at `timesteps = sigma * num_train_timesteps`."""
         batch = ops.shape(latents)[0]
-        timesteps = ops.reshape(ops.cast(timesteps, "float32"), (-1, 1))
-        timesteps = ops.broadcast_to(timesteps, (batch, 1))
-        return self.mmdit(
-            {
-                "latent": latents,
-                "context": conditioning["context"],
-                "pooled_projection": conditioning["pooled_projection"],
-                "timestep": timesteps,
-            },
-            training=training,
-        )
+        timesteps = ops.broadcast_to(ops.reshape(ops.cast(timesteps, "float32"), (-1,)), (batch,))
+        inputs = {"latents": latents, "timesteps": timesteps, **conditioning}
+        return self.denoiser(inputs, training=training)
 
     @property
     def denoiser(self):
-        return self.mmdit
+        """The MMDiT behind the studio's denoiser inputs (`SD3Denoiser`), made once."""
+        if getattr(self, "_denoiser", None) is None:
+            self._denoiser = SD3Denoiser(self.mmdit, name="sd3_denoiser")
+        return self._denoiser
 
     @property
     def prediction_type(self):

@@ -80,10 +80,12 @@ class PeriodicCheckpoint(StepCallback):
                 step, describe_variables(bad),
             )
             return None
-        artifacts = None
-        if self.artifacts is not None:
-            def artifacts(folder):
-                self.artifacts(folder, step)
-        folder = self.checkpoint.save(self.model, step, artifacts=artifacts)
+        folder = self.checkpoint.save(self.model, step, artifacts=self._step_artifacts(step))
         self.last_saved_step = step
         return folder
+
+    def _step_artifacts(self, step):
+        """`artifacts` bound to `step`, as the checkpoint calls it (or None)."""
+        if self.artifacts is None:
+            return None
+        return lambda folder: self.artifacts(folder, step)

@@ -1,0 +1,172 @@
+"""An SD3 LoRA in diffusers' names (`transformer.transformer_blocks.0.attn.to_q.lora_A.weight`).
+
+`LoRAWeights` keeps an SD3 LoRA under kohya's names of SD3's own modules
+(`lora_unet_joint_blocks_0_x_block_attn_qkv`), one LoRA per fused qkv.
+diffusers' `SD3Transformer2DModel` (and its `train_dreambooth_lora_sd3.py`
+files) splits that layer into `to_q` / `to_k` / `to_v`; a LoRA on the fused
+layer, `delta = up @ down` with `up` `(3 * width, rank)`, is exactly three
+LoRAs that share `down` and take a third of `up` each. diffusers' files have
+no `alpha`: each module's `alpha / rank` is folded into its `lora_B`.
+Both files are read by ComfyUI (its SD3 key map takes `lora_unet_*` and
+`transformer.*` names). Reading a diffusers file back
+(`sd3_lora_from_diffusers_tensors`) fuses q / k / v into one LoRA of three
+times the rank: `down` stacks the three `lora_A`, `up` is block-diagonal in
+the three `lora_B`, so `up @ down` is the three deltas stacked.
+"""
+
+import os
+import re
+
+import numpy as np
+
+from studio.errors import InvalidInputError
+from studio.interop.sd3_mmdit_names import (
+    DIFFUSERS_TRANSFORMER_PREFIX,
+    KOHYA_MMDIT_PREFIX,
+    QKV_SPLIT,
+    STREAMS,
+    diffusers_module,
+    kohya_module,
+)
+
+LORA_A_SUFFIX = ".lora_A.weight"
+LORA_B_SUFFIX = ".lora_B.weight"
+# SD3 module names (within a stream) a diffusers SD3 LoRA file may hold:
+# attention and MLPs. (The modulations are left out: diffusers orders the
+# last context block's as scale, shift, so a LoRA there needs more than names.)
+_LORA_MODULES = ("attn.qkv", "attn.proj", "mlp.fc1", "mlp.fc2")
+
+_KOHYA_MODULE = re.compile(
+    rf"^{KOHYA_MMDIT_PREFIX}_joint_blocks_(\d+)_(x_block|context_block)_"
+    r"(attn_qkv|attn_proj|mlp_fc1|mlp_fc2)$"
+)
+
+
+def sd3_module_of_kohya(name):
+    """SD3's module of a kohya MMDiT LoRA name (`..._x_block_attn_qkv` -> `joint_blocks.0.x_block.attn.qkv`).
+
+    Raises:
+        InvalidInputError: for a name that is not an MMDiT attention or MLP module.
+    """
+    match = _KOHYA_MODULE.match(name)
+    if match is None:
+        raise InvalidInputError(
+            "Not a kohya SD3 MMDiT LoRA module (expected "
+            f"'{KOHYA_MMDIT_PREFIX}_joint_blocks_<i>_<x_block|context_block>_<attn_qkv|attn_proj|"
+            f"mlp_fc1|mlp_fc2>'). Received: {name!r}"
+        )
+    index, stream, module = match.groups()
+    return f"joint_blocks.{index}.{stream}.{module.replace('_', '.', 1)}"
+
+
+def diffusers_sd3_lora_tensors(lora_weights):
+    """A `LoRAWeights` of an SD3 MMDiT as diffusers' LoRA tensors (float32, torch layouts).
+
+    Args:
+        lora_weights: a `LoRAWeights` with kohya SD3 module names
+            (`LoRAWeights.from_backbone` of an `SD3Backbone`).
+
+    Returns:
+        dict `transformer.<module>.lora_A.weight` `(rank, in)` and
+        `.lora_B.weight` `(out, rank)` -> array, with `alpha / rank` in `lora_B`.
+    """
+    tensors = {}
+    for name, (down, up, alpha) in lora_weights.modules.items():
+        rank = down.shape[0]
+        up = up * np.float32(alpha / rank)
+        targets = diffusers_module(sd3_module_of_kohya(name))
+        if isinstance(targets, tuple):
+            pieces = zip(targets, np.split(up, 3, axis=0))
+        else:
+            pieces = [(targets, up)]
+        for module, part in pieces:
+            key = f"{DIFFUSERS_TRANSFORMER_PREFIX}.{module}"
+            tensors[f"{key}.lora_A.weight"] = np.ascontiguousarray(down, np.float32)
+            tensors[f"{key}.lora_B.weight"] = np.ascontiguousarray(part, np.float32)
+    return tensors
+
+
+def save_diffusers_sd3_lora(lora_weights, path):
+    """Writes `diffusers_sd3_lora_tensors` as a `.safetensors` file, atomically; returns `path`."""
+    import safetensors.numpy
+
+    from studio.files.atomic_write import write_file_atomically
+
+    metadata = {str(key): str(value) for key, value in lora_weights.metadata.items()}
+    data = safetensors.numpy.save(diffusers_sd3_lora_tensors(lora_weights), metadata=metadata)
+    return write_file_atomically(os.fspath(path), data)
+
+
+def is_diffusers_sd3_lora(tensors):
+    """Whether tensor names are diffusers' SD3 LoRA (`transformer.transformer_blocks.*.lora_A.weight`)."""
+    prefix = f"{DIFFUSERS_TRANSFORMER_PREFIX}.transformer_blocks."
+    return bool(tensors) and all(
+        name.startswith(prefix) and name.endswith((LORA_A_SUFFIX, LORA_B_SUFFIX)) for name in tensors
+    )
+
+
+def sd3_lora_from_diffusers_tensors(tensors, source="the file"):
+    """A diffusers SD3 LoRA as kohya modules `{name: (down, up, alpha)}` (`LoRAWeights`' modules).
+
+    Args:
+        tensors: dict name -> array, `is_diffusers_sd3_lora`.
+        source: what to name in errors.
+
+    Returns:
+        dict kohya module -> `(down (rank, in), up (out, rank), alpha = rank)`;
+        a fused qkv whose q, k, v all appear becomes one module of rank
+        `rank_q + rank_k + rank_v`.
+
+    Raises:
+        InvalidInputError: a module the MMDiT has no layer for, a module
+            without its A or B, or a qkv with only some of q, k, v.
+    """
+    by_diffusers = {}
+    for block_index in sorted({int(name.split(".")[2]) for name in tensors}):
+        for stream in STREAMS:
+            for module in _LORA_MODULES:
+                sd3 = f"joint_blocks.{block_index}.{stream}.{module}"
+                by_diffusers[diffusers_module(sd3)] = sd3
+    pairs = {}
+    for name, value in tensors.items():
+        suffix = LORA_A_SUFFIX if name.endswith(LORA_A_SUFFIX) else LORA_B_SUFFIX
+        module = name[len(DIFFUSERS_TRANSFORMER_PREFIX) + 1 : -len(suffix)]
+        pairs.setdefault(module, {})[suffix] = np.asarray(value, np.float32)
+    modules = {}
+    for split, sd3 in by_diffusers.items():
+        parts = split if isinstance(split, tuple) else (split,)
+        present = [part for part in parts if part in pairs]
+        if not present:
+            continue
+        if len(present) != len(parts):
+            raise InvalidInputError(
+                f"{source} has LoRA for {present} but not for all of {list(parts)}: the "
+                "studio adapts SD3's fused qkv as one layer. Received: a partial q/k/v"
+            )
+        downs, ups = [], []
+        for part in parts:
+            pair = pairs[part]
+            if LORA_A_SUFFIX not in pair or LORA_B_SUFFIX not in pair:
+                raise InvalidInputError(
+                    f"LoRA module {part!r} in {source} needs both lora_A and lora_B. "
+                    f"Received: {sorted(pair)}"
+                )
+            downs.append(pair[LORA_A_SUFFIX])
+            ups.append(pair[LORA_B_SUFFIX])
+        down = np.concatenate(downs, axis=0)
+        up = np.zeros((sum(u.shape[0] for u in ups), down.shape[0]), np.float32)
+        row = column = 0
+        for part_up in ups:
+            up[row : row + part_up.shape[0], column : column + part_up.shape[1]] = part_up
+            row, column = row + part_up.shape[0], column + part_up.shape[1]
+        modules[kohya_module(sd3)] = (down, up, float(down.shape[0]))
+    known = {
+        part for split in by_diffusers for part in (split if isinstance(split, tuple) else (split,))
+    }
+    unknown = sorted(set(pairs) - known)
+    if unknown:
+        raise InvalidInputError(
+            f"{len(unknown)} LoRA module(s) in {source} have no layer in SD3's MMDiT "
+            f"(attention q/k/v/out and MLP only). Received: {unknown[:5]}"
+        )
+    return modules

@@ -1,0 +1,69 @@
+"""`studio train dreambooth --model tiny-sd3 --lora-rank N` end to end, then `studio generate` with its LoRA."""
+
+import pytest
+from PIL import Image
+
+from studio.cli.main import build_parser
+from studio.errors import SettingsError
+
+IMAGE_SIZE = 64
+INSTANCE_PROMPT = "a photo of sks toy"
+CLASS_PROMPT = "a photo of a toy"
+
+
+def studio(*argv):
+    args = build_parser().parse_args(list(argv))
+    return args.run(args)
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory, write_toy_images):
+    root = tmp_path_factory.mktemp("sd3_dreambooth")
+    write_toy_images(root / "subject", 2, IMAGE_SIZE, prefix="subject")
+    return root
+
+
+def _train(workspace, out, *extra):
+    return studio(
+        "train", "dreambooth", "--out", str(workspace / out), "--cache-dir", str(workspace / "cache"),
+        "--model", "tiny-sd3", "--data", str(workspace / "subject"),
+        "--instance-prompt", INSTANCE_PROMPT, *extra,
+    )  # fmt: skip
+
+
+def test_full_fine_tuning_of_sd3_is_refused_in_one_line(workspace):
+    with pytest.raises(SettingsError, match="--lora-rank") as error:
+        _train(workspace, "full", "--steps", "1")
+    assert "\n" not in str(error.value)
+    assert not (workspace / "full").exists()
+
+
+@pytest.mark.parametrize("option", [["--remat"], ["--min-snr-gamma", "5"], ["--train-text-encoder"]])
+def test_options_sd3_does_not_have_are_refused_before_loading(workspace, option):
+    with pytest.raises(SettingsError, match=f"{option[0]} .*not supported for SD3"):
+        _train(workspace, "refused", "--lora-rank", "2", *option)
+    assert not (workspace / "refused").exists()
+
+
+# Class images, a compiled train step of keras-hub's MMDiT and two
+# generations: about a minute on 2 shared cores.
+@pytest.mark.large
+def test_lora_run_writes_kohya_and_diffusers_files_that_generate_uses(workspace):
+    code = _train(
+        workspace, "lora", "--class-prompt", CLASS_PROMPT, "--num-class-images", "2",
+        "--class-image-steps", "2", "--lora-rank", "2", "--steps", "2", "--batch-size", "1",
+        "--lr", "1e-3",
+    )  # fmt: skip
+    assert code == 0
+    run = workspace / "lora"
+    assert (run / "lora.safetensors").is_file()
+    assert (run / "lora.diffusers.safetensors").is_file()
+    assert len(list((run / "class_images").glob("*.png"))) == 2
+
+    code = studio(
+        "generate", "--model", "tiny-sd3", "--prompt", INSTANCE_PROMPT, "--steps", "2",
+        "--seed", "1", "--lora", str(run / "lora.safetensors"), "--out", str(workspace / "images"),
+    )  # fmt: skip
+    assert code == 0
+    images = sorted((workspace / "images").glob("*.png"))
+    assert images and Image.open(images[0]).size == (IMAGE_SIZE, IMAGE_SIZE)
