@@ -53,13 +53,17 @@ class DiffusionTrainer(keras.Model):
     def _track_backbone(self, backbone):
         """Keeps the backbone, and its trained networks as attributes Keras tracks.
 
-        The attribute order (text encoder, UNet, VAE encoder) is the order
-        of the trainable variables that checkpoints save.
+        The attribute order (text encoder, UNet, VAE encoder, then SDXL's
+        second text encoder) is the order of the trainable variables that
+        checkpoints save.
         """
         self.backbone = backbone
         self.text_encoder = backbone.text_encoder
         self.unet = backbone.unet
         self.vae_encoder = backbone.vae_encoder
+        # SDXL's second text encoder, after the networks SD checkpoints hold.
+        if getattr(backbone, "text_encoder_2", None) is not None:
+            self.text_encoder_2 = backbone.text_encoder_2
 
     def _start_training_state(self, seed, seed_name="noise_seed", **objective_options):
         """Creates the objective, the seed generator and the step-loss metric, in that order."""
@@ -91,6 +95,25 @@ class DiffusionTrainer(keras.Model):
             f"A batch must hold one of {IMAGE_INPUT_KEYS}{requirement}. "
             f"Received: {describe_batch(inputs)}"
         )
+
+    def _sized_conditioning(self, conditioning, latents):
+        """`conditioning` with the size ids of the latents' images, for families that have them.
+
+        SDXL's UNet is conditioned on six size ids (`time_ids`); its
+        backbone's `encode_text` gives those of its `image_size`, a cached
+        conditioning none. Training images are uncropped squares of the
+        run's resolution, so each example gets `(r, r, 0, 0, r, r)`, as
+        diffusers' SDXL scripts give an uncropped image. Other families'
+        conditioning is returned as it is.
+        """
+        time_ids = getattr(self.backbone, "time_ids", None)
+        if time_ids is None or not isinstance(conditioning, dict):
+            return conditioning
+        factor = self.backbone.latent_downsampling
+        height, width = latents.shape[1] * factor, latents.shape[2] * factor
+        ids = ops.convert_to_tensor(time_ids(height, width), "float32")
+        batch = ops.shape(latents)[0]
+        return dict(conditioning, time_ids=ops.tile(ids[None, :], (batch, 1)))
 
     # --- Precision --------------------------------------------------------
 

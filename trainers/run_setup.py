@@ -37,10 +37,11 @@ def set_up_devices(settings):
     return devices
 
 
-# Model families the trainers handle (`DiffusionBackbone.family`); DreamBooth
-# LoRA also trains SD3 (`trainers/dreambooth/sd3_dreambooth_training.py`).
-TRAINABLE_FAMILIES = ("stable_diffusion",)
-DREAMBOOTH_FAMILIES = ("stable_diffusion", "sd3")
+# Model families the trainers handle (`DiffusionBackbone.family`): SD 1.x/2.x
+# and SD-XL (textual inversion on both encoders, DreamBooth); DreamBooth LoRA
+# also trains SD3 (`trainers/dreambooth/sd3_dreambooth_training.py`).
+TRAINABLE_FAMILIES = ("stable_diffusion", "sdxl")
+DREAMBOOTH_FAMILIES = ("stable_diffusion", "sdxl", "sd3")
 
 
 def load_backbone(settings, devices, frozen=False, families=TRAINABLE_FAMILIES):
@@ -66,10 +67,9 @@ def load_backbone(settings, devices, frozen=False, families=TRAINABLE_FAMILIES):
     if backbone.family not in families:
         command = getattr(settings, "COMMAND", "Training")
         raise SettingsError(
-            f"{command} is not supported yet for {backbone.family} models (SD-XL's "
-            "textual inversion and DreamBooth need a token lookup and cached text outputs per "
-            "text encoder; SD3 has DreamBooth LoRA only); generate with it, or train an SD "
-            f"1.x / 2.x model. Received: --model {settings.model}"
+            f"{command} is not supported yet for {backbone.family} models (SD3 has DreamBooth "
+            "LoRA only); generate with it, or train an SD 1.x / 2.x or SD-XL model. "
+            f"Received: --model {settings.model}"
         )
     return backbone
 

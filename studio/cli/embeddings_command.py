@@ -2,6 +2,7 @@
 
     studio embeddings inspect FILE [--model PRESET]
     studio embeddings convert IN OUT --format native|diffusers|kohya|a1111
+    studio embeddings convert learned_embeds.safetensors OUT --clip-g learned_embeds_2.safetensors --format kohya
 
 Keras is imported only by `inspect --model` (to read the model's token
 table), so the rest answers at once.
@@ -66,6 +67,9 @@ def add_parser(subparsers):
                          help="rename the token (kohya files do not name it)")
     convert.add_argument("--overwrite", action="store_true",
                          help="replace OUTPUT if it exists")
+    convert.add_argument("--clip-g", default=None, metavar="FILE",
+                         help="diffusers' SD-XL pair: INPUT is learned_embeds (CLIP ViT-L), FILE "
+                         "learned_embeds_2 (bigG); OUTPUT is one {clip_l, clip_g} file")
 
     parser.set_defaults(run=run, embeddings_parser=parser)
     return parser
@@ -90,10 +94,19 @@ def run_convert(args):
             f"Received: OUTPUT {args.output}"
         )
     with writing_to(args.output):
-        embedding = convert_embedding(
-            args.input, args.output, format=args.format, dtype=args.dtype,
-            placeholder=args.placeholder,
-        )
+        if args.clip_g:
+            from studio.embeddings.embedding_files import save_embedding
+            from studio.embeddings.sdxl_embedding_file import load_diffusers_sdxl_embedding
+
+            embedding = load_diffusers_sdxl_embedding(args.input, args.clip_g)
+            if args.placeholder is not None:
+                embedding = embedding.renamed(args.placeholder)
+            save_embedding(embedding, args.output, format=args.format, dtype=args.dtype)
+        else:
+            embedding = convert_embedding(
+                args.input, args.output, format=args.format, dtype=args.dtype,
+                placeholder=args.placeholder,
+            )
     print(
         f"Wrote {args.output} ({args.format}): "
         + ", ".join(f"{key} x{count}" for key, count in embedding.num_vectors.items())

@@ -16,6 +16,7 @@ from studio.embeddings.embedding_files import save_embedding
 from studio.embeddings.embedding_format_error import EmbeddingFormatError
 from studio.embeddings.embedding_format_error import UnsafePickleError
 from studio.embeddings.nearest_words import nearest_words
+from studio.embeddings.sdxl_embedding_file import load_diffusers_sdxl_embedding
 from studio.embeddings.textual_inversion_embedding import TextualInversionEmbedding
 
 __all__ = [
@@ -26,6 +27,7 @@ __all__ = [
     "UnsafePickleError",
     "check_compatible",
     "convert_embedding",
+    "load_diffusers_sdxl_embedding",
     "load_embedding",
     "nearest_words",
     "save_embedding",

@@ -22,8 +22,11 @@ content, whatever the file is called):
     "sd_checkpoint_name"}`, plus our metadata under "studio_metadata"
     (loaders ignore keys they do not know).
 
-Read only: SD-XL files, `{"clip_l": (n, 768), "clip_g": (n, 1280)}`
-(format "sd-xl"), which `inspect` shows but SD 1.x/2.x cannot load.
+SD-XL files, `{"clip_l": (n, 768), "clip_g": (n, 1280)}`, are read as
+"native" (ours), "kohya" (with kohya's ModelSpec metadata) or "sd-xl"
+(other tools'); `save_embedding` writes SD-XL embeddings as "native" or
+"kohya" (`studio.embeddings.sdxl_embedding_file`). SD 1.x/2.x cannot load
+them, nor SD-XL the others.
 
 PyTorch files are read without PyTorch and without running pickle code
 (`torch_pickle_reader`), and written without PyTorch (`torch_pickle_writer`).
@@ -151,7 +154,8 @@ def save_embedding(embedding, path, format="native", dtype=None):
     """Writes `embedding` atomically in one of `FORMATS`.
 
     Args:
-        embedding: a `TextualInversionEmbedding` (SD 1.x/2.x).
+        embedding: a `TextualInversionEmbedding` (SD 1.x/2.x; SD-XL ones
+            go to `save_sdxl_embedding`: "native" or "kohya").
         path: the file; its extension must suit the format (see
             `FORMAT_EXTENSIONS`).
         format: "native", "diffusers", "kohya" or "a1111".
@@ -163,7 +167,7 @@ def save_embedding(embedding, path, format="native", dtype=None):
 
     Raises:
         ValueError: unknown format or dtype, an extension the format does
-            not use, an SD-XL embedding, several placeholders for a format
+            not use, several placeholders for a format
             holding one (kohya, a1111), or values too large for float16.
     """
     if not isinstance(embedding, TextualInversionEmbedding):
@@ -174,6 +178,10 @@ def save_embedding(embedding, path, format="native", dtype=None):
     if format not in FORMATS:
         raise InvalidInputError(f"`format` must be one of {FORMATS}. Received: format={format!r}")
     path = os.fspath(path)
+    if embedding.architecture == ARCHITECTURE_SDXL:
+        from studio.embeddings.sdxl_embedding_file import save_sdxl_embedding
+
+        return save_sdxl_embedding(embedding, path, format=format, dtype=dtype)
     extension = os.path.splitext(path)[1].lower()
     if extension not in FORMAT_EXTENSIONS[format]:
         hint = ""
@@ -182,12 +190,6 @@ def save_embedding(embedding, path, format="native", dtype=None):
         raise InvalidInputError(
             f"A {format} embedding file must end with one of {FORMAT_EXTENSIONS[format]}"
             f"{hint}. Received: path={path!r}"
-        )
-    if embedding.architecture != ARCHITECTURE_SD:
-        raise InvalidInputError(
-            "SD-XL embeddings (clip_l + clip_g vectors) cannot be written in an "
-            f"SD 1.x/2.x format. Received: format={format!r} for an "
-            f"{embedding.architecture} embedding"
         )
     if format in ("kohya", "a1111") and len(embedding.placeholders) != 1:
         raise InvalidInputError(
@@ -301,7 +303,7 @@ def _from_tensors(path, tensors, metadata, name):
     if keys == sorted(SDXL_ENCODERS):
         for key, stored in tensors.items():
             _check_vector_shape(path, key, stored)
-        return _embedding(tensors, FORMAT_SDXL, metadata, fields, ARCHITECTURE_SDXL)
+        return _embedding(tensors, _sdxl_format(metadata), metadata, fields, ARCHITECTURE_SDXL)
     if keys == [KOHYA_KEY]:
         _check_vector_shape(path, KOHYA_KEY, tensors[KOHYA_KEY])
         placeholder = metadata.get(KEY_PLACEHOLDER) or name
@@ -317,6 +319,13 @@ def _from_tensors(path, tensors, metadata, name):
         format = "native" if KEY_FORMAT_VERSION in metadata else "diffusers"
         return _embedding(tensors, format, metadata, fields)
     _not_an_embedding(path, tensors, "its tensors are not token vectors of one width")
+
+
+def _sdxl_format(metadata):
+    """Which writer made a `{clip_l, clip_g}` file: kohya's metadata, ours, or neither."""
+    if "modelspec.sai_model_spec" in metadata:
+        return "kohya"
+    return "native" if KEY_FORMAT_VERSION in metadata else FORMAT_SDXL
 
 
 def _check_vector_shape(path, key, stored):

@@ -9,6 +9,8 @@ ARCHITECTURE_SD = "sd"
 # SD-XL embeddings hold vectors for its two text encoders, by encoder name.
 ARCHITECTURE_SDXL = "sd-xl"
 SDXL_ENCODERS = ("clip_l", "clip_g")
+# SD-XL files do not name their token; the studio's record it in this metadata key.
+SDXL_PLACEHOLDER_KEY = "studio.placeholder"
 ARCHITECTURES = (ARCHITECTURE_SD, ARCHITECTURE_SDXL)
 # dtypes of the values as stored; bfloat16 values are held as float32.
 DTYPES = ("float32", "float16", "bfloat16")
@@ -140,10 +142,17 @@ class TextualInversionEmbedding:
     def renamed(self, placeholder):
         """A copy whose only placeholder is called `placeholder`.
 
+        An SD-XL embedding (whose vectors are keyed by encoder) records
+        its token in its metadata (`"studio.placeholder"`) instead.
+
         Raises:
-            ValueError: the embedding holds several placeholders, or none
-                that can be renamed (SD-XL), or `placeholder` is empty.
+            ValueError: the embedding holds several placeholders, or
+                `placeholder` is empty.
         """
+        if self.architecture == ARCHITECTURE_SDXL and isinstance(placeholder, str) and (
+            placeholder.strip()
+        ):
+            return self._replace(metadata={**self.metadata, SDXL_PLACEHOLDER_KEY: placeholder})
         if self.architecture != ARCHITECTURE_SD or len(self.vectors) != 1:
             raise InvalidInputError(
                 "Only an embedding with one placeholder can be renamed; use "

@@ -269,6 +269,11 @@ def _named_targets(backbone):
             for module, layer in mmdit_modules(backbone.mmdit).items()
             if isinstance(layer, keras.layers.Dense)
         }
+    if getattr(backbone, "text_encoder_2", None) is not None:
+        # SD-XL: kohya's SGM names (`lora_unet_input_blocks_...`, `lora_te1_`, `lora_te2_`).
+        from studio.lora.sdxl_lora_targets import sdxl_lora_targets
+
+        return sdxl_lora_targets(backbone)
     targets = {
         kohya_name(UNET_PREFIX, module): layer
         for module, layer in unet_lora_targets(backbone.unet, feed_forward=True).items()

@@ -203,12 +203,20 @@ def test_torch_written_fixtures_load(name):
         assert embedding.metadata["sd_checkpoint"] == spec["sd_checkpoint"]
 
 
-def test_sdxl_file_loads_for_inspection_only(tmp_path):
+def test_sdxl_file_writes_back_as_native_or_kohya_only(tmp_path):
     embedding = load_embedding(os.path.join(FIXTURES_FOLDER, "sdxl.safetensors"))
-    assert embedding.architecture == "sd-xl"
+    assert (embedding.architecture, embedding.format) == ("sd-xl", "sd-xl")
     assert embedding.text_encoder_width == 8 + 12
-    with pytest.raises(ValueError, match="SD-XL"):
-        save_embedding(embedding, tmp_path / "x.safetensors")
+    named = embedding.renamed("<x>")
+    for format in ("native", "kohya"):
+        back = load_embedding(save_embedding(named, tmp_path / f"{format}.safetensors", format))
+        assert back.format == format and back.metadata["studio.placeholder"] == "<x>"
+        for key, vectors in embedding.vectors.items():
+            np.testing.assert_array_equal(back.vectors[key], vectors)
+    for format, name in (("a1111", "x.pt"), ("diffusers", "x.safetensors"), ("native", "x.pt")):
+        with pytest.raises(ValueError, match="SD-XL") as error:
+            save_embedding(embedding, tmp_path / name, format)
+        assert "\n" not in str(error.value)
 
 
 # --- Files written by PyTorch here and now ----------------------------------------

@@ -17,23 +17,31 @@ def precompute_text_embeddings(text_encoder, token_ids, batch_size=ENCODE_BATCH_
     Args:
         text_encoder: a callable from int token ids `(batch, length)` to
             the frozen encoder's `(batch, length, width)` context, such as
-            `lambda ids: backbone.encode_text(ids)["context"]`.
+            `lambda ids: backbone.encode_text(ids)["context"]`, or to a dict
+            of such outputs by name (SDXL: `{"context", "text_embeds"}`).
         token_ids: int array `(rows, length)`, e.g. the concatenated
             `token_ids` tables of the instance and class datasets.
         batch_size: rows per encoder call.
 
     Returns:
         `(table, contexts)`: the distinct rows, int32 `(distinct, length)`,
-        and their encodings, float32 `(distinct, length, width)`.
+        and their encodings, float32 `(distinct, length, width)` (a dict of
+        float32 arrays `(distinct, ...)` when `text_encoder` returns dicts).
     """
     from keras import ops
 
     table = np.unique(np.asarray(token_ids, dtype=np.int32), axis=0)
-    contexts = [
-        ops.convert_to_numpy(text_encoder(table[start : start + batch_size])).astype("float32")
-        for start in range(0, len(table), batch_size)
-    ]
-    return table, np.concatenate(contexts, axis=0)
+    outputs = [text_encoder(table[start : start + batch_size])
+               for start in range(0, len(table), batch_size)]  # fmt: skip
+
+    def joined(parts):
+        return np.concatenate(
+            [ops.convert_to_numpy(part).astype("float32") for part in parts], axis=0
+        )
+
+    if isinstance(outputs[0], dict):
+        return table, {key: joined([output[key] for output in outputs]) for key in outputs[0]}
+    return table, joined(outputs)
 
 
 def attach_text_embeddings(dataset, table, contexts):

@@ -15,6 +15,9 @@ from studio.trainers.run.last_value import LastValue
 # Result files in a run folder and in each checkpoint.
 from studio.trainers.run.run_directory import LORA_FILE, TEXT_ENCODER_WEIGHTS_FILE, UNET_WEIGHTS_FILE
 
+# What a batch of cached text-encoder outputs may hold (SD: the context;
+# SDXL: also the pooled text embedding), as `encode_text` names them.
+CACHED_CONDITIONING_KEYS = ("context", "text_embeds")
 # Offsets of the LoRA initializers' seeds from the trainer's seed, so that
 # the two networks' adapters differ.
 _UNET_LORA_SEED_OFFSET = 1
@@ -75,7 +78,10 @@ class DreamBoothTrainer(DiffusionTrainer):
     Args:
         backbone: a `studio.models.StableDiffusionBackbone`. Its networks'
             `trainable` flags are set for the mode; in LoRA mode its dense
-            layers get LoRA.
+            layers get LoRA. An `SDXLBackbone` trains as it is: both text
+            encoders with `train_text_encoder`, batches may carry its
+            cached `"context"` and `"text_embeds"`, each step's size ids
+            are its images' size, and LoRA files use kohya's SDXL names.
         prior_loss_weight: float >= 0, the weight of the class examples'
             loss.
         lora_rank: None (full fine-tuning) or int >= 1, the LoRA rank.
@@ -162,7 +168,8 @@ class DreamBoothTrainer(DiffusionTrainer):
         backbone.vae_decoder.trainable = False
         if lora_rank is None:
             self.unet.trainable = True
-            self.text_encoder.trainable = self.train_text_encoder
+            for encoder in self._text_encoders():
+                encoder.trainable = self.train_text_encoder
             self.lora_module_names = []
         else:
             self.lora_module_names = self._enable_lora()
@@ -182,11 +189,13 @@ class DreamBoothTrainer(DiffusionTrainer):
         groups = [(self.unet, unet_lora_targets(self.unet, self.lora_feed_forward),
                    base_seed + _UNET_LORA_SEED_OFFSET)]
         if self.train_text_encoder:
-            groups.append((self.text_encoder,
-                           text_encoder_lora_targets(self.text_encoder, self.lora_feed_forward),
-                           base_seed + _TEXT_ENCODER_LORA_SEED_OFFSET))
+            for offset, encoder in enumerate(self._text_encoders()):
+                groups.append((encoder,
+                               text_encoder_lora_targets(encoder, self.lora_feed_forward),
+                               base_seed + _TEXT_ENCODER_LORA_SEED_OFFSET + offset))
         else:
-            self.text_encoder.trainable = False
+            for encoder in self._text_encoders():
+                encoder.trainable = False
         names = []
         for network, targets, seed in groups:
             for index, (name, layer) in enumerate(targets.items()):
@@ -209,6 +218,11 @@ class DreamBoothTrainer(DiffusionTrainer):
                 variable.trainable = id(variable) in lora_variables
         return names
 
+    def _text_encoders(self):
+        """The backbone's text encoders: SD's one, SDXL's two."""
+        second = getattr(self.backbone, "text_encoder_2", None)
+        return [self.text_encoder] + ([second] if second is not None else [])
+
     # --- The training step ------------------------------------------------
 
     def compile(self, optimizer="adamw", **kwargs):
@@ -225,7 +239,7 @@ class DreamBoothTrainer(DiffusionTrainer):
         noisy, timesteps, target, weights = self.objective.noisy_latents(
             latents, self.seed_generator
         )
-        conditioning = self._conditioning(inputs)
+        conditioning = self._sized_conditioning(self._conditioning(inputs), latents)
         prediction = self.backbone.denoise(noisy, timesteps, conditioning, training=training)
         if "is_class_image" in inputs:
             is_class = ops.cast(inputs["is_class_image"], "float32")
@@ -240,7 +254,12 @@ class DreamBoothTrainer(DiffusionTrainer):
                     "Precomputed 'context' cannot train the text encoder: give "
                     f"'token_ids'. Received: {describe_batch(inputs)}"
                 )
-            return {"context": ops.cast(inputs["context"], "float32")}
+            # SDXL's cache holds the pooled text embedding too.
+            return {
+                key: ops.cast(inputs[key], "float32")
+                for key in CACHED_CONDITIONING_KEYS
+                if key in inputs
+            }
         return self.backbone.encode_text(inputs["token_ids"], training=self.train_text_encoder)
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
@@ -352,5 +371,7 @@ class DreamBoothTrainer(DiffusionTrainer):
 
 def _kohya_base_model_version(backbone):
     """kohya's `ss_base_model_version` for the backbone's architecture."""
+    if getattr(backbone, "text_encoder_2", None) is not None:
+        return "sdxl_base_v1-0"
     return "sd_v1" if backbone.unet.transformer_projection == "conv" else "sd_2.0"
 

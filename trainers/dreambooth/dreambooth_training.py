@@ -153,13 +153,21 @@ def build_dreambooth(settings, devices=None):
     if not settings.train_text_encoder:
         import numpy as np
 
+        from studio.trainers.dreambooth.dreambooth_trainer import CACHED_CONDITIONING_KEYS
+
+        def text_outputs(ids):
+            # SD: the context; SD-XL: also the pooled text embedding (its size
+            # ids are the step's, from the latents).
+            outputs = backbone.encode_text(ids)
+            if "text_embeds" not in outputs:
+                return outputs["context"]
+            return {key: outputs[key] for key in CACHED_CONDITIONING_KEYS}
+
         token_ids = np.concatenate([d.token_ids for d in datasets])
         if is_sd3:
             table, contexts = sd3.sd3_text_embeddings(backbone, token_ids)
         else:
-            table, contexts = precompute_text_embeddings(
-                lambda ids: backbone.encode_text(ids)["context"], token_ids
-            )
+            table, contexts = precompute_text_embeddings(text_outputs, token_ids)
 
     def build_batches():
         if prior_preservation:
@@ -180,7 +188,7 @@ def build_dreambooth(settings, devices=None):
 
 
 def _build_trainer(settings, backbone, devices):
-    """The compiled `DreamBoothTrainer` of `settings` (SD 1.x / 2.x), in `devices`' scope."""
+    """The compiled `DreamBoothTrainer` of `settings` (SD 1.x / 2.x, SD-XL), in `devices`' scope."""
     from studio.trainers.dreambooth.dreambooth_trainer import DreamBoothTrainer
 
     with devices.scope():

@@ -142,25 +142,33 @@ class TextualInversionTrainer(DiffusionTrainer):
         ]
         token_ids = _register_placeholders(backbone.tokenizer, tokens, counts)
         first_new_id = token_ids[tokens[0]][0]
-        _check_fits_table(backbone.tokenizer, first_new_id, backbone.token_embedding)
         for token, word, ids, count in zip(tokens, words, word_ids, counts):
             _warn_of_split_initializer(backbone.tokenizer, token, word, ids, count)
         self.placeholder_token_ids = token_ids
-        table = ops.convert_to_numpy(backbone.token_embedding.embeddings)
-        initial = np.concatenate(
-            [_initial_vectors(table, ids, count) for ids, count in zip(word_ids, counts)]
-        ).astype("float32")
-        self.initial_norms = np.linalg.norm(initial, axis=-1).astype("float32")
-        self.placeholder_embedding = PlaceholderEmbedding(
+        self.placeholder_embedding, self.initial_norms = self._placeholder_lookup(
+            backbone, first_new_id, word_ids, counts
+        )
+        self._start_training_state(
+            seed, min_snr_gamma=min_snr_gamma, offset_noise=offset_noise
+        )
+
+    def _placeholder_lookup(self, backbone, first_new_id, word_ids, counts):
+        """The token lookup of the placeholders and their vectors' initial norms.
+
+        One `PlaceholderEmbedding` on the text encoder's table; a family
+        with several text encoders (SDXL) overrides this with one per
+        encoder.
+        """
+        check_fits_table(backbone.tokenizer, first_new_id, backbone.token_embedding)
+        initial = initial_placeholder_vectors(backbone.token_embedding, word_ids, counts)
+        lookup = PlaceholderEmbedding(
             backbone.token_embedding,
             first_new_id,
             initial,
             output_dtype=backbone.text_compute_dtype,
             name="placeholder_embedding",
         )
-        self._start_training_state(
-            seed, min_snr_gamma=min_snr_gamma, offset_noise=offset_noise
-        )
+        return lookup, np.linalg.norm(initial, axis=-1).astype("float32")
 
     # --- The training step ------------------------------------------------
 
@@ -191,7 +199,7 @@ class TextualInversionTrainer(DiffusionTrainer):
         noisy, timesteps, target, weights = self.objective.noisy_latents(
             latents, self.seed_generator
         )
-        conditioning = self.encode_text(inputs["token_ids"])
+        conditioning = self._sized_conditioning(self.encode_text(inputs["token_ids"]), latents)
         prediction = self.backbone.denoise(noisy, timesteps, conditioning, training=False)
         return ops.cast(prediction, "float32"), target, weights
 
@@ -338,7 +346,8 @@ def _register_placeholders(tokenizer, tokens, counts):
     return ids
 
 
-def _check_fits_table(tokenizer, first_new_id, token_embedding):
+def check_fits_table(tokenizer, first_new_id, token_embedding):
+    """Raises an InvalidInputError when the tokenizer's ids do not fit the token table."""
     rows = token_embedding.input_dim
     if first_new_id > rows:
         raise InvalidInputError(
@@ -384,6 +393,20 @@ def _warn_of_split_initializer(tokenizer, token, word, ids, count):
         StudioWarning,
         stacklevel=2,
     )
+
+
+def initial_placeholder_vectors(token_embedding, word_ids, counts):
+    """The placeholders' starting vectors `(total, width)` from a token table, float32.
+
+    Args:
+        token_embedding: the text encoder's `keras.layers.Embedding`.
+        word_ids: per placeholder, the ids of its initializer word.
+        counts: per placeholder, its number of vectors.
+    """
+    table = ops.convert_to_numpy(token_embedding.embeddings)
+    return np.concatenate(
+        [_initial_vectors(table, ids, count) for ids, count in zip(word_ids, counts)]
+    ).astype("float32")
 
 
 def _initial_vectors(table, ids, count):

@@ -61,14 +61,21 @@ def build_textual_inversion(settings, devices=None):
     import keras
 
     from studio.datasets import ConceptDataset
+    from studio.models.presets import SDXL
     from studio.trainers.distributed.data_parallel_devices import DataParallelDevices
     from studio.trainers.textual_inversion.textual_inversion_trainer import TextualInversionTrainer
     from studio.trainers.warmup_schedule import WarmupSchedule
 
     devices = devices or DataParallelDevices()
     backbone = load_backbone(settings, devices, frozen=True)
+    trainer_class = TextualInversionTrainer
+    if backbone.family == SDXL:
+        # Both text encoders' rows, one `{clip_l, clip_g}` embedding file.
+        from studio.trainers.textual_inversion.sdxl_textual_inversion_trainer import (
+            SDXLTextualInversionTrainer as trainer_class,
+        )
     with devices.scope():
-        trainer = TextualInversionTrainer(
+        trainer = trainer_class(
             backbone,
             settings.token,
             settings.init_word,
