@@ -23,7 +23,7 @@ class SDXLShapesSettings(TrainingSettings):
     pool_size: int = setting(8000, "rendered images the run draws from", at_least=1)
     batch_size: int = setting(32, "images per batch", at_least=1)
     steps: int = setting(1500, "adaptation steps", at_least=1)
-    lr: float = setting(3e-4, "peak learning rate")
+    lr: float = setting(5e-4, "peak learning rate")
     warmup_steps: int = setting(100, "linear learning-rate warm-up steps")
     save_every: int = setting(500, "steps between checkpoints", at_least=1)
     log_every: int = setting(50, "steps between TensorBoard points", at_least=1)
