@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 
 from studio.datasets.shapes_world import ShapesWorld
-from studio.interop import load_backbone
-from studio.models import stable_diffusion_backbone
+from studio.models import backbone_class, family_of, stable_diffusion_backbone
 from studio.models.presets import BACKBONE_PRESETS
 from studio.models.sdxl import SDXLBackbone
 from studio.pipelines import TextToImagePipeline
@@ -33,7 +32,8 @@ def backbone():
 
 
 def test_it_is_an_sdxl_model_with_both_encoders_and_the_added_conditioning(backbone):
-    assert isinstance(load_backbone("tiny-shapes-xl"), SDXLBackbone)
+    # What `--model tiny-shapes-xl` builds (`studio.interop.load_backbone`).
+    assert backbone_class(family_of("tiny-shapes-xl")) is SDXLBackbone
     conditioning = backbone.encode_text(backbone.tokenizer(["a red circle", "a shape"]))
     assert conditioning["context"].shape == (2, 16, 128)
     assert conditioning["text_embeds"].shape == (2, 64)
