@@ -14,6 +14,10 @@ class SDXLShapesSettings(TrainingSettings):
     (`re_express_in_sdxl`), then both text encoders and the UNet train
     `steps` steps on the shapes world's latents (tiny-shapes' VAE, frozen),
     with min-SNR weighting and a cosine to 10% of the peak learning rate.
+    The shipped run (seed 0) took 23 minutes on 2 CPU cores shared with other
+    work (1.07 steps/s); it raised the held-out prompts' shape accuracy from
+    0.396 (re-expressed, before) to 0.929, colour 0.400 to 1.000, background
+    0.533 to 0.996.
     """
 
     METHOD = "sdxl_shapes_model"
