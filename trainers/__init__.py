@@ -23,6 +23,7 @@ _EXPORTS = {
     "TextualInversionSettings": "studio.trainers.settings.textual_inversion_settings",
     "DreamBoothSettings": "studio.trainers.settings.dreambooth_settings",
     "BaseModelSettings": "studio.trainers.settings.base_model_settings",
+    "SDXLShapesSettings": "studio.trainers.settings.sdxl_shapes_settings",
     "read_run_settings": "studio.trainers.settings.run_settings_files",
     "train_textual_inversion": "studio.trainers.textual_inversion.textual_inversion_training",
     "build_textual_inversion": "studio.trainers.textual_inversion.textual_inversion_training",
@@ -30,6 +31,8 @@ _EXPORTS = {
     "build_dreambooth": "studio.trainers.dreambooth.dreambooth_training",
     "pretrain_base_model": "studio.trainers.base_model.base_model_pretraining",
     "ship_base_model": "studio.trainers.base_model.base_model_pretraining",
+    "pretrain_sdxl_shapes_model": "studio.trainers.base_model.sdxl_shapes_pretraining",
+    "ship_sdxl_shapes_model": "studio.trainers.base_model.sdxl_shapes_pretraining",
     "NonFiniteLossError": "studio.trainers.run.non_finite_loss_error",
 }
 

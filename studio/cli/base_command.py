@@ -1,5 +1,7 @@
 """`studio train base`: pretrain the embedded `tiny-shapes` model from scratch on the shapes world.
 
+`studio train base-xl` makes `tiny-shapes-xl` from it (the SDXL family).
+
 A thin shell over `studio.trainers.pretrain_base_model` (its options come
 from `BaseModelSettings`); `--ship` copies the weights into the package.
 `studio train classifier` trains the shapes-world attribute classifier.
@@ -12,6 +14,7 @@ import os
 # at 4000, 0.997 (4 minutes on 2 cores).
 CLASSIFIER_STEPS = 4000
 DEFAULT_OUT = os.path.join("runs", "base")
+DEFAULT_XL_OUT = os.path.join("runs", "base-xl")
 
 
 def add_method_parser(methods):
@@ -37,8 +40,33 @@ def add_method_parser(methods):
     add("--ship", action="store_true",
         help="copy the trained weights into studio/pretrained/ (the tiny-shapes preset)")
     parser.set_defaults(run=run)
+    _add_sdxl_parser(methods)
     _add_classifier_parser(methods)
     return parser
+
+
+def _add_sdxl_parser(methods):
+    from studio.cli.settings_options import add_settings_options
+    from studio.trainers.settings.sdxl_shapes_settings import SDXLShapesSettings
+
+    parser = methods.add_parser(
+        "base-xl",
+        help="make the embedded tiny-shapes-xl model (tiny-shapes in the SDXL family)",
+        description=(
+            "Re-express the shipped tiny-shapes model in the SDXL family (two text "
+            "encoders, pooled text and size conditioning), then adapt its encoders and "
+            "UNet on the shapes world, reproducibly from --seed. --out gets a diffusion/ "
+            "run folder and model/ (a saved model). --resume continues an interrupted "
+            "run; --ship copies the weights into the package (the tiny-shapes-xl preset)."
+        ),
+    )
+    add_settings_options(parser, SDXLShapesSettings)
+    add = parser.add_argument
+    add("--out", default=DEFAULT_XL_OUT, help=f"output folder (default: {DEFAULT_XL_OUT})")
+    add("--resume", action="store_true", help="continue the run in --out")
+    add("--ship", action="store_true",
+        help="copy the trained weights into studio/pretrained/ (the tiny-shapes-xl preset)")
+    parser.set_defaults(run=run_sdxl)
 
 
 def _add_classifier_parser(methods):
@@ -72,6 +100,24 @@ def run_classifier(args):
     with atomic_path(path, suffix=".weights.h5") as staging:
         classifier.save_weights(staging)
     print(f"Classifier: {path}")
+    return 0
+
+
+def run_sdxl(args):
+    """Runs `studio train base-xl`; returns the exit code."""
+    from studio.cli.settings_options import given_settings
+    from studio.trainers import (
+        SDXLShapesSettings,
+        pretrain_sdxl_shapes_model,
+        ship_sdxl_shapes_model,
+    )
+
+    settings = SDXLShapesSettings(**given_settings(args, SDXLShapesSettings)).validate()
+    model_folder = pretrain_sdxl_shapes_model(settings, args.out, resume=args.resume)
+    print(f"Model: {model_folder}")
+    if args.ship:
+        for path in ship_sdxl_shapes_model(model_folder):
+            print(f"Shipped: {path}")
     return 0
 
 

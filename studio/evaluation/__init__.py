@@ -20,6 +20,7 @@ _EXPORTS = {
     "class_diversity": "studio.evaluation.concept_metrics",
     "concept_fidelity": "studio.evaluation.concept_metrics",
     "render_concept_set": "studio.evaluation.concept_set",
+    "score_concept_files": "studio.evaluation.concept_file_scores",
     "reference_metrics_status": "studio.evaluation.reference_metrics",
     "score_comparison": "studio.evaluation.comparison_scores",
 }

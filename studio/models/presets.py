@@ -157,6 +157,25 @@ _TINY_SDXL_CLIP = {
     "end_token_id": 513,
 }
 
+# tiny-shapes-xl: tiny-shapes re-expressed in the SDXL family. Its two encoders
+# are tiny-shapes' (one layer more: SDXL reads the penultimate layer, so a
+# last layer, started as the identity, only makes the pooled vector); the
+# UNet is tiny-shapes' with SDXL's linear projections, a context of both
+# encoders side by side and the added conditioning (pooled text + size ids).
+_SHAPES_XL_CLIP = {
+    "vocabulary_size": 640,
+    "sequence_length": 16,
+    "hidden_dim": 64,
+    "num_layers": 3,
+    "num_heads": 4,
+    "intermediate_dim": 256,
+    "intermediate_activation": "quick_gelu",
+    "hidden_states_layer": "penultimate",
+    "return_pooled": True,
+    # The shapes-world tokenizer's end token (512 bytes, 92 merges, start).
+    "end_token_id": 605,
+}
+
 BACKBONE_PRESETS = {
     "sd-v1": {
         "family": STABLE_DIFFUSION,
@@ -303,6 +322,54 @@ BACKBONE_PRESETS = {
         "weights": None,
         # Files `studio.pretrained/<prefix>_<component>.weights.h5`, in the package.
         "packaged_weights": "tiny_shapes",
+    },
+    "tiny-shapes-xl": {
+        "family": SDXL,
+        "description": (
+            "The embedded model in the SDXL family: tiny-shapes' networks re-expressed "
+            "with two text encoders (penultimate states side by side, pooled "
+            "projection), SDXL's UNet conditioning (pooled text + size ids) and "
+            "tiny-shapes' VAE, adapted on the shapes world by `studio train base-xl`; "
+            "its weights ship with the package, so it loads offline."
+        ),
+        "text_encoder": {"class_name": "CLIPTextEncoder", "config": _SHAPES_XL_CLIP},
+        "text_encoder_2": {"class_name": "CLIPTextEncoder", "config": dict(
+            _SHAPES_XL_CLIP, intermediate_activation="gelu", projection_dim=64,
+        )},
+        "unet": {"class_name": "UNet", "config": {
+            "block_channels": [32, 64],
+            "layers_per_block": 1,
+            "attention_levels": [True, True],
+            "context_dim": 128,
+            "num_heads": 4,
+            "transformer_projection": "linear",
+            "transformer_depth": [1, 1],
+            "norm_groups": 8,
+            "pooled_text_dim": 64,
+            "time_ids_dim": 8,
+            "num_time_ids": 6,
+            **_DIFFUSERS_UNET_NUMERICS,
+        }},
+        "vae_encoder": {"class_name": "VAEEncoder", "config": _SHAPES_VAE},
+        "vae_decoder": {"class_name": "VAEDecoder", "config": _SHAPES_VAE},
+        "tokenizer": {"type": "shapes_world", "sequence_length": 16},
+        # The world's tokenizer pads with its end token, so both encoders
+        # read the same ids (SDXLBackbone needs no second padding).
+        "tokenizer_2": {"type": "shapes_world", "sequence_length": 16},
+        "prediction_type": "epsilon",
+        # tiny-shapes' VAE, frozen: its measured scale.
+        "latent_scale": 0.72589,
+        "image_size": 32,
+        "noise_schedule": SD_NOISE_SCHEDULE,
+        "weights": None,
+        # The VAE is tiny-shapes' own files; the rest are this model's.
+        "packaged_weights": {
+            "text_encoder": "tiny_shapes_xl",
+            "text_encoder_2": "tiny_shapes_xl",
+            "unet": "tiny_shapes_xl",
+            "vae_encoder": "tiny_shapes",
+            "vae_decoder": "tiny_shapes",
+        },
     },
     "tiny-sdxl": {
         "family": SDXL,

@@ -395,8 +395,20 @@ def packaged_weights_path(prefix, component):
     return os.path.join(folder, f"{prefix}_{component}.weights.h5")
 
 
-def _load_packaged_weights(preset, prefix, networks):
-    paths = {name: packaged_weights_path(prefix, name) for name in networks}
+def packaged_weights_prefixes(packaged_weights, names):
+    """Component -> file prefix of a preset's `packaged_weights`.
+
+    It is one prefix for every network, or a dict by component, so that a
+    preset can share another's files (tiny-shapes-xl has tiny-shapes' VAE).
+    """
+    if isinstance(packaged_weights, str):
+        return {name: packaged_weights for name in names}
+    return {name: packaged_weights[name] for name in names}
+
+
+def _load_packaged_weights(preset, packaged_weights, networks):
+    prefixes = packaged_weights_prefixes(packaged_weights, networks)
+    paths = {name: packaged_weights_path(prefixes[name], name) for name in networks}
     missing = [path for path in paths.values() if not os.path.isfile(path)]
     if missing:
         raise WeightsNotFoundError(

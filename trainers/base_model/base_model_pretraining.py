@@ -51,20 +51,13 @@ def pretrain_base_model(settings, out, resume=False):
 
     vae = VAETrainer(backbone.vae_encoder, backbone.vae_decoder, seed=seed)
     vae.compile(optimizer=keras.optimizers.Adam(
-        _schedule(settings, settings.vae_lr, settings.vae_steps)))
-    _run_phase(vae, os.path.join(out, "vae"), settings, settings.vae_steps,
+        learning_rate_schedule(settings, settings.vae_lr, settings.vae_steps)))
+    run_phase(vae, os.path.join(out, "vae"), settings, settings.vae_steps,
                ShapesWorldBatches(images, scenes, world, settings.batch_size, seed), resume)
     for network in (backbone.vae_encoder, backbone.vae_decoder):
         network.load_weights(os.path.join(out, "vae", f"{network.name}.weights.h5"))
 
-    moments = np.concatenate([
-        keras.ops.convert_to_numpy(
-            backbone.encode_moments(
-                backbone.image_preprocessor.to_model_range(images[i : i + ENCODE_BATCH_SIZE])
-            )
-        )
-        for i in range(0, len(images), ENCODE_BATCH_SIZE)
-    ])
+    moments = pool_moments(backbone, images)
     # Stable Diffusion scales latents to unit variance; measure ours the same way.
     means = moments[..., : moments.shape[-1] // 2]
     backbone.latent_scale = float(1.0 / np.std(means))
@@ -72,10 +65,10 @@ def pretrain_base_model(settings, out, resume=False):
 
     trainer = BaseModelTrainer(backbone, min_snr_gamma=settings.min_snr_gamma or None, seed=seed)
     trainer.compile(optimizer=keras.optimizers.Adam(
-        _schedule(settings, settings.lr, settings.steps)))
+        learning_rate_schedule(settings, settings.lr, settings.steps)))
     batches = ShapesWorldBatches(images, scenes, world, settings.batch_size, seed + 1,
                                  tokenizer=backbone.tokenizer, moments=moments)
-    _run_phase(trainer, os.path.join(out, "diffusion"), settings, settings.steps, batches, resume)
+    run_phase(trainer, os.path.join(out, "diffusion"), settings, settings.steps, batches, resume)
     for name in ("text_encoder", "unet"):
         getattr(backbone, name).load_weights(os.path.join(out, "diffusion", f"{name}.weights.h5"))
     return backbone.save_to_preset(os.path.join(out, "model"))
@@ -83,14 +76,23 @@ def pretrain_base_model(settings, out, resume=False):
 
 def ship_base_model(model_folder):
     """Copies a saved model's weights into `studio/pretrained/`; returns the paths."""
+    return ship_packaged_weights(PRESET, model_folder,
+                                 ("text_encoder", "unet", "vae_encoder", "vae_decoder"))
+
+
+def ship_packaged_weights(preset, model_folder, components):
+    """Copies the `components` of a saved model into the package as `preset`'s; returns the paths."""
     from studio.files.atomic_write import atomic_file
     from studio.models.presets import BACKBONE_PRESETS
-    from studio.models.stable_diffusion_backbone import packaged_weights_path
+    from studio.models.stable_diffusion_backbone import (
+        packaged_weights_path,
+        packaged_weights_prefixes,
+    )
 
-    prefix = BACKBONE_PRESETS[PRESET]["packaged_weights"]
+    prefixes = packaged_weights_prefixes(BACKBONE_PRESETS[preset]["packaged_weights"], components)
     paths = []
-    for name in ("text_encoder", "unet", "vae_encoder", "vae_decoder"):
-        target = packaged_weights_path(prefix, name)
+    for name in components:
+        target = packaged_weights_path(prefixes[name], name)
         with atomic_file(target) as file, open(
             os.path.join(model_folder, f"{name}.weights.h5"), "rb"
         ) as source:
@@ -99,7 +101,23 @@ def ship_base_model(model_folder):
     return paths
 
 
-def _schedule(settings, lr, steps):
+def pool_moments(backbone, images):
+    """The VAE moments of a pool of uint8 images, encoded in batches (numpy)."""
+    import keras
+    import numpy as np
+
+    return np.concatenate([
+        keras.ops.convert_to_numpy(
+            backbone.encode_moments(
+                backbone.image_preprocessor.to_model_range(images[i : i + ENCODE_BATCH_SIZE])
+            )
+        )
+        for i in range(0, len(images), ENCODE_BATCH_SIZE)
+    ])
+
+
+def learning_rate_schedule(settings, lr, steps):
+    """Linear warm-up to `lr`, then a cosine to `FINAL_LR_FRACTION` of it, over `steps`."""
     import keras
 
     warmup = min(settings.warmup_steps, steps // 2)
@@ -112,7 +130,8 @@ def _schedule(settings, lr, steps):
     )
 
 
-def _run_phase(trainer, folder, settings, steps, batches, resume):
+def run_phase(trainer, folder, settings, steps, batches, resume):
+    """Fits `trainer` in the run folder `folder`; a finished phase of `steps` is skipped."""
     from studio.trainers.run.run_directory import RunDirectory
     from studio.trainers.run.training_run import STATUS_COMPLETED, TrainingRun
 

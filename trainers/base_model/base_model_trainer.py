@@ -8,7 +8,7 @@ from studio.trainers.diffusion_trainer import DiffusionTrainer
 
 
 class BaseModelTrainer(DiffusionTrainer):
-    """Trains a backbone's text encoder and UNet together on image/caption batches.
+    """Trains a backbone's text encoder(s) and UNet together on image/caption batches.
 
     The VAE is frozen (trained before, by `VAETrainer`). Each step samples
     latents from the batch's VAE moments, noises them with the backbone's
@@ -16,7 +16,9 @@ class BaseModelTrainer(DiffusionTrainer):
     caption's context from the text encoder, which learns along.
 
     Args:
-        backbone: a `studio.models.StableDiffusionBackbone`.
+        backbone: a `studio.models.StableDiffusionBackbone` or `SDXLBackbone`
+            (both its text encoders train, and the UNet reads SDXL's whole
+            conditioning: context, pooled text, size ids).
         min_snr_gamma: float or None (see `DDPMObjective`).
         seed: int or None, of the noise and timestep draws.
         **kwargs: `keras.Model` arguments.
@@ -36,6 +38,9 @@ class BaseModelTrainer(DiffusionTrainer):
         backbone.vae_encoder.trainable = False
         backbone.vae_decoder.trainable = False
         self._track_backbone(backbone)
+        # SDXL's second text encoder learns along (tracked, so Keras trains it).
+        if hasattr(backbone, "text_encoder_2"):
+            self.text_encoder_2 = backbone.text_encoder_2
         self._start_training_state(seed, min_snr_gamma=min_snr_gamma)
 
     def call(self, inputs, training=False):
@@ -54,11 +59,17 @@ class BaseModelTrainer(DiffusionTrainer):
         return loss
 
     def save_results(self, folder, step):
-        """Writes the text encoder's and UNet's weights into `folder` (for `TrainingRun`)."""
-        for name in ("text_encoder", "unet"):
+        """Writes the text encoders' and UNet's weights into `folder` (for `TrainingRun`)."""
+        for name in trained_networks(self.backbone):
             getattr(self.backbone, name).save_weights(
                 os.path.join(folder, f"{name}.weights.h5")
             )
 
     def get_config(self):
         return {"name": self.name, "min_snr_gamma": self.min_snr_gamma, "seed": self.seed}
+
+
+def trained_networks(backbone):
+    """The names of the networks this trainer trains: every one but the VAE's."""
+    return [name for name in backbone.component_names
+            if name not in ("vae_encoder", "vae_decoder")]

@@ -1,0 +1,71 @@
+"""`tiny-shapes-xl`: the shipped SDXL-family model of the shapes world loads offline and draws what it is asked."""
+
+import os
+
+import numpy as np
+import pytest
+
+from studio.datasets.shapes_world import ShapesWorld
+from studio.models import backbone_class, family_of, stable_diffusion_backbone
+from studio.models.presets import BACKBONE_PRESETS
+from studio.models.sdxl import SDXLBackbone
+from studio.pipelines import TextToImagePipeline
+
+# Named shapes on combinations held out of tiny-shapes' training (and so of
+# the adaptation's too): what the classifier must read in the images.
+PROMPTS = {
+    f"a {colour} {shape} on a {background} background": shape
+    for shape, colour, background in [
+        ("circle", "red", "black"), ("circle", "blue", "gray"),
+        ("square", "yellow", "white"), ("square", "purple", "gray"),
+        ("triangle", "red", "white"), ("triangle", "purple", "black"),
+    ]
+}
+IMAGES_PER_PROMPT = 2
+STEPS = 20
+GUIDANCE = 4.0
+
+
+@pytest.fixture(scope="module")
+def backbone():
+    return SDXLBackbone.from_preset("tiny-shapes-xl")
+
+
+def test_it_is_an_sdxl_model_with_both_encoders_and_the_added_conditioning(backbone):
+    # What `--model tiny-shapes-xl` builds (`studio.interop.load_backbone`).
+    assert backbone_class(family_of("tiny-shapes-xl")) is SDXLBackbone
+    conditioning = backbone.encode_text(backbone.tokenizer(["a red circle", "a shape"]))
+    assert conditioning["context"].shape == (2, 16, 128)
+    assert conditioning["text_embeds"].shape == (2, 64)
+    np.testing.assert_array_equal(conditioning["time_ids"][0], [32, 32, 0, 0, 32, 32])
+    # Adapted, not the re-expressed start: both encoders and the added
+    # conditioning have moved away from it (which is the same for both).
+    first, second = backbone.text_encoder.get_weights(), backbone.text_encoder_2.get_weights()
+    assert not all(np.array_equal(a, b) for a, b in zip(first, second))
+    added = backbone.unet.get_layer("added_conditioning").dense_out.kernel
+    assert np.abs(np.asarray(added.numpy())).max() > 0
+
+
+def test_it_draws_the_prompted_shape(backbone, read_shapes):
+    assert all(ShapesWorld.is_held_out(shape, prompt.split()[1], prompt.split()[-2])
+               for prompt, shape in PROMPTS.items())
+    pipeline = TextToImagePipeline(backbone)
+    result = pipeline(list(PROMPTS), num_images_per_prompt=IMAGES_PER_PROMPT, num_steps=STEPS,
+                      guidance_scale=GUIDANCE, seed=0)
+    asked = [shape for shape in PROMPTS.values() for _ in range(IMAGES_PER_PROMPT)]
+    seen = [shape for _, shape, _ in read_shapes(result.images)]
+    accuracy = np.mean([a == s for a, s in zip(asked, seen)])
+    assert accuracy >= 0.8, list(zip(asked, seen))
+
+
+def test_shipped_weights_stay_small_and_share_tiny_shapes_vae():
+    packaged = BACKBONE_PRESETS["tiny-shapes-xl"]["packaged_weights"]
+    assert packaged["vae_encoder"] == BACKBONE_PRESETS["tiny-shapes"]["packaged_weights"]
+    own = [stable_diffusion_backbone.packaged_weights_path(prefix, name)
+           for name, prefix in packaged.items() if prefix == "tiny_shapes_xl"]
+    assert len(own) == 3
+    assert sum(os.path.getsize(p) for p in own) < 8 * 2**20
+    # Everything in the package, classifier and both models, under 20 MB.
+    folder = os.path.dirname(own[0])
+    total = sum(os.path.getsize(os.path.join(folder, f)) for f in os.listdir(folder))
+    assert total < 20 * 2**20
