@@ -23,7 +23,6 @@ from studio.errors import InvalidInputError
 from studio.interop.sd3_mmdit_names import (
     DIFFUSERS_TRANSFORMER_PREFIX,
     KOHYA_MMDIT_PREFIX,
-    QKV_SPLIT,
     STREAMS,
     diffusers_module,
     kohya_module,

@@ -7,7 +7,6 @@ datasets, the latent cache, cached text embeddings); only the trainer
 """
 
 from studio.errors import SettingsError
-from studio.models.presets import SD3
 
 # DreamBooth options an SD3 run does not have yet, with what to do instead.
 _UNSUPPORTED = (
