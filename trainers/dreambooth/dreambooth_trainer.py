@@ -308,15 +308,7 @@ class DreamBoothTrainer(DiffusionTrainer):
         """The trained LoRA matrices as a `LoRAWeights` (LoRA mode only)."""
         if not self.is_lora:
             raise ValueError("Full fine-tuning has no LoRA weights. Received: lora_rank=None")
-        metadata = {
-            "ss_base_model_version": _kohya_base_model_version(self.backbone),
-            "studio_base_model": str(self.backbone.name),
-            TOKEN_TABLE_HASH_KEY: self.backbone.token_table_hash,
-            "studio_method": "dreambooth",
-        }
-        if steps is not None:
-            metadata["ss_steps"] = str(int(steps))
-        return LoRAWeights.from_backbone(self.backbone, metadata=metadata)
+        return dreambooth_lora_weights(self.backbone, _kohya_base_model_version(self.backbone), steps)
 
     def save_lora(self, path, steps=None, dtype="float32"):
         """Writes the LoRA weights as a kohya `.safetensors` file."""
@@ -375,3 +367,15 @@ def _kohya_base_model_version(backbone):
         return "sdxl_base_v1-0"
     return "sd_v1" if backbone.unet.transformer_projection == "conv" else "sd_2.0"
 
+
+def dreambooth_lora_weights(backbone, base_model_version, steps=None):
+    """`backbone`'s LoRA matrices as a `LoRAWeights`, with a DreamBooth run's kohya metadata."""
+    metadata = {
+        "ss_base_model_version": base_model_version,
+        "studio_base_model": str(backbone.name),
+        TOKEN_TABLE_HASH_KEY: backbone.token_table_hash,
+        "studio_method": "dreambooth",
+    }
+    if steps is not None:
+        metadata["ss_steps"] = str(int(steps))
+    return LoRAWeights.from_backbone(backbone, metadata=metadata)

@@ -6,12 +6,14 @@ import keras
 from keras import ops
 
 from studio.errors import InvalidInputError
-from studio.lora.lora_weights import TOKEN_TABLE_HASH_KEY, LoRAWeights
 from studio.lora.sd3_diffusers_lora import save_diffusers_sd3_lora
 from studio.lora.sd3_lora_targets import mmdit_lora_targets
 from studio.trainers.diffusion_trainer import DiffusionTrainer
 from studio.trainers.distributed.replica_context import sum_over_replicas
-from studio.trainers.dreambooth.dreambooth_trainer import DreamBoothTrainer
+from studio.trainers.dreambooth.dreambooth_trainer import (
+    DreamBoothTrainer,
+    dreambooth_lora_weights,
+)
 from studio.trainers.run.last_value import LastValue
 from studio.trainers.run.run_directory import LORA_FILE
 
@@ -144,15 +146,7 @@ class SD3LoRATrainer(DiffusionTrainer):
 
     def lora_weights(self, steps=None):
         """The trained LoRA matrices as a `LoRAWeights` (kohya's SD3 names)."""
-        metadata = {
-            "ss_base_model_version": KOHYA_SD3_BASE_MODEL_VERSION,
-            "studio_base_model": str(self.backbone.name),
-            TOKEN_TABLE_HASH_KEY: self.backbone.token_table_hash,
-            "studio_method": "dreambooth",
-        }
-        if steps is not None:
-            metadata["ss_steps"] = str(int(steps))
-        return LoRAWeights.from_backbone(self.backbone, metadata=metadata)
+        return dreambooth_lora_weights(self.backbone, KOHYA_SD3_BASE_MODEL_VERSION, steps)
 
     def save_results(self, folder, step):
         """Writes `lora.safetensors` (kohya) and `lora.diffusers.safetensors` into `folder`."""
