@@ -99,13 +99,14 @@ def build_dreambooth(settings, devices=None):
     from studio.trainers.dreambooth import sd3_dreambooth_training as sd3
 
     from studio.models import family_of
+    from studio.models.presets import SD3
 
     devices = devices or DataParallelDevices()
-    if family_of(settings.model) == sd3.SD3:
+    if family_of(settings.model) == SD3:
         # Before loading: what SD3 cannot do is refused at once.
         sd3.check_sd3_settings(settings)
     backbone = load_backbone(settings, devices, families=DREAMBOOTH_FAMILIES)
-    is_sd3 = backbone.family == sd3.SD3
+    is_sd3 = backbone.family == SD3
     if is_sd3:
         sd3.check_sd3_settings(settings)
     resolution = settings.training_resolution(backbone)
