@@ -247,7 +247,10 @@ def test_enter_never_starts_a_run_and_a_second_start_asks(fresh_app):
 PHASES_BEFORE_TRAINING = ("Loading the model", "Generating class images",
                           "Checking the images", "Encoding the images",
                           "Compiling the training step")
-CLASS_IMAGES = 16
+# Enough batches (of 4) that generating them outlasts a few of the page's 2 s polls
+# on an idle machine: 16 images of 10 steps took one poll, and the count seemed stuck.
+CLASS_IMAGES = 64
+CLASS_IMAGE_STEPS = 25
 
 
 @pytest.mark.large
@@ -266,7 +269,7 @@ def test_dreambooth_phases_and_class_images_in_chromium(fresh_app):
         set_input(browser, "Class images", str(CLASS_IMAGES))
         set_input(browser, "Steps", "3")
         open_advanced(browser)
-        set_input(browser, "Sampling steps per class image", "10")
+        set_input(browser, "Sampling steps per class image", str(CLASS_IMAGE_STEPS))
         set_input(browser, "Samples every (steps)", "2")
         set_input(browser, "Sampling steps of samples", "2")
         assert browser.click_button("Start training")
