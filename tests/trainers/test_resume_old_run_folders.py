@@ -14,6 +14,12 @@ runs were made with:
         --num-class-images 2 --class-image-steps 2 --lora-rank 2 --save-every 1 \\
         --log-every 1 --latent-variants 2 --cache-dir cache --steps 2 --out db_stopped
 
+`cache/` holds the latent-cache entries those runs wrote (the old code's
+variants, made again with it): a resumed run reads them, as it does on the
+machine that started it. With the cache cleared, a run resumes on the
+variants of today's seeding (by each image's own contents), which the old
+code did not use, so the result would differ.
+
 Checkpoints restore variables by order and shape, so a trainer that makes
 its variables in another order fails here, or continues from wrong values.
 """
