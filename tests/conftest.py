@@ -324,10 +324,15 @@ def sdxl_imported(sdxl_reference):
 
 
 # --- Test processes (pytest-xdist) --------------------------------------------
-# `.ci/run` runs the suite in two processes (`-n 2 --dist loadgroup`). Each
-# test file goes to one process whole, so its module fixtures are built once;
-# the full-size models (several GiB each) share one group, so that the two
-# processes never hold two of them at once.
+# `.ci/run` runs the suite in two processes (`-n 2 --dist loadgroup`), which
+# hand out tests one by one, except for these groups, each run whole by one
+# process:
+# - the full-size models (8-16 GiB each), so that two are never in memory at
+#   once on CI's 24 GiB;
+# - files sharing an expensive session fixture, which is then built once;
+# - each file whose tests share a module-scoped fixture (a trained run, a
+#   built model), which is then built once rather than in both processes.
+# The groups need pytest below 9.2 (pyproject.toml; tests/test_xdist_groups.py).
 FULL_SIZE_MODEL_FILES = (
     "tests/models/test_unet_keras_cv.py",
     "tests/models/test_clip_text_encoder.py",
@@ -340,20 +345,22 @@ FULL_SIZE_MODEL_FILES = (
 )
 
 
-# Files sharing an expensive session fixture go to one process, which builds
-# it once (the app's trained-and-resumed run, ~80 s).
+# The app's trained-and-resumed run (~80 s).
 SHARED_FIXTURE_GROUPS = {
     "tests/app/test_app_workflow.py": "app_workflow",
     "tests/app/test_browser.py": "app_workflow",
 }
 
 
+def _uses_a_module_fixture(item):
+    info = getattr(item, "_fixtureinfo", None)
+    if info is None:
+        return False
+    return any(definitions and definitions[-1].scope in ("module", "class")
+               for definitions in info.name2fixturedefs.values())
+
+
 # tryfirst: xdist reads the groups in its own hook of this name (in each worker).
-# KNOWN GAP: with pytest 9.2 and pytest-xdist 3.8 the groups have no effect: xdist
-# tags a grouped test by rewriting `item._nodeid`, which pytest 9.2's `nodeid` no
-# longer reads, so `--dist loadgroup` hands out tests one by one, as `--dist load`
-# does (measured: test_app_workflow.py's tests ran in both processes, each building
-# the session's trained run). The suite's times were measured that way.
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
     for item in items:
@@ -363,6 +370,10 @@ def pytest_collection_modifyitems(config, items):
         large = item.get_closest_marker("large") is not None
         if large and path in FULL_SIZE_MODEL_FILES:
             group = "full_size_models"
+        elif path in SHARED_FIXTURE_GROUPS:
+            group = SHARED_FIXTURE_GROUPS[path]
+        elif _uses_a_module_fixture(item):
+            group = path
         else:
-            group = SHARED_FIXTURE_GROUPS.get(path, path)
+            continue
         item.add_marker(pytest.mark.xdist_group(group))
