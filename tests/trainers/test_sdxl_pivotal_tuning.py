@@ -60,14 +60,26 @@ def lora_values(trainer):
 
 
 @pytest.fixture(scope="module")
-def trained(quick_compile_options):
-    """A trainer after each of its steps: the token's rows, the LoRA, and every base weight."""
+def checkpoints(tmp_path_factory):
+    from studio.trainers.run.training_checkpoint import TrainingCheckpoint
+
+    return TrainingCheckpoint(tmp_path_factory.mktemp("pivotal") / "checkpoints")
+
+
+@pytest.fixture(scope="module")
+def trained(quick_compile_options, checkpoints):
+    """A trainer after each of its steps: the token's rows, the LoRA, and every base weight.
+
+    Its training state is checkpointed at `STOP_STEP`, after the rows stopped.
+    """
     trainer = pivotal_trainer(quick_compile_options)
     base_before = [numpy(v) for v in base_weights(trainer.backbone)]
     history = [(trainer.learned_vectors(), lora_values(trainer))]
-    for batch in batches(trainer.backbone.tokenizer, TOTAL_STEPS):
+    for step, batch in enumerate(batches(trainer.backbone.tokenizer, TOTAL_STEPS), 1):
         trainer.train_on_batch(batch)
         history.append((trainer.learned_vectors(), lora_values(trainer)))
+        if step == STOP_STEP:
+            checkpoints.save(trainer, step)
     return trainer, base_before, history
 
 
@@ -141,43 +153,21 @@ def test_both_files_applied_as_generation_applies_them_give_the_trained_model(
         rtol=1e-4, atol=1e-5)
 
 
-def pivotal_run(options, path, steps, resume=False):
-    """A pivotal-tuning run on `tiny` (SD 1.x: the same code, cheaper steps) in a run folder."""
-    from studio.trainers.run.run_directory import RunDirectory
-    from studio.trainers.run.training_run import TrainingRun
 
-    trainer = pivotal_trainer(options, model="tiny")
-    run = RunDirectory(path)
-    if not run.exists():
-        run.create({"instance_prompt": PROMPT})
-    training = TrainingRun(trainer, run, steps, save_every=STOP_STEP, log_every=1)
-    summary = training.fit(batches(trainer.backbone.tokenizer, TOTAL_STEPS, seed=5),
-                           resume=resume)
-    return trainer, summary
-
-
-def test_resumed_run_equals_uninterrupted_run_and_writes_both_files(
-        quick_compile_options, tmp_path):
-    from studio.embeddings import load_embedding
-    from studio.trainers.run.run_directory import EMBEDDING_FILE, LORA_FILE
-
-    whole, whole_summary = pivotal_run(quick_compile_options, tmp_path / "whole", TOTAL_STEPS)
-    # Stopped after the rows stopped: the resumed run must hold them, not train them again.
-    pivotal_run(quick_compile_options, tmp_path / "resumed", STOP_STEP)
-    resumed, summary = pivotal_run(quick_compile_options, tmp_path / "resumed", TOTAL_STEPS,
-                                   resume=True)
-    assert summary["resumed_from_step"] == STOP_STEP
-    assert whole_summary["steps"] == summary["steps"] == TOTAL_STEPS
-    assert summary["final_loss"] == pytest.approx(whole_summary["final_loss"], rel=1e-4)
-    for a, b in zip(whole.training_state_extras, resumed.training_state_extras):
-        np.testing.assert_allclose(numpy(b), numpy(a), rtol=1e-5, atol=1e-7)
-    assert len(lora_values(whole)) == len(lora_values(resumed)) > 0
-    for a, b in zip(lora_values(whole), lora_values(resumed)):
+def test_a_resumed_run_ends_as_the_uninterrupted_one(trained, checkpoints,
+                                                    quick_compile_options):
+    whole, _, history = trained
+    resumed = pivotal_trainer(quick_compile_options)
+    assert checkpoints.restore(resumed)["step"] == STOP_STEP
+    # The checkpoint holds the rows as they stopped, not as the optimizer left them.
+    for key, vectors in resumed.learned_vectors().items():
+        np.testing.assert_array_equal(vectors, history[STOP_STEP][0][key])
+    for batch in batches(resumed.backbone.tokenizer, TOTAL_STEPS)[STOP_STEP:]:
+        resumed.train_on_batch(batch)
+    for key, vectors in resumed.learned_vectors().items():
+        np.testing.assert_allclose(vectors, history[-1][0][key], rtol=1e-6, atol=1e-7)
+    for a, b in zip(history[-1][1], lora_values(resumed)):
         assert np.abs(a).max() > 0
         np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-7)
-    # Both files of each run; the SD 1.x embedding names its token.
-    files = [load_embedding(tmp_path / name / EMBEDDING_FILE) for name in ("whole", "resumed")]
-    assert [f.placeholders for f in files] == [[TOKEN], [TOKEN]]
-    np.testing.assert_allclose(files[1].vectors[TOKEN], files[0].vectors[TOKEN], atol=1e-7)
-    np.testing.assert_array_equal(files[0].vectors[TOKEN], whole.learned_vectors()[TOKEN])
-    assert (tmp_path / "resumed" / LORA_FILE).is_file()
+    for a, b in zip(whole.training_state_extras, resumed.training_state_extras):
+        np.testing.assert_array_equal(numpy(b), numpy(a))
