@@ -70,18 +70,21 @@ class PivotalTokenLookup(keras.layers.Layer):
             trains_now: bool scalar tensor, whether the vectors train in
                 this call. Once false, they never train again.
         """
-        trained = ops.greater(self.trains, 0.5)
+        trained = ops.greater(ops.convert_to_tensor(self.trains), 0.5)
         held = self.held_lookup.new_vectors
-        held.assign(ops.where(trained, self.training_lookup.new_vectors, held))
+        held.assign(ops.where(trained, ops.convert_to_tensor(self.training_lookup.new_vectors),
+                              ops.convert_to_tensor(held)))
         self.trains.assign(ops.cast(ops.logical_and(trained, trains_now), "float32"))
 
     def current_vectors(self):
         """The rows as generation reads them now, float32 `(num_new, dim)`."""
-        return ops.where(ops.greater(self.trains, 0.5), self.training_lookup.new_vectors,
-                         self.held_lookup.new_vectors)
+        return ops.where(ops.greater(ops.convert_to_tensor(self.trains), 0.5),
+                         ops.convert_to_tensor(self.training_lookup.new_vectors),
+                         ops.convert_to_tensor(self.held_lookup.new_vectors))
 
     def call(self, token_ids):
-        return ops.where(ops.greater(self.trains, 0.5), self.training_lookup(token_ids),
+        return ops.where(ops.greater(ops.convert_to_tensor(self.trains), 0.5),
+                         self.training_lookup(token_ids),
                          self.held_lookup(token_ids))
 
     def compute_output_spec(self, token_ids):

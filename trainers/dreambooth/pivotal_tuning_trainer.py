@@ -142,12 +142,12 @@ class PivotalTuningTrainer(DreamBoothTrainer):
 
     def call(self, inputs, training=False):
         if training:
-            calls = self.training_calls
+            calls = ops.convert_to_tensor(self.training_calls)
             trains_now = ops.less(
                 calls, float(self.embedding_steps * self._accumulation_steps()))
             for lookup in self._lookups():
                 lookup.step(trains_now)
-            calls.assign(calls + 1.0)
+            self.training_calls.assign(calls + 1.0)
         return super().call(inputs, training=training)
 
     def _conditioning(self, inputs):
