@@ -44,13 +44,15 @@ def test_sdxl_textual_inversion_finds_the_unnamed_concept(tmp_path):
     assert after["editability"] >= 0.5, after
 
 
-# Pivotal tuning: the rows train for the first half of the steps, the UNet
-# LoRA for all of them, at one rate.
+# Pivotal tuning: the rows train for the first 300 steps, the UNet LoRA for
+# all 500, at one rate. Seed 1 reached concept fidelity 0.90 (editability
+# 1.0); the rows alone 0.50, so the LoRA carries part of it. At 300 steps
+# fidelity was 0.80; at 2e-2 the LoRA diverged (0.62).
 PIVOTAL_SETTINGS = {
-    "steps": 400,
-    "lr": 2e-2,
+    "steps": 500,
+    "lr": 1e-2,
     "lora_rank": 4,
-    "ti_fraction": 0.5,
+    "ti_fraction": 0.6,
     "batch_size": 5,
     # As the TI run: this VAE is 4x, which the latent cache does not assume.
     "latent_variants": 0,

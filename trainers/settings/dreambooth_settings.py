@@ -119,7 +119,11 @@ class DreamBoothSettings(RunSettings):
         return self.token is not None
 
     def embedding_steps(self):
-        """The optimizer steps in which the token's vectors train (`ti_fraction` of `steps`)."""
+        """The optimizer steps in which the token's vectors train (`ti_fraction` of `steps`).
+
+        A resumed run with more `steps` moves this on only if the vectors
+        still train: once held, they stay held.
+        """
         return int(round(self.ti_fraction * self.steps))
 
     def _check_pivotal(self):
@@ -133,8 +137,9 @@ class DreamBoothSettings(RunSettings):
             raise SettingsError(
                 "Pivotal tuning (--token) trains the token's vectors and a UNet LoRA: add "
                 "--lora-rank (e.g. 4) and leave out --train-text-encoder. Received: --token "
-                f"{self.token} with --lora-rank {self.lora_rank}"
-                + (" and --train-text-encoder" if self.train_text_encoder else ""))
+                f"{self.token}"
+                + (" without --lora-rank" if self.lora_rank is None else "")
+                + (" with --train-text-encoder" if self.train_text_encoder else ""))
         if not self.init_word:
             raise SettingsError(
                 "--token needs --init-word, the word its vectors start from (e.g. the "
