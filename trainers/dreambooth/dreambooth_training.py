@@ -31,7 +31,8 @@ def train_dreambooth(settings, out, resume=False):
 
     Class images (with `class_prompt`) are generated first by the model
     before fine-tuning, into `class_data` (default: `out/class_images`). A
-    LoRA run writes `lora.safetensors` (kohya names); a full run
+    LoRA run writes `lora.safetensors` (kohya names), a pivotal-tuning run
+    (`settings.token`) also `embedding.safetensors`; a full run
     `unet.weights.h5` and the whole model in `out/model`.
 
     Args:
@@ -151,7 +152,8 @@ def build_dreambooth(settings, devices=None):
     if prior_preservation:
         datasets.append(concept(settings.class_data, settings.class_prompt))
     table = contexts = None
-    if not settings.train_text_encoder:
+    # Pivotal tuning's prompts change as the token's vectors train.
+    if not settings.train_text_encoder and not settings.is_pivotal:
         import numpy as np
 
         from studio.trainers.dreambooth.dreambooth_trainer import CACHED_CONDITIONING_KEYS
@@ -189,12 +191,22 @@ def build_dreambooth(settings, devices=None):
 
 
 def _build_trainer(settings, backbone, devices):
-    """The compiled `DreamBoothTrainer` of `settings` (SD 1.x / 2.x, SD-XL), in `devices`' scope."""
-    from studio.trainers.dreambooth.dreambooth_trainer import DreamBoothTrainer
+    """The compiled `DreamBoothTrainer` of `settings` (SD 1.x / 2.x, SD-XL), in `devices`' scope.
 
+    With `settings.token`, a `PivotalTuningTrainer` (the token's vectors and the LoRA).
+    """
+    from studio.trainers.dreambooth.dreambooth_trainer import DreamBoothTrainer
+    from studio.trainers.dreambooth.pivotal_tuning_trainer import PivotalTuningTrainer
+
+    trainer_class, pivotal = DreamBoothTrainer, {}
+    if settings.is_pivotal:
+        trainer_class = PivotalTuningTrainer
+        pivotal = dict(placeholder_token=settings.token, initializer_word=settings.init_word,
+                       embedding_steps=settings.embedding_steps())
     with devices.scope():
-        trainer = DreamBoothTrainer(
+        trainer = trainer_class(
             backbone,
+            **pivotal,
             prior_loss_weight=settings.prior_loss_weight,
             lora_rank=settings.lora_rank,
             lora_alpha=settings.lora_alpha,

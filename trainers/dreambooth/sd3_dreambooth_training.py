@@ -14,6 +14,7 @@ _UNSUPPORTED = (
     ("remat", "--remat (gradient checkpointing of the MMDiT)"),
     ("min_snr_gamma", "--min-snr-gamma (flow matching weights timesteps its own way)"),
     ("offset_noise", "--offset-noise (a DDPM option)"),
+    ("token", "--token (pivotal tuning)"),
 )
 
 

@@ -26,7 +26,8 @@ def training_state_variables(model):
     The trainable variables, the optimizer's variables (moments, step
     count, loss scale, gradient accumulators) and the state of every
     `keras.random.SeedGenerator` the model tracks (so noise draws continue
-    where they stopped). Frozen weights are not part of it: they never
+    where they stopped), then the model's `training_state_extras` if it has
+    any (non-trainable variables its steps write). Frozen weights are not part of it: they never
     change.
     """
     if model.optimizer is None:
@@ -41,7 +42,9 @@ def training_state_variables(model):
         with strategy.scope() if strategy is not None else contextlib.nullcontext():
             model.optimizer.build(model.trainable_variables)
     seed_states = [v for v in model.non_trainable_variables if v.name == SEED_STATE_NAME]
-    return list(model.trainable_variables) + list(model.optimizer.variables) + seed_states
+    # Other state a trainer changes as it trains (pivotal tuning's held vectors).
+    extra = list(getattr(model, "training_state_extras", ()))
+    return list(model.trainable_variables) + list(model.optimizer.variables) + seed_states + extra
 
 
 class TrainingCheckpoint:

@@ -24,7 +24,9 @@ class DreamBoothSettings(RunSettings):
     With `class_prompt`, class images keep the class's meaning (prior
     preservation). `lora_rank` trains LoRA matrices only; otherwise the
     UNet is fine-tuned. `lr` left at None becomes `DEFAULT_LORA_LR` or
-    `DEFAULT_FULL_LR`.
+    `DEFAULT_FULL_LR`. With `token` (LoRA mode), pivotal tuning: the new
+    token's vectors train with the LoRA for the first `ti_fraction` of the
+    steps, and the run writes the embedding beside the LoRA.
     """
 
     METHOD = "dreambooth"
@@ -49,6 +51,13 @@ class DreamBoothSettings(RunSettings):
                                        default_text="rank")
     lora_feed_forward: bool = setting(False, "LoRA also on the feed-forward projections")
     train_text_encoder: bool = setting(False, "also train the text encoder (LoRA in LoRA mode)")
+    token: str | None = setting(
+        None, 'pivotal tuning: also learn this new token (e.g. "<cross>"; use it in '
+        "--instance-prompt) for the first --ti-fraction of the steps (LoRA mode)",
+        default_text="none")
+    init_word: str | None = setting(None, "word the token's vectors start from (with --token)")
+    ti_fraction: float = setting(
+        0.5, "fraction of the steps in which the token's vectors train (with --token)")
     optimizer: str = setting(
         "adamw", "optimizer; adafactor needs less memory (its rate is relative to each "
         "weight's size)", choices=OPTIMIZERS)
@@ -91,6 +100,7 @@ class DreamBoothSettings(RunSettings):
             raise SettingsError(
                 "--lora-alpha and --lora-feed-forward need --lora-rank. Received: no --lora-rank"
             )
+        self._check_pivotal()
         if self.class_data and not self.class_prompt:
             raise SettingsError(
                 "--class-data needs --class-prompt, the prompt of the class images. "
@@ -102,6 +112,47 @@ class DreamBoothSettings(RunSettings):
             batch, source = 2 * batch, source + " subject images and as many class images"
         self.check_batch_split(batch, source)
         return self
+
+    @property
+    def is_pivotal(self):
+        """True for pivotal tuning: a new token trained with the LoRA."""
+        return self.token is not None
+
+    def embedding_steps(self):
+        """The optimizer steps in which the token's vectors train (`ti_fraction` of `steps`).
+
+        A resumed run with more `steps` moves this on only if the vectors
+        still train: once held, they stay held.
+        """
+        return int(round(self.ti_fraction * self.steps))
+
+    def _check_pivotal(self):
+        if self.token is None:
+            if self.init_word is not None:
+                raise SettingsError(
+                    "--init-word is the start of --token's vectors (pivotal tuning): add "
+                    f"--token. Received: --init-word {self.init_word} without --token")
+            return
+        if self.lora_rank is None or self.train_text_encoder:
+            raise SettingsError(
+                "Pivotal tuning (--token) trains the token's vectors and a UNet LoRA: add "
+                "--lora-rank (e.g. 4) and leave out --train-text-encoder. Received: --token "
+                f"{self.token}"
+                + (" without --lora-rank" if self.lora_rank is None else "")
+                + (" with --train-text-encoder" if self.train_text_encoder else ""))
+        if not self.init_word:
+            raise SettingsError(
+                "--token needs --init-word, the word its vectors start from (e.g. the "
+                f"class word). Received: --token {self.token} without --init-word")
+        if not 0.0 <= self.ti_fraction <= 1.0:
+            raise SettingsError(
+                "--ti-fraction must be between 0 and 1 (0.5: the token trains for half the "
+                f"steps). Received: --ti-fraction {self.ti_fraction}")
+        if self.token not in self.instance_prompt:
+            raise SettingsError(
+                f"--instance-prompt must use the token it teaches, e.g. \"a photo of "
+                f"{self.token}\". Received: --token {self.token}, --instance-prompt "
+                f"{self.instance_prompt!r}")
 
     def sample_prompt_list(self):
         """The validation images' prompts: `sample_prompts`, else the instance and class prompts."""

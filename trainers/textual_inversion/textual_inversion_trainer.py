@@ -135,15 +135,8 @@ class TextualInversionTrainer(DiffusionTrainer):
             network.trainable = False
         self._track_backbone(backbone)
 
-        # Initializers are checked before the tokenizer is changed.
-        word_ids = [
-            _initializer_ids(backbone.tokenizer, token, word)
-            for token, word in zip(tokens, words)
-        ]
-        token_ids = _register_placeholders(backbone.tokenizer, tokens, counts)
+        token_ids, word_ids = add_placeholder_tokens(backbone.tokenizer, tokens, words, counts)
         first_new_id = token_ids[tokens[0]][0]
-        for token, word, ids, count in zip(tokens, words, word_ids, counts):
-            _warn_of_split_initializer(backbone.tokenizer, token, word, ids, count)
         self.placeholder_token_ids = token_ids
         self.placeholder_embedding, self.initial_norms = self._placeholder_lookup(
             backbone, first_new_id, word_ids, counts
@@ -313,6 +306,34 @@ def _as_list(value):
     return [value] if isinstance(value, str) else list(value)
 
 
+def add_placeholder_tokens(tokenizer, tokens, words, counts):
+    """Adds placeholder tokens to `tokenizer`, checking their initializer words first.
+
+    Shared by the trainers that learn placeholder vectors (textual
+    inversion, pivotal tuning).
+
+    Args:
+        tokenizer: the backbone's tokenizer (SD-XL's two share its ids).
+        tokens: list of placeholder tokens.
+        words: list of initializer words, one per token.
+        counts: list of vector counts, one per token.
+
+    Returns:
+        `(token_ids, word_ids)`: dict token -> its new ids (the tokenizer's
+        last ones, in order) and, per token, the ids of its initializer.
+
+    Raises:
+        InvalidInputError: an initializer with no token or containing a
+            placeholder, or a placeholder that is a vocabulary word.
+    """
+    # Initializers are checked before the tokenizer is changed.
+    word_ids = [_initializer_ids(tokenizer, token, word) for token, word in zip(tokens, words)]
+    token_ids = _register_placeholders(tokenizer, tokens, counts)
+    for token, word, ids, count in zip(tokens, words, word_ids, counts):
+        _warn_of_split_initializer(tokenizer, token, word, ids, count)
+    return token_ids, word_ids
+
+
 def _register_placeholders(tokenizer, tokens, counts):
     """Adds the placeholders to the tokenizer (or checks they are there); returns their ids."""
     from studio.prompts import validate_placeholder_token
@@ -391,7 +412,8 @@ def _warn_of_split_initializer(tokenizer, token, word, ids, count):
         "the model knows whole that describes the concept (e.g. 'circle', 'toy') "
         "starts training closer to it.",
         StudioWarning,
-        stacklevel=2,
+        # The trainer that adds the placeholder.
+        stacklevel=3,
     )
 
 
