@@ -55,7 +55,9 @@ def test_every_setting_that_matters_is_in_the_form():
         shown = set(basic + advanced)
         missing = {field.name for field in dataclasses.fields(settings_class)} - shown
         if method == "dreambooth-full":
-            app_decides_here = app_decides | {"lora_rank", "lora_alpha", "lora_feed_forward"}
+            # Pivotal tuning (token, init_word, ti_fraction) trains a LoRA with the token.
+            app_decides_here = app_decides | {"lora_rank", "lora_alpha", "lora_feed_forward",
+                                              "token", "init_word", "ti_fraction"}
         elif method == "dreambooth-lora":
             app_decides_here = app_decides | {"remat"}  # LoRA keeps few weights
         else:
