@@ -9,6 +9,7 @@ tests ran.
 """
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -39,7 +40,7 @@ def _workers_by_test(tmp_path, dist):
     (tmp_path / "test_small.py").write_text(TESTS)
     (tmp_path / "pytest.ini").write_text("[pytest]\n")
     where = tmp_path / f"where_{dist}.jsonl"
-    env = {**__import__("os").environ, "WHERE_TESTS_RAN": str(where)}
+    env = {**os.environ, "WHERE_TESTS_RAN": str(where)}
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "2",
          "--dist", dist, "-c", str(tmp_path / "pytest.ini"), "--rootdir", str(tmp_path),

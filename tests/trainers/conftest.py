@@ -82,6 +82,26 @@ def quick_compile_options():
 
 
 @pytest.fixture(scope="session")
+def eager_compile(quick_compile_options):
+    """`eager_compile(monkeypatch, *trainer_classes)`: their `compile` takes the quick options.
+
+    A command's or a pipeline's few train steps then run eagerly (TensorFlow)
+    or jit-compiled (JAX): tracing costs more than the steps. What `compile`
+    does with `jit_compile` is tested in test_textual_inversion_trainer.py.
+    """
+
+    def patch(monkeypatch, *trainers):
+        for trainer in trainers:
+            def compile(self, *args, original=trainer.compile, **kwargs):
+                kwargs.pop("jit_compile", None)
+                original(self, *args, **kwargs, **quick_compile_options)
+
+            monkeypatch.setattr(trainer, "compile", compile)
+
+    return patch
+
+
+@pytest.fixture(scope="session")
 def write_toy_images():
     """`write_toy_images(folder, count, size, prefix="toy")`: random RGB PNGs, the same every run."""
 

@@ -16,7 +16,7 @@ SHORT = dict(pool_size=64, batch_size=8, vae_steps=3, steps=3, warmup_steps=1, s
 
 
 @pytest.fixture(scope="module", autouse=True)
-def eager_steps(quick_compile_options):
+def eager_steps(eager_compile):
     """Eager train steps: tracing the two phases' steps costs far more than 3 steps each.
 
     Reproducibility and resuming are what these tests check; `fit`'s compiled
@@ -27,12 +27,7 @@ def eager_steps(quick_compile_options):
     from studio.trainers.base_model.vae_trainer import VAETrainer
 
     with pytest.MonkeyPatch.context() as patch:
-        for trainer in (VAETrainer, BaseModelTrainer):
-            def compile(self, optimizer="adam", original=trainer.compile, **kwargs):
-                kwargs.pop("jit_compile", None)
-                original(self, optimizer, **kwargs, **quick_compile_options)
-
-            patch.setattr(trainer, "compile", compile)
+        eager_compile(patch, VAETrainer, BaseModelTrainer)
         yield
 
 

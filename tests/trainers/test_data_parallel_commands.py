@@ -49,18 +49,13 @@ pytestmark = [
 
 
 @pytest.fixture(scope="module", autouse=True)
-def eager_steps(quick_compile_options):
+def eager_steps(eager_compile):
     """Eager train steps for the runs in this process, as in test_train_command.py."""
     from studio.trainers.dreambooth.dreambooth_trainer import DreamBoothTrainer
     from studio.trainers.textual_inversion.textual_inversion_trainer import TextualInversionTrainer
 
     with pytest.MonkeyPatch.context() as patch:
-        for trainer in (TextualInversionTrainer, DreamBoothTrainer):
-            def compile(self, optimizer="adam", original=trainer.compile, **kwargs):
-                kwargs.pop("jit_compile", None)
-                original(self, optimizer, **kwargs, **quick_compile_options)
-
-            patch.setattr(trainer, "compile", compile)
+        eager_compile(patch, TextualInversionTrainer, DreamBoothTrainer)
         yield
 
 

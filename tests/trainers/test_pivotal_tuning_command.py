@@ -22,18 +22,12 @@ def studio(*argv):
 
 
 @pytest.fixture(scope="module", autouse=True)
-def quick_steps(quick_compile_options):
+def quick_steps(eager_compile):
     """Runs the command's train steps eagerly: tracing costs more than these steps."""
     from studio.trainers.dreambooth.dreambooth_trainer import DreamBoothTrainer
 
-    original = DreamBoothTrainer.compile
-
-    def compile(self, optimizer="adamw", **kwargs):
-        kwargs.pop("jit_compile", None)
-        original(self, optimizer, **kwargs, **quick_compile_options)
-
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(DreamBoothTrainer, "compile", compile)
+        eager_compile(patch, DreamBoothTrainer)
         yield
 
 

@@ -12,17 +12,11 @@ SHORTER = {"steps=600": "steps=3", "num_steps=25": "num_steps=2"}
 
 
 @pytest.fixture
-def eager_steps(quick_compile_options, monkeypatch):
+def eager_steps(eager_compile, monkeypatch):
     """Eager train steps, as in test_train_command.py: tracing costs more than 3 steps."""
     from studio.trainers.textual_inversion.textual_inversion_trainer import TextualInversionTrainer
 
-    original = TextualInversionTrainer.compile
-
-    def compile(self, optimizer="adam", **kwargs):
-        kwargs.pop("jit_compile", None)
-        original(self, optimizer, **kwargs, **quick_compile_options)
-
-    monkeypatch.setattr(TextualInversionTrainer, "compile", compile)
+    eager_compile(monkeypatch, TextualInversionTrainer)
 
 
 @pytest.fixture

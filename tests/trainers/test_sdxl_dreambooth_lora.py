@@ -134,7 +134,7 @@ def test_diffusers_load_lora_weights_changes_its_output_as_the_studio(trained, t
 @pytest.mark.large
 @pytest.mark.tensorflow_only
 def test_dreambooth_lora_command_runs_and_resumes_on_tiny_sdxl(tmp_path, write_toy_images,
-                                                               quick_compile_options, monkeypatch):  # fmt: skip
+                                                               eager_compile, monkeypatch):  # fmt: skip
     import json
     import os
 
@@ -142,13 +142,7 @@ def test_dreambooth_lora_command_runs_and_resumes_on_tiny_sdxl(tmp_path, write_t
     from studio.lora.lora_weights import LoRAWeights
     from studio.trainers.dreambooth.dreambooth_trainer import DreamBoothTrainer
 
-    original = DreamBoothTrainer.compile
-
-    def compile(self, optimizer="adamw", **kwargs):
-        kwargs.pop("jit_compile", None)
-        original(self, optimizer, **kwargs, **quick_compile_options)
-
-    monkeypatch.setattr(DreamBoothTrainer, "compile", compile)
+    eager_compile(monkeypatch, DreamBoothTrainer)
 
     def studio(*argv):
         args = build_parser().parse_args(list(argv))

@@ -232,7 +232,7 @@ def test_diffusers_loads_the_file_into_both_encoders_with_equal_vectors(
 @pytest.mark.large
 @pytest.mark.tensorflow_only
 def test_train_command_runs_resumes_and_samples_on_tiny_sdxl(tmp_path, write_toy_images,
-                                                             quick_compile_options, monkeypatch):  # fmt: skip
+                                                             eager_compile, monkeypatch):  # fmt: skip
     import json
     import os
 
@@ -240,13 +240,7 @@ def test_train_command_runs_resumes_and_samples_on_tiny_sdxl(tmp_path, write_toy
     from studio.embeddings import load_embedding
     from studio.trainers.textual_inversion.textual_inversion_trainer import TextualInversionTrainer
 
-    original = TextualInversionTrainer.compile
-
-    def compile(self, optimizer="adam", **kwargs):
-        kwargs.pop("jit_compile", None)
-        original(self, optimizer, **kwargs, **quick_compile_options)
-
-    monkeypatch.setattr(TextualInversionTrainer, "compile", compile)
+    eager_compile(monkeypatch, TextualInversionTrainer)
 
     def studio(*argv):
         args = build_parser().parse_args(list(argv))

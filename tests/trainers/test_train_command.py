@@ -22,22 +22,12 @@ def studio(*argv):
 
 
 @pytest.fixture(scope="module", autouse=True)
-def quick_steps(quick_compile_options):
-    """Runs the command's train steps eagerly: tracing costs more than these steps.
-
-    What `compile` does with `jit_compile` is covered in
-    test_textual_inversion_trainer.py; here the command line is tested.
-    """
+def quick_steps(eager_compile):
+    """Runs the command's train steps eagerly: tracing costs more than these steps."""
     from studio.trainers.textual_inversion.textual_inversion_trainer import TextualInversionTrainer
 
-    original = TextualInversionTrainer.compile
-
-    def compile(self, optimizer="adam", **kwargs):
-        kwargs.pop("jit_compile", None)
-        original(self, optimizer, **kwargs, **quick_compile_options)
-
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(TextualInversionTrainer, "compile", compile)
+        eager_compile(patch, TextualInversionTrainer)
         yield
 
 
