@@ -380,6 +380,9 @@ def _setting(column, method, settings_class, name, chosen):
         "lora_rank": DEFAULT_LORA_RANK,
         "train_text_encoder": True if method == "dreambooth-lora" else dataclasses.MISSING,
     }.get(name, dataclasses.MISSING)
+    if method != "textual-inversion" and name in ("token", "init_word"):
+        # DreamBooth's token is pivotal tuning, off unless asked for.
+        default = dataclasses.MISSING
     if name in ("init_word", "instance_prompt", "resolution"):
         key += f"_{chosen.name}"  # Each model suggests its own.
     if name == "resolution":
@@ -390,9 +393,13 @@ def _setting(column, method, settings_class, name, chosen):
         options["help"] = ("e.g. 'a photo of a toy': the model first makes class images of "
                            "the class (prior preservation), which keeps the class's meaning. "
                            "Slower; leave empty to skip.")
-    if name == "token":
+    if name == "token" and method == "textual-inversion":
         options["help"] = ("The new word you will write in prompts, such as <my-concept>: "
                            "it must not be a word the model already knows.")
+    elif name == "token":
+        options["help"] = ("Pivotal tuning (optional): a new word, such as <my-concept>, "
+                           "learned together with the LoRA. Write it in the instance prompt, "
+                           "give the word it starts from, and leave the text encoder off.")
     return setting_input(column, settings_class, name, key, default=default, **options)
 
 
