@@ -70,12 +70,16 @@ def test_training_changes_the_new_vectors_and_no_frozen_weight(trained, snapshot
     ],
     ids=["auto", "xla"],
 )
-def test_compiled_training_step(tiny_backbone, snapshot_weights, make_batches, jit_compile):
+def test_compiled_training_step(tiny_backbone, snapshot_weights, make_batches, jit_compile,
+                                unique_token):
+    # Its own token: the module's `trained` run may have registered TOKEN in the
+    # shared tokenizer before other tests added theirs after it.
     before = snapshot_weights(tiny_backbone)
-    trainer = TextualInversionTrainer(tiny_backbone, TOKEN, INITIALIZER, num_vectors=2, seed=1)
+    trainer = TextualInversionTrainer(tiny_backbone, unique_token, INITIALIZER, num_vectors=2,
+                                      seed=1)
     initial = numpy(trainer.new_vectors).copy()
     trainer.compile(optimizer=keras.optimizers.Adam(LEARNING_RATE), jit_compile=jit_compile)
-    history = fit(trainer, make_batches(tiny_backbone.tokenizer, TOKEN), 2)
+    history = fit(trainer, make_batches(tiny_backbone.tokenizer, unique_token), 2)
     assert np.all(np.isfinite(history.history["step_loss"]))
     assert np.all(np.abs(numpy(trainer.new_vectors) - initial).max(axis=-1) > LEARNING_RATE / 2)
     after = snapshot_weights(tiny_backbone)
