@@ -15,6 +15,7 @@ from studio.embeddings.textual_inversion_embedding import (
 from studio.errors import InvalidInputError
 from studio.trainers.dreambooth.dreambooth_trainer import DreamBoothTrainer
 from studio.trainers.dreambooth.pivotal_token_lookup import PivotalTokenLookup
+from studio.trainers.run.gradient_accumulation import gradient_accumulation_steps
 from studio.trainers.run.run_directory import EMBEDDING_FILE, LORA_FILE
 from studio.trainers.textual_inversion.textual_inversion_trainer import (
     add_placeholder_tokens,
@@ -136,15 +137,11 @@ class PivotalTuningTrainer(DreamBoothTrainer):
 
     # --- The training step ------------------------------------------------
 
-    def _accumulation_steps(self):
-        optimizer = getattr(self.optimizer, "inner_optimizer", self.optimizer)
-        return int(getattr(optimizer, "gradient_accumulation_steps", None) or 1)
-
     def call(self, inputs, training=False):
         if training:
             calls = ops.convert_to_tensor(self.training_calls)
             trains_now = ops.less(
-                calls, float(self.embedding_steps * self._accumulation_steps()))
+                calls, float(self.embedding_steps * gradient_accumulation_steps(self.optimizer)))
             for lookup in self._lookups():
                 lookup.step(trains_now)
             self.training_calls.assign(calls + 1.0)

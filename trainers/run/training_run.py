@@ -11,6 +11,7 @@ from studio.trainers.run.non_finite_loss_error import NonFiniteLossError
 from studio.trainers.run.callbacks.non_finite_loss_guard import NonFiniteLossGuard
 from studio.trainers.run.callbacks.periodic_checkpoint import PeriodicCheckpoint
 from studio.trainers.run.progress_file import ProgressFile
+from studio.trainers.run.gradient_accumulation import gradient_accumulation_steps
 # The statuses are also imported from here (`training_run.STATUS_COMPLETED`).
 from studio.trainers.run.run_directory import STATUS_COMPLETED
 from studio.trainers.run.run_directory import STATUS_NON_FINITE
@@ -124,8 +125,7 @@ class TrainingRun:
     @property
     def gradient_accumulation_steps(self):
         """Batches per optimizer update, from the trainer's optimizer."""
-        optimizer = getattr(self.trainer.optimizer, "inner_optimizer", self.trainer.optimizer)
-        return optimizer.gradient_accumulation_steps or 1
+        return gradient_accumulation_steps(self.trainer.optimizer)
 
     @property
     def uses_loss_scaling(self):
