@@ -377,3 +377,25 @@ def pytest_collection_modifyitems(config, items):
         else:
             continue
         item.add_marker(pytest.mark.xdist_group(group))
+
+
+# --- Collection stays light ---------------------------------------------------
+# Every process of a run collects every test module (the xdist controller
+# and each worker), so a module that imports PyTorch or diffusers at its top
+# costs each of them seconds before any test starts (8 of the 15 s that
+# collection took). Those oracles are imported inside the tests that use
+# them; tests/test_collection.py fails if collecting imported one.
+ORACLES_IMPORTED_IN_TESTS = ("torch", "diffusers", "transformers", "peft", "keras_hub")
+_imported_while_collecting = []
+
+
+def pytest_collection_finish(session):
+    _imported_while_collecting[:] = [
+        name for name in ORACLES_IMPORTED_IN_TESTS if name in sys.modules
+    ]
+
+
+@pytest.fixture(scope="session")
+def oracles_imported_while_collecting():
+    """The heavy oracle libraries this process had imported when collection ended."""
+    return tuple(_imported_while_collecting)

@@ -12,8 +12,6 @@ ComfyUI's SD3 key map (`comfy/lora.py` `model_lora_keys_unet`: `lora_unet_`
 
 import numpy as np
 import pytest
-import torch
-from diffusers import SD3Transformer2DModel
 from keras import ops
 
 from studio.interop.sd3_diffusers_transformer import (
@@ -56,6 +54,8 @@ def backbone():
 @pytest.fixture(scope="module")
 def base_transformer(backbone):
     """diffusers' transformer with tiny-sd3's weights, exported before any LoRA."""
+    import torch
+    from diffusers import SD3Transformer2DModel
     model = SD3Transformer2DModel(**diffusers_transformer_config(backbone.mmdit))
     state = {name: torch.from_numpy(value) for name, value in
              diffusers_transformer_state_dict(backbone.mmdit).items()}  # fmt: skip
@@ -80,6 +80,7 @@ def _studio(backbone, inputs):
 
 
 def _diffusers(model, inputs):
+    import torch
     latents, timesteps, conditioning = inputs
     with torch.no_grad():
         output = model(
@@ -111,6 +112,8 @@ def lora_backbone(tmp_path_factory):
 
 def test_diffusers_lora_changes_diffusers_output_as_the_studios(
         lora_backbone, base_transformer, inputs, tmp_path):  # fmt: skip
+    import torch
+    from diffusers import SD3Transformer2DModel
     import safetensors.torch
 
     base = _diffusers(base_transformer, inputs)
@@ -190,6 +193,8 @@ def test_file_names_are_keys_of_comfyuis_sd3_map(lora_backbone, base_transformer
 # A compiled train step of keras-hub's MMDiT: about 40 s on 2 shared cores.
 @pytest.mark.large
 def test_a_trained_lora_changes_diffusers_output_as_the_studios(base_transformer, inputs, tmp_path):
+    import torch
+    from diffusers import SD3Transformer2DModel
     import keras
     import safetensors.torch
 

@@ -2,8 +2,6 @@
 
 import numpy as np
 import pytest
-import torch
-from diffusers import FlowMatchEulerDiscreteScheduler as DiffusersScheduler
 from keras import ops
 
 from studio.errors import InvalidInputError
@@ -25,6 +23,7 @@ def _velocity(sample, timestep):
 @pytest.mark.parametrize("shift", [1.0, 3.0])
 @pytest.mark.parametrize("steps", [1, 2, 5, 28])
 def test_sigmas_and_timesteps_are_diffusers(shift, steps):
+    from diffusers import FlowMatchEulerDiscreteScheduler as DiffusersScheduler
     reference = DiffusersScheduler(num_train_timesteps=1000, shift=shift)
     reference.set_timesteps(steps)
     scheduler = FlowMatchEulerScheduler(num_train_timesteps=1000, shift=shift)
@@ -44,6 +43,8 @@ def test_shift_three_bends_the_schedule_toward_noise():
 
 @pytest.mark.parametrize("stochastic", [False, True])
 def test_steps_are_diffusers(stochastic):
+    import torch
+    from diffusers import FlowMatchEulerDiscreteScheduler as DiffusersScheduler
     reference = DiffusersScheduler(shift=3.0, stochastic_sampling=stochastic)
     reference.set_timesteps(6)
     scheduler = get_scheduler("euler", prediction_type="flow", shift=3.0,
@@ -102,6 +103,8 @@ def test_the_exact_velocity_lands_on_the_clean_sample_in_any_number_of_steps(ste
 
 
 def test_add_noise_is_diffusers_scale_noise():
+    import torch
+    from diffusers import FlowMatchEulerDiscreteScheduler as DiffusersScheduler
     reference = DiffusersScheduler(shift=3.0)
     reference.set_timesteps(10)
     scheduler = FlowMatchEulerScheduler(shift=3.0)

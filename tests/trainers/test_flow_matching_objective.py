@@ -2,12 +2,6 @@
 
 import numpy as np
 import pytest
-import torch
-from diffusers import FlowMatchEulerDiscreteScheduler
-from diffusers.training_utils import (
-    compute_density_for_timestep_sampling,
-    compute_loss_weighting_for_sd3,
-)
 from keras import ops
 
 from studio.trainers.objectives import FlowMatchingObjective, objective_for
@@ -22,6 +16,7 @@ def numpy(x):
 
 def torch_draw(scheme, seed):
     """The standard draw diffusers' density makes for `scheme` from a seeded generator."""
+    import torch
     generator = torch.Generator().manual_seed(seed)
     if scheme == "logit_normal":
         return torch.normal(0.0, 1.0, size=(BATCH,), generator=generator)
@@ -30,6 +25,8 @@ def torch_draw(scheme, seed):
 
 @pytest.mark.parametrize("scheme", WEIGHTING_SCHEMES)
 def test_timestep_density_is_diffusers(scheme):
+    import torch
+    from diffusers.training_utils import compute_density_for_timestep_sampling
     objective = FlowMatchingObjective(
         weighting_scheme=scheme, logit_mean=0.3, logit_std=1.2, mode_scale=1.29
     )
@@ -44,6 +41,8 @@ def test_timestep_density_is_diffusers(scheme):
 
 @pytest.mark.parametrize("shift", [1.0, 3.0])
 def test_sigmas_are_the_schedulers_at_the_scripts_index(shift):
+    import torch
+    from diffusers import FlowMatchEulerDiscreteScheduler
     scheduler = FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=shift)
     objective = FlowMatchingObjective(shift=shift)
     u = np.concatenate([np.linspace(0.0, 0.9999, 200), np.random.default_rng(0).random(50)])
@@ -62,6 +61,8 @@ def test_sigmas_are_the_schedulers_at_the_scripts_index(shift):
 
 @pytest.mark.parametrize("scheme", WEIGHTING_SCHEMES)
 def test_loss_weights_are_diffusers(scheme):
+    import torch
+    from diffusers.training_utils import compute_loss_weighting_for_sd3
     sigmas = np.linspace(0.05, 1.0, 20).astype("float32")
     expected = compute_loss_weighting_for_sd3(scheme, torch.from_numpy(sigmas)).numpy()
     weights = numpy(FlowMatchingObjective(weighting_scheme=scheme).loss_weights(sigmas))
@@ -72,6 +73,8 @@ def test_loss_weights_are_diffusers(scheme):
 @pytest.mark.parametrize("scheme", ["logit_normal", "cosmap", "sigma_sqrt"])
 def test_loss_is_the_sd3_scripts(precondition, scheme):
     """train_dreambooth_lora_sd3.py's noisy input, target, preconditioning and loss, in torch."""
+    import torch
+    from diffusers.training_utils import compute_loss_weighting_for_sd3
     rng = np.random.default_rng(3)
     x0, noise, prediction = (rng.normal(size=(4, 8, 8, 16)).astype("float32") for _ in range(3))
     sigmas = np.float32([0.1, 0.4, 0.75, 1.0])
