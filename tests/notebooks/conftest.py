@@ -55,7 +55,13 @@ def run_notebook(monkeypatch):
             cell.source += "\n# Set by the test.\n" + "\n".join(
                 f"{key} = {value!r}" for key, value in parameters.items())
         # The kernel must be this environment's Python, with this checkout's studio.
+        # Its TensorFlow functions run eagerly, as the in-process tests' few steps
+        # do: tracing the pipelines' and trainers' graphs took 50 of the DreamBooth
+        # notebook's 72 s. The compiled paths are tested elsewhere
+        # (test_textual_inversion_trainer.py, tests/pipelines/test_sampling_loop.py).
         notebook.cells.insert(0, nbformat.v4.new_code_cell(
+            "import tensorflow as tf\n"
+            "tf.config.run_functions_eagerly(True)\n"
             "import sys, studio\n"
             f"assert sys.prefix == {sys.prefix!r}, sys.prefix\n"
             f"assert studio.__file__ == {__import__('studio').__file__!r}, studio.__file__"))

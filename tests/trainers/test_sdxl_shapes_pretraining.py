@@ -20,6 +20,14 @@ def _weights(folder):
     return backbone, {name: network.get_weights() for name, network in backbone.components.items()}
 
 
+@pytest.fixture(autouse=True)
+def eager_steps(eager_compile, monkeypatch):
+    """Eager train steps, as in test_base_command.py: tracing SD-XL's step costs far more than 2 steps."""
+    from studio.trainers.base_model.base_model_trainer import BaseModelTrainer
+
+    eager_compile(monkeypatch, BaseModelTrainer)
+
+
 @pytest.mark.large
 def test_adaptation_is_reproducible_and_trains_both_encoders_and_the_unet(tmp_path):
     from studio.trainers.base_model.sdxl_shapes_pretraining import build_re_expressed_model
