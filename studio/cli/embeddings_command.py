@@ -146,7 +146,7 @@ def describe_embedding(embedding, path=None):
     lines = []
     if path is not None:
         lines.append(f"File: {path}")
-    family = "SD-XL (clip_l + clip_g)" if embedding.architecture == "sd-xl" else "SD 1.x/2.x"
+    family = "SD-XL or SD3 (clip_l + clip_g)" if embedding.architecture == "sd-xl" else "SD 1.x/2.x"
     lines.append(f"Format: {embedding.format or 'in memory'} ({family})")
     lines.append(f"Dtype: {embedding.dtype}")
     lines.append(f"Width: {embedding.text_encoder_width}")

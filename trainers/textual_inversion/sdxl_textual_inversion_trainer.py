@@ -47,21 +47,24 @@ class SDXLTextualInversionTrainer(TextualInversionTrainer):
             `TextualInversionTrainer`'s reasons.
     """
 
+    # How error messages name the model family.
+    FAMILY_NAME = "SD-XL"
+
     def __init__(self, backbone, placeholder_tokens, initializer_words, **kwargs):
         tokens = [placeholder_tokens] if isinstance(placeholder_tokens, str) else list(
             placeholder_tokens
         )
         if len(tokens) != 1:
             raise InvalidInputError(
-                "SD-XL textual inversion learns one placeholder per run (its embedding "
-                f"file holds one token). Received: placeholder_tokens={tokens}"
+                f"{self.FAMILY_NAME} textual inversion learns one placeholder per run (its "
+                f"embedding file holds one token). Received: placeholder_tokens={tokens}"
             )
         super().__init__(backbone, tokens, initializer_words, **kwargs)
 
     def _placeholder_lookup(self, backbone, first_new_id, word_ids, counts):
         """`{"clip_l": lookup, "clip_g": lookup}` and both encoders' initial norms, joined."""
         tables = backbone.token_embeddings
-        encoders = dict(zip(SDXL_ENCODERS, (backbone.text_encoder, backbone.text_encoder_2)))
+        encoders = self._text_encoders(backbone)
         lookups, norms = {}, []
         for key in SDXL_ENCODERS:
             check_fits_table(backbone.tokenizer, first_new_id, tables[key])
@@ -75,6 +78,10 @@ class SDXLTextualInversionTrainer(TextualInversionTrainer):
             )
             norms.append(np.linalg.norm(initial, axis=-1))
         return lookups, np.concatenate(norms).astype("float32")
+
+    def _text_encoders(self, backbone):
+        """The text encoders by embedding-file key; each lookup returns its compute dtype."""
+        return dict(zip(SDXL_ENCODERS, (backbone.text_encoder, backbone.text_encoder_2)))
 
     # --- The training step ------------------------------------------------
 
