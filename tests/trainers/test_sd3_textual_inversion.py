@@ -162,11 +162,13 @@ def test_a_resumed_step_equals_the_uninterrupted_one(backbone, quick_compile_opt
     from studio.trainers.run.training_checkpoint import TrainingCheckpoint
 
     token = "<sd3-resume>"
-    batches = list(itertools.islice(_batches(backbone.tokenizer, token, seed=3), 3))
     uninterrupted = _trainer(backbone, token, quick_compile_options)
+    # Made after the trainer added the token to the tokenizer.
+    batches = list(itertools.islice(_batches(backbone.tokenizer, token, seed=3), 3))
     uninterrupted.train_on_batch(batches[0])
     checkpoints = TrainingCheckpoint(tmp_path)
     checkpoints.save(uninterrupted, step=1)
+    at_checkpoint = uninterrupted.learned_vectors()
     for batch in batches[1:]:
         uninterrupted.train_on_batch(batch)
 
@@ -177,6 +179,7 @@ def test_a_resumed_step_equals_the_uninterrupted_one(backbone, quick_compile_opt
         resumed.train_on_batch(batch)
     expected, actual = uninterrupted.learned_vectors(), resumed.learned_vectors()
     for key in ENCODERS:
+        assert np.abs(expected[key] - at_checkpoint[key]).max() > 1e-3, key
         np.testing.assert_array_equal(actual[key], expected[key], err_msg=key)
 
 
@@ -248,6 +251,7 @@ def test_train_command_resumes_and_generate_uses_the_embedding(tmp_path, write_t
                                                                eager_compile, monkeypatch):  # fmt: skip
     import json
     import os
+    import shutil
 
     from PIL import Image
 
@@ -272,6 +276,7 @@ def test_train_command_resumes_and_generate_uses_the_embedding(tmp_path, write_t
         key: (2, width) for key, width in WIDTHS.items()
     }
     assert sorted(os.listdir(run / "samples")) == ["step-000002-0.png", "step-000002-1.png"]
+    shutil.copy(run / "embedding.safetensors", tmp_path / "first.safetensors")
     assert _studio(*common, "--resume", "--steps", "3", "--sample-every", "0") == 0
     summary = json.loads((run / "summary.json").read_text())
     assert summary["status"] == "completed" and summary["steps"] == 3
@@ -281,10 +286,19 @@ def test_train_command_resumes_and_generate_uses_the_embedding(tmp_path, write_t
     for key in ENCODERS:
         assert not np.array_equal(after.vectors[key], first.vectors[key]), key
 
-    out = tmp_path / "generated"
-    assert _studio(
-        "generate", "--model", "tiny-sd3", "--prompt", f"a photo of {TOKEN}", "--steps", "2",
-        "--seed", "1", "--embedding", str(run / "embedding.safetensors"), "--out", str(out),
-    ) == 0  # fmt: skip
-    (image,) = sorted(out.glob("*.png"))
-    assert Image.open(image).size == (64, 64)
+    def generate(embedding, out):
+        assert _studio(
+            "generate", "--model", "tiny-sd3", "--prompt", f"a photo of {TOKEN}", "--steps",
+            "2", "--seed", "1", "--embedding", str(embedding), "--out", str(out),
+        ) == 0  # fmt: skip
+        (path,) = sorted(out.glob("*.png"))
+        image = Image.open(path)
+        assert image.size == (64, 64)
+        # The infotext names the file as A1111 does (its name without extension).
+        assert f'TI hashes: "{embedding.stem}: ' in image.info["parameters"]
+        return np.asarray(image.convert("RGB")).astype(int)
+
+    # The learned vectors steer the image: the step-2 and step-3 files differ.
+    final = generate(run / "embedding.safetensors", tmp_path / "final")
+    earlier = generate(tmp_path / "first.safetensors", tmp_path / "earlier")
+    assert np.abs(final - earlier).max() > 0
