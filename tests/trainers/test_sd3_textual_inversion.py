@@ -129,7 +129,7 @@ def test_the_rows_reach_the_mmdits_context_and_pooled_projection(backbone, train
 def test_the_file_round_trips_and_a_fresh_model_reads_it_exactly(backbone, trained, tmp_path):
     import safetensors.numpy
 
-    from studio.embeddings import backbone_with_embeddings, load_embedding
+    from studio.embeddings import backbone_with_embeddings, convert_embedding, load_embedding
     from studio.models.sd3 import SD3Backbone
 
     trainer, _, _ = trained
@@ -142,10 +142,20 @@ def test_the_file_round_trips_and_a_fresh_model_reads_it_exactly(backbone, train
     assert (embedding.format, embedding.architecture, embedding.steps) == ("native", "sd-xl", 2)
     assert embedding.base_model == "tiny-sd3"
     assert embedding.metadata["studio.placeholder"] == TOKEN
+    assert embedding.metadata["studio.base_family"] == "sd3"
     assert embedding.token_table_hash == backbone.token_table_hash
     learned = trainer.learned_vectors()
     for key in ENCODERS:
         assert embedding.vectors[key].tobytes() == learned[key].tobytes()
+    # kohya's layout names SD3 in its ModelSpec, and converts back bit for bit.
+    convert_embedding(path, tmp_path / "kohya.safetensors", format="kohya")
+    kohya = load_embedding(tmp_path / "kohya.safetensors")
+    assert kohya.format == "kohya"
+    assert kohya.metadata["modelspec.architecture"] == "stable-diffusion-3/textual-inversion"
+    back = convert_embedding(tmp_path / "kohya.safetensors", tmp_path / "back.safetensors")
+    assert back.metadata["studio.base_family"] == "sd3" and back.steps == 2
+    for key in ENCODERS:
+        assert kohya.vectors[key].tobytes() == back.vectors[key].tobytes() == learned[key].tobytes()
 
     # A tiny-sd3 built anew (the same seeded weights, no placeholder) with the file.
     fresh = SD3Backbone.from_preset("tiny-sd3")

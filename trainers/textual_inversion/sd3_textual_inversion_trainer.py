@@ -1,5 +1,6 @@
 """Textual inversion on SD3 / 3.5: one placeholder's rows in CLIP-L and CLIP-G, flow matching."""
 
+from studio.models.presets import SD3
 from studio.trainers.textual_inversion.sdxl_textual_inversion_trainer import (
     SDXLTextualInversionTrainer,
 )
@@ -22,8 +23,9 @@ class SD3TextualInversionTrainer(SDXLTextualInversionTrainer):
     timesteps); CLIP-L/G, the MMDiT and the VAE are frozen.
 
     The result is one embedding in the `{"clip_l": (n, 768), "clip_g":
-    (n, 1280)}` layout SD-XL's trainer writes, which ComfyUI's and
-    AUTOMATIC1111/Forge's SD3 support read by the same keys.
+    (n, 1280)}` layout SD-XL's trainer writes (SD3's CLIP-L and CLIP-G are
+    SD-XL's encoders), which ComfyUI's SD3 text encoders read by the same
+    keys; its metadata records the family (`"studio.base_family": "sd3"`).
 
     Args:
         backbone: a `studio.models.sd3.SD3Backbone`.
@@ -44,6 +46,8 @@ class SD3TextualInversionTrainer(SDXLTextualInversionTrainer):
     """
 
     FAMILY_NAME = "SD3"
+    # kohya-format copies of the file name SD3 in their ModelSpec metadata.
+    BASE_FAMILY = SD3
 
     def _track_backbone(self, backbone):
         """Keeps the backbone and tracks the networks a step runs (all frozen).

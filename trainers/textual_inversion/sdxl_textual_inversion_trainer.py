@@ -6,6 +6,7 @@ from keras import ops
 from studio.embeddings.placeholder_embedding import PlaceholderEmbedding
 from studio.embeddings.textual_inversion_embedding import (
     ARCHITECTURE_SDXL,
+    BASE_FAMILY_KEY,
     SDXL_ENCODERS,
     SDXL_PLACEHOLDER_KEY,
 )
@@ -49,6 +50,8 @@ class SDXLTextualInversionTrainer(TextualInversionTrainer):
 
     # How error messages name the model family.
     FAMILY_NAME = "SD-XL"
+    # The family the embedding files record (`BASE_FAMILY_KEY`); None: SD-XL.
+    BASE_FAMILY = None
 
     def __init__(self, backbone, placeholder_tokens, initializer_words, **kwargs):
         tokens = [placeholder_tokens] if isinstance(placeholder_tokens, str) else list(
@@ -133,5 +136,8 @@ class SDXLTextualInversionTrainer(TextualInversionTrainer):
             initializer=", ".join(self.initializer_words),
             steps=steps,
             architecture=ARCHITECTURE_SDXL,
-            metadata={SDXL_PLACEHOLDER_KEY: self.placeholder_token},
+            metadata={
+                SDXL_PLACEHOLDER_KEY: self.placeholder_token,
+                **({BASE_FAMILY_KEY: self.BASE_FAMILY} if self.BASE_FAMILY else {}),
+            },
         )
