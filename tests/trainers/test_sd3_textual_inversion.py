@@ -193,6 +193,26 @@ def test_a_resumed_step_equals_the_uninterrupted_one(backbone, quick_compile_opt
         np.testing.assert_array_equal(actual[key], expected[key], err_msg=key)
 
 
+def test_a_half_precision_model_trains_float32_rows_with_loss_scaling(quick_compile_options):
+    from studio.models.sd3 import SD3Backbone
+    from studio.trainers.textual_inversion.sd3_textual_inversion_trainer import (
+        SD3TextualInversionTrainer,
+    )
+
+    # What `studio train textual-inversion --precision mixed_float16` builds:
+    # frozen networks stored in float16.
+    half = SD3Backbone.from_preset("tiny-sd3", dtype="float16")
+    trainer = SD3TextualInversionTrainer(half, "<sd3-half>", INIT_WORD, seed=0)
+    assert (trainer.precision, trainer.weights_dtype) == ("mixed_float16", "float16")
+    trainer.compile(optimizer=keras.optimizers.Adam(1e-2), **quick_compile_options)
+    assert isinstance(trainer.optimizer, keras.optimizers.LossScaleOptimizer)
+    initial = trainer.learned_vectors()
+    trainer.train_on_batch(next(_batches(half.tokenizer, "<sd3-half>")))
+    assert np.isfinite(float(numpy(trainer.step_loss.result())))
+    for key, vectors in trainer.learned_vectors().items():
+        assert vectors.dtype == np.float32 and np.abs(vectors - initial[key]).max() > 1e-3
+
+
 def test_bad_arguments_are_refused_in_one_line(backbone):
     from studio.trainers.textual_inversion.sd3_textual_inversion_trainer import (
         SD3TextualInversionTrainer,

@@ -64,11 +64,15 @@ class SD3TextualInversionTrainer(SDXLTextualInversionTrainer):
     def _text_encoders(self, backbone):
         return backbone.text_encoders
 
+    # keras-hub's functional MMDiT reports a float32 policy whatever its
+    # layers' (float16 weights under a "float16" backbone), so the precision
+    # is read from CLIP-L, which the gradients of the rows pass through.
+
     @property
     def precision(self):
-        compute_dtype = self.mmdit.dtype_policy.compute_dtype
+        compute_dtype = self.clip_l.dtype_policy.compute_dtype
         return "float32" if compute_dtype == "float32" else f"mixed_{compute_dtype}"
 
     @property
     def weights_dtype(self):
-        return self.mmdit.dtype_policy.variable_dtype
+        return self.clip_l.dtype_policy.variable_dtype
