@@ -1,4 +1,4 @@
-"""Textual inversion on SD3 (issue #19): CLIP-L and CLIP-G rows, flow matching, one `{clip_l, clip_g}` file.
+"""Textual inversion on SD3 (issue #19): CLIP-L and CLIP-G rows, flow matching, one file.
 
 The trainer is driven directly on `tiny-sd3` (eager steps under
 TensorFlow): only the placeholder's rows in both encoders move, the file
@@ -120,7 +120,8 @@ def test_the_rows_reach_the_mmdits_context_and_pooled_projection(backbone, train
     clip_width = sum(WIDTHS.values())
     context, plain_context = numpy(conditioning["context"]), numpy(plain["context"])
     assert np.abs(context - plain_context)[..., :clip_width].max() > 1e-4
-    pooled, plain_pooled = numpy(conditioning["pooled_projection"]), numpy(plain["pooled_projection"])
+    pooled = numpy(conditioning["pooled_projection"])
+    plain_pooled = numpy(plain["pooled_projection"])
     # Both halves of the pooled projection (CLIP-L's, then CLIP-G's) see the new rows.
     assert np.abs(pooled - plain_pooled)[:, :32].max() > 1e-4
     assert np.abs(pooled - plain_pooled)[:, 32:].max() > 1e-4
@@ -277,8 +278,9 @@ def test_ddpm_options_are_refused_before_loading(tmp_path, write_toy_images, opt
 # 2 shared cores (two model builds and a compiled sampling loop).
 @pytest.mark.large
 @pytest.mark.tensorflow_only
-def test_train_command_resumes_and_generate_uses_the_embedding(tmp_path, write_toy_images,
-                                                               eager_compile, monkeypatch):  # fmt: skip
+def test_train_command_resumes_and_generate_uses_the_embedding(
+    tmp_path, write_toy_images, eager_compile, monkeypatch
+):
     import json
     import os
     import shutil
