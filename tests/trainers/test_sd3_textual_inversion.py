@@ -130,6 +130,7 @@ def test_the_rows_reach_the_mmdits_context_and_pooled_projection(backbone, train
 def test_the_file_round_trips_and_a_fresh_model_reads_it_exactly(backbone, trained, tmp_path):
     import safetensors.numpy
 
+    from studio.cli.embeddings_command import describe_embedding
     from studio.embeddings import backbone_with_embeddings, convert_embedding, load_embedding
     from studio.models.sd3 import SD3Backbone
 
@@ -144,6 +145,7 @@ def test_the_file_round_trips_and_a_fresh_model_reads_it_exactly(backbone, train
     assert embedding.base_model == "tiny-sd3"
     assert embedding.metadata["studio.placeholder"] == TOKEN
     assert embedding.metadata["studio.base_family"] == "sd3"
+    assert "Format: native (SD3 (clip_l + clip_g))" in describe_embedding(embedding)
     assert embedding.token_table_hash == backbone.token_table_hash
     learned = trainer.learned_vectors()
     for key in ENCODERS:
