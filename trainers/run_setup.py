@@ -37,10 +37,10 @@ def set_up_devices(settings):
     return devices
 
 
-# Model families the trainers handle (`DiffusionBackbone.family`): SD 1.x/2.x
-# and SD-XL (textual inversion on both encoders, DreamBooth); DreamBooth LoRA
-# also trains SD3 (`trainers/dreambooth/sd3_dreambooth_training.py`).
-TRAINABLE_FAMILIES = ("stable_diffusion", "sdxl")
+# Model families the trainers handle (`DiffusionBackbone.family`): SD 1.x/2.x,
+# SD-XL and SD3 (textual inversion on both CLIP encoders; DreamBooth, LoRA only
+# for SD3: `trainers/dreambooth/sd3_dreambooth_training.py`).
+TRAINABLE_FAMILIES = ("stable_diffusion", "sdxl", "sd3")
 DREAMBOOTH_FAMILIES = ("stable_diffusion", "sdxl", "sd3")
 
 
@@ -67,8 +67,8 @@ def load_backbone(settings, devices, frozen=False, families=TRAINABLE_FAMILIES):
     if backbone.family not in families:
         command = getattr(settings, "COMMAND", "Training")
         raise SettingsError(
-            f"{command} is not supported yet for {backbone.family} models (SD3 has DreamBooth "
-            "LoRA only); generate with it, or train an SD 1.x / 2.x or SD-XL model. "
+            f"{command} is not supported yet for {backbone.family} models; generate with "
+            f"it, or train a model of {list(families)}. "
             f"Received: --model {settings.model}"
         )
     return backbone

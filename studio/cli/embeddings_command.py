@@ -12,6 +12,7 @@ import os
 import sys
 
 from studio.embeddings.embedding_files import FORMATS, SAVE_DTYPES
+from studio.embeddings.textual_inversion_embedding import BASE_FAMILY_KEY
 from studio.errors import InvalidInputError
 
 TOP_K = 5
@@ -146,7 +147,11 @@ def describe_embedding(embedding, path=None):
     lines = []
     if path is not None:
         lines.append(f"File: {path}")
-    family = "SD-XL (clip_l + clip_g)" if embedding.architecture == "sd-xl" else "SD 1.x/2.x"
+    family = "SD 1.x/2.x"
+    if embedding.architecture == "sd-xl":
+        # SD3's CLIP-L/G are SD-XL's: the studio's SD3 files say which they came from.
+        trained_on = "SD3" if embedding.metadata.get(BASE_FAMILY_KEY) == "sd3" else "SD-XL"
+        family = f"{trained_on} (clip_l + clip_g)"
     lines.append(f"Format: {embedding.format or 'in memory'} ({family})")
     lines.append(f"Dtype: {embedding.dtype}")
     lines.append(f"Width: {embedding.text_encoder_width}")

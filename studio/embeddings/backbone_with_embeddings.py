@@ -4,8 +4,11 @@ import warnings
 
 from studio.errors import InvalidInputError
 
-# `studio.models.presets.SDXL`.
+# `studio.models.presets.SDXL` and `SD3`: families whose text is CLIP-L + CLIP-G,
+# read from `{clip_l, clip_g}` embedding files.
 SDXL_FAMILY = "sdxl"
+SD3_FAMILY = "sd3"
+TWO_ENCODER_FAMILIES = {SDXL_FAMILY: "SD-XL", SD3_FAMILY: "SD3"}
 # Where the studio's embedding files record their token (`embedding_files.KEY_PLACEHOLDER`).
 STUDIO_PLACEHOLDER_KEY = "studio.placeholder"
 
@@ -32,10 +35,10 @@ def backbone_with_embeddings(backbone, embeddings, names=None):
     Args:
         backbone: a `StableDiffusionBackbone`.
         embeddings: `TextualInversionEmbedding`s (any format read by
-            `studio.embeddings.load_embedding`). An SD-XL backbone takes
-            SD-XL embeddings (`{"clip_l", "clip_g"}` vectors), one row of
-            each per token, into both text encoders.
-        names: SD-XL only: each embedding's placeholder when its file does
+            `studio.embeddings.load_embedding`). An SD-XL or SD3 backbone
+            takes `{"clip_l", "clip_g"}` embeddings (architecture "sd-xl"),
+            one row of each per token, into its two CLIP encoders.
+        names: SD-XL and SD3 only: each embedding's placeholder when its file does
             not name it (A1111's rule: the file's name), one per embedding;
             None uses the placeholder the studio records in its files.
 
@@ -63,8 +66,8 @@ def backbone_with_embeddings(backbone, embeddings, names=None):
     embeddings = list(embeddings)
     if not embeddings:
         return backbone
-    if getattr(backbone, "family", None) == SDXL_FAMILY:
-        return _sdxl_view(backbone, embeddings, names)
+    if getattr(backbone, "family", None) in TWO_ENCODER_FAMILIES:
+        return _two_encoder_view(backbone, embeddings, names)
     token_embedding = backbone.token_embedding
     width = token_embedding.output_dim
     base_hash = published_text_encoder_hash(backbone.name)
@@ -93,8 +96,8 @@ def backbone_with_embeddings(backbone, embeddings, names=None):
     return backbone.with_token_lookup(tokenizer, lookup)
 
 
-def _sdxl_view(backbone, embeddings, names):
-    """`backbone_with_embeddings` for SD-XL: one placeholder lookup per text encoder."""
+def _two_encoder_view(backbone, embeddings, names):
+    """`backbone_with_embeddings` for SD-XL and SD3: one placeholder lookup per CLIP encoder."""
     import numpy as np
 
     from studio.embeddings.placeholder_embedding import PlaceholderEmbedding
@@ -107,14 +110,15 @@ def _sdxl_view(backbone, embeddings, names):
             f"{len(embeddings)} embeddings"
         )
     tables = backbone.token_embeddings
-    encoders = {SDXL_ENCODERS[0]: backbone.text_encoder, SDXL_ENCODERS[1]: backbone.text_encoder_2}
+    family = TWO_ENCODER_FAMILIES[backbone.family]
+    encoders = _text_encoders(backbone)
     tokenizer = CLIPTokenizer.from_config(backbone.tokenizer.get_config())
     vectors = {key: [] for key in SDXL_ENCODERS}
     for index, embedding in enumerate(embeddings):
         if embedding.architecture != ARCHITECTURE_SDXL:
             raise InvalidInputError(
                 "An SD 1.x/2.x embedding (vectors for one text encoder) cannot be loaded into "
-                f"an SD-XL model, which needs {list(SDXL_ENCODERS)} vectors. Received: "
+                f"an {family} model, which needs {list(SDXL_ENCODERS)} vectors. Received: "
                 f"placeholders {embedding.placeholders}"
             )
         placeholder = embedding.metadata.get(STUDIO_PLACEHOLDER_KEY) or (
@@ -122,17 +126,18 @@ def _sdxl_view(backbone, embeddings, names):
         )
         if not placeholder:
             raise InvalidInputError(
-                "This SD-XL embedding does not name its token; load it from its file (the "
-                "file's name is the token) or give `names`. Received: no name"
+                "This {clip_l, clip_g} embedding does not name its token; load it from its file "
+                "(the file's name is the token) or give `names`. Received: no name"
             )
         counts = {key: values.shape[0] for key, values in embedding.vectors.items()}
         widths = {key: values.shape[1] for key, values in embedding.vectors.items()}
-        expected = {key: encoders[key].hidden_dim for key in SDXL_ENCODERS}
+        expected = {key: tables[key].output_dim for key in SDXL_ENCODERS}
         if widths != expected or len(set(counts.values())) != 1:
             raise InvalidInputError(
-                f"The SD-XL embedding {placeholder!r} does not fit this model's text encoders: "
-                f"expected widths {expected} and as many vectors for each. Received: widths "
-                f"{widths}, vectors {counts}"
+                f"The embedding {placeholder!r} does not fit this {family} model's text "
+                f"encoders: expected widths {expected} and as many vectors for each; load "
+                f"embeddings trained on this model family. Received: widths {widths}, "
+                f"vectors {counts}, trained on {embedding.base_model or 'an unnamed model'}"
             )
         if placeholder in tokenizer.placeholder_tokens:
             raise InvalidInputError(
@@ -154,3 +159,12 @@ def _sdxl_view(backbone, embeddings, names):
         for key in SDXL_ENCODERS
     }
     return backbone.with_token_lookup(tokenizer, lookup)
+
+
+def _text_encoders(backbone):
+    """The CLIP encoders by embedding-file key (SD-XL: `text_encoder`, `text_encoder_2`)."""
+    from studio.embeddings.textual_inversion_embedding import SDXL_ENCODERS
+
+    if backbone.family == SD3_FAMILY:
+        return backbone.text_encoders
+    return dict(zip(SDXL_ENCODERS, (backbone.text_encoder, backbone.text_encoder_2)))

@@ -31,6 +31,7 @@ from studio.errors import InvalidInputError
 from studio.files.atomic_write import write_file_atomically
 from studio.embeddings.textual_inversion_embedding import (
     ARCHITECTURE_SDXL,
+    BASE_FAMILY_KEY,
     SDXL_ENCODERS,
     SDXL_PLACEHOLDER_KEY as PLACEHOLDER_KEY,
 )
@@ -38,6 +39,10 @@ from studio.embeddings.textual_inversion_embedding import (
 SDXL_FORMATS = ("native", "kohya")
 SDXL_EXTENSION = ".safetensors"
 MODELSPEC_SDXL_ARCHITECTURE = "stable-diffusion-xl-v1-base/textual-inversion"
+# kohya's SD3 architecture without the variant ("-m", "-5-large", ...), which
+# the embedding does not know.
+MODELSPEC_SD3_ARCHITECTURE = "stable-diffusion-3/textual-inversion"
+SD3_FAMILY = "sd3"
 MODELSPEC_SDXL_RESOLUTION = "1024x1024"
 
 
@@ -101,21 +106,29 @@ def sdxl_metadata(embedding):
         metadata.pop(key, None)
     if placeholder:
         metadata[PLACEHOLDER_KEY] = placeholder
+    family = embedding.metadata.get(BASE_FAMILY_KEY, "")
+    if family:
+        metadata[BASE_FAMILY_KEY] = family
     metadata[embedding_files.KEY_NUM_VECTORS] = str(embedding.vectors[SDXL_ENCODERS[0]].shape[0])
     return metadata
 
 
 def _kohya_metadata(embedding):
     placeholder = embedding.metadata.get(PLACEHOLDER_KEY, "")
+    is_sd3 = embedding.metadata.get(BASE_FAMILY_KEY) == SD3_FAMILY
     metadata = {
         "modelspec.sai_model_spec": "1.0.1",
-        "modelspec.architecture": MODELSPEC_SDXL_ARCHITECTURE,
+        "modelspec.architecture": (
+            MODELSPEC_SD3_ARCHITECTURE if is_sd3 else MODELSPEC_SDXL_ARCHITECTURE
+        ),
         "modelspec.implementation": "https://github.com/Stability-AI/generative-models",
         "modelspec.implementation_version": f"keras-sd-studio/{__version__}",
         "modelspec.resolution": MODELSPEC_SDXL_RESOLUTION,
-        "modelspec.prediction_type": "epsilon",
         "modelspec.date": datetime.datetime.now().replace(microsecond=0).isoformat(),
     }
+    if not is_sd3:
+        # SD3 predicts a flow, for which ModelSpec has no name.
+        metadata["modelspec.prediction_type"] = "epsilon"
     if placeholder:
         metadata["modelspec.title"] = placeholder
         metadata["modelspec.trigger_phrase"] = placeholder

@@ -11,6 +11,10 @@ ARCHITECTURE_SDXL = "sd-xl"
 SDXL_ENCODERS = ("clip_l", "clip_g")
 # SD-XL files do not name their token; the studio's record it in this metadata key.
 SDXL_PLACEHOLDER_KEY = "studio.placeholder"
+# SD3's CLIP-L and CLIP-G are SD-XL's encoders, so its embeddings have SD-XL's
+# layout; the studio's files record the family they were trained on here
+# ("sd3"; absent: SD-XL), which kohya's ModelSpec metadata names.
+BASE_FAMILY_KEY = "studio.base_family"
 ARCHITECTURES = (ARCHITECTURE_SD, ARCHITECTURE_SDXL)
 # dtypes of the values as stored; bfloat16 values are held as float32.
 DTYPES = ("float32", "float16", "bfloat16")

@@ -6,6 +6,7 @@ from keras import ops
 from studio.embeddings.placeholder_embedding import PlaceholderEmbedding
 from studio.embeddings.textual_inversion_embedding import (
     ARCHITECTURE_SDXL,
+    BASE_FAMILY_KEY,
     SDXL_ENCODERS,
     SDXL_PLACEHOLDER_KEY,
 )
@@ -47,21 +48,26 @@ class SDXLTextualInversionTrainer(TextualInversionTrainer):
             `TextualInversionTrainer`'s reasons.
     """
 
+    # How error messages name the model family.
+    FAMILY_NAME = "SD-XL"
+    # The family the embedding files record (`BASE_FAMILY_KEY`); None: SD-XL.
+    BASE_FAMILY = None
+
     def __init__(self, backbone, placeholder_tokens, initializer_words, **kwargs):
         tokens = [placeholder_tokens] if isinstance(placeholder_tokens, str) else list(
             placeholder_tokens
         )
         if len(tokens) != 1:
             raise InvalidInputError(
-                "SD-XL textual inversion learns one placeholder per run (its embedding "
-                f"file holds one token). Received: placeholder_tokens={tokens}"
+                f"{self.FAMILY_NAME} textual inversion learns one placeholder per run (its "
+                f"embedding file holds one token). Received: placeholder_tokens={tokens}"
             )
         super().__init__(backbone, tokens, initializer_words, **kwargs)
 
     def _placeholder_lookup(self, backbone, first_new_id, word_ids, counts):
         """`{"clip_l": lookup, "clip_g": lookup}` and both encoders' initial norms, joined."""
         tables = backbone.token_embeddings
-        encoders = dict(zip(SDXL_ENCODERS, (backbone.text_encoder, backbone.text_encoder_2)))
+        encoders = self._text_encoders(backbone)
         lookups, norms = {}, []
         for key in SDXL_ENCODERS:
             check_fits_table(backbone.tokenizer, first_new_id, tables[key])
@@ -75,6 +81,10 @@ class SDXLTextualInversionTrainer(TextualInversionTrainer):
             )
             norms.append(np.linalg.norm(initial, axis=-1))
         return lookups, np.concatenate(norms).astype("float32")
+
+    def _text_encoders(self, backbone):
+        """The text encoders by embedding-file key; each lookup returns its compute dtype."""
+        return dict(zip(SDXL_ENCODERS, (backbone.text_encoder, backbone.text_encoder_2)))
 
     # --- The training step ------------------------------------------------
 
@@ -126,5 +136,8 @@ class SDXLTextualInversionTrainer(TextualInversionTrainer):
             initializer=", ".join(self.initializer_words),
             steps=steps,
             architecture=ARCHITECTURE_SDXL,
-            metadata={SDXL_PLACEHOLDER_KEY: self.placeholder_token},
+            metadata={
+                SDXL_PLACEHOLDER_KEY: self.placeholder_token,
+                **({BASE_FAMILY_KEY: self.BASE_FAMILY} if self.BASE_FAMILY else {}),
+            },
         )

@@ -61,18 +61,31 @@ def build_textual_inversion(settings, devices=None):
     import keras
 
     from studio.datasets import ConceptDataset
-    from studio.models.presets import SDXL
+    from studio.models import family_of
+    from studio.models.presets import SD3, SDXL
     from studio.trainers.distributed.data_parallel_devices import DataParallelDevices
+    from studio.trainers.textual_inversion.sd3_textual_inversion_training import (
+        check_sd3_settings,
+    )
     from studio.trainers.textual_inversion.textual_inversion_trainer import TextualInversionTrainer
     from studio.trainers.warmup_schedule import WarmupSchedule
 
     devices = devices or DataParallelDevices()
+    if family_of(settings.model) == SD3:
+        # Before loading: what SD3 cannot do is refused at once.
+        check_sd3_settings(settings)
     backbone = load_backbone(settings, devices, frozen=True)
     trainer_class = TextualInversionTrainer
     if backbone.family == SDXL:
         # Both text encoders' rows, one `{clip_l, clip_g}` embedding file.
         from studio.trainers.textual_inversion.sdxl_textual_inversion_trainer import (
             SDXLTextualInversionTrainer as trainer_class,
+        )
+    elif backbone.family == SD3:
+        # CLIP-L and CLIP-G rows with flow matching; the same file layout.
+        check_sd3_settings(settings, backbone)
+        from studio.trainers.textual_inversion.sd3_textual_inversion_trainer import (
+            SD3TextualInversionTrainer as trainer_class,
         )
     with devices.scope():
         trainer = trainer_class(

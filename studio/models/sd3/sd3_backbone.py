@@ -83,6 +83,16 @@ class SD3Backbone(DiffusionBackbone):
     def vae(self):
         return self.hub_backbone.vae
 
+    @property
+    def text_encoders(self):
+        """keras-hub's CLIP encoders by `TEXT_ENCODERS` name (the keys of embedding files)."""
+        return {name: getattr(self.hub_backbone, name) for name in TEXT_ENCODERS}
+
+    @property
+    def components(self):
+        """The networks by name: what a trainer freezes and a test snapshots."""
+        return {**self.text_encoders, "mmdit": self.mmdit, "vae": self.vae}
+
     # --- Text conditioning -------------------------------------------------
 
     def encode_text(self, token_ids, token_lookup=None, training=False):
