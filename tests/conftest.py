@@ -67,6 +67,30 @@ def readme_python_blocks():
     return blocks
 
 
+# --- Eager TensorFlow for tests whose subject is not compilation -------------
+@pytest.fixture
+def eager_tensorflow():
+    """TensorFlow runs its functions eagerly for this test (no effect under JAX).
+
+    A command's pipeline traces its sampling loop on every call (about 5 s on
+    2 cores for a few steps of a tiny model); tests of what a command writes
+    or loads use it. The compiled loop and trainer steps have their own tests
+    (tests/pipelines/test_sampling_loop.py, test_textual_inversion_trainer.py).
+    """
+    import keras
+
+    if keras.config.backend() != "tensorflow":
+        yield
+        return
+    import tensorflow as tf
+
+    tf.config.run_functions_eagerly(True)
+    try:
+        yield
+    finally:
+        tf.config.run_functions_eagerly(False)
+
+
 # --- The embedded model, shared by the session ------------------------------
 # Several folders generate with tiny-shapes and read the images with the
 # shipped shapes classifier; loading each costs seconds, so they are loaded

@@ -9,6 +9,9 @@ from studio.app.safe_uploads import MAX_IMAGE_BYTES
 
 from .conftest import PAGES, bomb_png_bytes, click, messages, new_app, page_path, png_bytes
 
+# Commands and pages generate here; their compiled loop is tested elsewhere.
+pytestmark = pytest.mark.usefixtures("eager_tensorflow")
+
 TITLES = {"train": "Teach a concept", "runs": "Runs", "generate": "Generate",
           "compare": "Compare", "embeddings": "Embeddings"}
 

@@ -1,10 +1,14 @@
 """The Generate page's start image: img2img and inpainting settings as the pipeline takes them."""
 
 import numpy as np
+import pytest
 
 from studio.app.start_image import StartImage, preview, rectangle_mask
 
 from .conftest import new_app, page_path, png_bytes
+
+# Commands and pages generate here; their compiled loop is tested elsewhere.
+pytestmark = pytest.mark.usefixtures("eager_tensorflow")
 
 
 def test_rectangle_mask_covers_its_percent_ranges():

@@ -16,7 +16,7 @@ from PIL import Image
 from studio.cli.main import main
 from studio.errors import InvalidInputError
 
-pytestmark = pytest.mark.tensorflow_only
+pytestmark = [pytest.mark.tensorflow_only, pytest.mark.usefixtures("eager_tensorflow")]
 
 IMAGE_SIZE = 64
 TI = ("train", "textual-inversion", "--model", "tiny", "--token", "<toy>", "--init-word", "toy")

@@ -3,10 +3,13 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from studio.cli.main import main
 from studio.images import GenerationParameters, read_parameters
+
+pytestmark = pytest.mark.usefixtures("eager_tensorflow")
 
 
 def _generate(out, *extra):

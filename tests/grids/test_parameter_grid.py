@@ -18,6 +18,9 @@ from studio.grids.grid_drawing import GRID_STYLE, MIN_CELL_SIZE
 from studio.images import GenerationParameters, read_parameters
 from studio.pipelines import GeneratedImages, GenerationRunner, GenerationSettings
 
+# Commands and pages generate here; their compiled loop is tested elsewhere.
+pytestmark = pytest.mark.usefixtures("eager_tensorflow")
+
 CELL = 32
 
 

@@ -15,6 +15,9 @@ import shutil
 import numpy as np
 import pytest
 
+# Commands and pages generate here; their compiled loop is tested elsewhere.
+pytestmark = pytest.mark.usefixtures("eager_tensorflow")
+
 # Largest difference of the images in [0, 1] (acceptance: 1e-3).
 PIXEL_ATOL = 1e-3
 STEPS = 3

@@ -17,6 +17,9 @@ from studio.cli.main import main
 from studio.images import read_parameters
 from studio.interop import export_diffusers_folder, export_single_file
 
+# Commands and pages generate here; their compiled loop is tested elsewhere.
+pytestmark = pytest.mark.usefixtures("eager_tensorflow")
+
 
 @pytest.fixture(scope="module", autouse=True)
 def without_xla():

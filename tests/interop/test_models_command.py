@@ -10,6 +10,9 @@ import pytest
 from studio.cli import models_command
 from studio.interop.checkpoint_reader import read_checkpoint
 
+# Commands and pages generate here; their compiled loop is tested elsewhere.
+pytestmark = pytest.mark.usefixtures("eager_tensorflow")
+
 
 def _run(*argv):
     parser = argparse.ArgumentParser(prog="studio")
