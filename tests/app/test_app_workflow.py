@@ -17,6 +17,9 @@ from studio.models.presets import BACKBONE_PRESETS
 
 from .conftest import TRAINING_STEPS, click, messages, new_app, page_path
 
+# The pages generate in this process; their compiled loop is tested elsewhere.
+pytestmark = pytest.mark.usefixtures("eager_tensorflow")
+
 
 def test_killing_the_app_leaves_the_run_training(workflow):
     assert workflow["training_alive_after_kill"]
