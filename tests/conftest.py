@@ -68,27 +68,44 @@ def readme_python_blocks():
 
 
 # --- Eager TensorFlow for tests whose subject is not compilation -------------
-@pytest.fixture
-def eager_tensorflow():
-    """TensorFlow runs its functions eagerly for this test (no effect under JAX).
+# A command's pipeline traces its sampling loop on every call (about 5 s on 2
+# cores for a few steps of a tiny model), as a command's trainer traces its
+# step; tests of what commands and pages write or load need neither. The
+# compiled loop and steps have their own tests (tests/pipelines/
+# test_sampling_loop.py, tests/trainers/test_textual_inversion_trainer.py).
 
-    A command's pipeline traces its sampling loop on every call (about 5 s on
-    2 cores for a few steps of a tiny model); tests of what a command writes
-    or loads use it. The compiled loop and trainer steps have their own tests
-    (tests/pipelines/test_sampling_loop.py, test_textual_inversion_trainer.py).
+
+@pytest.fixture(scope="session")
+def eager_tensorflow_functions():
+    """`with eager_tensorflow_functions(): ...`: TensorFlow runs its functions eagerly.
+
+    No effect under JAX. For module-scoped fixtures; tests use `eager_tensorflow`.
     """
-    import keras
+    import contextlib
 
-    if keras.config.backend() != "tensorflow":
-        yield
-        return
-    import tensorflow as tf
+    @contextlib.contextmanager
+    def eager():
+        import keras
 
-    tf.config.run_functions_eagerly(True)
-    try:
+        if keras.config.backend() != "tensorflow":
+            yield
+            return
+        import tensorflow as tf
+
+        tf.config.run_functions_eagerly(True)
+        try:
+            yield
+        finally:
+            tf.config.run_functions_eagerly(False)
+
+    return eager
+
+
+@pytest.fixture
+def eager_tensorflow(eager_tensorflow_functions):
+    """This test's TensorFlow functions run eagerly (no effect under JAX)."""
+    with eager_tensorflow_functions():
         yield
-    finally:
-        tf.config.run_functions_eagerly(False)
 
 
 # --- The embedded model, shared by the session ------------------------------

@@ -37,9 +37,14 @@ def run_eagerly():
     """Trainers compile to eager steps: the tiny model's steps take less than tracing.
 
     The test process does the same (`eager_trainers`), so that the killed,
-    the resumed and the uninterrupted runs compute alike.
+    the resumed and the uninterrupted runs compute alike. The samples'
+    sampling loop runs eagerly too (tracing it costs more than its 2 steps).
     """
+    import tensorflow as tf
+
     from studio.trainers.dreambooth.dreambooth_trainer import DreamBoothTrainer
+
+    tf.config.run_functions_eagerly(True)
     from studio.trainers.textual_inversion.textual_inversion_trainer import TextualInversionTrainer
 
     for trainer_class in (TextualInversionTrainer, DreamBoothTrainer):

@@ -31,12 +31,12 @@ STEPS = 4
 
 
 @pytest.fixture(scope="module", autouse=True)
-def eager_trainers():
+def eager_trainers(eager_tensorflow_functions):
     """As `kill_at_write.run_eagerly` does in the killed process."""
     from studio.trainers.dreambooth.dreambooth_trainer import DreamBoothTrainer
     from studio.trainers.textual_inversion.textual_inversion_trainer import TextualInversionTrainer
 
-    with pytest.MonkeyPatch.context() as patch:
+    with pytest.MonkeyPatch.context() as patch, eager_tensorflow_functions():
         for trainer_class in (TextualInversionTrainer, DreamBoothTrainer):
             original = trainer_class.compile
 

@@ -24,11 +24,12 @@ def studio(*argv):
 
 
 @pytest.fixture(scope="module", autouse=True)
-def quick_steps(eager_compile):
-    """Runs the command's train steps eagerly: tracing costs more than these steps."""
+def quick_steps(eager_compile, eager_tensorflow_functions):
+    """Runs the command's train steps and class-image generation eagerly: tracing
+    costs more than these steps."""
     from studio.trainers.dreambooth.dreambooth_trainer import DreamBoothTrainer
 
-    with pytest.MonkeyPatch.context() as patch:
+    with pytest.MonkeyPatch.context() as patch, eager_tensorflow_functions():
         eager_compile(patch, DreamBoothTrainer)
         yield
 

@@ -125,6 +125,7 @@ def test_lora_trains_only_lora_weights_and_keeps_every_base_weight(lora_run):
             np.testing.assert_array_equal(old, new, err_msg=f"{name} changed")
 
 
+@pytest.mark.usefixtures("eager_tensorflow")
 def test_lora_file_reloads_into_a_fresh_pipeline_and_reproduces_the_trained_model(lora_run, tmp_path):
     trainer, _, _ = lora_run
     [path] = trainer.save_results(str(tmp_path), step=TRAIN_STEPS)

@@ -22,11 +22,11 @@ def studio(*argv):
 
 
 @pytest.fixture(scope="module", autouse=True)
-def quick_steps(eager_compile):
-    """Runs the command's train steps eagerly: tracing costs more than these steps."""
+def quick_steps(eager_compile, eager_tensorflow_functions):
+    """Runs the command's train steps and samples eagerly: tracing costs more than these steps."""
     from studio.trainers.textual_inversion.textual_inversion_trainer import TextualInversionTrainer
 
-    with pytest.MonkeyPatch.context() as patch:
+    with pytest.MonkeyPatch.context() as patch, eager_tensorflow_functions():
         eager_compile(patch, TextualInversionTrainer)
         yield
 
