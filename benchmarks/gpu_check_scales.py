@@ -354,7 +354,9 @@ SD35_MEDIUM_DIFFUSERS = {
     "latent_shift": 0.0609,
 }
 
-# The studio's `tiny-sd3` preset (keras-hub classes at width 32), and in
+# The studio's `tiny-sd3` preset (keras-hub classes at width 32) with SD3.5's
+# MMDiT features (q/k RMS norms, dual attention in the first block), so that
+# the dry run goes through the code SD3.5 medium runs on the GPU; and in
 # diffusers' terms.
 TINY_SD3_STUDIO = {
     "clip_l": {
@@ -395,8 +397,8 @@ TINY_SD3_STUDIO = {
         "mmdit_num_layers": 2,
         "mmdit_num_heads": 2,
         "mmdit_position_size": 8,
-        "mmdit_qk_norm": None,
-        "mmdit_dual_attention_indices": None,
+        "mmdit_qk_norm": "rms_norm",
+        "mmdit_dual_attention_indices": [0],
         "latent_channels": 16,
     },
     "tokenizer": {"type": "byte_level", "sequence_length": 16},
@@ -413,8 +415,7 @@ TINY_SD3_DIFFUSERS = {
         caption_projection_dim=32,
         pooled_projection_dim=32 + 48,
         pos_embed_max_size=8,
-        dual_attention_layers=[],
-        qk_norm=None,
+        dual_attention_layers=[0],
     ),
     "scheduler": SD35_MEDIUM_DIFFUSERS["scheduler"],
     "latent_scale": 1.5305,

@@ -310,8 +310,12 @@ def test_sd3_keras_hub_and_diffusers_configs_are_one_network(scale_name, scales)
     if scale_name == "dry":
         from studio.models.presets import SD3_PRESETS
 
+        # tiny-sd3, with SD3.5 medium's q/k norms and dual attention.
         preset = SD3_PRESETS["tiny-sd3"]
-        assert {key: preset[key] for key in studio} == studio
+        sd35_features = {"mmdit_qk_norm": "rms_norm", "mmdit_dual_attention_indices": [0]}
+        assert {key: preset[key] for key in studio if key != "mmdit"} == {
+            key: value for key, value in studio.items() if key != "mmdit"}
+        assert dict(preset["mmdit"], **sd35_features) == studio["mmdit"]
 
 
 def test_family_rows_report_the_issues_goals(gpu_check, scales):
@@ -340,3 +344,29 @@ def test_family_rows_report_the_issues_goals(gpu_check, scales):
     assert "SD-XL DreamBooth LoRA r4 fp16 b1" in table
     assert "peak <= 14 GiB: NOT met" in table
     assert "studio: ERROR XlaRuntimeError: RESOURCE_EXHAUSTED" in table
+
+
+def test_full_size_reference_networks_build_at_the_release_sizes(scales):
+    """diffusers and transformers take the full-size configs (built on the meta device: no memory)."""
+    import torch
+    from diffusers import SD3Transformer2DModel, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    families = scales.SCALES["full"].families
+    sdxl = families["sdxl"].diffusers
+    with torch.device("meta"):
+        unet = UNet2DConditionModel(**sdxl["unet"])
+        clip_l = CLIPTextModel(CLIPTextConfig(**sdxl["text_encoder"]))
+        clip_g = CLIPTextModelWithProjection(CLIPTextConfig(**sdxl["text_encoder_2"]))
+        mmdit = SD3Transformer2DModel(**families["sd3"].diffusers["transformer"])
+
+    def size(network, buffers=False):
+        tensors = list(network.parameters()) + (list(network.buffers()) if buffers else [])
+        return sum(tensor.numel() for tensor in tensors)
+
+    # sd_xl_base_1.0's UNet, CLIP ViT-L and OpenCLIP ViT-bigG with its projection.
+    assert (size(unet), size(clip_l), size(clip_g)) == (2_567_463_684, 123_060_480, 694_659_840)
+    # SD3.5 medium: "2.5 billion parameters", its 384 x 384 position table included.
+    assert 2.4e9 < size(mmdit, buffers=True) < 2.6e9
+    assert len(mmdit.transformer_blocks) == 24
+    assert sum(block.attn2 is not None for block in mmdit.transformer_blocks) == 13
