@@ -265,10 +265,10 @@ def run_worker(args):
     # Keras reads its backend when first imported: the studio's is JAX
     # (the GPU machine has no TensorFlow).
     os.environ["KERAS_BACKEND"] = "jax"
-    # As on the GPU machine, TensorFlow cannot be imported: a worker that
-    # needs it fails here, on the CPU, too. (keras-hub and transformers
-    # import it only where it is installed.)
-    for name in ("tensorflow", "tensorflow_text"):
+    # As on the GPU machine, TensorFlow (and kagglehub) cannot be imported:
+    # a worker that needs them fails here, on the CPU, too. (keras-hub and
+    # transformers import them only where they are installed.)
+    for name in ("tensorflow", "tensorflow_text", "kagglehub"):
         sys.modules[name] = None
     _make_studio_importable()
     if args.worker == "studio":
