@@ -15,6 +15,14 @@ JAX) with diffusers' equivalent (PyTorch) on the same GPU:
   (`studio.interop.export_diffusers_folder`), the same initial latents and
   token ids: max and mean absolute pixel difference of the two pipelines.
 
+After them, the newer families' training rows at 1024 px, batch 1, fp16
+(issues 18 and 19): SD-XL base (`sdxl-base`) textual inversion on both
+text encoders, and DreamBooth LoRA with cached text-encoder outputs and
+gradient checkpointing, against diffusers' `textual_inversion_sdxl.py` /
+`train_dreambooth_lora_sdxl.py` steps; SD3.5 medium's MMDiT (keras-hub's
+classes) DreamBooth LoRA against `train_dreambooth_lora_sd3.py`'s step.
+`--family` picks families (`sd` is SD 1.x).
+
 Every group of rows runs in its own process (a worker), so peak memory is
 its own and an out-of-memory row, a missing package or a crash becomes an
 error in the table while the others run. `--budget-s` bounds the whole
@@ -22,11 +30,13 @@ run: rows that would start after it are skipped with a note (run them
 later with `--only`). The most important rows run first (numerics and
 generation, then batch 1 fp16 training). Usage:
 
-    KERAS_BACKEND=jax python benchmarks/gpu_check.py --out gpu_check.json
+    KERAS_BACKEND=jax python benchmarks/gpu_check.py --family sd --out gpu_check.json
+    KERAS_BACKEND=jax python benchmarks/gpu_check.py --family sdxl --family sd3 --out xl.json
     python benchmarks/gpu_check.py --cpu-dry-run --out dry.json   # tiny, on the CPU
 
 The workers never import TensorFlow, keras_cv or `studio.datasets` (the
-GPU machine has no TensorFlow). See benchmarks/BENCHMARKS.md.
+GPU machine has no TensorFlow): a worker refuses to import TensorFlow, so
+the CPU dry run proves it. See benchmarks/BENCHMARKS.md.
 """
 
 import argparse
@@ -44,7 +54,9 @@ REPOSITORY = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 
 from gpu_check_scales import (  # noqa: E402
-    FUTURE_FAMILIES,
+    FAMILIES,
+    FAMILY_LABELS,
+    FAMILY_TASKS,
     SCALES,
     TASK_NAMES,
     TRAIN_TASKS,
@@ -59,6 +71,8 @@ DEFAULT_BUDGET_S = {"full": 450.0, "dry": 900.0}
 GOAL_TRAIN_SPEEDUP = 1.2
 GOAL_GENERATION_RATIO = 1.0
 GOAL_PEAK_GIB = {"ti": 6.0, "lora": 8.0, "full_lean": 14.0}
+# Issues 18 and 19: 1024 px, batch 1, fp16, on a 16 GB T4.
+FAMILY_GOAL_PEAK_GIB = {("sdxl", "ti"): 12.0, ("sdxl", "lora"): 14.0, ("sd3", "lora"): 14.0}
 GOAL_MFU = 0.40
 GOAL_MEAN_PIXEL_DIFF = 2.0
 DRY_RUN_XLA_FLAGS = "--xla_backend_optimization_level=0"
@@ -77,6 +91,9 @@ def parse_args(argv=None):
     parser.add_argument("--only", action="append", default=[],
                         help="run only rows whose id contains this text (repeatable), "
                         "e.g. --only train/full --only b4")
+    parser.add_argument("--family", action="append", choices=FAMILIES,
+                        help="run only this model family's rows (repeatable; default: all): "
+                        "sd (SD 1.x), sdxl, sd3")
     parser.add_argument("--one-process", action="store_true",
                         help="run all rows of a framework in one worker (the dry run's "
                         "default: saves start-up; peak memory is then the process's)")
@@ -95,7 +112,7 @@ def main(argv=None):
     scale = SCALES["dry" if args.cpu_dry_run else "full"]
     budget = args.budget_s if args.budget_s is not None else DEFAULT_BUDGET_S[scale.name]
     work_dir = args.work_dir or _new_work_dir()
-    rows = plan_rows(scale, args.only)
+    rows = plan_rows(scale, args.only, args.family or FAMILIES)
     jobs = plan_jobs(rows, one_process=args.one_process or args.cpu_dry_run)
     started = time.perf_counter()
     results, meta = {}, {}
@@ -138,8 +155,28 @@ def _json_default(value):
 # --- The plan --------------------------------------------------------------
 
 
-def plan_rows(scale, only=()):
-    """Every row of `scale`, most important first; each a dict with `id` and its settings."""
+def plan_rows(scale, only=(), families=FAMILIES):
+    """The rows of `scale` in `families`, most important first: dicts with `id` and settings.
+
+    SD 1.x rows first (ids without a family prefix), then each newer
+    family's training rows (`sdxl/ti/...`, `sd3/lora/...`).
+    """
+    rows = _sd_rows(scale) if "sd" in families else []
+    for family, tasks in FAMILY_TASKS.items():
+        if family not in families:
+            continue
+        family_scale = scale.families[family]
+        precision, batch = family_scale.precision, family_scale.batch_size
+        for task in tasks:
+            rows.append({"id": f"{family}/{task}/{precision}/b{batch}", "kind": "train",
+                         "family": family, "task": task, "precision": precision,
+                         "batch": batch})
+    if only:
+        rows = [row for row in rows if any(text in row["id"] for text in only)]
+    return rows
+
+
+def _sd_rows(scale):
     rows = []
     for precision in scale.numerics_precisions:
         for batch in scale.generation_batch_sizes:
@@ -152,27 +189,7 @@ def plan_rows(scale, only=()):
         for task in TRAIN_TASKS:
             rows.append({"id": f"train/{task}/{precision}/b{batch}", "kind": "train",
                          "task": task, "precision": precision, "batch": batch})
-    for family, hook in family_hooks().items():
-        rows.append({"id": f"family/{family}", "kind": "family", "hook": hook})
-    if only:
-        rows = [row for row in rows if any(text in row["id"] for text in only)]
     return rows
-
-
-def family_hooks():
-    """Families beyond SD 1.x that the tree now has, and what to do about them.
-
-    The hook for SDXL and SD 3: when `studio/models/sdxl` or
-    `studio/models/sd3` exists, the check shows a row saying that family's
-    rows are still to be written (a preset, a scale in `gpu_check_scales`,
-    diffusers configs); until then nothing is listed.
-    """
-    hooks = {}
-    for family, folder in FUTURE_FAMILIES.items():
-        if os.path.isdir(os.path.join(REPOSITORY, folder)):
-            hooks[family] = (f"{folder} exists: add its preset, scale and diffusers "
-                             "configs to gpu_check_scales.py to measure it")
-    return hooks
 
 
 def plan_jobs(rows, one_process=False):
@@ -185,8 +202,6 @@ def plan_jobs(rows, one_process=False):
     """
     groups = []
     for row in rows:
-        if row["kind"] == "family":
-            continue
         key = ("generation", row["precision"]) if row["kind"] != "train" else ("train", row["id"])
         if one_process:
             key = (key[0],)
@@ -250,6 +265,11 @@ def run_worker(args):
     # Keras reads its backend when first imported: the studio's is JAX
     # (the GPU machine has no TensorFlow).
     os.environ["KERAS_BACKEND"] = "jax"
+    # As on the GPU machine, TensorFlow (and kagglehub) cannot be imported:
+    # a worker that needs them fails here, on the CPU, too. (keras-hub and
+    # transformers import them only where they are installed.)
+    for name in ("tensorflow", "tensorflow_text", "kagglehub"):
+        sys.modules[name] = None
     _make_studio_importable()
     if args.worker == "studio":
         import gpu_check_studio as worker
@@ -268,7 +288,7 @@ def run_worker(args):
 def _worker_meta(framework, worker):
     import importlib.metadata
 
-    names = {"studio": ("keras", "jax", "jaxlib", "numpy"),
+    names = {"studio": ("keras", "keras-hub", "jax", "jaxlib", "numpy"),
              "diffusers": ("torch", "diffusers", "transformers", "peft", "numpy")}[framework]
     versions = {}
     for name in names:
@@ -323,10 +343,6 @@ def build_report(rows, results, meta, scale, budget, elapsed, argv):
     entries = []
     for row in rows:
         entry = dict(row)
-        if row["kind"] == "family":
-            entry["note"] = row["hook"]
-            entries.append(entry)
-            continue
         for framework in FRAMEWORKS:
             entry[framework] = results.get((row["id"], framework), {"skipped": "not run"})
         entries.append(entry)
@@ -346,6 +362,12 @@ def build_report(rows, results, meta, scale, budget, elapsed, argv):
             "budget_s": budget,
             "elapsed_s": elapsed,
             "workers": meta,
+            "families": {
+                family: {"preset": family_scale.preset or "keras-hub classes",
+                         "resolution": family_scale.resolution,
+                         "remat": family_scale.remat}
+                for family, family_scale in scale.families.items()
+            },
         },
         "rows": entries,
     }
@@ -374,12 +396,13 @@ def _derive(entry, scale, flops, peak):
             entry["speedup"] = studio["steps_per_second"] / diffusers["steps_per_second"]
             entry["memory_ratio"] = studio["peak_gib"] / diffusers["peak_gib"]
             goals["speedup >= 1.2"] = entry["speedup"] >= GOAL_TRAIN_SPEEDUP
-        task = entry["task"]
-        if task in GOAL_PEAK_GIB and entry["precision"] == "mixed_float16" and entry["batch"] == 1:
+        task, family = entry["task"], entry.get("family", "sd")
+        goal_peak = (GOAL_PEAK_GIB.get(task) if family == "sd"
+                     else FAMILY_GOAL_PEAK_GIB.get((family, task)))
+        if goal_peak and entry["precision"] == "mixed_float16" and entry["batch"] == 1:
             if _ok(studio):
-                goals[f"peak <= {GOAL_PEAK_GIB[task]:.0f} GiB"] = (
-                    studio["peak_gib"] <= GOAL_PEAK_GIB[task])
-        count = flops.get((entry["precision"], entry["batch"]))
+                goals[f"peak <= {goal_peak:.0f} GiB"] = studio["peak_gib"] <= goal_peak
+        count = flops.get((entry["precision"], entry["batch"])) if family == "sd" else None
         if task in ("full", "full_lean") and count:
             entry["flops"] = count
             for name, side in (("studio", studio), ("diffusers", diffusers)):
@@ -423,19 +446,25 @@ def format_table(report):
     """The one table, as text."""
     meta = report["meta"]
     lines = [
-        f"GPU check ({meta['scale']}): {meta['preset']} architecture, random weights, "
-        f"{meta['resolution']} px; device {meta['device']}; peak rate "
+        f"GPU check ({meta['scale']}): device {meta['device']}; peak rate "
         f"{_cell(meta['peak_flops'] and meta['peak_flops'] / 1e12, 0)} TFLOP/s; "
         f"{meta['elapsed_s']:.0f} s of a {meta['budget_s']:.0f} s budget",
         "Train: steps/s (first step s, peak GiB). Generate: latency s (first call s, peak GiB). "
         "Numerics: |pixel| difference in levels of 255.",
     ]
+    families = {entry.get("family", "sd") for entry in report["rows"]}
+    for family in sorted(families, key=FAMILIES.index):
+        if family == "sd":
+            lines.append(f"{FAMILY_LABELS[family]} rows: {meta['preset']} architecture, random "
+                         f"weights, {meta['resolution']} px.")
+            continue
+        about = meta["families"][family]
+        lines.append(f"{FAMILY_LABELS[family]} rows: {about['preset']}, {about['resolution']} px, "
+                     f"random weights; DreamBooth LoRA r4 with prior preservation, cached text "
+                     f"outputs{', gradient checkpointing' if about['remat'] else ''}.")
     header = f"{'row':<40} {'studio':>24} {'diffusers':>24} {'studio/diff':>11}  notes"
     lines += [header, "-" * len(header)]
     for entry in report["rows"]:
-        if entry["kind"] == "family":
-            lines.append(f"{entry['id']:<40} {'-':>24} {'-':>24} {'-':>11}  {entry['note']}")
-            continue
         cells, notes = [], []
         for framework in FRAMEWORKS:
             side = entry[framework]
@@ -459,6 +488,8 @@ def format_table(report):
                     f"({entry[name].get('tflops_per_s'):.3g} TFLOP/s)"
                     for name in FRAMEWORKS if _ok(entry[name])]
             notes.append(f"{entry['flops'] / 1e12:.3g} TFLOP/step; " + ", ".join(mfus))
+        if entry.get("family", "sd") != "sd":
+            notes.extend(_family_notes(entry))
         for goal, met in entry.get("goals", {}).items():
             notes.append(f"{goal}: {'met' if met else 'NOT met'}")
         lines.append(f"{_row_label(entry):<40} {cells[0]:>24} {cells[1]:>24} "
@@ -466,9 +497,27 @@ def format_table(report):
     return "\n".join(lines)
 
 
+def _family_notes(entry):
+    """What a newer family's row measured beside steps/s: weights, checkpointing, trained sizes."""
+    studio, diffusers = entry["studio"], entry["diffusers"]
+    notes = []
+    if _ok(studio):
+        notes.append(f"studio weights {studio['weights_gib']:.1f} GiB")
+        if "remat" in studio:
+            notes.append(f"studio checkpointing: {studio['remat']}")
+    if _ok(studio) and _ok(diffusers):
+        if studio["trained_parameters"] != diffusers["trained_parameters"]:
+            notes.append(f"trained {studio['trained_parameters']} vs "
+                         f"{diffusers['trained_parameters']} ({diffusers.get('trained_note', '')})")
+    return notes
+
+
 def _row_label(entry):
     precision = {"mixed_float16": "fp16", "mixed_bfloat16": "bf16", "float32": "fp32"}
     label = precision.get(entry.get("precision"), "")
+    family = entry.get("family", "sd")
+    if family != "sd":
+        return f"{FAMILY_LABELS[family]} {TASK_NAMES[entry['task']]} {label} b{entry['batch']}"
     if entry["kind"] == "train":
         return f"{TASK_NAMES[entry['task']]} {label} b{entry['batch']}"
     if entry["kind"] == "generate":

@@ -38,9 +38,12 @@ GENERATION_SEED = 1234
 GUIDANCE_SCALE = 7.5
 TRAIN_SEED = 0
 LATENT_SCALE = 0.18215
-# Families beyond SD 1.x get rows once the tree has them (see
-# `gpu_check.family_hooks`): the folder that would hold each.
-FUTURE_FAMILIES = {"sdxl": "studio/models/sdxl", "sd3": "studio/models/sd3"}
+# Model families with rows: SD 1.x (the rows above), SD-XL and SD3.5 medium
+# (`FamilyScale`, training rows of the issues' memory and speed goals).
+FAMILIES = ("sd", "sdxl", "sd3")
+FAMILY_LABELS = {"sd": "SD 1.x", "sdxl": "SD-XL", "sd3": "SD3.5-M"}
+# The training rows of each newer family, in run order.
+FAMILY_TASKS = {"sdxl": ("ti", "lora"), "sd3": ("lora",)}
 
 # Dense fp16/bf16 tensor-core peak of each GPU, FLOP/s (datasheets), matched
 # as a lower-case substring of the device name, first match wins.
@@ -83,6 +86,7 @@ class Scale:
         numerics_precisions: generation precisions, each compared pixel by
             pixel with diffusers.
         diffusers: the diffusers / transformers configs of the same networks.
+        families: the newer families' rows, `{"sdxl": FamilyScale, "sd3": ...}`.
     """
 
     name: str
@@ -96,6 +100,38 @@ class Scale:
     generation_steps: int
     generation_repeats: int
     numerics_precisions: tuple
+    diffusers: dict
+    families: dict
+
+
+@dataclasses.dataclass(frozen=True)
+class FamilyScale:
+    """The training rows of one newer family (SD-XL, SD3) at one scale.
+
+    Attributes:
+        preset: the studio preset whose networks are built (SD-XL), or None
+            where `studio` gives them (SD3: keras-hub's class arguments).
+        resolution: image size in pixels.
+        precision: the rows' dtype policy (the issues' goals are fp16).
+        batch_size: subject examples per step (prior preservation adds as
+            many class examples in the DreamBooth rows).
+        warmup_steps: untimed first steps (the first compiles).
+        timed_steps: timed steps (the median is reported).
+        remat: gradient checkpointing in the DreamBooth LoRA rows.
+        studio: SD3's keras-hub arguments in the layout of the studio's
+            `tiny-sd3` preset (`clip_l`, `clip_g`, `vae`, `mmdit`,
+            `tokenizer`, `flow_schedule`, `image_size`); None for SD-XL.
+        diffusers: the diffusers / transformers configs of the same networks.
+    """
+
+    preset: object
+    resolution: int
+    precision: str
+    batch_size: int
+    warmup_steps: int
+    timed_steps: int
+    remat: bool
+    studio: object
     diffusers: dict
 
 
@@ -178,6 +214,267 @@ TINY_DIFFUSERS = {
     "scheduler": SD1_DIFFUSERS["scheduler"],
 }
 
+# SD-XL base 1.0 as its release configs say (stabilityai/stable-diffusion-xl-
+# base-1.0), the studio's `sdxl-base` preset; tests/benchmarks/test_gpu_check.py
+# checks them against the studio's exporters, as SD1_DIFFUSERS.
+SDXL_DIFFUSERS = {
+    "unet": {
+        "sample_size": 128,
+        "in_channels": 4,
+        "out_channels": 4,
+        "down_block_types": ["DownBlock2D"] + ["CrossAttnDownBlock2D"] * 2,
+        "up_block_types": ["CrossAttnUpBlock2D"] * 2 + ["UpBlock2D"],
+        "block_out_channels": [320, 640, 1280],
+        "layers_per_block": 2,
+        "cross_attention_dim": 2048,
+        "attention_head_dim": [5, 10, 20],
+        "transformer_layers_per_block": [1, 2, 10],
+        "norm_num_groups": 32,
+        "norm_eps": 1e-5,
+        "use_linear_projection": True,
+        "addition_embed_type": "text_time",
+        "addition_time_embed_dim": 256,
+        "projection_class_embeddings_input_dim": 2816,
+    },
+    "text_encoder": SD1_DIFFUSERS["text_encoder"],
+    "text_encoder_2": dict(
+        SD1_DIFFUSERS["text_encoder"],
+        hidden_size=1280,
+        intermediate_size=5120,
+        num_hidden_layers=32,
+        num_attention_heads=20,
+        hidden_act="gelu",
+        projection_dim=1280,
+    ),
+    "scheduler": SD1_DIFFUSERS["scheduler"],
+    "latent_scale": 0.13025,
+}
+
+# The studio's `tiny-sdxl` preset in diffusers' terms.
+TINY_SDXL_DIFFUSERS = {
+    "unet": dict(
+        SDXL_DIFFUSERS["unet"],
+        sample_size=8,
+        down_block_types=["DownBlock2D", "CrossAttnDownBlock2D"],
+        up_block_types=["CrossAttnUpBlock2D", "UpBlock2D"],
+        block_out_channels=[32, 64],
+        layers_per_block=1,
+        cross_attention_dim=96,
+        attention_head_dim=2,
+        transformer_layers_per_block=[1, 2],
+        norm_num_groups=8,
+        addition_time_embed_dim=8,
+        projection_class_embeddings_input_dim=32 + 6 * 8,
+    ),
+    "text_encoder": TINY_DIFFUSERS["text_encoder"],
+    "text_encoder_2": dict(
+        TINY_DIFFUSERS["text_encoder"],
+        hidden_size=64,
+        intermediate_size=128,
+        hidden_act="gelu",
+        projection_dim=32,
+    ),
+    "scheduler": SD1_DIFFUSERS["scheduler"],
+    "latent_scale": 0.13025,
+}
+
+# SD 3.5 medium in keras-hub's classes (the arguments keras-hub's conversion
+# script gives `stable_diffusion_3.5_medium`: MMDiT-X with q/k RMS norms and
+# dual attention in blocks 0-12), laid out as the studio's `tiny-sd3` preset.
+# The byte-level tokenizer stands in for CLIP's vocabulary (not downloaded).
+SD35_MEDIUM_STUDIO = {
+    "clip_l": {
+        "vocabulary_size": 49408,
+        "embedding_dim": 768,
+        "hidden_dim": 768,
+        "num_layers": 12,
+        "num_heads": 12,
+        "intermediate_dim": 3072,
+        "intermediate_activation": "quick_gelu",
+        "intermediate_output_index": -2,
+        "max_sequence_length": 77,
+    },
+    "clip_g": {
+        "vocabulary_size": 49408,
+        "embedding_dim": 1280,
+        "hidden_dim": 1280,
+        "num_layers": 32,
+        "num_heads": 20,
+        "intermediate_dim": 5120,
+        "intermediate_activation": "gelu",
+        "intermediate_output_index": -2,
+        "max_sequence_length": 77,
+    },
+    "vae": {
+        "encoder_num_filters": [128, 256, 512, 512],
+        "encoder_num_blocks": [2, 2, 2, 2],
+        "decoder_num_filters": [512, 512, 256, 128],
+        "decoder_num_blocks": [3, 3, 3, 3],
+        "sampler_method": "sample",
+        "sample_channels": 32,
+        "scale": 1.5305,
+        "shift": 0.0609,
+    },
+    "mmdit": {
+        "mmdit_patch_size": 2,
+        "mmdit_hidden_dim": 1536,
+        "mmdit_num_layers": 24,
+        "mmdit_num_heads": 24,
+        "mmdit_position_size": 384,
+        "mmdit_qk_norm": "rms_norm",
+        "mmdit_dual_attention_indices": list(range(13)),
+        "latent_channels": 16,
+    },
+    "tokenizer": {"type": "byte_level", "sequence_length": 77},
+    "flow_schedule": {"num_train_timesteps": 1000, "shift": 3.0},
+    "image_size": 1024,
+}
+
+# The same networks in diffusers' terms (stabilityai/stable-diffusion-3.5-
+# medium's transformer/config.json; no T5, so the context is CLIP-L/G padded
+# to T5's 4096 wide, as both sides do).
+SD35_MEDIUM_DIFFUSERS = {
+    "transformer": {
+        "sample_size": 128,
+        "patch_size": 2,
+        "in_channels": 16,
+        "num_layers": 24,
+        "attention_head_dim": 64,
+        "num_attention_heads": 24,
+        "joint_attention_dim": 4096,
+        "caption_projection_dim": 1536,
+        "pooled_projection_dim": 2048,
+        "out_channels": 16,
+        "pos_embed_max_size": 384,
+        "dual_attention_layers": list(range(13)),
+        "qk_norm": "rms_norm",
+    },
+    "scheduler": {"num_train_timesteps": 1000, "shift": 3.0},
+    "latent_scale": 1.5305,
+    "latent_shift": 0.0609,
+}
+
+# The studio's `tiny-sd3` preset (keras-hub classes at width 32) with SD3.5's
+# MMDiT features (q/k RMS norms, dual attention in the first block), so that
+# the dry run goes through the code SD3.5 medium runs on the GPU; and in
+# diffusers' terms.
+TINY_SD3_STUDIO = {
+    "clip_l": {
+        "vocabulary_size": 600,
+        "embedding_dim": 32,
+        "hidden_dim": 32,
+        "num_layers": 2,
+        "num_heads": 2,
+        "intermediate_dim": 64,
+        "intermediate_activation": "quick_gelu",
+        "intermediate_output_index": -2,
+        "max_sequence_length": 16,
+    },
+    "clip_g": {
+        "vocabulary_size": 600,
+        "embedding_dim": 48,
+        "hidden_dim": 48,
+        "num_layers": 2,
+        "num_heads": 2,
+        "intermediate_dim": 96,
+        "intermediate_activation": "gelu",
+        "intermediate_output_index": -2,
+        "max_sequence_length": 16,
+    },
+    "vae": {
+        "encoder_num_filters": [32, 32, 32, 32],
+        "encoder_num_blocks": [1, 1, 1, 1],
+        "decoder_num_filters": [32, 32, 32, 32],
+        "decoder_num_blocks": [1, 1, 1, 1],
+        "sampler_method": "sample",
+        "sample_channels": 32,
+        "scale": 1.5305,
+        "shift": 0.0609,
+    },
+    "mmdit": {
+        "mmdit_patch_size": 2,
+        "mmdit_hidden_dim": 32,
+        "mmdit_num_layers": 2,
+        "mmdit_num_heads": 2,
+        "mmdit_position_size": 8,
+        "mmdit_qk_norm": "rms_norm",
+        "mmdit_dual_attention_indices": [0],
+        "latent_channels": 16,
+    },
+    "tokenizer": {"type": "byte_level", "sequence_length": 16},
+    "flow_schedule": {"num_train_timesteps": 1000, "shift": 3.0},
+    "image_size": 64,
+}
+TINY_SD3_DIFFUSERS = {
+    "transformer": dict(
+        SD35_MEDIUM_DIFFUSERS["transformer"],
+        sample_size=8,
+        num_layers=2,
+        attention_head_dim=16,
+        num_attention_heads=2,
+        caption_projection_dim=32,
+        pooled_projection_dim=32 + 48,
+        pos_embed_max_size=8,
+        dual_attention_layers=[0],
+    ),
+    "scheduler": SD35_MEDIUM_DIFFUSERS["scheduler"],
+    "latent_scale": 1.5305,
+    "latent_shift": 0.0609,
+}
+
+FAMILY_SCALES = {
+    "full": {
+        # The issues' goals: 1024 px, batch 1, fp16.
+        "sdxl": FamilyScale(
+            preset="sdxl-base",
+            resolution=1024,
+            precision="mixed_float16",
+            batch_size=1,
+            warmup_steps=2,
+            timed_steps=5,
+            remat=True,
+            studio=None,
+            diffusers=SDXL_DIFFUSERS,
+        ),
+        "sd3": FamilyScale(
+            preset=None,
+            resolution=1024,
+            precision="mixed_float16",
+            batch_size=1,
+            warmup_steps=2,
+            timed_steps=5,
+            remat=True,
+            studio=SD35_MEDIUM_STUDIO,
+            diffusers=SD35_MEDIUM_DIFFUSERS,
+        ),
+    },
+    "dry": {
+        # One compile per row and 1 + 1 steps: the CPU proves the code runs.
+        "sdxl": FamilyScale(
+            preset="tiny-sdxl",
+            resolution=64,
+            precision="mixed_bfloat16",
+            batch_size=1,
+            warmup_steps=1,
+            timed_steps=1,
+            remat=True,
+            studio=None,
+            diffusers=TINY_SDXL_DIFFUSERS,
+        ),
+        "sd3": FamilyScale(
+            preset=None,
+            resolution=64,
+            precision="mixed_bfloat16",
+            batch_size=1,
+            warmup_steps=1,
+            timed_steps=1,
+            remat=True,
+            studio=TINY_SD3_STUDIO,
+            diffusers=TINY_SD3_DIFFUSERS,
+        ),
+    },
+}
+
 SCALES = {
     "full": Scale(
         name="full",
@@ -192,6 +489,7 @@ SCALES = {
         generation_repeats=2,
         numerics_precisions=("mixed_float16",),
         diffusers=SD1_DIFFUSERS,
+        families=FAMILY_SCALES["full"],
     ),
     "dry": Scale(
         name="dry",
@@ -212,6 +510,7 @@ SCALES = {
         generation_repeats=1,
         numerics_precisions=("float32",),
         diffusers=TINY_DIFFUSERS,
+        families=FAMILY_SCALES["dry"],
     ),
 }
 

@@ -48,7 +48,7 @@ def run_rows(rows, scale, work_dir, emit):
     shared = {}
     for row in rows:
         try:
-            result = RUNNERS[row["kind"]](row, scale, work_dir, shared)
+            result = _runner(row)(row, scale, work_dir, shared)
         except Exception as error:  # One row's failure (OOM, ...) is its result.
             result = {"error": f"{type(error).__name__}: {error}"[:400]}
         emit(row["id"], result)
@@ -363,3 +363,12 @@ def generate_row(row, scale, work_dir, shared):
 
 
 RUNNERS = {"train": train_row, "generate": generate_row, "numerics": export_row}
+
+
+def _runner(row):
+    """The function of a row: SD 1.x's here, a newer family's in `gpu_check_studio_families`."""
+    if row.get("family", "sd") != "sd":
+        import gpu_check_studio_families
+
+        return gpu_check_studio_families.RUNNERS[row["family"], row["kind"]]
+    return RUNNERS[row["kind"]]

@@ -75,3 +75,41 @@ def test_steps_lower_the_loss_and_change_only_lora_weights():
         if not np.array_equal(numpy(v), before[id(v)])
     }  # fmt: skip
     assert changed and changed <= lora
+
+
+# About 40 s on 2 shared cores (two train steps traced): CI's `large` step.
+@pytest.mark.large
+def test_remat_checkpoints_every_joint_block_and_changes_no_update(monkeypatch):
+    calls = []
+    remat = keras.remat
+
+    def counting_remat(function):
+        calls.append(function)
+        return remat(function)
+
+    monkeypatch.setattr(keras, "remat", counting_remat)
+    batch, updates = None, {}
+    for rematerialize in (False, True):
+        backbone = SD3Backbone.from_preset("tiny-sd3")
+        trainer = SD3LoRATrainer(backbone, lora_rank=2, seed=3, remat=rematerialize)
+        trainer.compile(optimizer=keras.optimizers.SGD(1.0), jit_compile=True)
+        if batch is None:
+            rng = np.random.default_rng(0)
+            cached = backbone.encode_text(np.asarray(backbone.tokenizer(["a sks dog"] * 2)))
+            batch = {"latents": rng.normal(size=(2, 8, 8, 16)).astype("float32"),
+                     **{key: numpy(value) for key, value in cached.items()}}  # fmt: skip
+        calls.clear()
+        trainer.train_on_batch(batch)
+        # Each joint block went through `keras.remat` in the traced step
+        # (and in any shape-only call Keras made first).
+        if rematerialize:
+            assert len(calls) >= len(backbone.mmdit.joint_blocks)
+        else:
+            assert not calls
+        updates[rematerialize] = [
+            numpy(layer.lora_kernel_b) for layer in trainer.lora_targets.values()
+        ]
+    for plain, rematerialized in zip(updates[False], updates[True]):
+        assert np.abs(plain).max() > 0
+        np.testing.assert_allclose(rematerialized, plain, rtol=1e-4, atol=1e-7)
+    assert trainer.get_config()["remat"] is True

@@ -1,5 +1,6 @@
 """DreamBooth LoRA on keras-hub's SD3 MMDiT with the flow-matching objective."""
 
+import functools
 import os
 
 import keras
@@ -25,6 +26,8 @@ KOHYA_SD3_BASE_MODEL_VERSION = "sd3"
 # A batch may hold the frozen text encoders' output (cached text embeddings,
 # `SD3Backbone.encode_text`) instead of token ids.
 CONDITIONING_KEYS = ("context", "pooled_projection")
+# Set on a rematerialised joint block so that a second call does not wrap it twice.
+_REMAT_MARK = "_studio_rematerialized"
 
 
 class SD3LoRATrainer(DiffusionTrainer):
@@ -47,6 +50,9 @@ class SD3LoRATrainer(DiffusionTrainer):
         lora_alpha: float or None (= rank); LoRA outputs scale by alpha / rank.
         lora_mlp: also adapt the MLPs, besides attention qkv / proj.
         seed: int or None, of the noise and timestep draws and LoRA init.
+        remat: gradient checkpointing: the MMDiT's joint blocks recompute
+            their activations in the backward pass (see
+            `rematerialize_mmdit_blocks`): less memory, more compute.
         **objective_options: `FlowMatchingObjective` options
             (`weighting_scheme`, `precondition_outputs`, ...).
 
@@ -60,7 +66,7 @@ class SD3LoRATrainer(DiffusionTrainer):
     """
 
     def __init__(self, backbone, lora_rank=4, lora_alpha=None, lora_mlp=False, seed=None,
-                 prior_loss_weight=1.0, **objective_options):  # fmt: skip
+                 prior_loss_weight=1.0, remat=False, **objective_options):  # fmt: skip
         super().__init__()
         if isinstance(lora_rank, bool) or not isinstance(lora_rank, int) or lora_rank < 1:
             raise InvalidInputError(
@@ -80,6 +86,9 @@ class SD3LoRATrainer(DiffusionTrainer):
             network.trainable = False
         self.mmdit = backbone.mmdit
         self.lora_targets = self._enable_lora(mmdit_lora_targets(self.mmdit, lora_mlp))
+        self.remat = bool(remat)
+        if self.remat:
+            rematerialize_mmdit_blocks(self.mmdit)
         self._start_training_state(seed, **objective_options)
         self.instance_loss = LastValue(name="instance_loss")
         self.prior_loss = LastValue(name="prior_loss")
@@ -165,4 +174,46 @@ class SD3LoRATrainer(DiffusionTrainer):
 
     def get_config(self):
         return {"name": self.name, "lora_rank": self.lora_rank, "lora_alpha": self.lora_alpha,
-                "prior_loss_weight": self.prior_loss_weight, "seed": self.seed}  # fmt: skip
+                "prior_loss_weight": self.prior_loss_weight, "seed": self.seed,
+                "remat": self.remat}  # fmt: skip
+
+
+def rematerialize_mmdit_blocks(mmdit):
+    """Makes each joint block of keras-hub's MMDiT recompute its activations in the backward pass.
+
+    SD3's gradient checkpointing (diffusers' `enable_gradient_checkpointing`
+    checkpoints the same transformer blocks): a training step keeps each
+    block's inputs and recomputes the inside of a block when its gradient
+    is needed (`keras.remat`: `jax.checkpoint` under JAX). As
+    `rematerialize_unet_blocks` does for the UNet, the blocks exist
+    already, so each one's `call` is wrapped; outputs are unchanged.
+
+    Args:
+        mmdit: keras-hub's `MMDiT` (`SD3Backbone.mmdit`).
+
+    Returns:
+        The joint blocks' names (already wrapped ones included, so a second
+        call changes nothing).
+    """
+    for block in mmdit.joint_blocks:
+        if not getattr(block, _REMAT_MARK, False):
+            # An instance attribute shadows the class's `call`.
+            block.call = _rematerialized(block.call)
+            object.__setattr__(block, _REMAT_MARK, True)
+    return [block.name for block in mmdit.joint_blocks]
+
+
+def _rematerialized(call):
+    """`call`, recomputed in the backward pass and traced anew at every call.
+
+    A new `partial` per call is a new function for `jax.checkpoint`'s
+    trace cache (see `dreambooth_remat._rematerialized`); keyword arguments
+    (`training`) are bound in it, so they stay Python values, not traced
+    arrays.
+    """
+
+    @functools.wraps(call)
+    def rematerialized_call(*args, **kwargs):
+        return keras.remat(functools.partial(call, **kwargs))(*args)
+
+    return rematerialized_call
