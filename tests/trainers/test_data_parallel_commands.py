@@ -49,12 +49,12 @@ pytestmark = [
 
 
 @pytest.fixture(scope="module", autouse=True)
-def eager_steps(eager_compile):
-    """Eager train steps for the runs in this process, as in test_train_command.py."""
+def eager_steps(eager_compile, eager_tensorflow_functions):
+    """Eager train steps and samples for the runs in this process, as in test_train_command.py."""
     from studio.trainers.dreambooth.dreambooth_trainer import DreamBoothTrainer
     from studio.trainers.textual_inversion.textual_inversion_trainer import TextualInversionTrainer
 
-    with pytest.MonkeyPatch.context() as patch:
+    with pytest.MonkeyPatch.context() as patch, eager_tensorflow_functions():
         eager_compile(patch, TextualInversionTrainer, DreamBoothTrainer)
         yield
 
@@ -66,12 +66,23 @@ def workspace(tmp_path_factory, write_toy_images):
     return root
 
 
+# `python -m studio`, with TensorFlow's functions run eagerly, as the
+# single-device runs in this process do (`eager_steps`): tracing the
+# distributed step and the sampling loop was most of each process's 40-50 s.
+# The traced data-parallel step is tested in test_data_parallel_step.py.
+EAGER_STUDIO = (
+    "import sys, tensorflow as tf; tf.config.run_functions_eagerly(True); "
+    "from studio.cli.main import main; sys.exit(main(sys.argv[1:]))"
+)
+
+
 def studio_process(backend, *argv):
-    """Runs `python -m studio ARGV` under `backend`; returns the finished process."""
+    """Runs the `studio` command line ARGV in a new process under `backend`; returns it."""
     env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="2")
     # The command must make the devices itself.
     env.pop("XLA_FLAGS", None)
-    result = subprocess.run([sys.executable, "-m", "studio", *argv], cwd=ROOT, env=env,
+    command = ["-c", EAGER_STUDIO] if backend == "tensorflow" else ["-m", "studio"]
+    result = subprocess.run([sys.executable, *command, *argv], cwd=ROOT, env=env,
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
     return result
