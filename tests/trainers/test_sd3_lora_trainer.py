@@ -37,6 +37,17 @@ def test_targets_are_sd3_modules_with_the_last_context_block_trimmed():
 
 
 # About 30 s on 2 shared cores, most of it tracing the train step once.
+@pytest.mark.parametrize("dtype, precision", [("float32", "float32"),
+                                               ("mixed_float16", "mixed_float16")])
+def test_precision_is_the_adapted_layers_not_the_mmdit_models(dtype, precision):
+    """keras-hub's MMDiT model says "float32" under any policy; its layers know."""
+    backbone = SD3Backbone.from_preset("tiny-sd3", dtype=dtype)
+    trainer = SD3LoRATrainer(backbone, lora_rank=2, seed=0)
+    assert (trainer.precision, trainer.weights_dtype) == (precision, "float32")
+    # Loss scaling follows: float16 gradients of small losses underflow without it.
+    assert trainer.uses_loss_scaling == (precision == "mixed_float16")
+
+
 @pytest.mark.large
 def test_steps_lower_the_loss_and_change_only_lora_weights():
     backbone = SD3Backbone.from_preset("tiny-sd3")

@@ -112,14 +112,20 @@ class SD3LoRATrainer(DiffusionTrainer):
             variable.trainable = id(variable) in lora_variables
         return targets
 
+    # keras-hub's functional MMDiT reports the "float32" policy whatever its
+    # layers were built with, so the precision is read off an adapted layer:
+    # a mixed_float16 run read as float32 trained without loss scaling.
     @property
     def precision(self):
-        compute_dtype = self.mmdit.dtype_policy.compute_dtype
+        compute_dtype = self._adapted_layer_policy().compute_dtype
         return "float32" if compute_dtype == "float32" else f"mixed_{compute_dtype}"
 
     @property
     def weights_dtype(self):
-        return self.mmdit.dtype_policy.variable_dtype
+        return self._adapted_layer_policy().variable_dtype
+
+    def _adapted_layer_policy(self):
+        return next(iter(self.lora_targets.values())).dtype_policy
 
     def call(self, inputs, training=False):
         latents = self._clean_latents(inputs)
