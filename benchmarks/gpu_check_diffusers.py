@@ -114,16 +114,12 @@ def train_row(row, scale, work_dir, shared):
         step_parts = _textual_inversion(unet, scale, batch_size, dtype, device)
     else:
         step_parts = _dreambooth(unet, scale, batch_size, dtype, device, task)
-    build_seconds = time.perf_counter() - start
-    # The float32 UNet a half-precision row casts down is gone by now: the
-    # peak is what training holds (the studio builds in its dtype directly).
-    _reset_peak(device)
     forward, parameters, optimizer, after_step, moments = step_parts
-    # fp16 gradients underflow unscaled: accelerate's GradScaler, as the scripts get.
-    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
     alphas = schedule.alphas_cumprod.to(device)
 
-    def step():
+    def loss():
+        # Under autocast, which changes only the networks' matrix products and
+        # convolutions: the sampling below stays float32.
         mean, log_variance = moments.chunk(2, dim=1)
         latents = mean + torch.exp(0.5 * log_variance) * torch.randn_like(mean)
         latents = latents * LATENT_SCALE
@@ -131,14 +127,36 @@ def train_row(row, scale, work_dir, shared):
         timesteps = torch.randint(0, len(alphas), (latents.shape[0],), device=device)
         a = alphas[timesteps].view(-1, 1, 1, 1)
         noisy = a.sqrt() * latents + (1 - a).sqrt() * noise
+        return forward(noisy, timesteps, noise)
+
+    return timed_training(loss, parameters, optimizer, after_step, moments, scale, dtype, device,
+                          start)  # fmt: skip
+
+
+def timed_training(loss, parameters, optimizer, after_step, moments, scale, dtype, device, start):
+    """Times the training step of `loss()` as the scripts run it: the row's result.
+
+    autocast to `dtype`, accelerate's GradScaler under float16 (fp16
+    gradients underflow unscaled), `scale`'s warm-up and timed steps (a
+    `Scale` or a family's `FamilyScale`); `start` is when building began.
+    """
+    import torch
+
+    build_seconds = time.perf_counter() - start
+    # What was built in float32 and cast down is gone by now: the peak is
+    # what training holds (the studio builds in its dtype directly).
+    _reset_peak(device)
+    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
+
+    def step():
         with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
-            loss = forward(noisy, timesteps, noise)
-        scaler.scale(loss).backward()
+            value = loss()
+        scaler.scale(value).backward()
         scaler.step(optimizer)
         scaler.update()
         optimizer.zero_grad(set_to_none=True)
         after_step()
-        return float(loss)  # Waits for the device.
+        return float(value)  # Waits for the device.
 
     result = time_steps(step, scale.warmup_steps, scale.timed_steps)
     result.update(

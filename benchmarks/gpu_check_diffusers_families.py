@@ -26,7 +26,12 @@ import time
 
 import numpy as np
 
-from gpu_check_diffusers import INITIALIZER_ROW, TORCH_DTYPES, _device, _reset_peak, memory_peak
+from gpu_check_diffusers import (
+    INITIALIZER_ROW,
+    TORCH_DTYPES,
+    _device,
+    timed_training,
+)
 from gpu_check_scales import (
     ADAMW_WEIGHT_DECAY,
     LORA_LEARNING_RATE,
@@ -34,7 +39,6 @@ from gpu_check_scales import (
     PRIOR_LOSS_WEIGHT,
     TI_LEARNING_RATE,
     TRAIN_SEED,
-    time_steps,
 )
 
 SDXL_LORA_TARGET_MODULES = ["to_k", "to_q", "to_v", "to_out.0"]
@@ -83,7 +87,8 @@ def sdxl_train_row(row, scale, work_dir, shared):
         noisy = a.sqrt() * latents + (1 - a).sqrt() * noise
         return forward(noisy, timesteps, noise)
 
-    return _timed(loss, parameters, optimizer, after_step, moments, family, dtype, device, start)
+    return timed_training(loss, parameters, optimizer, after_step, moments, family, dtype, device,
+                          start)  # fmt: skip
 
 
 def sd3_train_row(row, scale, work_dir, shared):
@@ -94,7 +99,6 @@ def sd3_train_row(row, scale, work_dir, shared):
         compute_density_for_timestep_sampling,
         compute_loss_weighting_for_sd3,
     )
-    from peft import LoraConfig
 
     family = scale.families["sd3"]
     device = _device(scale)
@@ -104,22 +108,7 @@ def sd3_train_row(row, scale, work_dir, shared):
     config = family.diffusers["transformer"]
     with torch.device(device):
         transformer = SD3Transformer2DModel(**config)
-    transformer.to(dtype).requires_grad_(False)
-    transformer.add_adapter(
-        LoraConfig(
-            r=LORA_RANK,
-            lora_alpha=LORA_RANK,
-            init_lora_weights="gaussian",
-            target_modules=SD3_LORA_TARGET_MODULES,
-        )
-    )
-    parameters = _float32_trainable(transformer)
-    if family.remat:
-        transformer.enable_gradient_checkpointing()
-    transformer.train()
-    optimizer = torch.optim.AdamW(
-        parameters, lr=LORA_LEARNING_RATE, weight_decay=ADAMW_WEIGHT_DECAY
-    )
+    parameters, optimizer = _lora_training(transformer, SD3_LORA_TARGET_MODULES, family, dtype)
     batch_size = row["batch"]
     examples = 2 * batch_size
     # Cached prompt embeddings of the studio row's shapes: CLIP-L/G's
@@ -173,39 +162,9 @@ def sd3_train_row(row, scale, work_dir, shared):
         instance, prior = per_example.chunk(2)
         return instance.mean() + PRIOR_LOSS_WEIGHT * prior.mean()
 
-    result = _timed(loss, parameters, optimizer, lambda: None, moments, family, dtype, device,
-                    start)  # fmt: skip
+    result = timed_training(loss, parameters, optimizer, lambda: None, moments, family, dtype,
+                            device, start)  # fmt: skip
     result["trained_note"] = "peft splits the fused qkv: rank 4 on each of q, k, v"
-    return result
-
-
-def _timed(loss, parameters, optimizer, after_step, moments, family, dtype, device, start):
-    """Times the training step of `loss` as the scripts run it (autocast, fp16 loss scaling)."""
-    import torch
-
-    build_seconds = time.perf_counter() - start
-    # What was built in float32 and cast down is gone by now: the peak is
-    # what training holds.
-    _reset_peak(device)
-    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
-
-    def step():
-        with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
-            value = loss()
-        scaler.scale(value).backward()
-        scaler.step(optimizer)
-        scaler.update()
-        optimizer.zero_grad(set_to_none=True)
-        after_step()
-        return float(value)  # Waits for the device.
-
-    result = time_steps(step, family.warmup_steps, family.timed_steps)
-    result.update(
-        build_s=build_seconds,
-        trained_parameters=int(sum(p.numel() for p in parameters)),
-        unet_batch=int(moments.shape[0]),
-        **memory_peak(device),
-    )
     return result
 
 
@@ -225,6 +184,34 @@ def _moments(family, count, latent_channels, device):
     moments = rng.standard_normal((count, 2 * latent_channels, size, size)).astype("float32")
     moments[:, latent_channels:] = -2.0
     return torch.from_numpy(moments).to(device)
+
+
+def _lora_training(model, target_modules, family, dtype):
+    """`(parameters, optimizer)`: `model` frozen in `dtype` with float32 peft LoRA on `target_modules`.
+
+    As the LoRA scripts set it up: rank = alpha, gaussian init, gradient
+    checkpointing when the row asks for it, AdamW.
+    """
+    import torch
+    from peft import LoraConfig
+
+    model.to(dtype).requires_grad_(False)
+    model.add_adapter(
+        LoraConfig(
+            r=LORA_RANK,
+            lora_alpha=LORA_RANK,
+            init_lora_weights="gaussian",
+            target_modules=target_modules,
+        )
+    )
+    parameters = _float32_trainable(model)
+    if family.remat:
+        model.enable_gradient_checkpointing()
+    model.train()
+    optimizer = torch.optim.AdamW(
+        parameters, lr=LORA_LEARNING_RATE, weight_decay=ADAMW_WEIGHT_DECAY
+    )
+    return parameters, optimizer
 
 
 def _float32_trainable(model):
@@ -303,24 +290,8 @@ def _sdxl_textual_inversion(unet, family, batch_size, dtype, device):
 
 def _sdxl_dreambooth_lora(unet, family, batch_size, dtype, device):
     import torch
-    from peft import LoraConfig
 
-    unet.to(dtype).requires_grad_(False)
-    unet.add_adapter(
-        LoraConfig(
-            r=LORA_RANK,
-            lora_alpha=LORA_RANK,
-            init_lora_weights="gaussian",
-            target_modules=SDXL_LORA_TARGET_MODULES,
-        )
-    )
-    parameters = _float32_trainable(unet)
-    if family.remat:
-        unet.enable_gradient_checkpointing()
-    unet.train()
-    optimizer = torch.optim.AdamW(
-        parameters, lr=LORA_LEARNING_RATE, weight_decay=ADAMW_WEIGHT_DECAY
-    )
+    parameters, optimizer = _lora_training(unet, SDXL_LORA_TARGET_MODULES, family, dtype)
     examples = 2 * batch_size
     config = family.diffusers["unet"]
     length = family.diffusers["text_encoder"]["max_position_embeddings"]
