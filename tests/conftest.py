@@ -108,6 +108,30 @@ def eager_tensorflow(eager_tensorflow_functions):
         yield
 
 
+# --- TensorFlow graphs without Grappler, except in `large` tests -------------
+# Grappler (TensorFlow's graph optimiser) rewrites a function's graph on its
+# first call; for a tiny model's train step that takes 10-20 s on 2 cores,
+# more than the steps. Tests of what a traced graph computes do not need the
+# rewrites, which must not change results (the old-run resume test in
+# tests/trainers/test_resume_old_run_folders.py matches, to 1e-5, files that
+# `studio` wrote with Grappler on). `large` tests (the learning runs, the
+# notebooks, the browser) keep it on, as `studio` runs.
+
+
+@pytest.fixture(autouse=True)
+def _grappler_only_in_large_tests(request):
+    import keras
+
+    if keras.config.backend() == "tensorflow":
+        import tensorflow as tf
+
+        optimise = request.node.get_closest_marker("large") is not None
+        options = tf.config.optimizer.get_experimental_options()
+        if options.get("disable_meta_optimizer", False) == optimise:
+            tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": not optimise})
+    yield
+
+
 # --- The embedded model, shared by the session ------------------------------
 # Several folders generate with tiny-shapes and read the images with the
 # shipped shapes classifier; loading each costs seconds, so they are loaded

@@ -18,7 +18,11 @@ from studio.models.presets import BACKBONE_PRESETS
 from .conftest import TRAINING_STEPS, click, messages, new_app, page_path
 
 # The pages generate in this process; their compiled loop is tested elsewhere.
-pytestmark = pytest.mark.usefixtures("eager_tensorflow")
+# `large`: the session's training run (an app process, a kill, a restart, a
+# stop and a resume) takes 60-80 s on 2 cores; the `large` step builds it
+# anyway for the browser tests (test_browser.py, the same xdist group), so
+# there these tests add only their own 30-40 s.
+pytestmark = [pytest.mark.usefixtures("eager_tensorflow"), pytest.mark.large]
 
 
 def test_killing_the_app_leaves_the_run_training(workflow):

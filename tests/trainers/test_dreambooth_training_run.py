@@ -82,11 +82,16 @@ def dreambooth_run(options, path, steps, resume=False, sample_every=None):
 
 
 @pytest.fixture(scope="module")
-def runs(quick_compile_options, tmp_path_factory):
+def runs(quick_compile_options, tmp_path_factory, eager_tensorflow_functions):
     root = tmp_path_factory.mktemp("dreambooth-runs")
-    whole = dreambooth_run(quick_compile_options, root / "whole", TOTAL_STEPS, sample_every=STOP_STEP)
-    dreambooth_run(quick_compile_options, root / "resumed", STOP_STEP)
-    resumed = dreambooth_run(quick_compile_options, root / "resumed", TOTAL_STEPS, resume=True)
+    # Eager under TensorFlow: the progress sampler's loop too (its graph is traced
+    # per call of a new pipeline; the compiled loop has its own tests).
+    with eager_tensorflow_functions():
+        whole = dreambooth_run(
+            quick_compile_options, root / "whole", TOTAL_STEPS, sample_every=STOP_STEP
+        )
+        dreambooth_run(quick_compile_options, root / "resumed", STOP_STEP)
+        resumed = dreambooth_run(quick_compile_options, root / "resumed", TOTAL_STEPS, resume=True)
     return root, whole, resumed
 
 
