@@ -104,7 +104,8 @@ def test_full_fine_tuning_keeps_float32_weights_and_refuses_half_ones(mixed_lora
     with pytest.raises(InvalidInputError, match="Full fine-tuning needs the UNet's weights in "
                                                 "float32.*Received: .* float16"):
         DreamBoothTrainer(backbone, lora_rank=None)
-    full = load_dreambooth_backbone(lora_settings("tiny", lora_rank=None), DataParallelDevices())
+    full = load_dreambooth_backbone(lora_settings(backbone.name, lora_rank=None),
+                                    DataParallelDevices())
     assert {str(v.dtype) for v in full.unet.weights} == {"float32"}
     assert full.unet.dtype_policy.name == "mixed_float16"
 
@@ -188,8 +189,13 @@ def test_a_few_mixed_steps_stay_close_to_the_float32_run(quick_compile_options):
                                   for v, s in zip(trainer.trainable_variables, start)])
         runs[precision] = np.array(losses), updates
     (losses, updates), (mixed_losses, mixed_updates) = runs["float32"], runs["mixed_float16"]
-    print("losses", losses, mixed_losses, "update difference",
-          np.linalg.norm(mixed_updates - updates) / np.linalg.norm(updates))
     assert np.linalg.norm(updates) > 0
-    np.testing.assert_allclose(mixed_losses, losses, rtol=1e-2)
-    assert np.linalg.norm(mixed_updates - updates) <= 5e-2 * np.linalg.norm(updates)
+    # float16 rounds each value to 2**-11 ~ 4.9e-4 relative. The losses may
+    # differ by 10 such roundings (5e-3), the updates (the gradients,
+    # through the backward pass as well, unscaled from the loss scale) by
+    # 40 (2e-2). Measured on the 2-core CPU machine: at most 2.3e-4 on the
+    # losses, 1.6e-3 on the updates. A wrong cast (the LoRA delta lost in
+    # the half kernel, gradients left scaled, float16 LoRA matrices whose
+    # small updates round away) is off by far more.
+    np.testing.assert_allclose(mixed_losses, losses, rtol=5e-3)
+    assert np.linalg.norm(mixed_updates - updates) <= 2e-2 * np.linalg.norm(updates)
