@@ -98,7 +98,11 @@ def test_stored_weight_bytes_halve(mixed_lora):
 def test_full_fine_tuning_keeps_float32_weights_and_refuses_half_ones(mixed_lora):
     backbone, _ = mixed_lora
     if backbone.family == "sd3":
-        pytest.skip("SD3 DreamBooth is LoRA only (test_sd3_dreambooth_command.py)")
+        # SD3 DreamBooth is LoRA only: a full run never gets a backbone.
+        with pytest.raises(InvalidInputError, match="SD3 DreamBooth trains LoRA"):
+            load_dreambooth_backbone(lora_settings(backbone.name, lora_rank=None),
+                                     DataParallelDevices())
+        return
     from studio.trainers.dreambooth.dreambooth_trainer import DreamBoothTrainer
 
     with pytest.raises(InvalidInputError, match="Full fine-tuning needs the UNet's weights in "
@@ -155,7 +159,7 @@ def _jax_on_cpu():
     return jax.devices()[0].platform == "cpu"
 
 
-CLOSE_STEPS = 3
+CLOSE_STEPS = 2
 SGD_RATE = 0.1
 LATENT_SIZE = 8
 
@@ -193,9 +197,8 @@ def test_a_few_mixed_steps_stay_close_to_the_float32_run(quick_compile_options):
     # float16 rounds each value to 2**-11 ~ 4.9e-4 relative. The losses may
     # differ by 10 such roundings (5e-3), the updates (the gradients,
     # through the backward pass as well, unscaled from the loss scale) by
-    # 40 (2e-2). Measured on the 2-core CPU machine: at most 2.3e-4 on the
-    # losses, 1.6e-3 on the updates. A wrong cast (the LoRA delta lost in
-    # the half kernel, gradients left scaled, float16 LoRA matrices whose
-    # small updates round away) is off by far more.
+    # 40 (2e-2). Measured (TensorFlow, 2-core CPU): at most 2.3e-4 on the
+    # losses, 1.7e-3 on the updates. A wrong cast (the LoRA delta lost in
+    # the half kernel, gradients left scaled) is off by far more.
     np.testing.assert_allclose(mixed_losses, losses, rtol=5e-3)
     assert np.linalg.norm(mixed_updates - updates) <= 2e-2 * np.linalg.norm(updates)
