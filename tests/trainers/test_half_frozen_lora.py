@@ -33,8 +33,9 @@ def numpy(x):
 
 def lora_settings(model, precision="mixed_float16", **options):
     options.setdefault("lora_rank", LORA_RANK)
-    return DreamBoothSettings(model=model, data="unused", instance_prompt=PROMPTS[0],
-                              precision=precision, seed=0, **options)  # fmt: skip
+    options.setdefault("instance_prompt", PROMPTS[0])
+    return DreamBoothSettings(model=model, data="unused", precision=precision, seed=0,
+                              **options)  # fmt: skip
 
 
 def build(settings):
@@ -76,6 +77,20 @@ def test_frozen_weights_are_float16_and_lora_float32_with_loss_scaling(mixed_lor
     assert trainer.weights_dtype == "float16"
     assert trainer.uses_loss_scaling
     assert isinstance(trainer.optimizer, keras.optimizers.LossScaleOptimizer)
+
+
+# The byte-level tokenizer of tiny-sdxl splits every word.
+@pytest.mark.filterwarnings("ignore:The initializer")
+def test_pivotal_tuning_trains_float32_token_rows_beside_the_lora():
+    """SD-XL pivotal tuning: the token's rows in both half-precision tables train in float32."""
+    backbone, trainer = build(lora_settings("tiny-sdxl", token="<halflora>", init_word="toy",
+                                            instance_prompt="a photo of <halflora>"))
+    rows = [trainer.placeholder_embedding[key].new_vectors for key in ("clip_l", "clip_g")]
+    trained = list(trainer.trainable_variables)
+    assert {id(v) for v in rows} < {id(v) for v in trained}
+    assert all(v.dtype == "float32" for v in trained)
+    assert {str(v.dtype) for v in backbone.text_encoder_2.weights} == {"float16"}
+    assert trainer.precision == "mixed_float16" and trainer.uses_loss_scaling
 
 
 def test_stored_weight_bytes_halve(mixed_lora):
