@@ -143,15 +143,18 @@ def run_mode(args):
     import numpy as np
 
     from studio.trainers.dreambooth.dreambooth_trainer import DreamBoothTrainer
+    from studio.trainers.settings.precision import backbone_policy
 
+    lora = args.mode == "lora"
+    lean = args.mode == "full-lean"
     keras.utils.set_random_seed(0)
-    backbone = build_random_backbone(args.preset, args.precision)
+    # LoRA: frozen networks in half precision under a mixed precision, as
+    # `studio train dreambooth --lora-rank` loads them.
+    backbone = build_random_backbone(args.preset, backbone_policy(args.precision, frozen=lora))
     device, memory_kind, peak_bytes = _memory_probe()
     resolution = args.resolution or (
         CPU_RESOLUTION if memory_kind == "host RSS" else ACCELERATOR_RESOLUTION
     )
-    lora = args.mode == "lora"
-    lean = args.mode == "full-lean"
     trainer = DreamBoothTrainer(
         backbone, prior_loss_weight=1.0, lora_rank=args.lora_rank if lora else None,
         remat=lean, seed=0,

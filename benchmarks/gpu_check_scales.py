@@ -16,14 +16,11 @@ TASK_NAMES = {
     "full": "DreamBooth full AdamW",
     "full_lean": "DreamBooth full Adafactor+remat",
 }
-# Textual inversion builds its frozen networks in the half-precision
-# policy, as `studio train textual-inversion` does (no float32 copy of
-# weights nothing trains); DreamBooth keeps Keras' mixed policies.
-FROZEN_NETWORK_POLICIES = {
-    "mixed_float16": "float16",
-    "mixed_bfloat16": "bfloat16",
-    "float32": "float32",
-}
+# Tasks that train no weight of the backbone: the workers build it in
+# `backbone_policy(precision, frozen=True)` (half-precision weights under a
+# mixed precision), as `studio train textual-inversion` and `studio train
+# dreambooth --lora-rank` load it; full fine-tuning keeps Keras' mixed policy.
+FROZEN_BACKBONE_TASKS = ("ti", "lora")
 LORA_RANK = 4
 PRIOR_LOSS_WEIGHT = 1.0
 TI_LEARNING_RATE = 5e-3

@@ -17,7 +17,7 @@ import numpy as np
 
 from gpu_check_scales import (
     ADAMW_WEIGHT_DECAY,
-    FROZEN_NETWORK_POLICIES,
+    FROZEN_BACKBONE_TASKS,
     FULL_LEARNING_RATE,
     GENERATION_PROMPT,
     GENERATION_SEED,
@@ -98,11 +98,23 @@ def build_backbone(preset, policy, diffusers_numerics=False):
 # --- Training rows ---------------------------------------------------------
 
 
+def training_policy(row):
+    """The dtype policy a training row builds its backbone in: the trainers' `backbone_policy`.
+
+    Textual inversion and LoRA train no weight of the backbone, so under a
+    mixed precision its weights are stored in half precision, as the
+    `studio train` commands load them; full fine-tuning keeps the mixed
+    policy's float32 weights.
+    """
+    from studio.trainers.settings.precision import backbone_policy
+
+    return backbone_policy(row["precision"], frozen=row["task"] in FROZEN_BACKBONE_TASKS)
+
+
 def train_row(row, scale, work_dir, shared):
     task, batch_size = row["task"], row["batch"]
-    policy = FROZEN_NETWORK_POLICIES[row["precision"]] if task == "ti" else row["precision"]
     start = time.perf_counter()
-    backbone = build_backbone(scale.preset, policy)
+    backbone = build_backbone(scale.preset, training_policy(row))
     build_seconds = time.perf_counter() - start
     if task == "ti":
         trainer, batch = _textual_inversion(backbone, scale, batch_size)

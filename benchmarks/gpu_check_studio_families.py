@@ -11,10 +11,16 @@ cached text-encoder outputs feed them, and the trainers are the ones
   (as `studio train textual-inversion` loads them);
 * SD-XL DreamBooth LoRA: `DreamBoothTrainer` with LoRA rank 4 on the UNet,
   cached `context` / `text_embeds`, gradient checkpointing of the UNet's
-  blocks (`remat`), prior preservation, under the mixed policy;
+  blocks (`remat`), prior preservation, frozen networks stored in half
+  precision and float32 LoRA matrices (as `studio train dreambooth
+  --lora-rank` loads them);
 * SD3 DreamBooth LoRA: `SD3LoRATrainer` on keras-hub's MMDiT, cached
   `context` / `pooled_projection`, prior preservation, flow matching,
-  gradient checkpointing of the joint blocks where the trainer has it.
+  gradient checkpointing of the joint blocks where the trainer has it,
+  frozen networks in half precision as for SD-XL.
+
+Every row builds its backbone in the trainers' own policy
+(`gpu_check_studio.training_policy`: `backbone_policy`).
 """
 
 import inspect
@@ -24,7 +30,6 @@ import numpy as np
 
 from gpu_check_scales import (
     ADAMW_WEIGHT_DECAY,
-    FROZEN_NETWORK_POLICIES,
     INITIALIZER,
     LORA_LEARNING_RATE,
     LORA_RANK,
@@ -35,16 +40,15 @@ from gpu_check_scales import (
     TRAIN_SEED,
     time_steps,
 )
-from gpu_check_studio import GIB, memory_peak
+from gpu_check_studio import GIB, memory_peak, training_policy
 
 
 def sdxl_train_row(row, scale, work_dir, shared):
     """Textual inversion or DreamBooth LoRA on the `sdxl-base` architecture."""
     family = scale.families["sdxl"]
     task = row["task"]
-    policy = FROZEN_NETWORK_POLICIES[row["precision"]] if task == "ti" else row["precision"]
     start = time.perf_counter()
-    backbone = build_sdxl_backbone(family.preset, policy)
+    backbone = build_sdxl_backbone(family.preset, training_policy(row))
     build_seconds = time.perf_counter() - start
     if task == "ti":
         trainer, batch = _sdxl_textual_inversion(backbone, family, row["batch"])
@@ -60,7 +64,7 @@ def sd3_train_row(row, scale, work_dir, shared):
     """DreamBooth LoRA on keras-hub's MMDiT (SD3.5 medium's architecture)."""
     family = scale.families["sd3"]
     start = time.perf_counter()
-    backbone = build_sd3_backbone(family.studio, row["precision"])
+    backbone = build_sd3_backbone(family.studio, training_policy(row))
     build_seconds = time.perf_counter() - start
     trainer, batch, remat = _sd3_dreambooth_lora(backbone, family, row["batch"])
     weights = _weights_gib([backbone.hub_backbone])
@@ -88,7 +92,7 @@ def _timed(trainer, batch, family, build_seconds, weights_gib, remat):
 
 
 def _weights_gib(networks):
-    """GiB of the networks' variables as stored (float32 under a mixed policy)."""
+    """GiB of the networks' variables as stored (half precision for frozen ones, LoRA float32)."""
     total = 0
     for network in networks:
         for variable in network.weights:

@@ -14,7 +14,7 @@ from studio.errors import (
     is_user_error,
     os_error_reason,
 )
-from studio.trainers.settings.precision import frozen_network_policy
+from studio.trainers.settings.precision import backbone_policy
 
 
 def set_up_devices(settings):
@@ -47,10 +47,11 @@ DREAMBOOTH_FAMILIES = ("stable_diffusion", "sdxl", "sd3")
 def load_backbone(settings, devices, frozen=False, families=TRAINABLE_FAMILIES):
     """The run's base model (`settings.model`, in its precision), built in `devices`' scope.
 
-    The one place a training run loads its model. `frozen`: no network of
-    the backbone will train, so under mixed precision the weights are
-    stored in the compute dtype (`frozen_network_policy`). `families`: the
-    model families the run's method trains.
+    The one place a training run loads its model. `frozen`: no weight of
+    the backbone's networks will train (textual inversion, LoRA), so under
+    mixed precision the weights are stored in the compute dtype
+    (`backbone_policy`). `families`: the model families the run's method
+    trains.
     """
     from studio.interop import load_backbone as load_model
     from studio.trainers.run.run_phase import LOADING_MODEL, report_phase
@@ -62,7 +63,7 @@ def load_backbone(settings, devices, frozen=False, families=TRAINABLE_FAMILIES):
             settings.model,
             weights=settings.weights,
             vocabulary=settings.vocabulary,
-            dtype=frozen_network_policy(precision) if frozen else precision,
+            dtype=backbone_policy(precision, frozen),
         )
     if backbone.family not in families:
         command = getattr(settings, "COMMAND", "Training")

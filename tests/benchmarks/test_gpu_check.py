@@ -143,6 +143,19 @@ def test_cpu_dry_run_gives_the_sdxl_and_sd3_rows(tmp_path, gpu_check, scales):
     assert "SD3.5-M rows: keras-hub classes, 64 px" in stdout
 
 
+def test_training_rows_build_the_backbone_as_the_trainers_load_it(scales):
+    """TI and LoRA rows store the frozen networks in half precision, full rows keep float32."""
+    from studio.trainers.settings.precision import backbone_policy
+
+    studio_rows = _load("gpu_check_studio")
+    for precision in scales.PRECISIONS:
+        half = precision.removeprefix("mixed_")
+        policies = {task: studio_rows.training_policy({"task": task, "precision": precision})
+                    for task in scales.TRAIN_TASKS}  # fmt: skip
+        assert policies == {"ti": half, "lora": half, "full_lean": precision, "full": precision}
+        assert policies["lora"] == backbone_policy(precision, frozen=True)
+
+
 def test_full_plan_has_every_row_most_important_first(gpu_check, scales):
     scale = scales.SCALES["full"]
     rows = gpu_check.plan_rows(scale)

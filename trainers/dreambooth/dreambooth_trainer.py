@@ -60,8 +60,16 @@ class DreamBoothTrainer(DiffusionTrainer):
     networks, `compute_loss` scores, and Keras' own `train_step` computes
     gradients, compiles the step, applies loss scaling (`mixed_float16`:
     `compile` wraps the optimizer in a `LossScaleOptimizer`, which skips
-    non-finite steps) and gradient accumulation. Variables stay float32
-    under mixed precision (Keras' policies keep float32 master weights).
+    non-finite steps) and gradient accumulation. What trains is stored in
+    float32 under mixed precision: full fine-tuning needs a backbone under
+    Keras' mixed policy (float32 master weights; a backbone stored in
+    half precision is refused); LoRA takes either, and `studio train
+    dreambooth` stores the frozen backbone in half precision
+    (`backbone_policy`), as diffusers' LoRA scripts do: `enable_lora`'s
+    matrices are float32 and the adapted kernel is cast to the compute
+    dtype, so only the LoRA matrices, their gradients and the optimizer's
+    moments are float32, and the run's `precision` is the mixed one the
+    networks compute in (loss scaling for float16).
     Noise and timesteps come from the trainer's `seed_generator`, which
     checkpoints save with the weights. Data parallel (see
     `DataParallelDevices`), one step on a global batch split evenly across
@@ -108,7 +116,8 @@ class DreamBoothTrainer(DiffusionTrainer):
 
     Raises:
         ValueError: for a negative `prior_loss_weight`, a bad `lora_rank`,
-            or `lora_alpha` / `lora_feed_forward` without `lora_rank`.
+            `lora_alpha` / `lora_feed_forward` without `lora_rank`, or full
+            fine-tuning of a backbone stored in half precision.
 
     Example:
 
@@ -153,6 +162,8 @@ class DreamBoothTrainer(DiffusionTrainer):
                 "`lora_alpha` and `lora_feed_forward` need `lora_rank`. Received: "
                 f"lora_rank=None, lora_alpha={lora_alpha!r}, lora_feed_forward={lora_feed_forward!r}"
             )
+        if lora_rank is None:
+            _check_float32_weights(backbone)
         self.prior_loss_weight = float(prior_loss_weight)
         self.lora_rank = lora_rank
         self.lora_alpha = None if lora_alpha is None else float(lora_alpha)
@@ -359,6 +370,22 @@ class DreamBoothTrainer(DiffusionTrainer):
             "offset_noise": self.offset_noise,
             "seed": self.seed,
         }
+
+
+def _check_float32_weights(backbone):
+    """Refuses full fine-tuning of a UNet whose weights are stored in half precision.
+
+    Adam's updates of a half-precision weight round away (a step of 1e-6
+    on a weight near 1 is below float16's resolution), so the trained
+    network needs float32 weights: Keras' mixed policies keep them.
+    """
+    stored = backbone.unet.dtype_policy.variable_dtype
+    if stored != "float32":
+        raise InvalidInputError(
+            "Full fine-tuning needs the UNet's weights in float32: load the model under "
+            "a mixed policy (\"mixed_float16\", \"mixed_bfloat16\") or \"float32\", or train "
+            f"LoRA (lora_rank). Received: a backbone whose weights are {stored}"
+        )
 
 
 def _kohya_base_model_version(backbone):

@@ -106,10 +106,8 @@ def build_dreambooth(settings, devices=None):
     if family_of(settings.model) == SD3:
         # Before loading: what SD3 cannot do is refused at once.
         sd3.check_sd3_settings(settings)
-    backbone = load_backbone(settings, devices, families=DREAMBOOTH_FAMILIES)
+    backbone = load_dreambooth_backbone(settings, devices)
     is_sd3 = backbone.family == SD3
-    if is_sd3:
-        sd3.check_sd3_settings(settings)
     resolution = settings.training_resolution(backbone)
     prior_preservation = bool(settings.class_prompt)
     if prior_preservation:
@@ -128,10 +126,7 @@ def build_dreambooth(settings, devices=None):
             on_progress=phase_counter(CLASS_IMAGES),
         )
 
-    if is_sd3:
-        trainer = sd3.build_sd3_trainer(settings, backbone, devices)
-    else:
-        trainer = _build_trainer(settings, backbone, devices)
+    trainer = build_dreambooth_trainer(settings, backbone, devices)
 
     cache = latent_cache(backbone, settings)
     report_phase(CHECKING_IMAGES)
@@ -188,6 +183,46 @@ def build_dreambooth(settings, devices=None):
     # Without the cache the pipeline augments with keras_cv layers.
     batches = devices.dataset(build_batches, rebuildable=cache is not None)
     return trainer, batches
+
+
+def load_dreambooth_backbone(settings, devices):
+    """The run's backbone, in the dtype policy of its mode, built in `devices`' scope.
+
+    LoRA (and pivotal tuning, which is LoRA with a token) trains float32
+    matrices of its own (`Dense.enable_lora`) and no weight of the
+    backbone, so under mixed precision the backbone is stored in half
+    precision (`backbone_policy(precision, frozen=True)`), as diffusers'
+    LoRA scripts keep their frozen networks in `weight_dtype`; the run
+    still computes, and scales its loss, as its mixed `precision` says.
+    Full fine-tuning keeps the mixed policy's float32 weights, which the
+    optimizer updates.
+
+    Raises:
+        SettingsError: the model's family has no DreamBooth, or an SD3
+            model with settings SD3 does not have (`check_sd3_settings`).
+    """
+    from studio.models.presets import SD3
+    from studio.trainers.dreambooth import sd3_dreambooth_training as sd3
+
+    backbone = load_backbone(settings, devices, frozen=settings.is_lora,
+                             families=DREAMBOOTH_FAMILIES)
+    if backbone.family == SD3:
+        sd3.check_sd3_settings(settings)
+    return backbone
+
+
+def build_dreambooth_trainer(settings, backbone, devices):
+    """The compiled trainer of `settings` on `backbone`, in `devices`' scope.
+
+    `SD3LoRATrainer` for an SD3 backbone; otherwise `DreamBoothTrainer`, or
+    `PivotalTuningTrainer` with `settings.token`.
+    """
+    from studio.models.presets import SD3
+    from studio.trainers.dreambooth import sd3_dreambooth_training as sd3
+
+    if backbone.family == SD3:
+        return sd3.build_sd3_trainer(settings, backbone, devices)
+    return _build_trainer(settings, backbone, devices)
 
 
 def _build_trainer(settings, backbone, devices):

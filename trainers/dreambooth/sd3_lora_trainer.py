@@ -42,6 +42,9 @@ class SD3LoRATrainer(DiffusionTrainer):
     batch also holds class images (`is_class_image`), whose loss is
     weighted by `prior_loss_weight`, as `DreamBoothTrainer`'s. Results:
     `lora.safetensors` (kohya's SD3 names) and `lora.diffusers.safetensors`.
+    Under mixed precision `studio train dreambooth` stores the backbone in
+    half precision (`load_dreambooth_backbone`); the LoRA matrices are
+    float32 whatever the backbone's policy (`enable_lora` makes them so).
 
     Args:
         backbone: a `studio.models.sd3.SD3Backbone`.

@@ -68,7 +68,9 @@ class DreamBoothSettings(RunSettings):
     batch_size: int = setting(
         1, "subject images per batch; as many class images join them; the whole batch is "
         "split evenly across --devices", at_least=1)
-    precision: str = setting("float32", "dtype policy; weights stay float32", choices=PRECISIONS)
+    precision: str = setting(
+        "float32", "dtype policy; trained weights stay float32, LoRA runs store the frozen "
+        "networks in its compute dtype", choices=PRECISIONS)
     remat: bool = setting(
         False, "recompute the UNet blocks' activations in the backward pass (less memory)")
     seed: int = setting(0, "seed of data order, noise and LoRA init")
