@@ -10,7 +10,13 @@ import streamlit as st
 from studio.app.app_state import data_folder
 from studio.app.comparison_scores import EVALUATION_MODULE, score_comparison
 from studio.app.concept_grid import CONCEPT_FIELD
-from studio.app.file_library import embedding_files, lora_files, picker_label, training_images
+from studio.app.file_library import (
+    embedding_files,
+    files_for_model,
+    lora_files,
+    picker_label,
+    training_images,
+)
 from studio.app.model_picker import pick_model
 from studio.app.page_errors import errors_as_messages
 from studio.grids import draw_grid
@@ -48,7 +54,7 @@ def render():
     settings, output = st.columns([2, 3], gap="large")
     with settings:
         model = pick_model("compare_model")
-        rows = _pick_rows(data)
+        rows = _pick_rows(data, model)
         st.text_input(
             "Prompt", key="compare_prompt", value="a photo of {concept}",
             help="{concept} becomes each row's token; in the base and LoRA rows, the words "
@@ -119,7 +125,7 @@ def _xy_section(model, rows, plain_words):
     picked = {}
     for letter, label, column in (("X", x_axis, row[0]), ("Y", y_axis, row[1])):
         with column, errors_as_messages(f"Reading the {letter} axis"):
-            picked[letter] = _axis(letter, label, column, first, data)
+            picked[letter] = _axis(letter, label, column, first, data, model)
     st.caption("Samplers: " + ", ".join(SAMPLER_NAMES) + ". The other settings come from "
                "the fields above; the first row picked is the model plotted, and "
                "{concept} becomes each cell's embedding tokens.")
@@ -150,7 +156,7 @@ def _xy_section(model, rows, plain_words):
             _make_xy_plot(data, grid)
 
 
-def _axis(letter, label, column, first, data):
+def _axis(letter, label, column, first, data, model):
     """The `GridAxis` of an axis, its values typed or picked in `column`."""
     from studio.grids import GridAxis
 
@@ -172,8 +178,8 @@ def _axis(letter, label, column, first, data):
                         [options[name] for name in chosen])
     if label == EMBEDDING_AXIS:
         options = {NO_EMBEDDING: "none"}
-        options.update((picker_label(file), file.path)
-                       for file in embedding_files(data, include_checkpoints=False))
+        options.update((picker_label(file), file.path) for file in files_for_model(
+            embedding_files(data, include_checkpoints=False), model))
         chosen = column.multiselect(f"{letter}: embeddings", list(options),
                                     default=list(options)[:3], max_selections=MAX_AXIS_VALUES,
                                     key=f"compare_{letter}_embeddings")
@@ -221,12 +227,13 @@ def _parse_seeds(text):
     return seeds[:MAX_COLUMNS]
 
 
-def _pick_rows(data):
+def _pick_rows(data, model):
+    """The rows picked: the base model, then embeddings and LoRAs that load into `model`."""
     options = {BASE_ROW: GridRow(BASE_ROW)}
-    for file in embedding_files(data):
+    for file in files_for_model(embedding_files(data), model):
         options[f"embedding · {picker_label(file)}"] = GridRow(
             f"{file.label}", embedding=file.path, file=file)
-    for file in lora_files(data):
+    for file in files_for_model(lora_files(data), model, lora=True):
         options[f"LoRA · {file.label}"] = GridRow(f"LoRA {file.label}", lora=file.path, file=file)
     default = [BASE_ROW] + [label for label in options if label.endswith("· final")][:2]
     chosen = st.multiselect("Rows", list(options), default=default, key="compare_rows",

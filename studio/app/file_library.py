@@ -40,6 +40,86 @@ def lora_files(data_folder, include_checkpoints=True):
     )
 
 
+def files_for_model(files, model, lora=False):
+    """The `LibraryFile`s that load into `model` (a `ModelChoice`; None: all of them).
+
+    An embedding with one table fits SD 1.x / 2.x models of its vectors'
+    width; a `{clip_l, clip_g}` one fits SD-XL and SD3 (both read that
+    layout), or SD3 only when its metadata says it was trained on SD3. A LoRA
+    (`lora=True`) fits the base model that kohya's metadata names, else
+    the family its layer names belong to. A file that cannot be read, or
+    says nothing that tells, stays listed: picking it says what is wrong.
+    """
+    if model is None:
+        return list(files)
+    fits = _lora_fits if lora else _embedding_fits
+    return [file for file in files if fits(file.path, model)]
+
+
+def _embedding_fits(path, model):
+    try:
+        families, width = _embedding_kind(path, os.path.getmtime(path))
+    except Exception:  # Unreadable: listed; picking it says why.
+        return True
+    return model.family in families and width in (None, model.text_encoder_width)
+
+
+def _lora_fits(path, model):
+    try:
+        families = _lora_families(path, os.path.getmtime(path))
+    except Exception:  # Unreadable: listed; picking it says why.
+        return True
+    return not families or model.family in families
+
+
+@functools.lru_cache(maxsize=512)
+def _embedding_kind(path, mtime):
+    """(families the embedding at `path` loads into, its vectors' width or None)."""
+    from studio.embeddings import load_embedding
+    from studio.embeddings.textual_inversion_embedding import (
+        ARCHITECTURE_SDXL,
+        BASE_FAMILY_KEY,
+    )
+    from studio.models.presets import SD3, SDXL, STABLE_DIFFUSION
+
+    embedding = load_embedding(path)
+    if embedding.architecture == ARCHITECTURE_SDXL:
+        # `{clip_l, clip_g}`: SD-XL's layout, which SD3 reads too; the studio's
+        # SD3 files say so in their metadata (other tools' files say nothing).
+        sd3_only = embedding.metadata.get(BASE_FAMILY_KEY) == SD3
+        return (frozenset({SD3}) if sd3_only else frozenset({SDXL, SD3})), None
+    return frozenset({STABLE_DIFFUSION}), embedding.text_encoder_width
+
+
+# kohya's `ss_base_model_version` prefixes, and names only one family's LoRA
+# layers have (kohya's and diffusers' spellings), by family.
+_LORA_BASE_VERSIONS = (("sdxl", "sdxl"), ("sd3", "sd3"), ("sd_v1", "stable_diffusion"),
+                       ("sd_v2", "stable_diffusion"), ("sd_2", "stable_diffusion"))
+_LORA_LAYER_NAMES = (
+    ("sdxl", ("lora_te2_", "lora_unet_input_blocks_", "lora_unet_output_blocks_",
+              "text_encoder_2.")),
+    ("sd3", ("lora_unet_joint_blocks_", "transformer.transformer_blocks.")),
+    ("stable_diffusion", ("lora_unet_down_blocks_", "lora_unet_up_blocks_")),
+)
+
+
+@functools.lru_cache(maxsize=512)
+def _lora_families(path, mtime):
+    """The families the LoRA file at `path` is for; empty when nothing tells."""
+    from safetensors import safe_open
+
+    with safe_open(path, framework="numpy") as file:
+        version = (file.metadata() or {}).get("ss_base_model_version", "")
+        keys = list(file.keys())
+    for prefix, family in _LORA_BASE_VERSIONS:
+        if version.startswith(prefix):
+            return frozenset({family})
+    for family, names in _LORA_LAYER_NAMES:
+        if any(name in key for key in keys for name in names):
+            return frozenset({family})
+    return frozenset()
+
+
 def _library(folder, extensions):
     files = []
     for root, _, names in sorted(os.walk(folder)):

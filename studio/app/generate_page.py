@@ -9,7 +9,7 @@ import streamlit as st
 
 from studio.app.app_state import data_folder
 from studio.app.cached_models import file_key, load_pipeline
-from studio.app.file_library import embedding_files, lora_files, picker_label
+from studio.app.file_library import embedding_files, files_for_model, lora_files, picker_label
 from studio.app.model_picker import pick_model
 from studio.app.run_progress import format_duration
 from studio.app.start_image import NO_MASK, pick_start_image
@@ -67,10 +67,14 @@ def render():
         show_checkpoints = st.toggle("Include checkpoints", key="generate_show_checkpoints",
                                      help="Pick an embedding or LoRA of an earlier step of a "
                                      "run; by default the pickers list final results.")
-        embedding_choices = embedding_files(data, include_checkpoints=show_checkpoints)
+        # Only files that load into the chosen model (an SD-XL LoRA is not offered
+        # with an SD 1.x model).
+        embedding_choices = files_for_model(
+            embedding_files(data, include_checkpoints=show_checkpoints), model)
         embeddings = _pick_files("Embeddings", embedding_choices, "generate_embeddings")
-        loras = _pick_files("LoRA files", lora_files(data, include_checkpoints=show_checkpoints),
-                            "generate_loras")
+        lora_choices = files_for_model(
+            lora_files(data, include_checkpoints=show_checkpoints), model, lora=True)
+        loras = _pick_files("LoRA files", lora_choices, "generate_loras")
         lora_scale = 1.0
         if loras:
             lora_scale = st.slider("LoRA strength", 0.0, 1.5, 1.0, 0.05, key="generate_lora_scale")

@@ -21,6 +21,8 @@ class ModelChoice:
         instance_prompt: a suggested DreamBooth instance prompt.
         text_encoder_width: the width of its token vectors (an embedding's
             width must match).
+        family: the model family (`studio.models.presets`: "stable_diffusion",
+            "sdxl"); the pickers offer the files that load into it.
         example_prompt: a prompt the model draws well, for the Generate page.
         concept_words: plain words standing for a concept in grids.
     """
@@ -32,6 +34,7 @@ class ModelChoice:
     image_size: int
     embedded: bool = False
     text_encoder_width: int = 0
+    family: str = "stable_diffusion"
     initializer_word: str = "toy"
     instance_prompt: str = "a photo of sks toy"
     example_prompt: str = "a photo of a cat"
@@ -94,5 +97,6 @@ def _choice(name, spec):
         image_size=int(spec.get("image_size", 512)),
         embedded=bool(spec.get("packaged_weights")),
         text_encoder_width=int(spec["text_encoder"]["config"]["hidden_dim"]),
+        family=spec["family"],
         **words,
     )

@@ -5,6 +5,7 @@ import os
 import numpy as np
 import pytest
 
+from studio.app.model_catalog import model_choices
 from studio.app.safe_uploads import MAX_IMAGE_BYTES
 
 from .conftest import PAGES, bomb_png_bytes, click, messages, new_app, page_path, png_bytes
@@ -382,9 +383,11 @@ def _run_with_checkpoints(data_dir, name, steps=(2, 4)):
 
     run = _finished_run(data_dir, name, steps=steps[-1])
     folders = [run.checkpoints().folder(step) for step in steps] + [run.path]
+    # The width of the app's first model, which the pickers offer files for.
+    width = model_choices()[0].text_encoder_width
     for step, folder in zip(steps + (None,), folders):
         os.makedirs(folder, exist_ok=True)
-        save_embedding(TextualInversionEmbedding({f"<{name}>": np.ones((1, 32), "float32")}),
+        save_embedding(TextualInversionEmbedding({f"<{name}>": np.ones((1, width), "float32")}),
                        os.path.join(folder, EMBEDDING_FILE))
         if step is not None:
             with open(os.path.join(folder, "checkpoint.json"), "w") as file:
