@@ -162,7 +162,8 @@ def load_export_source(source, weights=None, vocabulary=None):
         source: a folder written by `save_to_preset` (e.g. by `models
             import`), a preset name, or a training run folder whose
             `config.json` names the base `model` and which holds the
-            fine-tuned `unet.weights.h5` (and `text_encoder.weights.h5`).
+            fine-tuned `unet.weights.h5` (and `text_encoder.weights.h5`,
+            SD-XL's `text_encoder_2.weights.h5`).
         weights: passed to `from_preset` for named presets.
         vocabulary: passed to `from_preset` for named presets.
 
@@ -174,13 +175,15 @@ def load_export_source(source, weights=None, vocabulary=None):
     from studio.trainers.run.run_directory import (
         CONFIG_FILE,
         LORA_FILE,
+        TEXT_ENCODER_2_WEIGHTS_FILE,
         TEXT_ENCODER_WEIGHTS_FILE,
         UNET_WEIGHTS_FILE,
         RunDirectory,
     )
 
     # The weight files a full DreamBooth run folder holds.
-    weight_files = {"unet": UNET_WEIGHTS_FILE, "text_encoder": TEXT_ENCODER_WEIGHTS_FILE}
+    weight_files = {"unet": UNET_WEIGHTS_FILE, "text_encoder": TEXT_ENCODER_WEIGHTS_FILE,
+                    "text_encoder_2": TEXT_ENCODER_2_WEIGHTS_FILE}
     source = os.fspath(source)
     config_path = os.path.join(source, CONFIG_FILE)
     if not os.path.isdir(source) or os.path.isfile(os.path.join(source, PRESET_CONFIG_FILE)):

@@ -166,3 +166,37 @@ def test_dreambooth_lora_command_runs_and_resumes_on_tiny_sdxl(tmp_path, write_t
     summary = json.loads((run / "summary.json").read_text())
     assert summary["status"] == "completed" and summary["steps"] == 3
     assert np.isfinite(summary["final_loss"])
+
+
+def test_full_run_results_hold_both_trained_text_encoders(tmp_path, quick_compile_options):
+    """Full DreamBooth of SD-XL with its text encoders: the run's results hold all three
+    trained networks, and `models export RUN` reads them back into the base model."""
+    import json
+
+    from studio.cli.models_command import load_export_source
+    from studio.interop import load_backbone
+    from studio.trainers.dreambooth.dreambooth_trainer import DreamBoothTrainer
+
+    names = ("unet", "text_encoder", "text_encoder_2")
+    backbone = load_backbone("tiny-sdxl")
+    base = {name: [ops.convert_to_numpy(w) for w in getattr(backbone, name).weights]
+            for name in names}
+    trainer = DreamBoothTrainer(backbone, prior_loss_weight=0.0, train_text_encoder=True,
+                                seed=1)
+    trainer.compile(optimizer=keras.optimizers.AdamW(2e-2), **quick_compile_options)
+    mean = np.random.default_rng(0).standard_normal((2, LATENT_SIZE, LATENT_SIZE, 4))
+    moments = np.concatenate([mean, np.full_like(mean, -2.0)], axis=-1).astype("float32")
+    trainer.train_on_batch({"token_ids": backbone.tokenizer([PROMPT] * 2), "moments": moments})
+
+    paths = trainer.save_results(str(tmp_path), step=1)
+    assert sorted(p.rsplit("/", 1)[-1] for p in paths) == [
+        "text_encoder.weights.h5", "text_encoder_2.weights.h5", "unet.weights.h5"]
+    (tmp_path / "config.json").write_text(json.dumps({"model": "tiny-sdxl"}))
+    exported = load_export_source(str(tmp_path))
+    for name in names:
+        trained_weights = [ops.convert_to_numpy(w) for w in getattr(backbone, name).weights]
+        read_back = [ops.convert_to_numpy(w) for w in getattr(exported, name).weights]
+        for trained_weight, read in zip(trained_weights, read_back):
+            np.testing.assert_array_equal(read, trained_weight, err_msg=name)
+        # Each network trained: the export carries what the run learned.
+        assert any(not np.array_equal(t, b) for t, b in zip(trained_weights, base[name])), name

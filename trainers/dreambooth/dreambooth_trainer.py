@@ -13,7 +13,12 @@ from studio.trainers.distributed.replica_context import sum_over_replicas
 from studio.trainers.dreambooth.dreambooth_remat import rematerialize_unet_blocks
 from studio.trainers.run.last_value import LastValue
 # Result files in a run folder and in each checkpoint.
-from studio.trainers.run.run_directory import LORA_FILE, TEXT_ENCODER_WEIGHTS_FILE, UNET_WEIGHTS_FILE
+from studio.trainers.run.run_directory import (
+    LORA_FILE,
+    TEXT_ENCODER_2_WEIGHTS_FILE,
+    TEXT_ENCODER_WEIGHTS_FILE,
+    UNET_WEIGHTS_FILE,
+)
 
 # What a batch of cached text-encoder outputs may hold (SD: the context;
 # SDXL: also the pooled text embedding), as `encode_text` names them.
@@ -329,16 +334,20 @@ class DreamBoothTrainer(DiffusionTrainer):
         """Writes the trained weights into `folder` (for `TrainingRun`).
 
         LoRA mode: `lora.safetensors`. Full mode: `unet.weights.h5` (and
-        `text_encoder.weights.h5` when it is trained), Keras weight files
-        that `network.load_weights` reads.
+        `text_encoder.weights.h5`, for SD-XL also `text_encoder_2.weights.h5`,
+        when the text encoders are trained), Keras weight files that
+        `network.load_weights` reads.
         """
         if self.is_lora:
             return [self.save_lora(os.path.join(folder, LORA_FILE), steps=step)]
-        paths = [os.path.join(folder, UNET_WEIGHTS_FILE)]
-        self.unet.save_weights(paths[0])
+        networks = [(self.unet, UNET_WEIGHTS_FILE)]
         if self.train_text_encoder:
-            paths.append(os.path.join(folder, TEXT_ENCODER_WEIGHTS_FILE))
-            self.text_encoder.save_weights(paths[1])
+            names = (TEXT_ENCODER_WEIGHTS_FILE, TEXT_ENCODER_2_WEIGHTS_FILE)
+            networks += list(zip(self._text_encoders(), names))
+        paths = []
+        for network, name in networks:
+            paths.append(os.path.join(folder, name))
+            network.save_weights(paths[-1])
         return paths
 
     def save_backbone(self, directory):

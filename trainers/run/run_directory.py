@@ -34,6 +34,8 @@ EMBEDDING_FILE = "embedding.safetensors"
 LORA_FILE = "lora.safetensors"
 UNET_WEIGHTS_FILE = "unet.weights.h5"
 TEXT_ENCODER_WEIGHTS_FILE = "text_encoder.weights.h5"
+# SD-XL's second text encoder (OpenCLIP bigG), when full DreamBooth trains it.
+TEXT_ENCODER_2_WEIGHTS_FILE = "text_encoder_2.weights.h5"
 RESULT_FILES = (EMBEDDING_FILE, LORA_FILE)
 # Written by the process that runs the command for the app
 # (`studio.app.training_process`): its id when it starts, its exit code
