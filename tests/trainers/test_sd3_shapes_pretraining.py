@@ -5,6 +5,7 @@ import os
 import numpy as np
 import pytest
 
+from studio.cli.main import build_parser
 from studio.trainers import SD3ShapesSettings, pretrain_sd3_shapes_model
 from studio.trainers.settings.run_settings_files import read_run_settings
 
@@ -23,6 +24,11 @@ def eager_steps(eager_compile, monkeypatch):
     eager_compile(monkeypatch, SD3BaseModelTrainer, SD3VAETrainer)
 
 
+def studio(*argv):
+    args = build_parser().parse_args(list(argv))
+    return args.run(args)
+
+
 def _weights(backbone):
     return {name: network.get_weights() for name, network in backbone.components.items()}
 
@@ -36,8 +42,10 @@ def test_pretraining_is_reproducible_and_trains_the_vae_and_mmdit_only(tmp_path)
 
     first = load_sd3_shapes_model(
         pretrain_sd3_shapes_model(SD3ShapesSettings(**SHORT), str(tmp_path / "a")))
-    second = load_sd3_shapes_model(
-        pretrain_sd3_shapes_model(SD3ShapesSettings(**SHORT), str(tmp_path / "b")))
+    # The second through the command, with the same settings as options.
+    options = [f"--{key.replace('_', '-')}={value}" for key, value in SHORT.items()]
+    assert studio("train", "base-sd3", "--out", str(tmp_path / "b"), *options) == 0
+    second = load_sd3_shapes_model(str(tmp_path / "b" / "model"))
     weights_a, weights_b = _weights(first), _weights(second)
     for name in weights_a:
         assert all(np.array_equal(a, b) for a, b in zip(weights_a[name], weights_b[name])), name
