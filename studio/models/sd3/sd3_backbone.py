@@ -16,6 +16,9 @@ FLOW_MATCHING_OBJECTIVE = "flow_matching"
 # Random networks are initialised from this seed unless told otherwise.
 RANDOM_WEIGHTS_SEED = 0
 
+# SD3's VAE: 8 pixels per latent along each side, as keras-hub assumes.
+SD3_VAE_DOWNSAMPLING = 8
+
 # The text encoders, whose token tables placeholder lookups join.
 TEXT_ENCODERS = ("clip_l", "clip_g")
 
@@ -325,7 +328,11 @@ def _build_hub_backbone(spec, dtype):
     clip_l = keras_hub.models.CLIPTextEncoder(**spec["clip_l"], dtype=dtype, name="clip_l")
     clip_g = keras_hub.models.CLIPTextEncoder(**spec["clip_g"], dtype=dtype, name="clip_g")
     vae = VAEBackbone(**spec["vae"], dtype=dtype, name="vae")
-    size = spec["image_size"]
+    # keras-hub sizes the MMDiT's latents as image_shape / 8 (SD3's VAE); a
+    # VAE with fewer levels (tiny-shapes-sd3: 4x, 32 px -> 8x8 latents) is
+    # given the image size whose eighth is its latent size.
+    downsampling = 2 ** (len(spec["vae"]["encoder_num_filters"]) - 1)
+    size = spec["image_size"] * SD3_VAE_DOWNSAMPLING // downsampling
     return keras_hub.models.StableDiffusion3Backbone(
         **spec["mmdit"],
         vae=vae,

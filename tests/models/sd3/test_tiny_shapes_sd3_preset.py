@@ -47,7 +47,7 @@ def backbone():
 
 def test_it_is_an_sd3_model_whose_clip_encoders_hold_the_worlds_prompts(backbone):
     assert backbone_class(family_of(PRESET)) is SD3Backbone and backbone.image_size == 32
-    assert backbone.latent_shape(32, 32) == (4, 4, 16)
+    assert backbone.latent_shape(32, 32) == (8, 8, 16)
     # A long prompt of the world fits the 16 tokens, end token included
     # (tiny-sd3's byte-level tokenizer, one token a byte, would cut it).
     ids = backbone.tokenizer(["a purple triangle on a black background"])
