@@ -25,7 +25,7 @@ class SD3ShapesSettings(TrainingSettings):
     batch_size: int = setting(32, "images per batch", at_least=1)
     vae_steps: int = setting(1200, "steps of the VAE phase", at_least=1)
     vae_lr: float = setting(1e-3, "peak learning rate of the VAE phase")
-    steps: int = setting(4000, "steps of the MMDiT phase", at_least=1)
+    steps: int = setting(3000, "steps of the MMDiT phase", at_least=1)
     lr: float = setting(1e-3, "peak learning rate of the MMDiT phase")
     warmup_steps: int = setting(200, "linear learning-rate warm-up steps of each phase")
     save_every: int = setting(500, "steps between checkpoints", at_least=1)
