@@ -34,11 +34,11 @@ def build_start_model(seed=0, latent_shift=None, latent_scale=None):
             preset's).
     """
     from studio.models import StableDiffusionBackbone
-    from studio.models.presets import SD3_PRESETS
+    from studio.models.presets import TINY_SHAPES_SD3_SPEC
     from studio.models.sd3 import SD3Backbone
     from studio.models.sd3.sd3_clip_re_expression import re_express_clip_in_sd3
 
-    spec = dict(SD3_PRESETS[PRESET])
+    spec = dict(TINY_SHAPES_SD3_SPEC)
     vae = dict(spec["vae"])
     if latent_shift is not None:
         vae["shift"] = float(latent_shift)
@@ -174,10 +174,10 @@ def ship_sd3_shapes_model(model_folder):
     import shutil
 
     from studio.files.atomic_write import atomic_file
-    from studio.models.presets import SD3_PRESETS
+    from studio.models.presets import TINY_SHAPES_SD3_SPEC
     from studio.models.stable_diffusion_backbone import packaged_weights_path
 
-    prefixes = SD3_PRESETS[PRESET]["packaged_weights"]
+    prefixes = TINY_SHAPES_SD3_SPEC["packaged_weights"]
     paths = []
     for name in TRAINED_NETWORKS:
         target = packaged_weights_path(prefixes[name], name)
