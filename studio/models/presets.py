@@ -556,7 +556,7 @@ TINY_SHAPES_SD3_SPEC = {
         "The embedded model in the SD3 family: keras-hub's SD3 classes at a small size "
         "(32 px images, 8x8x16 latents, a 4-layer MMDiT), CLIP-L and CLIP-G re-expressed "
         "from tiny-shapes' text encoder, the VAE and MMDiT trained on the shapes world with "
-        "flow matching by `studio train base-sd3`; its weights ship with the package."
+        "flow matching by `studio train base-sd3`."
     ),
     "clip_l": _SHAPES_SD3_CLIP,
     "clip_g": dict(_SHAPES_SD3_CLIP, intermediate_activation="gelu"),

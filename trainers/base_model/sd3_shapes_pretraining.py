@@ -1,7 +1,7 @@
 """`pretrain_sd3_shapes_model(settings, out)`: the embedded `tiny-shapes-sd3` model.
 
 The shapes world in the SD3 family, on keras-hub's classes at a small size
-(the `tiny-shapes-sd3` preset). CLIP-L and CLIP-G are tiny-shapes' shipped
+(`TINY_SHAPES_SD3_SPEC`, the `tiny-shapes-sd3` preset once weights ship). CLIP-L and CLIP-G are tiny-shapes' shipped
 text encoder re-expressed (`re_express_clip_in_sd3`) and frozen, as SD3's
 encoders are; two resumable `TrainingRun`s then train the rest from
 scratch: `out/vae/` fits keras-hub's VAE to the world's images (its
@@ -9,8 +9,8 @@ latents' shift and scale are measured afterwards, as SD3's were), and
 `out/diffusion/` the MMDiT with flow matching on the frozen VAE's latents.
 The trained weights and the measured latent statistics go to `out/model/`;
 `ship_sd3_shapes_model` copies the weights into the package
-(`studio/pretrained/`), where the preset loads them (its `vae` entry holds
-the measured shift and scale). Everything follows from `settings.seed` and
+(`studio/pretrained/`), where a packaged spec loads them (its `vae` entry
+must hold the measured shift and scale). Everything follows from `settings.seed` and
 tiny-shapes' shipped text encoder.
 """
 

@@ -15,6 +15,12 @@ class SD3ShapesSettings(TrainingSettings):
     latents' shift and scale are measured, then the MMDiT trains `steps`
     steps from scratch with flow matching (logit-normal timesteps), the
     learning rates on a cosine to 10% of their peak.
+
+    Measured (seed 0, 2 CPU cores shared with other work): the VAE's
+    reconstructions read as shape 0.99, colour / background / pattern 1.00;
+    after 3000 MMDiT steps (about 6 minutes) the held-out prompts' colour and
+    background are 1.00 but their shape only 0.36 (225 images; 0.44 of 45 at step 1000): not
+    enough to ship; a longer `steps` is the next thing to try.
     """
 
     METHOD = "sd3_shapes_model"
