@@ -24,6 +24,7 @@ _EXPORTS = {
     "DreamBoothSettings": "studio.trainers.settings.dreambooth_settings",
     "BaseModelSettings": "studio.trainers.settings.base_model_settings",
     "SDXLShapesSettings": "studio.trainers.settings.sdxl_shapes_settings",
+    "SD3ShapesSettings": "studio.trainers.settings.sd3_shapes_settings",
     "read_run_settings": "studio.trainers.settings.run_settings_files",
     "train_textual_inversion": "studio.trainers.textual_inversion.textual_inversion_training",
     "build_textual_inversion": "studio.trainers.textual_inversion.textual_inversion_training",
@@ -33,6 +34,8 @@ _EXPORTS = {
     "ship_base_model": "studio.trainers.base_model.base_model_pretraining",
     "pretrain_sdxl_shapes_model": "studio.trainers.base_model.sdxl_shapes_pretraining",
     "ship_sdxl_shapes_model": "studio.trainers.base_model.sdxl_shapes_pretraining",
+    "pretrain_sd3_shapes_model": "studio.trainers.base_model.sd3_shapes_pretraining",
+    "ship_sd3_shapes_model": "studio.trainers.base_model.sd3_shapes_pretraining",
     "NonFiniteLossError": "studio.trainers.run.non_finite_loss_error",
 }
 

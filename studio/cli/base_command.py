@@ -1,6 +1,7 @@
 """`studio train base`: pretrain the embedded `tiny-shapes` model from scratch on the shapes world.
 
-`studio train base-xl` makes `tiny-shapes-xl` from it (the SDXL family).
+`studio train base-xl` makes `tiny-shapes-xl` from it (the SDXL family);
+`studio train base-sd3` makes `tiny-shapes-sd3` (the SD3 family).
 
 A thin shell over `studio.trainers.pretrain_base_model` (its options come
 from `BaseModelSettings`); `--ship` copies the weights into the package.
@@ -15,6 +16,7 @@ import os
 CLASSIFIER_STEPS = 4000
 DEFAULT_OUT = os.path.join("runs", "base")
 DEFAULT_XL_OUT = os.path.join("runs", "base-xl")
+DEFAULT_SD3_OUT = os.path.join("runs", "base-sd3")
 
 
 def add_method_parser(methods):
@@ -41,6 +43,7 @@ def add_method_parser(methods):
         help="copy the trained weights into studio/pretrained/ (the tiny-shapes preset)")
     parser.set_defaults(run=run)
     _add_sdxl_parser(methods)
+    _add_sd3_parser(methods)
     _add_classifier_parser(methods)
     return parser
 
@@ -67,6 +70,31 @@ def _add_sdxl_parser(methods):
     add("--ship", action="store_true",
         help="copy the trained weights into studio/pretrained/ (the tiny-shapes-xl preset)")
     parser.set_defaults(run=run_sdxl)
+
+
+def _add_sd3_parser(methods):
+    from studio.cli.settings_options import add_settings_options
+    from studio.trainers.settings.sd3_shapes_settings import SD3ShapesSettings
+
+    parser = methods.add_parser(
+        "base-sd3",
+        help="make the embedded tiny-shapes-sd3 model (the shapes world in the SD3 family)",
+        description=(
+            "Re-express tiny-shapes' text encoder as SD3's CLIP-L and CLIP-G (frozen), then "
+            "train keras-hub's VAE and MMDiT (flow matching) on the shapes world, "
+            "reproducibly from --seed. --out gets vae/ and diffusion/ run folders and model/ "
+            "(the weights and the measured latent shift and scale). --resume continues an "
+            "interrupted run; --ship copies the weights into the package (the "
+            "tiny-shapes-sd3 preset, whose VAE entry must hold the printed shift and scale)."
+        ),
+    )
+    add_settings_options(parser, SD3ShapesSettings)
+    add = parser.add_argument
+    add("--out", default=DEFAULT_SD3_OUT, help=f"output folder (default: {DEFAULT_SD3_OUT})")
+    add("--resume", action="store_true", help="continue the run in --out")
+    add("--ship", action="store_true",
+        help="copy the trained weights into studio/pretrained/ (the tiny-shapes-sd3 preset)")
+    parser.set_defaults(run=run_sd3)
 
 
 def _add_classifier_parser(methods):
@@ -117,6 +145,20 @@ def run_sdxl(args):
     print(f"Model: {model_folder}")
     if args.ship:
         for path in ship_sdxl_shapes_model(model_folder):
+            print(f"Shipped: {path}")
+    return 0
+
+
+def run_sd3(args):
+    """Runs `studio train base-sd3`; returns the exit code."""
+    from studio.cli.settings_options import given_settings
+    from studio.trainers import SD3ShapesSettings, pretrain_sd3_shapes_model, ship_sd3_shapes_model
+
+    settings = SD3ShapesSettings(**given_settings(args, SD3ShapesSettings)).validate()
+    model_folder = pretrain_sd3_shapes_model(settings, args.out, resume=args.resume)
+    print(f"Model: {model_folder}")
+    if args.ship:
+        for path in ship_sd3_shapes_model(model_folder):
             print(f"Shipped: {path}")
     return 0
 

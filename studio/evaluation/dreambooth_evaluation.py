@@ -53,8 +53,11 @@ def render_instance_set(folder, count=INSTANCE_IMAGES, seed=0):
 
 
 def evaluate_dreambooth(out, prior_preservation=True, steps=None, seed=0, model="tiny-shapes",
-                        num_images=40):
+                        num_images=40, settings=None):
     """Fine-tunes `model` on the instance and scores it against the model before.
+
+    `settings` (a dict) replaces entries of `DREAMBOOTH_SETTINGS`: e.g. an
+    SD3 model trains MMDiT LoRA only (`train_text_encoder=False`).
 
     Returns:
         Dict with `instance_fidelity` (share of "a sks circle" images that
@@ -70,15 +73,16 @@ def evaluate_dreambooth(out, prior_preservation=True, steps=None, seed=0, model=
     base = ModelEvaluator(load_backbone(model))
     base_diversity = base.class_diversity(CLASS_PROMPT, num_images, seed=seed + 1000)
 
+    values = {**DREAMBOOTH_SETTINGS, **(settings or {})}
     settings = DreamBoothSettings(**dict(
-        DREAMBOOTH_SETTINGS,
+        values,
         model=model,
         data=render_instance_set(os.path.join(out, "instance"), seed=seed),
         instance_prompt=INSTANCE_PROMPT,
         class_prompt=CLASS_PROMPT if prior_preservation else None,
         class_data=os.path.join(out, "class-images"),
         seed=seed,
-        steps=steps or DREAMBOOTH_SETTINGS["steps"],
+        steps=steps or values["steps"],
         cache_dir=os.path.join(out, "latent-cache"),
     ))
     trainer, batches = build_dreambooth(settings)

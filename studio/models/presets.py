@@ -455,6 +455,29 @@ KERAS_HUB_SD3_PRESETS = (
 # of stable-diffusion-3-medium: 1000 timesteps, shift 3.0).
 SD3_FLOW_SCHEDULE = {"num_train_timesteps": 1000, "shift": 3.0}
 
+# tiny-shapes-sd3: the shapes world in the SD3 family, keras-hub's classes at
+# a small size. Its CLIP-L and CLIP-G are tiny-shapes' text encoder
+# re-expressed (`re_express_clip_in_sd3`: one identity layer more, since SD3
+# reads the penultimate states), frozen, so they hold the world's prompts
+# (16 of its tokens, where tiny-sd3's byte-level 16 truncate them). The VAE
+# (keras-hub's, 32 norm groups, so 32 channels at least) has three levels:
+# 32 px -> 8x8x16 latents (SD3's 8x, 4x4 latents, blurred the shapes: 0.72
+# shape accuracy on its reconstructions after 1500 steps); the MMDiT sees
+# them in 2x2 patches, as SD3 does (16 image tokens). Both are trained from
+# scratch by `studio train base-sd3`.
+_SHAPES_SD3_CLIP = {
+    "vocabulary_size": 640,
+    "embedding_dim": 64,
+    "hidden_dim": 64,
+    "num_layers": 3,
+    "num_heads": 4,
+    "intermediate_dim": 256,
+    "intermediate_activation": "quick_gelu",
+    "intermediate_output_index": -2,
+    "max_sequence_length": 16,
+}
+_SHAPES_SD3_VAE_BLOCKS = [32, 32, 32]
+
 SD3_PRESETS = {
     **{
         name: {
@@ -521,5 +544,53 @@ SD3_PRESETS = {
         "tokenizer": {"type": "byte_level", "sequence_length": 16},
         "flow_schedule": SD3_FLOW_SCHEDULE,
         "image_size": 64,
+    },
+}
+
+# tiny-shapes-sd3 is not a preset yet: `studio train base-sd3` builds and
+# trains it from this spec (`SD3Backbone.from_spec`); it joins SD3_PRESETS
+# when its weights ship (the VAE's measured "scale" and "shift" then go here).
+TINY_SHAPES_SD3_SPEC = {
+    "family": SD3,
+    "description": (
+        "The embedded model in the SD3 family: keras-hub's SD3 classes at a small size "
+        "(32 px images, 8x8x16 latents, a 4-layer MMDiT), CLIP-L and CLIP-G re-expressed "
+        "from tiny-shapes' text encoder, the VAE and MMDiT trained on the shapes world with "
+        "flow matching by `studio train base-sd3`."
+    ),
+    "clip_l": _SHAPES_SD3_CLIP,
+    "clip_g": dict(_SHAPES_SD3_CLIP, intermediate_activation="gelu"),
+    "vae": {
+        "encoder_num_filters": _SHAPES_SD3_VAE_BLOCKS,
+        "encoder_num_blocks": [1, 1, 1],
+        "decoder_num_filters": _SHAPES_SD3_VAE_BLOCKS,
+        "decoder_num_blocks": [1, 1, 1],
+        "sampler_method": "sample",
+        "sample_channels": 32,
+        # Measured on the trained VAE (`studio train base-sd3`): the latents'
+        # mean and 1 / their std over the world.
+        "scale": 1.0,
+        "shift": 0.0,
+    },
+    "mmdit": {
+        "mmdit_patch_size": 2,
+        "mmdit_hidden_dim": 64,
+        "mmdit_num_layers": 4,
+        "mmdit_num_heads": 4,
+        "mmdit_position_size": 4,
+        "mmdit_qk_norm": None,
+        "mmdit_dual_attention_indices": None,
+        "latent_channels": 16,
+    },
+    "tokenizer": {"type": "shapes_world", "sequence_length": 16},
+    # No resolution shift: SD3's 3.0 is for 1024 px; its 256 px pretraining used 1.
+    "flow_schedule": {"num_train_timesteps": 1000, "shift": 1.0},
+    "image_size": 32,
+    # tiny-shapes' shipped text encoder, re-expressed when the preset loads;
+    # files `studio.pretrained/tiny_shapes_sd3_{mmdit,vae}.weights.h5`.
+    "packaged_weights": {
+        "text_encoders": "tiny-shapes",
+        "mmdit": "tiny_shapes_sd3",
+        "vae": "tiny_shapes_sd3",
     },
 }

@@ -147,8 +147,9 @@ def run_phase(trainer, folder, settings, steps, batches, resume):
         )
     if not directory.exists():
         config = settings.to_config()
-        # As recorded before: 0 (off) is kept as None.
-        config["min_snr_gamma"] = settings.min_snr_gamma or None
+        # As recorded before: 0 (off) is kept as None (SD3's settings have none).
+        if "min_snr_gamma" in config:
+            config["min_snr_gamma"] = settings.min_snr_gamma or None
         directory.create(config)
     training = TrainingRun(
         trainer, directory, steps, save_every=settings.save_every, log_every=settings.log_every,

@@ -3,12 +3,14 @@
 from studio.errors import SettingsError
 from studio.trainers.settings.base_model_settings import BaseModelSettings
 from studio.trainers.settings.dreambooth_settings import DreamBoothSettings
+from studio.trainers.settings.sd3_shapes_settings import SD3ShapesSettings
 from studio.trainers.settings.sdxl_shapes_settings import SDXLShapesSettings
 from studio.trainers.settings.textual_inversion_settings import TextualInversionSettings
 
 SETTINGS_CLASSES = {
     cls.METHOD: cls for cls in (
-        TextualInversionSettings, DreamBoothSettings, BaseModelSettings, SDXLShapesSettings
+        TextualInversionSettings, DreamBoothSettings, BaseModelSettings, SDXLShapesSettings,
+        SD3ShapesSettings,
     )
 }
 

@@ -16,6 +16,9 @@ FLOW_MATCHING_OBJECTIVE = "flow_matching"
 # Random networks are initialised from this seed unless told otherwise.
 RANDOM_WEIGHTS_SEED = 0
 
+# SD3's VAE: 8 pixels per latent along each side, as keras-hub assumes.
+SD3_VAE_DOWNSAMPLING = 8
+
 # The text encoders, whose token tables placeholder lookups join.
 TEXT_ENCODERS = ("clip_l", "clip_g")
 
@@ -275,10 +278,10 @@ class SD3Backbone(DiffusionBackbone):
                 f"download, or the model attached to a notebook). Received: weights={weights!r}"
             )
         spec = SD3_PRESETS[preset]
-        from studio.models.stable_diffusion_backbone import _build_tokenizer
-
         if "keras_hub_preset" in spec:
             import keras_hub
+
+            from studio.models.stable_diffusion_backbone import _build_tokenizer
 
             hub = keras_hub.models.StableDiffusion3Backbone.from_preset(
                 spec["keras_hub_preset"], load_weights=load_weights, dtype=dtype
@@ -287,15 +290,33 @@ class SD3Backbone(DiffusionBackbone):
             return cls(hub, tokenizer, image_size=hub.image_shape[0],
                        flow_schedule={"num_train_timesteps": hub.num_train_timesteps,
                                       "shift": hub.shift}, name=preset)  # fmt: skip
+        return cls.from_spec(spec, name=preset, load_weights=load_weights, vocabulary=vocabulary,
+                             dtype=dtype, seed=seed)
+
+    @classmethod
+    def from_spec(cls, spec, name="", load_weights=True, vocabulary=None, dtype=None,
+                  seed=RANDOM_WEIGHTS_SEED):  # fmt: skip
+        """Builds keras-hub's networks from a preset's class arguments (`SD3_PRESETS` entries).
+
+        Seeded random weights first; with `load_weights`, a spec with
+        `packaged_weights` then gets its shipped files (`tiny-shapes-sd3`:
+        tiny-shapes' text encoder re-expressed as CLIP-L and CLIP-G, its own
+        MMDiT and VAE). `from_preset` calls it; pretraining calls it with
+        the measured latent shift and scale in `spec["vae"]`.
+        """
+        from studio.models.stable_diffusion_backbone import _build_tokenizer
+
         hub = _build_hub_backbone(spec, dtype)
         if seed is not None:
             set_seeded_random_weights(hub, seed, "sd3")
+        if load_weights and spec.get("packaged_weights"):
+            _load_packaged_weights(name, hub, spec["packaged_weights"], dtype)
         return cls(
             hub,
             _build_tokenizer(spec["tokenizer"], vocabulary),
             image_size=spec["image_size"],
             flow_schedule=spec["flow_schedule"],
-            name=preset,
+            name=name,
         )
 
 
@@ -307,7 +328,11 @@ def _build_hub_backbone(spec, dtype):
     clip_l = keras_hub.models.CLIPTextEncoder(**spec["clip_l"], dtype=dtype, name="clip_l")
     clip_g = keras_hub.models.CLIPTextEncoder(**spec["clip_g"], dtype=dtype, name="clip_g")
     vae = VAEBackbone(**spec["vae"], dtype=dtype, name="vae")
-    size = spec["image_size"]
+    # keras-hub sizes the MMDiT's latents as image_shape / 8 (SD3's VAE); a
+    # VAE with fewer levels (tiny-shapes-sd3: 4x, 32 px -> 8x8 latents) is
+    # given the image size whose eighth is its latent size.
+    downsampling = 2 ** (len(spec["vae"]["encoder_num_filters"]) - 1)
+    size = spec["image_size"] * SD3_VAE_DOWNSAMPLING // downsampling
     return keras_hub.models.StableDiffusion3Backbone(
         **spec["mmdit"],
         vae=vae,
@@ -317,6 +342,35 @@ def _build_hub_backbone(spec, dtype):
         **spec["flow_schedule"],
         dtype=dtype,
     )
+
+
+def _load_packaged_weights(preset, hub, packaged_weights, dtype):
+    """A packaged SD3-family preset's networks from the files inside the package.
+
+    `packaged_weights` is `{"text_encoders": <SD preset>, "mmdit": prefix,
+    "vae": prefix}`: the SD preset's shipped text encoder, re-expressed as
+    CLIP-L and CLIP-G (`re_express_clip_in_sd3`), and the files
+    `<prefix>_mmdit.weights.h5` and `<prefix>_vae.weights.h5`.
+    """
+    from studio.models.presets import BACKBONE_PRESETS
+    from studio.models.sd3.sd3_clip_re_expression import re_express_clip_in_sd3
+    from studio.models.stable_diffusion_backbone import _load_packaged_weights as load_sd_weights
+
+    text_preset = packaged_weights["text_encoders"]
+    source = _build_source_text_encoder(text_preset, dtype)
+    load_sd_weights(text_preset, BACKBONE_PRESETS[text_preset]["packaged_weights"],
+                    {"text_encoder": source})
+    re_express_clip_in_sd3(source, hub)
+    load_sd_weights(preset, {name: packaged_weights[name] for name in ("mmdit", "vae")},
+                    {"mmdit": hub.diffuser, "vae": hub.vae})
+
+
+def _build_source_text_encoder(preset, dtype):
+    """The studio `CLIPTextEncoder` of an SD-family preset, built with random weights."""
+    from studio.models.presets import BACKBONE_PRESETS
+    from studio.models.stable_diffusion_backbone import _build_networks
+
+    return _build_networks(BACKBONE_PRESETS[preset], dtype, ("text_encoder",))["text_encoder"]
 
 
 def _encode_token_vectors(encoder, token_vectors, training):

@@ -1,0 +1,61 @@
+"""`studio train base-sd3`, shortened: the SD3-family shapes model trains reproducibly from its seed."""
+
+import os
+
+import numpy as np
+import pytest
+
+from studio.cli.main import build_parser
+from studio.trainers import SD3ShapesSettings, pretrain_sd3_shapes_model
+from studio.trainers.settings.run_settings_files import read_run_settings
+
+pytestmark = [pytest.mark.tensorflow_only, pytest.mark.large]
+
+SHORT = dict(pool_size=64, batch_size=4, vae_steps=2, steps=2, warmup_steps=1, save_every=2,
+             log_every=1)
+
+
+@pytest.fixture(autouse=True)
+def eager_steps(eager_compile, monkeypatch):
+    """Eager train steps: tracing the steps costs far more than 2 steps."""
+    from studio.trainers.base_model.sd3_base_model_trainer import SD3BaseModelTrainer
+    from studio.trainers.base_model.sd3_vae_trainer import SD3VAETrainer
+
+    eager_compile(monkeypatch, SD3BaseModelTrainer, SD3VAETrainer)
+
+
+def studio(*argv):
+    args = build_parser().parse_args(list(argv))
+    return args.run(args)
+
+
+def _weights(backbone):
+    return {name: network.get_weights() for name, network in backbone.components.items()}
+
+
+def test_pretraining_is_reproducible_and_trains_the_vae_and_mmdit_only(tmp_path):
+    from studio.trainers.base_model.sd3_shapes_pretraining import (
+        LATENT_STATISTICS_FILE,
+        build_start_model,
+        load_sd3_shapes_model,
+    )
+
+    first = load_sd3_shapes_model(
+        pretrain_sd3_shapes_model(SD3ShapesSettings(**SHORT), str(tmp_path / "a")))
+    # The second through the command, with the same settings as options.
+    options = [f"--{key.replace('_', '-')}={value}" for key, value in SHORT.items()]
+    assert studio("train", "base-sd3", "--out", str(tmp_path / "b"), *options) == 0
+    second = load_sd3_shapes_model(str(tmp_path / "b" / "model"))
+    weights_a, weights_b = _weights(first), _weights(second)
+    for name in weights_a:
+        assert all(np.array_equal(a, b) for a, b in zip(weights_a[name], weights_b[name])), name
+    assert first.latent_shift == second.latent_shift and first.latent_scale > 0
+    start = _weights(build_start_model(seed=0))
+    for name in ("vae", "mmdit"):
+        assert not all(np.array_equal(a, b) for a, b in zip(start[name], weights_a[name])), name
+    # CLIP-L and CLIP-G: tiny-shapes' encoder re-expressed, frozen.
+    for name in ("clip_l", "clip_g"):
+        assert all(np.array_equal(a, b) for a, b in zip(start[name], weights_a[name])), name
+    settings = read_run_settings(str(tmp_path / "a" / "diffusion"))
+    assert isinstance(settings, SD3ShapesSettings) and settings.steps == 2
+    assert os.path.isfile(tmp_path / "a" / "model" / LATENT_STATISTICS_FILE)
