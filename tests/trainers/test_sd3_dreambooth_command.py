@@ -38,11 +38,29 @@ def test_full_fine_tuning_of_sd3_is_refused_in_one_line(workspace):
     assert not (workspace / "full").exists()
 
 
-@pytest.mark.parametrize("option", [["--remat"], ["--min-snr-gamma", "5"], ["--train-text-encoder"]])
+@pytest.mark.parametrize("option", [["--min-snr-gamma", "5"], ["--train-text-encoder"]])
 def test_options_sd3_does_not_have_are_refused_before_loading(workspace, option):
     with pytest.raises(SettingsError, match=f"{option[0]} .*not supported for SD3"):
         _train(workspace, "refused", "--lora-rank", "2", *option)
     assert not (workspace / "refused").exists()
+
+
+def test_remat_reaches_the_sd3_trainer_and_checkpoints_every_joint_block(workspace):
+    """`--remat` builds an `SD3LoRATrainer` whose joint blocks recompute (what they compute:
+    `test_sd3_lora_trainer.py`'s remat test)."""
+    from studio.models.sd3 import SD3Backbone
+    from studio.trainers import DreamBoothSettings
+    from studio.trainers.distributed.data_parallel_devices import DataParallelDevices
+    from studio.trainers.dreambooth.dreambooth_training import build_dreambooth_trainer
+
+    for remat in (False, True):
+        settings = DreamBoothSettings(model="tiny-sd3", data=str(workspace / "subject"),
+                                      instance_prompt=INSTANCE_PROMPT, lora_rank=2, remat=remat)
+        backbone = SD3Backbone.from_preset("tiny-sd3")
+        trainer = build_dreambooth_trainer(settings, backbone, DataParallelDevices())
+        assert trainer.remat is remat and trainer.get_config()["remat"] is remat
+        wrapped = ["call" in vars(block) for block in backbone.mmdit.joint_blocks]
+        assert wrapped == [remat] * len(backbone.mmdit.joint_blocks)
 
 
 # Class images, a compiled train step of keras-hub's MMDiT and two

@@ -31,17 +31,21 @@ class BaseModelTrainer(DiffusionTrainer):
         `(prediction, target, weights)`, as `TextualInversionTrainer`.
     """
 
-    def __init__(self, backbone, min_snr_gamma=None, seed=None, **kwargs):
+    def __init__(self, backbone, min_snr_gamma=None, seed=None, objective_options=None, **kwargs):
         super().__init__(**kwargs)
         self.min_snr_gamma = min_snr_gamma
         self.seed = seed
+        self._track_trained_networks(backbone)
+        options = dict(objective_options or {})
+        if min_snr_gamma is not None:
+            options["min_snr_gamma"] = min_snr_gamma
+        self._start_training_state(seed, **options)
+
+    def _track_trained_networks(self, backbone):
+        """Freezes the VAE and tracks the rest, text encoders included (SDXL's second one too)."""
         backbone.vae_encoder.trainable = False
         backbone.vae_decoder.trainable = False
         self._track_backbone(backbone)
-        # SDXL's second text encoder learns along (tracked, so Keras trains it).
-        if hasattr(backbone, "text_encoder_2"):
-            self.text_encoder_2 = backbone.text_encoder_2
-        self._start_training_state(seed, min_snr_gamma=min_snr_gamma)
 
     def call(self, inputs, training=False):
         latents = self._clean_latents(inputs)

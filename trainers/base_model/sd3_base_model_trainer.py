@@ -2,24 +2,22 @@
 
 import os
 
-from keras import ops
-
-from studio.trainers.diffusion_trainer import DiffusionTrainer
+from studio.trainers.base_model.base_model_trainer import BaseModelTrainer
 
 # The file of the trained MMDiT in a run folder and a saved model.
 MMDIT_WEIGHTS_FILE = "mmdit.weights.h5"
 
 
-class SD3BaseModelTrainer(DiffusionTrainer):
+class SD3BaseModelTrainer(BaseModelTrainer):
     """Trains an `SD3Backbone`'s MMDiT on image/caption batches; CLIP-L/G and the VAE stay frozen.
 
     As SD3 was trained: the text encoders are fixed (here tiny-shapes'
     encoder re-expressed), the VAE was fitted before (`SD3VAETrainer`);
-    each step samples latents from the batch's VAE moments, noises them
-    with the backbone's `FlowMatchingObjective` (logit-normal timesteps by
-    default) and regresses the MMDiT's velocity under the caption's
-    conditioning. Empty captions in the batches teach the unconditional
-    prediction classifier-free guidance needs.
+    each step is `BaseModelTrainer`'s (latents sampled from the batch's VAE
+    moments, noised by the backbone's `FlowMatchingObjective`, logit-normal
+    timesteps by default, and the MMDiT's velocity regressed under the
+    caption's conditioning). Empty captions in the batches teach the
+    unconditional prediction classifier-free guidance needs.
 
     Args:
         backbone: a `studio.models.sd3.SD3Backbone`.
@@ -36,19 +34,23 @@ class SD3BaseModelTrainer(DiffusionTrainer):
     """
 
     def __init__(self, backbone, seed=None, **objective_options):
-        super().__init__()
-        self.seed = seed
+        super().__init__(backbone, seed=seed, objective_options=objective_options)
+
+    def _track_trained_networks(self, backbone):
+        """Freezes CLIP-L/G and the VAE and tracks the networks, the MMDiT trainable.
+
+        Tracked in this order: the frozen networks are the model's
+        non-trainable variables, the MMDiT's its trainable ones (the order
+        checkpoints save).
+        """
         self.backbone = backbone
         for network in (backbone.clip_l, backbone.clip_g, backbone.vae):
             network.trainable = False
-        # Tracked: the frozen networks are the model's non-trainable
-        # variables, the MMDiT's its trainable ones.
         self.clip_l = backbone.clip_l
         self.clip_g = backbone.clip_g
         self.vae = backbone.vae
         self.mmdit = backbone.mmdit
         self.mmdit.trainable = True
-        self._start_training_state(seed, **objective_options)
 
     # keras-hub's functional MMDiT reports a float32 policy whatever its
     # layers', so the precision is read off one of its blocks.
@@ -60,21 +62,6 @@ class SD3BaseModelTrainer(DiffusionTrainer):
     @property
     def weights_dtype(self):
         return self.mmdit.joint_blocks[0].dtype_policy.variable_dtype
-
-    def call(self, inputs, training=False):
-        latents = self._clean_latents(inputs)
-        noisy, timesteps, target, weights = self.objective.noisy_latents(
-            latents, self.seed_generator
-        )
-        conditioning = self.backbone.encode_text(inputs["token_ids"])
-        prediction = self.backbone.denoise(noisy, timesteps, conditioning, training=training)
-        return ops.cast(prediction, "float32"), target, weights
-
-    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-        prediction, target, weights = y_pred
-        loss = self.objective.loss(prediction, target, weights)
-        self.step_loss.update_state(loss)
-        return loss
 
     def save_results(self, folder, step):
         """Writes the MMDiT's weights into `folder` (for `TrainingRun`)."""

@@ -11,7 +11,6 @@ from studio.errors import SettingsError
 # DreamBooth options an SD3 run does not have yet, with what to do instead.
 _UNSUPPORTED = (
     ("train_text_encoder", "--train-text-encoder (LoRA on CLIP-L/G)"),
-    ("remat", "--remat (gradient checkpointing of the MMDiT)"),
     ("min_snr_gamma", "--min-snr-gamma (flow matching weights timesteps its own way)"),
     ("offset_noise", "--offset-noise (a DDPM option)"),
     ("token", "--token (pivotal tuning)"),
@@ -49,6 +48,7 @@ def build_sd3_trainer(settings, backbone, devices):
             lora_alpha=settings.lora_alpha,
             lora_mlp=bool(settings.lora_feed_forward),
             prior_loss_weight=settings.prior_loss_weight,
+            remat=bool(settings.remat),
             seed=settings.seed,
         )
         trainer.compile(optimizer=build_optimizer(settings), jit_compile=devices.jit_compile(True))

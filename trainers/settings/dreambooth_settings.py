@@ -72,7 +72,8 @@ class DreamBoothSettings(RunSettings):
         "float32", "dtype policy; trained weights stay float32, LoRA runs store the frozen "
         "networks in its compute dtype", choices=PRECISIONS)
     remat: bool = setting(
-        False, "recompute the UNet blocks' activations in the backward pass (less memory)")
+        False, "recompute the denoiser's blocks' activations in the backward pass (UNet "
+        "blocks, SD3's joint blocks): less memory, more compute")
     seed: int = setting(0, "seed of data order, noise and LoRA init")
     sample_every: int | None = setting(None, "steps between validation images", resumable=True,
                                        default_text="none")
