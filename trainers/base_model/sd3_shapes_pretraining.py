@@ -1,7 +1,7 @@
 """`pretrain_sd3_shapes_model(settings, out)`: the embedded `tiny-shapes-sd3` model.
 
 The shapes world in the SD3 family, on keras-hub's classes at a small size
-(`TINY_SHAPES_SD3_SPEC`, the `tiny-shapes-sd3` preset once weights ship). CLIP-L and CLIP-G are tiny-shapes' shipped
+(`TINY_SHAPES_SD3_SPEC`, the `tiny-shapes-sd3` preset). CLIP-L and CLIP-G are tiny-shapes' shipped
 text encoder re-expressed (`re_express_clip_in_sd3`) and frozen, as SD3's
 encoders are; two resumable `TrainingRun`s then train the rest from
 scratch: `out/vae/` fits keras-hub's VAE to the world's images (its

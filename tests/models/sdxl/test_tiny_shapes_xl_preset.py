@@ -65,7 +65,7 @@ def test_shipped_weights_stay_small_and_share_tiny_shapes_vae():
            for name, prefix in packaged.items() if prefix == "tiny_shapes_xl"]
     assert len(own) == 3
     assert sum(os.path.getsize(p) for p in own) < 8 * 2**20
-    # Everything in the package, classifier and both models, under 20 MB.
+    # Everything in the package, the classifier and the three models, under 20 MiB.
     folder = os.path.dirname(own[0])
     total = sum(os.path.getsize(os.path.join(folder, f)) for f in os.listdir(folder))
     assert total < 20 * 2**20
