@@ -21,6 +21,8 @@ class BaseModelTrainer(DiffusionTrainer):
             conditioning: context, pooled text, size ids).
         min_snr_gamma: float or None (see `DDPMObjective`).
         seed: int or None, of the noise and timestep draws.
+        objective_options: dict or None, more options of the backbone's
+            objective (`SD3BaseModelTrainer`: flow matching's weighting).
         **kwargs: `keras.Model` arguments.
 
     Call arguments:
