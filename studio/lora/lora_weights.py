@@ -15,6 +15,7 @@ from studio.lora.lora_targets import (
     text_encoder_lora_targets,
     unet_lora_targets,
 )
+from studio.lora.sd3_clip_lora_targets import SD3_TEXT_ENCODER_PREFIXES, sd3_clip_lora_targets
 from studio.lora.sd3_diffusers_lora import is_diffusers_sd3_lora, sd3_lora_from_diffusers_tensors
 from studio.models.presets import SD3
 
@@ -226,7 +227,7 @@ class LoRAWeights:
             raise InvalidInputError(
                 f"{len(missing)} LoRA module(s) have no matching layer in "
                 f"{getattr(backbone, 'name', 'the backbone')!r} (only attention and "
-                "feed-forward projections of the UNet and text encoder are supported). "
+                "feed-forward projections of the denoiser and text encoders are supported). "
                 f"Received: {missing[:5]}" + (" ..." if len(missing) > 5 else "")
             )
         if missing:
@@ -263,12 +264,17 @@ def _named_targets(backbone):
         # SD3: every dense layer of the MMDiT, by SD3 module
         # (`lora_unet_joint_blocks_0_x_block_attn_qkv`, as ComfyUI reads):
         # training adapts attention and MLPs, other tools' files also the
-        # modulations and embedders.
-        return {
+        # modulations and embedders. CLIP-L / CLIP-G by transformers module
+        # (`lora_te1_text_model_encoder_layers_0_self_attn_q_proj`).
+        targets = {
             kohya_module(module): layer
             for module, layer in mmdit_modules(backbone.mmdit).items()
             if isinstance(layer, keras.layers.Dense)
         }
+        for encoder, prefix in SD3_TEXT_ENCODER_PREFIXES.items():
+            for module, layer in sd3_clip_lora_targets(getattr(backbone, encoder), mlp=True).items():
+                targets[kohya_name(prefix, module)] = layer
+        return targets
     if getattr(backbone, "text_encoder_2", None) is not None:
         # SD-XL: kohya's SGM names (`lora_unet_input_blocks_...`, `lora_te1_`, `lora_te2_`).
         from studio.lora.sdxl_lora_targets import sdxl_lora_targets

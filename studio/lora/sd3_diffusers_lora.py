@@ -12,6 +12,9 @@ Both files are read by ComfyUI (its SD3 key map takes `lora_unet_*` and
 (`sd3_lora_from_diffusers_tensors`) fuses q / k / v into one LoRA of three
 times the rank: `down` stacks the three `lora_A`, `up` is block-diagonal in
 the three `lora_B`, so `up @ down` is the three deltas stacked.
+LoRA on CLIP-L / CLIP-G (kohya's `lora_te1_` / `lora_te2_`) is written
+under diffusers' `text_encoder.` / `text_encoder_2.` and the transformers
+module name, which `StableDiffusion3Pipeline.load_lora_weights` reads.
 """
 
 import os
@@ -27,6 +30,11 @@ from studio.interop.sd3_mmdit_names import (
     diffusers_module,
     kohya_module,
 )
+from studio.lora.sd3_clip_lora_targets import (
+    CLIP_LORA_MODULES,
+    SD3_DIFFUSERS_TEXT_ENCODERS,
+    SD3_TEXT_ENCODER_PREFIXES,
+)
 
 LORA_A_SUFFIX = ".lora_A.weight"
 LORA_B_SUFFIX = ".lora_B.weight"
@@ -35,6 +43,20 @@ LORA_B_SUFFIX = ".lora_B.weight"
 # last context block's as scale, shift, so a LoRA there needs more than names.)
 _LORA_MODULES = ("attn.qkv", "attn.proj", "mlp.fc1", "mlp.fc2")
 
+# kohya prefix (`lora_te1`) -> diffusers component (`text_encoder`).
+_TEXT_ENCODER_COMPONENTS = {
+    SD3_TEXT_ENCODER_PREFIXES[encoder]: component
+    for encoder, component in SD3_DIFFUSERS_TEXT_ENCODERS.items()
+}
+_TEXT_LAYERS = "text_model.encoder.layers"
+_KOHYA_TEXT_MODULE = re.compile(
+    rf"^({'|'.join(_TEXT_ENCODER_COMPONENTS)})_{_TEXT_LAYERS.replace('.', '_')}_(\d+)_"
+    rf"({'|'.join(module.replace('.', '_') for module in CLIP_LORA_MODULES)})$"
+)
+_DIFFUSERS_TEXT_MODULE = re.compile(
+    rf"^({'|'.join(_TEXT_ENCODER_COMPONENTS.values())})\.({_TEXT_LAYERS}\.\d+\."
+    rf"(?:{'|'.join(re.escape(module) for module in CLIP_LORA_MODULES)}))$"
+)
 _KOHYA_MODULE = re.compile(
     rf"^{KOHYA_MMDIT_PREFIX}_joint_blocks_(\d+)_(x_block|context_block)_"
     r"(attn_qkv|attn_proj|mlp_fc1|mlp_fc2)$"
@@ -73,6 +95,11 @@ def diffusers_sd3_lora_tensors(lora_weights):
     for name, (down, up, alpha) in lora_weights.modules.items():
         rank = down.shape[0]
         up = up * np.float32(alpha / rank)
+        text_module = _diffusers_text_module(name)
+        if text_module is not None:
+            tensors[f"{text_module}.lora_A.weight"] = np.ascontiguousarray(down, np.float32)
+            tensors[f"{text_module}.lora_B.weight"] = np.ascontiguousarray(up, np.float32)
+            continue
         targets = diffusers_module(sd3_module_of_kohya(name))
         if isinstance(targets, tuple):
             pieces = zip(targets, np.split(up, 3, axis=0))
@@ -83,6 +110,16 @@ def diffusers_sd3_lora_tensors(lora_weights):
             tensors[f"{key}.lora_A.weight"] = np.ascontiguousarray(down, np.float32)
             tensors[f"{key}.lora_B.weight"] = np.ascontiguousarray(part, np.float32)
     return tensors
+
+
+def _diffusers_text_module(kohya):
+    """`text_encoder.text_model.encoder.layers.0.self_attn.q_proj` of `lora_te1_..._self_attn_q_proj`; None for another name."""
+    match = _KOHYA_TEXT_MODULE.match(kohya)
+    if match is None:
+        return None
+    prefix, index, module = match.groups()
+    dotted = next(name for name in CLIP_LORA_MODULES if name.replace(".", "_") == module)
+    return f"{_TEXT_ENCODER_COMPONENTS[prefix]}.{_TEXT_LAYERS}.{index}.{dotted}"
 
 
 def save_diffusers_sd3_lora(lora_weights, path):
@@ -99,8 +136,10 @@ def save_diffusers_sd3_lora(lora_weights, path):
 def is_diffusers_sd3_lora(tensors):
     """Whether tensor names are diffusers' SD3 LoRA (`transformer.transformer_blocks.*.lora_A.weight`)."""
     prefix = f"{DIFFUSERS_TRANSFORMER_PREFIX}.transformer_blocks."
-    return bool(tensors) and all(
-        name.startswith(prefix) and name.endswith((LORA_A_SUFFIX, LORA_B_SUFFIX)) for name in tensors
+    text_prefixes = tuple(f"{component}.{_TEXT_LAYERS}." for component in _TEXT_ENCODER_COMPONENTS.values())
+    return any(name.startswith(prefix) for name in tensors) and all(
+        name.startswith((prefix,) + text_prefixes) and name.endswith((LORA_A_SUFFIX, LORA_B_SUFFIX))
+        for name in tensors
     )
 
 
@@ -120,6 +159,8 @@ def sd3_lora_from_diffusers_tensors(tensors, source="the file"):
         InvalidInputError: a module the MMDiT has no layer for, a module
             without its A or B, or a qkv with only some of q, k, v.
     """
+    modules = _text_encoder_modules(tensors, source)
+    tensors = {name: value for name, value in tensors.items() if not _DIFFUSERS_TEXT_MODULE.match(_module_of(name))}
     by_diffusers = {}
     for block_index in sorted({int(name.split(".")[2]) for name in tensors}):
         for stream in STREAMS:
@@ -131,7 +172,6 @@ def sd3_lora_from_diffusers_tensors(tensors, source="the file"):
         suffix = LORA_A_SUFFIX if name.endswith(LORA_A_SUFFIX) else LORA_B_SUFFIX
         module = name[len(DIFFUSERS_TRANSFORMER_PREFIX) + 1 : -len(suffix)]
         pairs.setdefault(module, {})[suffix] = np.asarray(value, np.float32)
-    modules = {}
     for split, sd3 in by_diffusers.items():
         parts = split if isinstance(split, tuple) else (split,)
         present = [part for part in parts if part in pairs]
@@ -168,4 +208,35 @@ def sd3_lora_from_diffusers_tensors(tensors, source="the file"):
             f"{len(unknown)} LoRA module(s) in {source} have no layer in SD3's MMDiT "
             f"(attention q/k/v/out and MLP only). Received: {unknown[:5]}"
         )
+    return modules
+
+
+def _module_of(name):
+    """The module of a `<module>.lora_A.weight` / `.lora_B.weight` tensor name."""
+    for suffix in (LORA_A_SUFFIX, LORA_B_SUFFIX):
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def _text_encoder_modules(tensors, source):
+    """The CLIP-L / CLIP-G modules of a diffusers SD3 LoRA as kohya modules (alpha = rank)."""
+    kohya_prefixes = {component: prefix for prefix, component in _TEXT_ENCODER_COMPONENTS.items()}
+    pairs = {}
+    for name, value in tensors.items():
+        match = _DIFFUSERS_TEXT_MODULE.match(_module_of(name))
+        if match is not None:
+            component, module = match.groups()
+            kohya = f"{kohya_prefixes[component]}_{module.replace('.', '_')}"
+            suffix = LORA_A_SUFFIX if name.endswith(LORA_A_SUFFIX) else LORA_B_SUFFIX
+            pairs.setdefault(kohya, {})[suffix] = np.asarray(value, np.float32)
+    modules = {}
+    for kohya, pair in pairs.items():
+        if LORA_A_SUFFIX not in pair or LORA_B_SUFFIX not in pair:
+            raise InvalidInputError(
+                f"LoRA module {kohya!r} in {source} needs both lora_A and lora_B. "
+                f"Received: {sorted(pair)}"
+            )
+        down = pair[LORA_A_SUFFIX]
+        modules[kohya] = (down, pair[LORA_B_SUFFIX], float(down.shape[0]))
     return modules

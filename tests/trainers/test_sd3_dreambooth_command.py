@@ -38,7 +38,7 @@ def test_full_fine_tuning_of_sd3_is_refused_in_one_line(workspace):
     assert not (workspace / "full").exists()
 
 
-@pytest.mark.parametrize("option", [["--min-snr-gamma", "5"], ["--train-text-encoder"]])
+@pytest.mark.parametrize("option", [["--min-snr-gamma", "5"], ["--offset-noise", "0.1"]])
 def test_options_sd3_does_not_have_are_refused_before_loading(workspace, option):
     with pytest.raises(SettingsError, match=f"{option[0]} .*not supported for SD3"):
         _train(workspace, "refused", "--lora-rank", "2", *option)

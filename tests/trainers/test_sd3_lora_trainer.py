@@ -36,6 +36,33 @@ def test_targets_are_sd3_modules_with_the_last_context_block_trimmed():
 
 
 
+def test_text_encoder_lora_trains_clip_l_and_g_with_the_mmdit_and_nothing_else():
+    backbone = SD3Backbone.from_preset("tiny-sd3")
+    trainer = SD3LoRATrainer(backbone, lora_rank=2, seed=0, train_text_encoder=True)
+    trainer.compile(optimizer=keras.optimizers.SGD(1.0), jit_compile=False)
+    networks = (backbone.mmdit, backbone.clip_l, backbone.clip_g, backbone.vae)
+    before = {v.path: numpy(v).copy() for network in networks for v in network.weights}
+    trained = {v.path for v in trainer.trainable_variables}
+    # The MMDiT's 7 attention modules and 4 per CLIP layer (q, k, v, out), a and b each.
+    clip = {path for path in trained if path.startswith(("clip_l", "clip_g"))}
+    assert len(trained) == 2 * 7 + len(clip) and len(clip) == 2 * 2 * 4 * 2
+    assert all(path.endswith(("lora_kernel_a", "lora_kernel_b")) for path in trained)
+
+    rng = np.random.default_rng(0)
+    token_ids = np.asarray(backbone.tokenizer(["a sks dog", "a sks dog on grass"]))
+    latents = rng.normal(size=(2, 8, 8, 16)).astype("float32")
+    trainer.train_on_batch({"latents": latents, "token_ids": token_ids})
+    changed = {v.path for network in networks for v in network.weights
+               if not np.array_equal(numpy(v), before[v.path])}  # fmt: skip
+    # B starts at zero, so a step moves every B; A moves where B was non-zero.
+    assert {p for p in clip if p.endswith("lora_kernel_b")} <= changed <= trained
+    assert trainer.get_config()["train_text_encoder"] is True
+
+    cached = {key: numpy(value) for key, value in backbone.encode_text(token_ids).items()}
+    with pytest.raises(ValueError, match="Cached 'context' cannot train CLIP-L/G"):
+        trainer({"latents": latents, **cached})
+
+
 # About 30 s on 2 shared cores, most of it tracing the train step once.
 @pytest.mark.parametrize("dtype, precision", [("float32", "float32"),
                                                ("mixed_float16", "mixed_float16")])

@@ -1,16 +1,16 @@
 """DreamBooth LoRA on an SD3 model: `build_dreambooth`'s path for the `sd3` family.
 
 The run is DreamBooth's (class images from the model, instance and class
-datasets, the latent cache, cached text embeddings); only the trainer
-(`SD3LoRATrainer`: MMDiT LoRA, flow matching) and the cached conditioning
-(CLIP-L/G context and pooled projection) differ.
+datasets, the latent cache, cached text embeddings unless CLIP-L/G train);
+only the trainer (`SD3LoRATrainer`: MMDiT LoRA, with `--train-text-encoder`
+CLIP-L/G LoRA too, flow matching) and the cached conditioning (CLIP-L/G
+context and pooled projection) differ.
 """
 
 from studio.errors import SettingsError
 
 # DreamBooth options an SD3 run does not have yet, with what to do instead.
 _UNSUPPORTED = (
-    ("train_text_encoder", "--train-text-encoder (LoRA on CLIP-L/G)"),
     ("min_snr_gamma", "--min-snr-gamma (flow matching weights timesteps its own way)"),
     ("offset_noise", "--offset-noise (a DDPM option)"),
     ("token", "--token (pivotal tuning)"),
@@ -49,6 +49,7 @@ def build_sd3_trainer(settings, backbone, devices):
             lora_mlp=bool(settings.lora_feed_forward),
             prior_loss_weight=settings.prior_loss_weight,
             remat=bool(settings.remat),
+            train_text_encoder=bool(settings.train_text_encoder),
             seed=settings.seed,
         )
         trainer.compile(optimizer=build_optimizer(settings), jit_compile=devices.jit_compile(True))

@@ -7,6 +7,7 @@ import keras
 from keras import ops
 
 from studio.errors import InvalidInputError
+from studio.lora.sd3_clip_lora_targets import sd3_clip_lora_targets
 from studio.lora.sd3_diffusers_lora import save_diffusers_sd3_lora
 from studio.lora.sd3_lora_targets import mmdit_lora_targets
 from studio.trainers.diffusion_trainer import DiffusionTrainer
@@ -28,6 +29,10 @@ KOHYA_SD3_BASE_MODEL_VERSION = "sd3"
 CONDITIONING_KEYS = ("context", "pooled_projection")
 # Set on a rematerialised joint block so that a second call does not wrap it twice.
 _REMAT_MARK = "_studio_rematerialized"
+# The networks LoRA adapts: the MMDiT, and CLIP-L / CLIP-G with `train_text_encoder`.
+_TEXT_ENCODERS = ("clip_l", "clip_g")
+# LoRA initial values: each network's seeds start this far apart.
+_NETWORK_SEED_STRIDE = 1_000
 
 
 class SD3LoRATrainer(DiffusionTrainer):
@@ -36,7 +41,10 @@ class SD3LoRATrainer(DiffusionTrainer):
     Keras' own `Dense.enable_lora` adapts the targets (keras-hub's MMDiT uses
     plain `keras.layers.Dense`, as the studio's UNet does, so the studio's
     LoRA mechanism applies unchanged); `mmdit_lora_targets` names them by
-    SD3 module. Each step draws latents' noise and timesteps from the
+    SD3 module. With `train_text_encoder`, CLIP-L and CLIP-G get LoRA too
+    (`sd3_clip_lora_targets`: attention, and the MLPs with `lora_mlp`), so
+    the identifier's conditioning itself can move, and each step encodes
+    its prompts (cached text embeddings cannot train them). Each step draws latents' noise and timesteps from the
     backbone's `FlowMatchingObjective` and regresses the MMDiT's velocity
     under the caption's CLIP-L/G conditioning. With prior preservation a
     batch also holds class images (`is_class_image`), whose loss is
@@ -52,6 +60,8 @@ class SD3LoRATrainer(DiffusionTrainer):
         lora_rank: int >= 1.
         lora_alpha: float or None (= rank); LoRA outputs scale by alpha / rank.
         lora_mlp: also adapt the MLPs, besides attention qkv / proj.
+        train_text_encoder: also LoRA on CLIP-L and CLIP-G (kohya's
+            `lora_te1_` / `lora_te2_` modules).
         seed: int or None, of the noise and timestep draws and LoRA init.
         remat: gradient checkpointing: the MMDiT's joint blocks recompute
             their activations in the backward pass (see
@@ -69,7 +79,8 @@ class SD3LoRATrainer(DiffusionTrainer):
     """
 
     def __init__(self, backbone, lora_rank=4, lora_alpha=None, lora_mlp=False, seed=None,
-                 prior_loss_weight=1.0, remat=False, **objective_options):  # fmt: skip
+                 prior_loss_weight=1.0, remat=False, train_text_encoder=False,
+                 **objective_options):  # fmt: skip
         super().__init__()
         if isinstance(lora_rank, bool) or not isinstance(lora_rank, int) or lora_rank < 1:
             raise InvalidInputError(
@@ -85,10 +96,17 @@ class SD3LoRATrainer(DiffusionTrainer):
         self.lora_rank = lora_rank
         self.lora_alpha = float(lora_rank if lora_alpha is None else lora_alpha)
         self.seed = seed
+        self.train_text_encoder = bool(train_text_encoder)
         for network in (backbone.clip_l, backbone.clip_g, backbone.vae):
             network.trainable = False
         self.mmdit = backbone.mmdit
-        self.lora_targets = self._enable_lora(mmdit_lora_targets(self.mmdit, lora_mlp))
+        self.lora_targets = self._enable_lora(self.mmdit, mmdit_lora_targets(self.mmdit, lora_mlp), 0)
+        if self.train_text_encoder:
+            for offset, encoder in enumerate(_TEXT_ENCODERS, start=1):
+                network = getattr(backbone, encoder)
+                self._enable_lora(network, sd3_clip_lora_targets(network, lora_mlp), offset)
+                # Tracked by the trainer, so their LoRA is among its variables.
+                setattr(self, encoder, network)
         self.remat = bool(remat)
         if self.remat:
             rematerialize_mmdit_blocks(self.mmdit)
@@ -96,13 +114,16 @@ class SD3LoRATrainer(DiffusionTrainer):
         self.instance_loss = LastValue(name="instance_loss")
         self.prior_loss = LastValue(name="prior_loss")
 
-    def _enable_lora(self, targets):
+    def _enable_lora(self, network, targets, offset):
+        """LoRA on `targets` (layers of `network`), every other weight of `network` frozen."""
         base_seed = 0 if self.seed is None else self.seed
         for index, layer in enumerate(targets.values()):
+            # One seed per layer: a seeded initializer draws the same values every call.
+            seed = base_seed * 100_003 + offset * _NETWORK_SEED_STRIDE + index
             layer.enable_lora(
                 self.lora_rank,
                 lora_alpha=self.lora_alpha,
-                a_initializer=keras.initializers.HeUniform(seed=base_seed * 100_003 + index),
+                a_initializer=keras.initializers.HeUniform(seed=seed),
                 b_initializer="zeros",
             )
         lora_variables = {
@@ -110,8 +131,8 @@ class SD3LoRATrainer(DiffusionTrainer):
             for layer in targets.values()
             for variable in (layer.lora_kernel_a, layer.lora_kernel_b)
         }
-        self.mmdit.trainable = True
-        for variable in self.mmdit.weights:
+        network.trainable = True
+        for variable in network.weights:
             variable.trainable = id(variable) in lora_variables
         return targets
 
@@ -136,9 +157,16 @@ class SD3LoRATrainer(DiffusionTrainer):
             latents, self.seed_generator
         )
         if CONDITIONING_KEYS[0] in inputs:
+            if self.train_text_encoder:
+                raise ValueError(
+                    "Cached 'context' cannot train CLIP-L/G: give 'token_ids'. "
+                    f"Received: a batch with {sorted(inputs)}"
+                )
             conditioning = {key: inputs[key] for key in CONDITIONING_KEYS}
         else:
-            conditioning = self.backbone.encode_text(inputs["token_ids"])
+            conditioning = self.backbone.encode_text(
+                inputs["token_ids"], training=self.train_text_encoder and training
+            )
         prediction = self.backbone.denoise(noisy, timesteps, conditioning, training=training)
         if "is_class_image" in inputs:
             is_class = ops.cast(inputs["is_class_image"], "float32")
@@ -184,7 +212,7 @@ class SD3LoRATrainer(DiffusionTrainer):
     def get_config(self):
         return {"name": self.name, "lora_rank": self.lora_rank, "lora_alpha": self.lora_alpha,
                 "prior_loss_weight": self.prior_loss_weight, "seed": self.seed,
-                "remat": self.remat}  # fmt: skip
+                "remat": self.remat, "train_text_encoder": self.train_text_encoder}  # fmt: skip
 
 
 def rematerialize_mmdit_blocks(mmdit):
