@@ -1,12 +1,16 @@
 """The base models the app offers, from the preset registries, and which are usable offline."""
 
 import dataclasses
+import importlib.util
 import os
 
 from studio.schedulers.scheduler_registry import FLOW_SAMPLER_NAMES, SCHEDULER_NAMES
 
 # keras-hub's SD3 presets are 1024 px (their `image_shape`).
 KERAS_HUB_SD3_IMAGE_SIZE = 1024
+# The SD3 family is keras-hub's networks: an optional dependency.
+SD3_EXTRA_HINT = ("SD3 models need keras-hub: install the studio's `sd3` extra "
+                  "(`pip install -e \".[sd3]\"`, Python 3.11 or newer).")
 
 
 @dataclasses.dataclass
@@ -106,28 +110,28 @@ def _choice(name, spec):
 
 def _sd3_choice(name, spec):
     """A preset of `SD3_PRESETS`: keras-hub's need their Kaggle files (attached or cached)
-    and the CLIP vocabulary; the studio's own build offline."""
-    how_to_get, image_size, width = "", spec.get("image_size"), 0
-    if "keras_hub_preset" in spec:
+    and the CLIP vocabulary; the studio's own build offline. All need keras-hub."""
+    how_to_get = ""
+    if importlib.util.find_spec("keras_hub") is None:
+        how_to_get = SD3_EXTRA_HINT
+    elif "keras_hub_preset" in spec:
         from studio.app.kaggle_preset_files import kaggle_preset_hint, local_preset_folder
 
-        image_size = KERAS_HUB_SD3_IMAGE_SIZE
         missing = _missing_vocabulary()
         if local_preset_folder(spec["keras_hub_preset"]) is None:
             how_to_get = kaggle_preset_hint(spec["keras_hub_preset"])
         if missing:
             how_to_get += (" Its tokenizer needs " + "; ".join(missing) + " in the Keras "
                            "cache's `datasets` folder (fetched once online).")
-    else:
-        width = int(spec["clip_l"]["hidden_dim"])
     return ModelChoice(
         name=name,
         description=spec.get("description", ""),
         available=not how_to_get,
         how_to_get=how_to_get.strip(),
-        image_size=int(image_size),
+        image_size=int(spec.get("image_size", KERAS_HUB_SD3_IMAGE_SIZE)),
         embedded=bool(spec.get("packaged_weights")),
-        text_encoder_width=width,
+        # keras-hub's presets tell their widths once loaded.
+        text_encoder_width=int(spec["clip_l"]["hidden_dim"]) if "clip_l" in spec else 0,
         family=spec["family"],
         # Flow-matching Euler; "ddim" names the same step, so it is not offered twice.
         samplers=FLOW_SAMPLER_NAMES[:1],

@@ -91,3 +91,15 @@ def test_a_keras_hub_preset_without_the_clip_vocabulary_says_so(empty_machine, m
     monkeypatch.setenv("KERAS_HOME", str(empty_machine / "empty-keras"))
     hint = _choices()[KERAS_HUB_PRESET].how_to_get
     assert "bpe_simple_vocab_16e6.txt.gz (tokenizer)" in hint and "Add Input" in hint
+
+
+def test_without_keras_hub_the_sd3_family_says_to_install_its_extra(monkeypatch):
+    import importlib.util
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *args: None if name == "keras_hub" else find_spec(name, *args))
+    choices = _choices()
+    for name in ("tiny-shapes-sd3", KERAS_HUB_PRESET):
+        assert not choices[name].available and "`sd3` extra" in choices[name].how_to_get
+    assert choices["tiny-shapes"].available and choices["tiny-shapes-xl"].available

@@ -20,6 +20,14 @@ def app(data_dir):
     return app
 
 
+@pytest.fixture(scope="module")
+def sd3_backbone():
+    """The app's cached `tiny-shapes-sd3`: built once for the file (and its process)."""
+    from studio.app.cached_models import load_backbone
+
+    return load_backbone(SD3_MODEL)
+
+
 def _clip_pair(backbone, word, rows=1):
     """`{clip_l, clip_g}` vectors: the rows of `word` in the model's two token tables."""
     (index,) = backbone.tokenizer.tokenize_words(word)
@@ -27,13 +35,13 @@ def _clip_pair(backbone, word, rows=1):
             for name, table in backbone.token_embeddings.items()}
 
 
-def test_generate_draws_with_the_embedded_sd3_model_and_its_embeddings(app, data_dir):
+def test_generate_draws_with_the_embedded_sd3_model_and_its_embeddings(app, data_dir,
+                                                                      sd3_backbone):
+    from PIL import Image
     from safetensors.numpy import save_file
 
-    from studio.app.cached_models import load_backbone
-
     # Another tool's SD3 embedding: no token inside, so the file's name is the token.
-    save_file(_clip_pair(load_backbone(SD3_MODEL), "square"),
+    save_file(_clip_pair(sd3_backbone, "square"),
               str(data_dir / "embeddings" / "my-square.safetensors"))
     app.switch_page(page_path("generate")).run()
     app.selectbox(key="generate_model").set_value(f"{SD3_MODEL} (✓ offline)").run()
@@ -54,8 +62,6 @@ def test_generate_draws_with_the_embedded_sd3_model_and_its_embeddings(app, data
     assert f"Model: {SD3_MODEL}" in infotext and "Sampler: Euler" in infotext
     assert "my-square" in infotext
     (image,) = os.listdir(data_dir / "outputs")
-    from PIL import Image
-
     assert Image.open(data_dir / "outputs" / image).size == (32, 32)
 
 
@@ -101,12 +107,11 @@ def test_train_offers_sd3_what_its_trainers_do_and_refuses_the_rest_in_one_line(
     assert not os.path.exists(data_dir / "runs") or not os.listdir(data_dir / "runs")
 
 
-def test_an_sd3_embedding_is_matched_to_sd3_models(app, data_dir):
-    from studio.app.cached_models import load_backbone
+def test_an_sd3_embedding_is_matched_to_sd3_models(app, data_dir, sd3_backbone):
     from studio.embeddings import TextualInversionEmbedding, save_embedding
     from studio.embeddings.textual_inversion_embedding import BASE_FAMILY_KEY
 
-    backbone = load_backbone(SD3_MODEL)
+    backbone = sd3_backbone
     save_embedding(TextualInversionEmbedding(
         _clip_pair(backbone, "circle"), architecture="sd-xl", token_table_hash=backbone.token_table_hash,
         metadata={BASE_FAMILY_KEY: "sd3"}), str(data_dir / "embeddings" / "sd3.safetensors"))
@@ -141,13 +146,11 @@ def test_an_sd3_run_is_listed_and_cloned_with_its_model(app, data_dir):
     assert app.radio(key="train_method").value == "dreambooth-lora"
 
 
-def test_compare_draws_a_grid_of_an_sd3_model_and_its_embedding(app, data_dir):
+def test_compare_draws_a_grid_of_an_sd3_model_and_its_embedding(app, data_dir, sd3_backbone):
     from safetensors.numpy import save_file
 
-    from studio.app.cached_models import load_backbone
-
     os.makedirs(data_dir / "embeddings", exist_ok=True)
-    save_file(_clip_pair(load_backbone(SD3_MODEL), "square"),
+    save_file(_clip_pair(sd3_backbone, "square"),
               str(data_dir / "embeddings" / "my-square.safetensors"))
     app.switch_page(page_path("compare")).run()
     app.selectbox(key="compare_model").set_value(f"{SD3_MODEL} (✓ offline)").run()
