@@ -56,8 +56,9 @@ def test_a_keras_hub_preset_needs_a_download_and_says_how_to_attach_it(empty_mac
         "stable_diffusion_3.5_medium, version 1" in choice.how_to_get
     assert "KAGGLE_USERNAME" in choice.how_to_get and "KAGGLE_KEY" in choice.how_to_get
     assert "tokenizer" not in choice.how_to_get  # The vocabulary is here.
+    medium = _choices()["stable_diffusion_3_medium"].how_to_get
     assert "Models → keras/stablediffusion3, framework Keras, variation stable_diffusion_3_medium" \
-        in _choices()["stable_diffusion_3_medium"].how_to_get
+        in medium
 
 
 def test_a_keras_hub_preset_attached_to_a_notebook_or_downloaded_is_offline(empty_machine):

@@ -113,14 +113,16 @@ def test_an_sd3_embedding_is_matched_to_sd3_models(app, data_dir, sd3_backbone):
 
     backbone = sd3_backbone
     save_embedding(TextualInversionEmbedding(
-        _clip_pair(backbone, "circle"), architecture="sd-xl", token_table_hash=backbone.token_table_hash,
+        _clip_pair(backbone, "circle"), architecture="sd-xl",
+        token_table_hash=backbone.token_table_hash,
         metadata={BASE_FAMILY_KEY: "sd3"}), str(data_dir / "embeddings" / "sd3.safetensors"))
     app.switch_page(page_path("embeddings")).run()
     assert not messages(app), messages(app)
     metrics = {metric.label: metric.value for metric in app.metric}
     assert metrics["Model family"] == "SD3"
-    matches = app.dataframe[1].value
-    assert SD3_MODEL in list(matches["value"])
+    metadata = app.dataframe[1].value
+    # Its token table is tiny-shapes-sd3's, not tiny-sd3's (the other offline SD3 model).
+    assert dict(zip(metadata["key"], metadata["value"]))["Matches"] == SD3_MODEL
     assert app.selectbox(key="embeddings_nearest_model").value == SD3_MODEL
     nearest = app.dataframe[2].value
     # CLIP-L's row of "circle" is nearest to "circle".
@@ -146,14 +148,31 @@ def test_an_sd3_run_is_listed_and_cloned_with_its_model(app, data_dir):
     assert app.radio(key="train_method").value == "dreambooth-lora"
 
 
-def test_compare_draws_a_grid_of_an_sd3_model_and_its_embedding(app, data_dir, sd3_backbone):
+def _compare_with_an_sd3_embedding(app, data_dir, backbone):
+    """The Compare page on tiny-shapes-sd3 with another tool's SD3 embedding in the library."""
     from safetensors.numpy import save_file
 
-    os.makedirs(data_dir / "embeddings", exist_ok=True)
-    save_file(_clip_pair(sd3_backbone, "square"),
+    save_file(_clip_pair(backbone, "square"),
               str(data_dir / "embeddings" / "my-square.safetensors"))
     app.switch_page(page_path("compare")).run()
     app.selectbox(key="compare_model").set_value(f"{SD3_MODEL} (✓ offline)").run()
+
+
+def test_compare_offers_an_sd3_model_its_embeddings_and_its_sampler(app, data_dir, sd3_backbone):
+    _compare_with_an_sd3_embedding(app, data_dir, sd3_backbone)
+    assert "embedding · my-square · my-square.safetensors" in app.multiselect(
+        key="compare_rows").options
+    app.segmented_control(key="compare_mode").set_value("X/Y plot").run()
+    app.selectbox(key="compare_y_axis").set_value("Sampler").run()
+    assert not messages(app), messages(app)
+    # The X/Y plot's samplers are the model's: flow-matching Euler.
+    assert app.text_input(key="compare_y_Sampler").value == "euler"
+    assert any(c.value.startswith("Samplers: euler.") for c in app.caption)
+
+
+@pytest.mark.large  # ~10 s (20 s in the suite): a grid with the SD3 model
+def test_compare_draws_a_grid_of_an_sd3_model_and_its_embedding(app, data_dir, sd3_backbone):
+    _compare_with_an_sd3_embedding(app, data_dir, sd3_backbone)
     rows = app.multiselect(key="compare_rows")
     rows.set_value([rows.options[0], "embedding · my-square · my-square.safetensors"]).run()
     app.text_input(key="compare_seeds").set_value("1")
@@ -161,7 +180,3 @@ def test_compare_draws_a_grid_of_an_sd3_model_and_its_embedding(app, data_dir, s
     click(app, "Make the grid")
     assert not messages(app), messages(app)
     assert len(os.listdir(data_dir / "outputs" / "grids")) == 1
-    # The X/Y plot's samplers are the model's.
-    app.segmented_control(key="compare_mode").set_value("X/Y plot").run()
-    app.selectbox(key="compare_y_axis").set_value("Sampler").run()
-    assert app.text_input(key="compare_y_Sampler").value == "euler"
