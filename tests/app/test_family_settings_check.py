@@ -37,3 +37,13 @@ def test_sd3_textual_inversion_checks_the_resolution_once_the_model_is_loaded():
     check_family_settings("sd3", settings)  # Before loading nothing tells.
     with pytest.raises(SettingsError, match="--resolution must be 32"):
         check_family_settings("sd3", settings, Loaded())
+
+
+def test_what_the_check_stops_refusing_the_app_offers(monkeypatch):
+    """The app keeps no list of its own: an option SD3's check lets through is offered."""
+    from studio.trainers.dreambooth import sd3_dreambooth_training
+
+    lora = DreamBoothSettings(model=SD3_MODEL, lora_rank=4)
+    monkeypatch.setattr(sd3_dreambooth_training, "_UNSUPPORTED", ())
+    assert not refuses_setting("sd3", lora, "token")
+    assert not refuses_setting("sd3", lora, "train_text_encoder")
