@@ -46,13 +46,16 @@ def load_pipeline(preset, loras=(), embeddings=()):
     """A `TextToImagePipeline` of `preset` with LoRA files and embedding files loaded.
 
     Pipelines of one backbone share its compiled denoiser: embeddings
-    change only the text side, so a new set costs no compilation.
+    change only the text side, so a new set costs no compilation. An SD-XL
+    or SD3 file that does not name its token is named by its file, as
+    `studio generate` does (`file_library.embedding_tokens`).
 
     Args:
         preset: a preset name or saved model folder.
         loras: as `load_backbone`.
         embeddings: tuple of `(path, mtime)` of embedding files.
     """
+    from studio.app.file_library import file_token_name
     from studio.embeddings.backbone_with_embeddings import backbone_with_embeddings
     from studio.embeddings import load_embedding
 
@@ -60,8 +63,10 @@ def load_pipeline(preset, loras=(), embeddings=()):
     if not embeddings:
         return base
     pipeline = copy.copy(base)
+    # A {clip_l, clip_g} file that does not name its token is named by its file.
     pipeline.backbone = backbone_with_embeddings(
-        base.backbone, [load_embedding(path) for path, _ in embeddings]
+        base.backbone, [load_embedding(path) for path, _ in embeddings],
+        names=[file_token_name(path) for path, _ in embeddings],
     )
     return pipeline
 

@@ -12,6 +12,7 @@ from studio.app.comparison_scores import EVALUATION_MODULE, score_comparison
 from studio.app.concept_grid import CONCEPT_FIELD
 from studio.app.file_library import (
     embedding_files,
+    embedding_tokens,
     files_for_model,
     lora_files,
     picker_label,
@@ -126,7 +127,7 @@ def _xy_section(model, rows, plain_words):
     for letter, label, column in (("X", x_axis, row[0]), ("Y", y_axis, row[1])):
         with column, errors_as_messages(f"Reading the {letter} axis"):
             picked[letter] = _axis(letter, label, column, first, data, model)
-    st.caption("Samplers: " + ", ".join(SAMPLER_NAMES) + ". The other settings come from "
+    st.caption("Samplers: " + ", ".join(_samplers(model)) + ". The other settings come from "
                "the fields above; the first row picked is the model plotted, and "
                "{concept} becomes each cell's embedding tokens.")
     row = st.columns(3)
@@ -184,13 +185,21 @@ def _axis(letter, label, column, first, data, model):
                                     default=list(options)[:3], max_selections=MAX_AXIS_VALUES,
                                     key=f"compare_{letter}_embeddings")
         return GridAxis("embedding", [options[name] for name in chosen])
-    text = column.text_input(f"{letter} values", value=XY_DEFAULTS[label],
+    default = XY_DEFAULTS[label]
+    if label == "Sampler":  # Two the model samples with (SD3: flow-matching Euler alone).
+        default = ", ".join(_samplers(model)[:2])
+    text = column.text_input(f"{letter} values", value=default,
                              key=f"compare_{letter.lower()}_{label}")
     axis = GridAxis.from_text(XY_AXES[label], text)
     if len(axis.values) > MAX_AXIS_VALUES:
         raise ValueError(f"At most {MAX_AXIS_VALUES} {label} values. "
                          f"Received: {len(axis.values)}")
     return axis
+
+
+def _samplers(model):
+    """The names of `SAMPLER_NAMES` that `model` (a `ModelChoice`, or None) samples with."""
+    return [name for name in SAMPLER_NAMES if model is None or name in model.samplers]
 
 
 def _make_xy_plot(data, grid):
@@ -316,15 +325,8 @@ def _save_grid(data, grid, parameters):
     return buffer.getvalue()
 
 
-@st.cache_data(show_spinner=False, max_entries=64)
-def _first_placeholder(path, mtime):
-    from studio.embeddings import load_embedding
-
-    return " ".join(load_embedding(path).placeholders)
-
-
 def _token_of(path):
-    return _first_placeholder(path, os.path.getmtime(path))
+    return " ".join(embedding_tokens(path))
 
 
 def _show_grid():

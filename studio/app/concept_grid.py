@@ -1,9 +1,8 @@
 """An X/Y plot whose prompt names each cell's concept: `{concept}` becomes its tokens."""
 
 import dataclasses
-import functools
-import os
 
+from studio.app.file_library import embedding_tokens
 from studio.grids import ParameterGrid
 
 CONCEPT_FIELD = "{concept}"
@@ -38,14 +37,7 @@ class ConceptGrid(ParameterGrid):
         if CONCEPT_FIELD not in settings.prompt:
             return settings
         tokens = " ".join(token for path in settings.embeddings
-                          for token in _placeholders(os.path.abspath(path),
-                                                     os.path.getmtime(path)))
+                          for token in embedding_tokens(path))
         return dataclasses.replace(
             settings, prompt=settings.prompt.replace(CONCEPT_FIELD, tokens or self.plain_words))
 
-
-@functools.lru_cache(maxsize=256)
-def _placeholders(path, mtime):
-    from studio.embeddings import load_embedding
-
-    return tuple(load_embedding(path).placeholders)

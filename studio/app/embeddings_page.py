@@ -6,10 +6,13 @@ import re
 import streamlit as st
 
 from studio.app.app_state import data_folder
-from studio.app.file_library import embedding_files
+from studio.app.file_library import (LibraryFile, embedding_families, embedding_files,
+                                     files_for_model)
 from studio.app.model_catalog import model_choices
 from studio.app.page_errors import errors_as_messages
 from studio.app.safe_uploads import MAX_EMBEDDING_BYTES, MEBIBYTE, save_embedding_upload
+from studio.embeddings.textual_inversion_embedding import ARCHITECTURE_SDXL, SDXL_ENCODERS
+from studio.models.presets import SD3
 
 FORMAT_LABELS = {
     "native": "Studio (native .safetensors, with metadata)",
@@ -36,10 +39,12 @@ def readable_word(token):
     return word if _WORD.fullmatch(word) else None
 
 
-def model_family(embedding):
-    """The family an embedding is for, from its architecture and its vectors' width."""
-    if embedding.architecture == "sd-xl":
-        return "SD-XL"
+def model_family(embedding, path):
+    """The family an embedding is for, from its layout (`embedding_families`) and width."""
+    if embedding.architecture == ARCHITECTURE_SDXL:
+        # `{clip_l, clip_g}`: SD-XL's layout, which SD3 reads too; the studio's
+        # SD3 files say they are SD3's.
+        return "SD3" if embedding_families(path) == {SD3} else "SD-XL"
     width = embedding.text_encoder_width
     if width in FAMILIES_BY_WIDTH:
         return FAMILIES_BY_WIDTH[width]
@@ -48,21 +53,26 @@ def model_family(embedding):
 
 
 @st.cache_data(show_spinner="Comparing with the models on this machine…", max_entries=32)
-def _token_table_hashes(width):
-    """`{preset: token-table hash}` of the offline presets whose text encoder is `width` wide."""
+def _token_table_hash(model):
+    """The token-table hash of an offline preset (`DiffusionBackbone.token_table_hash`)."""
     from studio.app.cached_models import load_backbone
 
-    return {choice.name: load_backbone(choice.name).token_table_hash()
-            for choice in model_choices()
-            if choice.available and choice.text_encoder_width == width}
+    return load_backbone(model).token_table_hash
 
 
-def _matching_models(embedding):
+def _fitting_models(path):
+    """The offline `ModelChoice`s the embedding file at `path` loads into (`files_for_model`)."""
+    file = LibraryFile(os.path.basename(path), path)
+    return [choice for choice in model_choices()
+            if choice.available and files_for_model([file], choice)]
+
+
+def _matching_models(embedding, path):
     """The offline models whose token table the embedding was trained on, in words."""
-    if not embedding.base_model_hash:
+    if not embedding.token_table_hash:
         return ""
-    hashes = _token_table_hashes(embedding.text_encoder_width)
-    same = [name for name, digest in hashes.items() if digest == embedding.base_model_hash]
+    same = [choice.name for choice in _fitting_models(path)
+            if _token_table_hash(choice.name) == embedding.token_table_hash]
     return ", ".join(same) if same else "no model on this machine (another base model)"
 
 
@@ -97,7 +107,7 @@ def render():
         with inspect:
             _inspect(embedding, path)
         with nearest:
-            _nearest(embedding)
+            _nearest(embedding, path)
         with export:
             _export(data, embedding, path)
 
@@ -121,7 +131,7 @@ def _import(data):
 def _inspect(embedding, path):
     import pandas as pd
 
-    family = model_family(embedding)
+    family = model_family(embedding, path)
     columns = st.columns(4)
     columns[0].metric("Format", embedding.format or "—")
     columns[1].metric("Model family", family)
@@ -134,7 +144,7 @@ def _inspect(embedding, path):
         for key, values in embedding.vectors.items()
     ]), hide_index=True, width="stretch")
     fields = {"Base model": embedding.base_model, "Base model hash": embedding.base_model_hash,
-              "Matches": _matching_models(embedding),
+              "Matches": _matching_models(embedding, path),
               "Initializer": embedding.initializer,
               "Steps": "" if embedding.steps is None else str(embedding.steps),
               # The studio's own keys repeat the fields above.
@@ -148,26 +158,32 @@ def _inspect(embedding, path):
     st.caption(f"File: `{path}` ({os.path.getsize(path):,} bytes)")
 
 
-def _nearest(embedding):
+def _nearest(embedding, path):
     from studio.embeddings import check_compatible, nearest_words
 
     from studio.app.cached_models import load_token_table
 
-    choices = [choice for choice in model_choices() if choice.available]
-    available = [choice.name for choice in choices]
-    # The model it was trained on, else the first whose text encoder is as wide.
-    same_width = [c.name for c in choices if c.text_encoder_width == embedding.text_encoder_width]
-    default = (embedding.base_model if embedding.base_model in available
-               else (same_width or available)[0])
+    available = [choice.name for choice in model_choices() if choice.available]
+    # The model it was trained on, else the first it loads into.
+    fitting = [choice.name for choice in _fitting_models(path)]
+    default = (embedding.base_model if embedding.base_model in fitting
+               else (fitting or available)[0])
     model = st.selectbox("In the vocabulary of", available, index=available.index(default),
                          key="embeddings_nearest_model")
-    if embedding.architecture != "sd":
-        check_compatible(embedding, None)
     table, tokenizer = load_token_table(model)
-    for warning in check_compatible(embedding, table.shape[1]):
-        st.warning(warning)
+    if embedding.architecture == ARCHITECTURE_SDXL:
+        # SD-XL's and SD3's first text encoder is CLIP-L, the table's rows.
+        clip_l = SDXL_ENCODERS[0]
+        vectors_by_name = {clip_l: embedding.vectors[clip_l]}
+        if model not in fitting or vectors_by_name[clip_l].shape[1] != table.shape[1]:
+            raise ValueError(f"This {model_family(embedding, path)} embedding does not load "
+                             f"into {model}: pick one of {', '.join(fitting) or 'none here'}.")
+    else:
+        vectors_by_name = embedding.vectors
+        for warning in check_compatible(embedding, table.shape[1]):
+            st.warning(warning)
     rows = []
-    for placeholder, vectors in embedding.vectors.items():
+    for placeholder, vectors in vectors_by_name.items():
         found = nearest_words(vectors, table, tokenizer, k=CANDIDATES)
         for index, words in enumerate(found):
             readable = [(word, similarity) for word, similarity in

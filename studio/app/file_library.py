@@ -56,6 +56,12 @@ def files_for_model(files, model, lora=False):
     return [file for file in files if fits(file.path, model)]
 
 
+def embedding_families(path):
+    """The model families the embedding file at `path` loads into (`studio.models.presets`'
+    names); raises what reading it raises."""
+    return _embedding_kind(path, os.path.getmtime(path))[0]
+
+
 def _embedding_fits(path, model):
     try:
         families, width = _embedding_kind(path, os.path.getmtime(path))
@@ -147,11 +153,34 @@ def _run_files(data_folder, file_name, include_checkpoints):
     return finals + checkpoints
 
 
-@functools.lru_cache(maxsize=512)
-def _placeholders(path, mtime):
-    from studio.embeddings import load_embedding
+def embedding_tokens(path):
+    """The tokens a prompt writes to use the embedding file at `path`.
 
-    return tuple(load_embedding(path).placeholders)
+    An SD 1.x / 2.x file's placeholders; a `{clip_l, clip_g}` file (SD-XL,
+    SD3) holds one token: the one the studio records in it, else the file's
+    name (A1111's rule, which `load_pipeline` follows). Raises what reading
+    the file raises.
+    """
+    return _tokens(os.path.abspath(path), os.path.getmtime(path))
+
+
+def file_token_name(path):
+    """The token A1111 gives a file that does not name it: the file's name."""
+    return os.path.splitext(os.path.basename(path))[0]
+
+
+@functools.lru_cache(maxsize=512)
+def _tokens(path, mtime):
+    from studio.embeddings import load_embedding
+    from studio.embeddings.textual_inversion_embedding import (
+        ARCHITECTURE_SDXL,
+        SDXL_PLACEHOLDER_KEY,
+    )
+
+    embedding = load_embedding(path)
+    if embedding.architecture == ARCHITECTURE_SDXL:
+        return (embedding.metadata.get(SDXL_PLACEHOLDER_KEY) or file_token_name(path),)
+    return tuple(embedding.placeholders)
 
 
 def picker_label(file):
@@ -160,7 +189,7 @@ def picker_label(file):
     if file.path.endswith(LORA_FILE) or not file.path.lower().endswith(EMBEDDING_EXTENSIONS):
         return file.label
     try:
-        tokens = ", ".join(_placeholders(file.path, os.path.getmtime(file.path)))
+        tokens = ", ".join(embedding_tokens(file.path))
     except Exception:  # Unreadable: named by its file; picking it says why.
         return file.label
     return f"{tokens} · {file.label}"

@@ -9,7 +9,8 @@ import streamlit as st
 
 from studio.app.app_state import data_folder
 from studio.app.cached_models import file_key, load_pipeline
-from studio.app.file_library import embedding_files, files_for_model, lora_files, picker_label
+from studio.app.file_library import (embedding_files, embedding_tokens, files_for_model,
+                                     lora_files, picker_label)
 from studio.app.model_picker import pick_model
 from studio.app.run_progress import format_duration
 from studio.app.start_image import NO_MASK, pick_start_image
@@ -85,7 +86,7 @@ def render():
         negative = st.text_input("Negative prompt", key="generate_negative",
                                  placeholder="blurry, low quality")
         row = st.columns(3)
-        sampler = row[0].selectbox("Sampler", list(SAMPLERS), format_func=SAMPLERS.get,
+        sampler = row[0].selectbox("Sampler", offered_samplers(model), format_func=SAMPLERS.get,
                                    key="generate_sampler")
         steps = row[1].number_input("Steps", 1, 200, key="generate_steps")
         guidance = row[2].number_input("Guidance", 0.0, 30.0, step=0.5, key="generate_guidance")
@@ -115,6 +116,18 @@ def render():
                           int(count), int(batches), start)
         _show_results()
         _gallery(data)
+
+
+def offered_samplers(model):
+    """The samplers of `SAMPLERS` that `model` (a `ModelChoice`, or None) samples with.
+
+    The form's sampler changes to the first of them when the model has not
+    the one chosen (an SD3 model after an SD 1.x image's settings).
+    """
+    names = [name for name in SAMPLERS if model is None or name in model.samplers]
+    if st.session_state.get("generate_sampler") not in names:
+        st.session_state["generate_sampler"] = names[0]
+    return names
 
 
 def _recall_form(model):
@@ -190,13 +203,6 @@ def _pick_files(label, files, key):
     return [by_label[name] for name in chosen if name in by_label]
 
 
-@st.cache_data(show_spinner=False, max_entries=64)
-def _placeholders(path, mtime):
-    from studio.embeddings import load_embedding
-
-    return load_embedding(path).placeholders
-
-
 def _unloaded_tokens(prompt, tokens, data):
     """Warns about `<tokens>` of the prompt whose embedding is not picked."""
     missing = [token for token in dict.fromkeys(_TOKEN.findall(prompt)) if token not in tokens]
@@ -206,7 +212,7 @@ def _unloaded_tokens(prompt, tokens, data):
     for file in embedding_files(data):
         if file.step is None:
             try:
-                for token in _placeholders(file.path, os.path.getmtime(file.path)):
+                for token in embedding_tokens(file.path):
                     known.setdefault(token, picker_label(file))
             except Exception:
                 continue
@@ -224,7 +230,7 @@ def _tokens_of(paths):
     tokens = []
     for path in paths:
         try:
-            tokens += _placeholders(path, os.path.getmtime(path))
+            tokens += embedding_tokens(path)
         except Exception as error:  # Shown, and the file is left out of the picker.
             st.error(f"{os.path.basename(path)} cannot be read: {error}")
     return tokens

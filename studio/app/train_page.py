@@ -18,6 +18,7 @@ from studio.app.run_record import RunRecord, list_runs
 from studio.app.safe_uploads import (IMAGE_EXTENSIONS, MAX_IMAGE_BYTES, MEBIBYTE,
                                      save_image_uploads)
 from studio.app.dataset_library import FEW_IMAGES, DatasetLibrary, dataset_slug
+from studio.app.family_settings_check import check_family_settings, refusal, refuses_setting
 from studio.app.run_queue import RunQueue
 from studio.app.settings_form import setting_input
 from studio.app.training_launcher import new_run_request, start_training
@@ -307,6 +308,9 @@ METHOD_FIELDS = {
          "skip_invalid_images"),
     ),
 }
+# DreamBooth's settings of pivotal tuning: a new token, the word it starts
+# from, and the part of the steps it trains in.
+PIVOTAL_FIELDS = ("token", "init_word", "ti_fraction")
 # Where the app's run differs from `studio train`'s defaults, and why.
 APP_SETTINGS = {
     "log_every": 1,  # The live loss curve shows every step.
@@ -335,14 +339,27 @@ def _settings_section(data, folder):
     # Outside the form: the model's choice changes the suggested words and
     # the resolution (and the contact sheet above) at once.
     first = st.columns(2)
-    method = first[0].radio("Method", list(METHODS), format_func=METHODS.get, horizontal=True,
-                            key="train_method")
     model = first[1].selectbox(
         "Base model", [choice.name for choice in available], key="train_model",
         help="The first one, tiny-shapes, ships with the studio and runs on a CPU in "
         "minutes. Models that need a download first are listed on the Generate page.")
     chosen = next(c for c in available if c.name == model)
+    # The methods the model's family trains (SD3: no full DreamBooth), and why not the others.
+    refused = {name: refusal(chosen.family, _default_settings(name, model)) for name in METHODS}
+    methods = [name for name in METHODS if refused[name] is None]
+    if st.session_state.get("train_method") not in methods:
+        st.session_state["train_method"] = methods[0]
+    method = first[0].radio("Method", methods, format_func=METHODS.get, horizontal=True,
+                            key="train_method")
+    for name in METHODS:
+        if refused[name] is not None:
+            first[0].caption(f"{METHODS[name].split(' — ')[0]} is not offered for {model}: "
+                             f"{refused[name]}")
     settings_class, basic, advanced = METHOD_FIELDS[method]
+    # Options the family's trainer refuses are not offered (SD3: no pivotal tuning).
+    shown = _offered_settings(chosen, method, basic + advanced)
+    basic = [name for name in basic if name in shown]
+    advanced = [name for name in advanced if name in shown]
     # Enter in a field never starts a run: only the button does.
     with st.form(f"train_settings_{method}", border=True, enter_to_submit=False):
         values = {}
@@ -362,10 +379,27 @@ def _settings_section(data, folder):
     if start:
         if not st.session_state.get("checked_usable"):
             raise ValueError("The data set has no usable image; add images first.")
-        settings = _build_settings(data, folder, method, model, values)
+        settings = _build_settings(data, folder, method, chosen, values)
         _ask_or_start(data, folder, settings)
     _pending_start(data)
     _queue_list(data)
+
+
+def _default_settings(method, model):
+    """`method`'s settings at their defaults for `model`: what the family's check is asked."""
+    settings_class = METHOD_FIELDS[method][0]
+    lora = {"lora_rank": DEFAULT_LORA_RANK} if method == "dreambooth-lora" else {}
+    return settings_class(model=model, **lora)
+
+
+def _offered_settings(chosen, method, names):
+    """The settings of `names` that `chosen`'s family lets `method` set; the companions of
+    pivotal tuning's token go with it."""
+    settings = _default_settings(method, chosen.name)
+    refused = {name for name in names if refuses_setting(chosen.family, settings, name)}
+    if method != "textual-inversion" and "token" in refused:
+        refused |= set(PIVOTAL_FIELDS)
+    return [name for name in names if name not in refused]
 
 
 def _setting(column, method, settings_class, name, chosen):
@@ -411,13 +445,15 @@ def _memory_note(model):
             "see `studio models` for its size. LoRA trains a few megabytes instead.")
 
 
-def _build_settings(data, folder, method, model, values):
-    """The checked settings of the run the form asks for.
+def _build_settings(data, folder, method, chosen, values):
+    """The checked settings of the run the form asks for, on the `ModelChoice` `chosen`.
 
     Raises:
-        SettingsError, InvalidInputError: a setting is invalid, or the
-            placeholder token is a word the model already knows.
+        SettingsError, InvalidInputError: a setting is invalid, the
+            model's family does not train it (`check_family_settings`), or
+            the placeholder token is a word the model already knows.
     """
+    model = chosen.name
     given = {name: value for name, value in values.items() if value is not None}
     if method == "dreambooth-lora":
         given.setdefault("lora_rank", DEFAULT_LORA_RANK)
@@ -427,18 +463,19 @@ def _build_settings(data, folder, method, model, values):
               "cache_dir": os.path.join(data.cache, "latents"), **APP_SETTINGS}
     settings_class = METHOD_FIELDS[method][0]
     settings = settings_class(**common, **given).validate()
-    if method == "textual-inversion":
-        from studio.prompts import validate_placeholder_token
-
-        # Before launch: a word the model knows fails here, not minutes later.
-        validate_placeholder_token(settings.token, _tokenizer(model))
-    return settings
-
-
-def _tokenizer(model):
+    if method != "textual-inversion":
+        check_family_settings(chosen.family, settings)
+        return settings
     from studio.app.cached_models import load_backbone
+    from studio.prompts import validate_placeholder_token
 
-    return load_backbone(model).tokenizer
+    # Before launch: what the family's trainer refuses (with what only the
+    # loaded model tells, SD3's resolution) and a word the model knows fail
+    # here, not minutes later.
+    backbone = load_backbone(model)
+    check_family_settings(chosen.family, settings, backbone)
+    validate_placeholder_token(settings.token, backbone.tokenizer)
+    return settings
 
 
 def _ask_or_start(data, folder, settings):

@@ -1,0 +1,49 @@
+"""The Train page asks the trainers' own checks what a model family refuses."""
+
+import pytest
+
+from studio.app.family_settings_check import check_family_settings, refusal, refuses_setting
+from studio.errors import SettingsError
+from studio.trainers.settings.dreambooth_settings import DreamBoothSettings
+from studio.trainers.settings.textual_inversion_settings import TextualInversionSettings
+
+SD3_MODEL = "tiny-shapes-sd3"
+
+
+def test_sd3_trains_lora_and_textual_inversion_and_refuses_full_dreambooth_in_one_line():
+    assert refusal("sd3", DreamBoothSettings(model=SD3_MODEL, lora_rank=4)) is None
+    assert refusal("sd3", TextualInversionSettings(model=SD3_MODEL)) is None
+    message = refusal("sd3", DreamBoothSettings(model=SD3_MODEL))
+    assert "LoRA" in message and "\n" not in message
+    for family in ("stable_diffusion", "sdxl"):
+        assert refusal(family, DreamBoothSettings(model="tiny")) is None
+
+
+def test_options_a_family_refuses_are_told_by_its_check():
+    lora = DreamBoothSettings(model=SD3_MODEL, lora_rank=4)
+    assert refuses_setting("sd3", lora, "token")  # No pivotal tuning.
+    assert refuses_setting("sd3", TextualInversionSettings(model=SD3_MODEL), "min_snr_gamma")
+    assert not refuses_setting("sd3", lora, "lora_feed_forward")
+    assert not refuses_setting("sd3", lora, "class_prompt")
+    assert not refuses_setting("sdxl", DreamBoothSettings(model="tiny-sdxl", lora_rank=4),
+                               "token")
+
+
+def test_sd3_textual_inversion_checks_the_resolution_once_the_model_is_loaded():
+    class Loaded:
+        image_size = 32
+
+    settings = TextualInversionSettings(model=SD3_MODEL, resolution=64)
+    check_family_settings("sd3", settings)  # Before loading nothing tells.
+    with pytest.raises(SettingsError, match="--resolution must be 32"):
+        check_family_settings("sd3", settings, Loaded())
+
+
+def test_what_the_check_stops_refusing_the_app_offers(monkeypatch):
+    """The app keeps no list of its own: an option SD3's check lets through is offered."""
+    from studio.trainers.dreambooth import sd3_dreambooth_training
+
+    lora = DreamBoothSettings(model=SD3_MODEL, lora_rank=4)
+    monkeypatch.setattr(sd3_dreambooth_training, "_UNSUPPORTED", ())
+    assert not refuses_setting("sd3", lora, "token")
+    assert not refuses_setting("sd3", lora, "train_text_encoder")
