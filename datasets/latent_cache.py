@@ -28,9 +28,10 @@ logger = logging.getLogger(__name__)
 CACHE_FORMAT_VERSION = 1
 CACHE_FOLDER_NAME = "studio-latents"
 CACHE_FILE_EXTENSION = ".npy"
-# Images and moments are both NHWC; SD's VAE shrinks each side by this. An
-# encoder with a `downsampling_factor` (the studio's VAEEncoder) is taken
-# at its word: the embedded tiny-shapes model's VAE shrinks by 4.
+# Images and moments are both NHWC; SD's VAE shrinks each side by this. A
+# `downsampling` given to the cache (a backbone's `latent_downsampling`), or
+# else an encoder's `downsampling_factor` (the studio's VAEEncoder), is taken
+# at its word: the embedded shapes models' VAEs shrink by 4.
 DEFAULT_VAE_DOWNSAMPLING = 8
 SEED_MODULUS = 2**31 - 1
 
@@ -51,7 +52,7 @@ class LatentCache:
 
     Args:
         encoder: the VAE encoder, or any callable mapping float32 images
-            `(batch, H, W, 3)` in `[-1, 1]` to moments `(batch, H/8, W/8,
+            `(batch, H, W, 3)` in `[-1, 1]` to moments `(batch, H/d, W/d,
             2 * latent_channels)`: the mean, then the log-variance, unscaled.
         model_id: str naming the encoder's weights (a preset name and
             version, or a weights file hash): part of every key.
@@ -61,6 +62,9 @@ class LatentCache:
         batch_size: int, images per encoder call.
         on_progress: None, or a callable `(done, total)` called as images
             are encoded (for a progress display).
+        downsampling: int or None, `d` above: how many pixels a latent
+            pixel spans (a backbone's `latent_downsampling`); None takes
+            the encoder's `downsampling_factor`, else 8.
 
     Attributes:
         encoded_images: images encoded (cache misses) so far.
@@ -72,7 +76,7 @@ class LatentCache:
     """
 
     def __init__(self, encoder, model_id, cache_dir=None, num_variants=8, batch_size=4,
-                 on_progress=None):
+                 on_progress=None, downsampling=None):
         if not isinstance(model_id, str) or not model_id:
             raise ValueError(
                 "`model_id` must be a non-empty string naming the encoder's weights. "
@@ -88,6 +92,9 @@ class LatentCache:
         self.batch_size = batch_size
         self.encoded_images = 0
         self.on_progress = on_progress
+        self.downsampling = int(
+            downsampling or getattr(encoder, "downsampling_factor", DEFAULT_VAE_DOWNSAMPLING)
+        )
 
     def moments(self, image_folder, crop_area_range=(0.8, 1.0), flip=True):
         """The moments of every image's variants, from the cache or encoded now.
@@ -204,7 +211,7 @@ class LatentCache:
         import keras
 
         moments = np.asarray(keras.ops.convert_to_numpy(self.encoder(images)), dtype=np.float32)
-        factor = getattr(self.encoder, "downsampling_factor", DEFAULT_VAE_DOWNSAMPLING)
+        factor = self.downsampling
         size = resolution // factor
         if (
             moments.ndim != 4
@@ -224,6 +231,7 @@ class LatentCache:
             "cache_dir": self.cache_dir,
             "num_variants": self.num_variants,
             "batch_size": self.batch_size,
+            "downsampling": self.downsampling,
         }
 
 

@@ -239,4 +239,5 @@ def latent_cache(backbone, settings):
         cache_dir=settings.cache_dir,
         num_variants=settings.latent_variants,
         on_progress=phase_counter(CACHING_LATENTS),
+        downsampling=backbone.latent_downsampling,
     )

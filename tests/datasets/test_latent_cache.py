@@ -61,6 +61,20 @@ def test_encoders_downsampling_factor_sets_the_latent_size(
     assert cached.moments.shape == (3, VARIANTS, 8, 8, 2 * LATENT_CHANNELS)
 
 
+def test_a_runs_cache_takes_the_backbones_downsampling(folder_path, cache_dir, tokenizer):
+    """tiny-shapes-sd3's keras-hub VAE encoder does not say it shrinks by 4: the run asks the backbone."""
+    from types import SimpleNamespace
+
+    from studio.interop import load_backbone
+    from studio.trainers.run_setup import latent_cache
+
+    backbone = load_backbone("tiny-shapes-sd3")
+    assert not hasattr(backbone.vae_encoder, "downsampling_factor")
+    cache = latent_cache(backbone, SimpleNamespace(latent_variants=2, cache_dir=cache_dir))
+    cached = dataset(folder_path, tokenizer, cache)
+    assert cached.moments.shape == (3, 2, 8, 8, 2 * backbone.latent_channels)
+
+
 def test_changed_image_is_encoded_again_alone(folder_path, cache_dir, tokenizer, counting_encoder):
     dataset(folder_path, tokenizer, LatentCache(counting_encoder, "tiny-v1", cache_dir, VARIANTS))
     before = dataset(
