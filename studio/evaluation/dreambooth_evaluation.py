@@ -56,12 +56,13 @@ def evaluate_dreambooth(out, prior_preservation=True, steps=None, seed=0, model=
                         num_images=40, settings=None):
     """Fine-tunes `model` on the instance and scores it against the model before.
 
-    `settings` (a dict) replaces entries of `DREAMBOOTH_SETTINGS`: e.g. an
-    SD3 model trains MMDiT LoRA only (`train_text_encoder=False`).
+    `settings` (a dict) replaces entries of `DREAMBOOTH_SETTINGS`: e.g.
+    `{"train_text_encoder": False}` for denoiser-only LoRA.
 
     Returns:
-        Dict with `instance_fidelity` (share of "a sks circle" images that
-        show the striped circle), `class_diversity` and
+        Dict with `instance_fidelity` and `base_instance_fidelity` (share of
+        "a sks circle" images that show the striped circle, after and
+        before), `editability`, `class_diversity` and
         `base_class_diversity` (normalised colour-and-pattern entropy of
         "a circle" images after and before), `diversity_ratio`, `steps`.
     """
@@ -72,6 +73,7 @@ def evaluate_dreambooth(out, prior_preservation=True, steps=None, seed=0, model=
 
     base = ModelEvaluator(load_backbone(model))
     base_diversity = base.class_diversity(CLASS_PROMPT, num_images, seed=seed + 1000)
+    base_fidelity = base.score_concept("sks circle", INSTANCE_CONCEPT, num_images, seed=seed)
 
     values = {**DREAMBOOTH_SETTINGS, **(settings or {})}
     settings = DreamBoothSettings(**dict(
@@ -96,6 +98,7 @@ def evaluate_dreambooth(out, prior_preservation=True, steps=None, seed=0, model=
     diversity = tuned.class_diversity(CLASS_PROMPT, num_images, seed=seed + 1000)
     return {
         "instance_fidelity": fidelity["concept_fidelity"],
+        "base_instance_fidelity": base_fidelity["concept_fidelity"],
         "editability": fidelity["editability"],
         "class_diversity": diversity,
         "base_class_diversity": base_diversity,
