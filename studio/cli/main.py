@@ -107,6 +107,23 @@ def main(argv=None):
         return EXIT_USAGE
 
 
+def run_command(*argv):
+    """Runs `studio ARGV...` in this process and returns its exit code; errors propagate.
+
+    For notebooks and tests: unlike `main`, a user's error is raised (a
+    `SettingsError`, ...), not printed as one line.
+
+    Example:
+
+    ```python
+    run_command("train", "textual-inversion", "--model", "tiny-shapes", "--data", "shapes/",
+                "--token", "<cross>", "--init-word", "square", "--out", "runs/cross")
+    ```
+    """
+    args = build_parser().parse_args([str(arg) for arg in argv])
+    return args.run(args)
+
+
 def command_name(args):
     """"studio train textual-inversion", "studio embeddings convert", ...: what the user ran."""
     # The destinations of the subcommand levels, outermost first.

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from studio.cli import train_command
-from studio.cli.main import build_parser
+from studio.cli.main import run_command as studio
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 IMAGE_SIZE = 64
@@ -87,11 +87,6 @@ def studio_process(backend, *argv):
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
     return result
 
-
-def studio(*argv):
-    """Runs the command line in this process, as test_train_command.py does."""
-    args = build_parser().parse_args(list(argv))
-    return args.run(args)
 
 
 def check_run_folder(run, result_file):

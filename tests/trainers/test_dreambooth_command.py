@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from studio.cli.main import build_parser
+from studio.cli.main import run_command as studio
 from studio.cli.dreambooth_command import EXIT_OK
 
 pytestmark = pytest.mark.tensorflow_only
@@ -16,11 +16,6 @@ IMAGE_SIZE = 64
 INSTANCE_PROMPT = "a photo of sks toy"
 CLASS_PROMPT = "a photo of a toy"
 
-
-def studio(*argv):
-    """Runs the command line as `studio train ...` would; returns the exit code."""
-    args = build_parser().parse_args(list(argv))
-    return args.run(args)
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -7,18 +7,13 @@ import numpy as np
 import pytest
 
 from studio.cli.dreambooth_command import EXIT_OK
-from studio.cli.main import build_parser
+from studio.cli.main import run_command as studio
 
 pytestmark = pytest.mark.tensorflow_only
 
 TOKEN = "<cross>"
 INSTANCE_PROMPT = f"a photo of {TOKEN}"
 
-
-def studio(*argv):
-    """Runs the command line as `studio train ...` would; returns the exit code."""
-    args = build_parser().parse_args(list(argv))
-    return args.run(args)
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -3,17 +3,13 @@
 import pytest
 from PIL import Image
 
-from studio.cli.main import build_parser
+from studio.cli.main import run_command as studio
 from studio.errors import SettingsError
 
 IMAGE_SIZE = 64
 INSTANCE_PROMPT = "a photo of sks toy"
 CLASS_PROMPT = "a photo of a toy"
 
-
-def studio(*argv):
-    args = build_parser().parse_args(list(argv))
-    return args.run(args)
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ import os
 import numpy as np
 import pytest
 
-from studio.cli.main import build_parser
+from studio.cli.main import run_command as studio
 from studio.trainers import SD3ShapesSettings, pretrain_sd3_shapes_model
 from studio.trainers.settings.run_settings_files import read_run_settings
 
@@ -23,10 +23,6 @@ def eager_steps(eager_compile, monkeypatch):
 
     eager_compile(monkeypatch, SD3BaseModelTrainer, SD3VAETrainer)
 
-
-def studio(*argv):
-    args = build_parser().parse_args(list(argv))
-    return args.run(args)
 
 
 def _weights(backbone):

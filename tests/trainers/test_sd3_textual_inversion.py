@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from keras import ops
 
+from studio.cli.main import run_command
 from studio.errors import InvalidInputError, SettingsError
 
 TOKEN = "<sd3-toy>"
@@ -251,13 +252,6 @@ def test_sdxl_embeddings_do_not_load_into_sd3_models(backbone):
         backbone_with_embeddings(backbone, [sd])
 
 
-def _studio(*argv):
-    from studio.cli.main import build_parser
-
-    args = build_parser().parse_args(list(argv))
-    return args.run(args)
-
-
 def _train_options(tmp_path, images, out):
     return [
         "train", "textual-inversion", "--model", "tiny-sd3", "--data", str(images),
@@ -270,7 +264,7 @@ def _train_options(tmp_path, images, out):
 def test_ddpm_options_are_refused_before_loading(tmp_path, write_toy_images, option):
     images = write_toy_images(tmp_path / "images", 1, 64)
     with pytest.raises(SettingsError, match=f"{option[0]} is not supported for SD3") as error:
-        _studio(*_train_options(tmp_path, images, tmp_path / "run"), *option)
+        run_command(*_train_options(tmp_path, images, tmp_path / "run"), *option)
     assert "\n" not in str(error.value)
     assert not (tmp_path / "run").exists()
 
@@ -295,12 +289,12 @@ def test_train_command_resumes_and_generate_uses_the_embedding(
     eager_compile(monkeypatch, TextualInversionTrainer)
     images = write_toy_images(tmp_path / "images", 2, 64)
     with pytest.raises(SettingsError, match="--resolution must be 64 for tiny-sd3"):
-        _studio(*_train_options(tmp_path, images, tmp_path / "wrong"), "--resolution", "32")
+        run_command(*_train_options(tmp_path, images, tmp_path / "wrong"), "--resolution", "32")
     assert not (tmp_path / "wrong").exists()
 
     run = tmp_path / "run"
     common = _train_options(tmp_path, images, run)
-    assert _studio(
+    assert run_command(
         *common, "--num-vectors", "2", "--steps", "2", "--save-every", "1", "--sample-every",
         "2", "--sample-steps", "2", "--latent-variants", "1", "--lr", "0.01",
     ) == 0  # fmt: skip
@@ -311,7 +305,7 @@ def test_train_command_resumes_and_generate_uses_the_embedding(
     }
     assert sorted(os.listdir(run / "samples")) == ["step-000002-0.png", "step-000002-1.png"]
     shutil.copy(run / "embedding.safetensors", tmp_path / "first.safetensors")
-    assert _studio(*common, "--resume", "--steps", "3", "--sample-every", "0") == 0
+    assert run_command(*common, "--resume", "--steps", "3", "--sample-every", "0") == 0
     summary = json.loads((run / "summary.json").read_text())
     assert summary["status"] == "completed" and summary["steps"] == 3
     assert summary["resumed_from_step"] == 2 and np.isfinite(summary["final_loss"])
@@ -321,7 +315,7 @@ def test_train_command_resumes_and_generate_uses_the_embedding(
         assert not np.array_equal(after.vectors[key], first.vectors[key]), key
 
     def generate(embedding, out):
-        assert _studio(
+        assert run_command(
             "generate", "--model", "tiny-sd3", "--prompt", f"a photo of {TOKEN}", "--steps",
             "2", "--seed", "1", "--embedding", str(embedding), "--out", str(out),
         ) == 0  # fmt: skip

@@ -138,15 +138,11 @@ def test_dreambooth_lora_command_runs_and_resumes_on_tiny_sdxl(tmp_path, write_t
     import json
     import os
 
-    from studio.cli.main import build_parser
+    from studio.cli.main import run_command as studio
     from studio.lora.lora_weights import LoRAWeights
     from studio.trainers.dreambooth.dreambooth_trainer import DreamBoothTrainer
 
     eager_compile(monkeypatch, DreamBoothTrainer)
-
-    def studio(*argv):
-        args = build_parser().parse_args(list(argv))
-        return args.run(args)
 
     subject = write_toy_images(tmp_path / "subject", 2, 64, prefix="subject")
     run = tmp_path / "run"

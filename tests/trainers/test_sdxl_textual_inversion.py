@@ -236,15 +236,11 @@ def test_train_command_runs_resumes_and_samples_on_tiny_sdxl(tmp_path, write_toy
     import json
     import os
 
-    from studio.cli.main import build_parser
+    from studio.cli.main import run_command as studio
     from studio.embeddings import load_embedding
     from studio.trainers.textual_inversion.textual_inversion_trainer import TextualInversionTrainer
 
     eager_compile(monkeypatch, TextualInversionTrainer)
-
-    def studio(*argv):
-        args = build_parser().parse_args(list(argv))
-        return args.run(args)
 
     images = write_toy_images(tmp_path / "images", 2, 64)
     run = tmp_path / "run"

@@ -7,18 +7,13 @@ import numpy as np
 import pytest
 
 from studio.cli import train_command
-from studio.cli.main import build_parser
+from studio.cli.main import run_command as studio
 
 pytestmark = pytest.mark.tensorflow_only
 
 TOKEN = "<toy>"
 IMAGE_SIZE = 64
 
-
-def studio(*argv):
-    """Runs the command line as `studio train ...` would; returns the exit code."""
-    args = build_parser().parse_args(list(argv))
-    return args.run(args)
 
 
 @pytest.fixture(scope="module", autouse=True)
