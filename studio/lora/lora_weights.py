@@ -272,8 +272,8 @@ def _named_targets(backbone):
             if isinstance(layer, keras.layers.Dense)
         }
         for encoder, prefix in SD3_TEXT_ENCODER_PREFIXES.items():
-            for module, layer in sd3_clip_lora_targets(getattr(backbone, encoder), mlp=True).items():
-                targets[kohya_name(prefix, module)] = layer
+            clip = sd3_clip_lora_targets(getattr(backbone, encoder), mlp=True)
+            targets.update({kohya_name(prefix, module): layer for module, layer in clip.items()})
         return targets
     if getattr(backbone, "text_encoder_2", None) is not None:
         # SD-XL: kohya's SGM names (`lora_unet_input_blocks_...`, `lora_te1_`, `lora_te2_`).

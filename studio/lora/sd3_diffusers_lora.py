@@ -113,7 +113,11 @@ def diffusers_sd3_lora_tensors(lora_weights):
 
 
 def _diffusers_text_module(kohya):
-    """`text_encoder.text_model.encoder.layers.0.self_attn.q_proj` of `lora_te1_..._self_attn_q_proj`; None for another name."""
+    """diffusers' module of a kohya CLIP-L/G LoRA name, or None for another name.
+
+    `lora_te1_text_model_encoder_layers_0_self_attn_q_proj` ->
+    `text_encoder.text_model.encoder.layers.0.self_attn.q_proj`.
+    """
     match = _KOHYA_TEXT_MODULE.match(kohya)
     if match is None:
         return None
@@ -134,11 +138,18 @@ def save_diffusers_sd3_lora(lora_weights, path):
 
 
 def is_diffusers_sd3_lora(tensors):
-    """Whether tensor names are diffusers' SD3 LoRA (`transformer.transformer_blocks.*.lora_A.weight`)."""
+    """Whether tensor names are diffusers' SD3 LoRA.
+
+    That is: `transformer.transformer_blocks.*.lora_A.weight` / `lora_B`
+    names, and maybe CLIP-L / CLIP-G ones (`text_encoder.text_model.
+    encoder.layers.*`, `text_encoder_2.…`).
+    """
     prefix = f"{DIFFUSERS_TRANSFORMER_PREFIX}.transformer_blocks."
-    text_prefixes = tuple(f"{component}.{_TEXT_LAYERS}." for component in _TEXT_ENCODER_COMPONENTS.values())
+    allowed = (prefix,) + tuple(
+        f"{component}.{_TEXT_LAYERS}." for component in _TEXT_ENCODER_COMPONENTS.values()
+    )
     return any(name.startswith(prefix) for name in tensors) and all(
-        name.startswith((prefix,) + text_prefixes) and name.endswith((LORA_A_SUFFIX, LORA_B_SUFFIX))
+        name.startswith(allowed) and name.endswith((LORA_A_SUFFIX, LORA_B_SUFFIX))
         for name in tensors
     )
 
@@ -160,7 +171,17 @@ def sd3_lora_from_diffusers_tensors(tensors, source="the file"):
             without its A or B, or a qkv with only some of q, k, v.
     """
     modules = _text_encoder_modules(tensors, source)
-    tensors = {name: value for name, value in tensors.items() if not _DIFFUSERS_TEXT_MODULE.match(_module_of(name))}
+    transformer = f"{DIFFUSERS_TRANSFORMER_PREFIX}."
+    unknown_text = sorted(
+        name for name in tensors
+        if not name.startswith(transformer) and not _DIFFUSERS_TEXT_MODULE.match(_module_of(name))
+    )  # fmt: skip
+    if unknown_text:
+        raise InvalidInputError(
+            f"{len(unknown_text)} LoRA tensor(s) in {source} name no CLIP-L/G layer the studio "
+            "adapts (self_attn q/k/v/out_proj, mlp fc1/fc2). Received: " + str(unknown_text[:5])
+        )
+    tensors = {name: value for name, value in tensors.items() if name.startswith(transformer)}
     by_diffusers = {}
     for block_index in sorted({int(name.split(".")[2]) for name in tensors}):
         for stream in STREAMS:

@@ -233,6 +233,10 @@ def test_diffusers_files_the_mmdit_cannot_take_are_one_clear_error():
         sd3_lora_from_diffusers_tensors(partial)
     with pytest.raises(InvalidInputError, match="attn.to_x"):
         sd3_lora_from_diffusers_tensors(pair("attn.to_x"))
+    # A CLIP module the studio does not adapt (the embeddings): one line, not a traceback.
+    clip = {"text_encoder.text_model.embeddings.token_embedding.lora_A.weight": np.ones((2, 32))}
+    with pytest.raises(InvalidInputError, match="no CLIP-L/G layer .*token_embedding"):
+        sd3_lora_from_diffusers_tensors({**pair("attn.to_out.0"), **clip})
     fused = sd3_lora_from_diffusers_tensors(
         {**pair("attn.to_q"), **pair("attn.to_k", rank=3), **pair("attn.to_v")}
     )

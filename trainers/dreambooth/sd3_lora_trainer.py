@@ -44,8 +44,9 @@ class SD3LoRATrainer(DiffusionTrainer):
     SD3 module. With `train_text_encoder`, CLIP-L and CLIP-G get LoRA too
     (`sd3_clip_lora_targets`: attention, and the MLPs with `lora_mlp`), so
     the identifier's conditioning itself can move, and each step encodes
-    its prompts (cached text embeddings cannot train them). Each step draws latents' noise and timesteps from the
-    backbone's `FlowMatchingObjective` and regresses the MMDiT's velocity
+    its prompts (cached text embeddings cannot train them). Each step
+    draws latents' noise and timesteps from the backbone's
+    `FlowMatchingObjective` and regresses the MMDiT's velocity
     under the caption's CLIP-L/G conditioning. With prior preservation a
     batch also holds class images (`is_class_image`), whose loss is
     weighted by `prior_loss_weight`, as `DreamBoothTrainer`'s. Results:
@@ -100,7 +101,9 @@ class SD3LoRATrainer(DiffusionTrainer):
         for network in (backbone.clip_l, backbone.clip_g, backbone.vae):
             network.trainable = False
         self.mmdit = backbone.mmdit
-        self.lora_targets = self._enable_lora(self.mmdit, mmdit_lora_targets(self.mmdit, lora_mlp), 0)
+        self.lora_targets = self._enable_lora(
+            self.mmdit, mmdit_lora_targets(self.mmdit, lora_mlp), offset=0
+        )
         if self.train_text_encoder:
             for offset, encoder in enumerate(_TEXT_ENCODERS, start=1):
                 network = getattr(backbone, encoder)
