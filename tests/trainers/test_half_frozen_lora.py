@@ -217,3 +217,24 @@ def test_a_few_mixed_steps_stay_close_to_the_float32_run(quick_compile_options):
     # the half kernel, gradients left scaled) is off by far more.
     np.testing.assert_allclose(mixed_losses, losses, rtol=5e-3)
     assert np.linalg.norm(mixed_updates - updates) <= 2e-2 * np.linalg.norm(updates)
+
+
+@pytest.mark.skipif(_jax_on_cpu(), reason="XLA:CPU cannot compile float16 matmuls with "
+                    "float32 accumulation (GPUs can)")  # fmt: skip
+def test_sd3_clip_lora_trains_in_float32_over_half_precision_clip_kernels():
+    """SD3 `--train-text-encoder`: CLIP's MultiHeadAttention kernels stay float16 under a float32 LoRA."""
+    from studio.trainers.dreambooth.dreambooth_training import build_optimizer
+
+    settings = lora_settings("tiny-sd3", train_text_encoder=True)
+    backbone, trainer = build(settings)
+    # Traced without XLA: the quickest start of keras-hub's networks here.
+    trainer.compile(optimizer=build_optimizer(settings), jit_compile=False)
+    query = backbone.clip_g.encoder_layers[0].attention._query_dense
+    clip_lora = [v for v in trainer.trainable_variables if v.path.startswith(("clip_l", "clip_g"))]
+    assert clip_lora and all(v.dtype == "float32" for v in clip_lora)
+    assert str(query._kernel.dtype) == "float16"
+    token_ids = np.asarray(backbone.tokenizer(list(PROMPTS)))
+    latents = np.random.default_rng(0).normal(size=(len(PROMPTS), 8, 8, 16)).astype("float32")
+    loss = trainer.train_on_batch({"latents": latents, "token_ids": token_ids}, return_dict=True)
+    assert np.isfinite(loss["loss"])
+    assert all(np.abs(numpy(v)).max() > 0 for v in clip_lora if v.path.endswith("lora_kernel_b"))
