@@ -43,7 +43,8 @@ DREAMBOOTH_SETTINGS = {
 # LoRA left it there (seed 0: fidelity 0.65, rank 16, 1000 steps); the MLPs
 # too, 1000 steps and class images at guidance 1 (a wider class set: class
 # diversity 1.21x the base model's at seed 0 against 0.74x at guidance 4)
-# scored 0.90 at seed 0, but 0.725 at seed 1 and 0.25 at seed 2.
+# scored 0.90 at seed 0 (0.50 in another run of the same seed), but 0.725
+# at seed 1 and 0.25 at seed 2.
 FAMILY_DREAMBOOTH_SETTINGS = {
     SD3: {"steps": 1000, "lora_feed_forward": True, "class_image_guidance": 1.0},
 }
