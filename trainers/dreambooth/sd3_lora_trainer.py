@@ -29,7 +29,7 @@ KOHYA_SD3_BASE_MODEL_VERSION = "sd3"
 CONDITIONING_KEYS = ("context", "pooled_projection")
 # Set on a rematerialised joint block so that a second call does not wrap it twice.
 _REMAT_MARK = "_studio_rematerialized"
-# The networks LoRA adapts: the MMDiT, and CLIP-L / CLIP-G with `train_text_encoder`.
+# The text encoders (`SD3Backbone` attributes) LoRA adapts with `train_text_encoder`.
 _TEXT_ENCODERS = ("clip_l", "clip_g")
 # LoRA initial values: each network's seeds start this far apart.
 _NETWORK_SEED_STRIDE = 1_000
