@@ -37,7 +37,9 @@ _ATTENTION = (
     ("_output_dense", "self_attn.out_proj"),
 )
 _MLP = (("dense_1", "mlp.fc1"), ("dense_2", "mlp.fc2"))
-# The module names within a layer (`self_attn.q_proj`, ..., `mlp.fc2`).
+# Where transformers numbers CLIP's layers, and the module names within a
+# layer (`self_attn.q_proj`, ..., `mlp.fc2`).
+CLIP_LAYERS = DIFFUSERS_PREFIX + LAYERS[HUGGING_FACE]
 CLIP_LORA_MODULES = tuple(module for _, module in _ATTENTION + _MLP)
 
 
@@ -54,14 +56,13 @@ def sd3_clip_lora_targets(encoder, mlp=False):
         ...) -> `EinsumDenseLoRA` (attention) or `keras.layers.Dense` (MLP),
         in layer order.
     """
-    layers = DIFFUSERS_PREFIX + LAYERS[HUGGING_FACE]
     targets = {}
     for index, block in enumerate(encoder.encoder_layers):
         for attribute, module in _ATTENTION:
-            targets[f"{layers}.{index}.{module}"] = EinsumDenseLoRA(
+            targets[f"{CLIP_LAYERS}.{index}.{module}"] = EinsumDenseLoRA(
                 getattr(block.attention, attribute)
             )
         if mlp:
             for attribute, module in _MLP:
-                targets[f"{layers}.{index}.{module}"] = getattr(block, attribute)
+                targets[f"{CLIP_LAYERS}.{index}.{module}"] = getattr(block, attribute)
     return targets

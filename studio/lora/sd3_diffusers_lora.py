@@ -31,6 +31,7 @@ from studio.interop.sd3_mmdit_names import (
     kohya_module,
 )
 from studio.lora.sd3_clip_lora_targets import (
+    CLIP_LAYERS,
     CLIP_LORA_MODULES,
     SD3_DIFFUSERS_TEXT_ENCODERS,
     SD3_TEXT_ENCODER_PREFIXES,
@@ -48,13 +49,15 @@ _TEXT_ENCODER_COMPONENTS = {
     SD3_TEXT_ENCODER_PREFIXES[encoder]: component
     for encoder, component in SD3_DIFFUSERS_TEXT_ENCODERS.items()
 }
-_TEXT_LAYERS = "text_model.encoder.layers"
+_TEXT_ENCODER_PREFIXES_BY_COMPONENT = {
+    component: prefix for prefix, component in _TEXT_ENCODER_COMPONENTS.items()
+}
 _KOHYA_TEXT_MODULE = re.compile(
-    rf"^({'|'.join(_TEXT_ENCODER_COMPONENTS)})_{_TEXT_LAYERS.replace('.', '_')}_(\d+)_"
+    rf"^({'|'.join(_TEXT_ENCODER_COMPONENTS)})_{CLIP_LAYERS.replace('.', '_')}_(\d+)_"
     rf"({'|'.join(module.replace('.', '_') for module in CLIP_LORA_MODULES)})$"
 )
 _DIFFUSERS_TEXT_MODULE = re.compile(
-    rf"^({'|'.join(_TEXT_ENCODER_COMPONENTS.values())})\.({_TEXT_LAYERS}\.\d+\."
+    rf"^({'|'.join(_TEXT_ENCODER_COMPONENTS.values())})\.({CLIP_LAYERS}\.\d+\."
     rf"(?:{'|'.join(re.escape(module) for module in CLIP_LORA_MODULES)}))$"
 )
 _KOHYA_MODULE = re.compile(
@@ -123,7 +126,7 @@ def _diffusers_text_module(kohya):
         return None
     prefix, index, module = match.groups()
     dotted = next(name for name in CLIP_LORA_MODULES if name.replace(".", "_") == module)
-    return f"{_TEXT_ENCODER_COMPONENTS[prefix]}.{_TEXT_LAYERS}.{index}.{dotted}"
+    return f"{_TEXT_ENCODER_COMPONENTS[prefix]}.{CLIP_LAYERS}.{index}.{dotted}"
 
 
 def save_diffusers_sd3_lora(lora_weights, path):
@@ -146,7 +149,7 @@ def is_diffusers_sd3_lora(tensors):
     """
     prefix = f"{DIFFUSERS_TRANSFORMER_PREFIX}.transformer_blocks."
     allowed = (prefix,) + tuple(
-        f"{component}.{_TEXT_LAYERS}." for component in _TEXT_ENCODER_COMPONENTS.values()
+        f"{component}.{CLIP_LAYERS}." for component in _TEXT_ENCODER_COMPONENTS.values()
     )
     return any(name.startswith(prefix) for name in tensors) and all(
         name.startswith(allowed) and name.endswith((LORA_A_SUFFIX, LORA_B_SUFFIX))
@@ -167,32 +170,35 @@ def sd3_lora_from_diffusers_tensors(tensors, source="the file"):
         `rank_q + rank_k + rank_v`.
 
     Raises:
-        InvalidInputError: a module the MMDiT has no layer for, a module
-            without its A or B, or a qkv with only some of q, k, v.
+        InvalidInputError: a module the MMDiT or CLIP-L/G has no adapted
+            layer for, a module without its A or B, or a qkv with only
+            some of q, k, v.
     """
-    modules = _text_encoder_modules(tensors, source)
+    pairs = _lora_pairs(tensors)
     transformer = f"{DIFFUSERS_TRANSFORMER_PREFIX}."
+    text = [module for module in pairs if not module.startswith(transformer)]
     unknown_text = sorted(
-        name for name in tensors
-        if not name.startswith(transformer) and not _DIFFUSERS_TEXT_MODULE.match(_module_of(name))
+        name for name in tensors if not name.startswith(transformer)
+        and not _DIFFUSERS_TEXT_MODULE.match(_lora_module(name))
     )  # fmt: skip
     if unknown_text:
         raise InvalidInputError(
             f"{len(unknown_text)} LoRA tensor(s) in {source} name no CLIP-L/G layer the studio "
             "adapts (self_attn q/k/v/out_proj, mlp fc1/fc2). Received: " + str(unknown_text[:5])
         )
-    tensors = {name: value for name, value in tensors.items() if name.startswith(transformer)}
+    modules = {}
+    for module in text:
+        component, name = _DIFFUSERS_TEXT_MODULE.match(module).groups()
+        down, up = _down_up(pairs.pop(module), module, source)
+        prefix = _TEXT_ENCODER_PREFIXES_BY_COMPONENT[component]
+        modules[f"{prefix}_{name.replace('.', '_')}"] = (down, up, float(down.shape[0]))
+    pairs = {module[len(transformer):]: pair for module, pair in pairs.items()}
     by_diffusers = {}
-    for block_index in sorted({int(name.split(".")[2]) for name in tensors}):
+    for block_index in sorted({int(module.split(".")[1]) for module in pairs}):
         for stream in STREAMS:
             for module in _LORA_MODULES:
                 sd3 = f"joint_blocks.{block_index}.{stream}.{module}"
                 by_diffusers[diffusers_module(sd3)] = sd3
-    pairs = {}
-    for name, value in tensors.items():
-        suffix = LORA_A_SUFFIX if name.endswith(LORA_A_SUFFIX) else LORA_B_SUFFIX
-        module = name[len(DIFFUSERS_TRANSFORMER_PREFIX) + 1 : -len(suffix)]
-        pairs.setdefault(module, {})[suffix] = np.asarray(value, np.float32)
     for split, sd3 in by_diffusers.items():
         parts = split if isinstance(split, tuple) else (split,)
         present = [part for part in parts if part in pairs]
@@ -203,16 +209,7 @@ def sd3_lora_from_diffusers_tensors(tensors, source="the file"):
                 f"{source} has LoRA for {present} but not for all of {list(parts)}: the "
                 "studio adapts SD3's fused qkv as one layer. Received: a partial q/k/v"
             )
-        downs, ups = [], []
-        for part in parts:
-            pair = pairs[part]
-            if LORA_A_SUFFIX not in pair or LORA_B_SUFFIX not in pair:
-                raise InvalidInputError(
-                    f"LoRA module {part!r} in {source} needs both lora_A and lora_B. "
-                    f"Received: {sorted(pair)}"
-                )
-            downs.append(pair[LORA_A_SUFFIX])
-            ups.append(pair[LORA_B_SUFFIX])
+        downs, ups = zip(*(_down_up(pairs[part], part, source) for part in parts))
         down = np.concatenate(downs, axis=0)
         up = np.zeros((sum(u.shape[0] for u in ups), down.shape[0]), np.float32)
         row = column = 0
@@ -232,32 +229,27 @@ def sd3_lora_from_diffusers_tensors(tensors, source="the file"):
     return modules
 
 
-def _module_of(name):
-    """The module of a `<module>.lora_A.weight` / `.lora_B.weight` tensor name."""
-    for suffix in (LORA_A_SUFFIX, LORA_B_SUFFIX):
-        if name.endswith(suffix):
-            return name[: -len(suffix)]
-    return name
 
-
-def _text_encoder_modules(tensors, source):
-    """The CLIP-L / CLIP-G modules of a diffusers SD3 LoRA as kohya modules (alpha = rank)."""
-    kohya_prefixes = {component: prefix for prefix, component in _TEXT_ENCODER_COMPONENTS.items()}
+def _lora_pairs(tensors):
+    """`{module: {".lora_A.weight": A, ".lora_B.weight": B}}` of diffusers LoRA tensors (float32)."""
     pairs = {}
     for name, value in tensors.items():
-        match = _DIFFUSERS_TEXT_MODULE.match(_module_of(name))
-        if match is not None:
-            component, module = match.groups()
-            kohya = f"{kohya_prefixes[component]}_{module.replace('.', '_')}"
-            suffix = LORA_A_SUFFIX if name.endswith(LORA_A_SUFFIX) else LORA_B_SUFFIX
-            pairs.setdefault(kohya, {})[suffix] = np.asarray(value, np.float32)
-    modules = {}
-    for kohya, pair in pairs.items():
-        if LORA_A_SUFFIX not in pair or LORA_B_SUFFIX not in pair:
-            raise InvalidInputError(
-                f"LoRA module {kohya!r} in {source} needs both lora_A and lora_B. "
-                f"Received: {sorted(pair)}"
-            )
-        down = pair[LORA_A_SUFFIX]
-        modules[kohya] = (down, pair[LORA_B_SUFFIX], float(down.shape[0]))
-    return modules
+        module = _lora_module(name)
+        pairs.setdefault(module, {})[name[len(module):]] = np.asarray(value, np.float32)
+    return pairs
+
+
+def _lora_module(name):
+    """The module of a diffusers LoRA tensor (`<module>.lora_A.weight` / `.lora_B.weight`)."""
+    suffix = LORA_A_SUFFIX if name.endswith(LORA_A_SUFFIX) else LORA_B_SUFFIX
+    return name[: -len(suffix)]
+
+
+def _down_up(pair, module, source):
+    """A module's `(lora_A, lora_B)`, or one line when one of them is missing."""
+    if LORA_A_SUFFIX not in pair or LORA_B_SUFFIX not in pair:
+        raise InvalidInputError(
+            f"LoRA module {module!r} in {source} needs both lora_A and lora_B. "
+            f"Received: {sorted(pair)}"
+        )
+    return pair[LORA_A_SUFFIX], pair[LORA_B_SUFFIX]
