@@ -55,7 +55,7 @@ def load_pipeline(preset, loras=(), embeddings=()):
         loras: as `load_backbone`.
         embeddings: tuple of `(path, mtime)` of embedding files.
     """
-    from studio.app.file_library import file_token_name
+    from studio.files.a1111_name import a1111_name
     from studio.embeddings.backbone_with_embeddings import backbone_with_embeddings
     from studio.embeddings import load_embedding
 
@@ -66,7 +66,7 @@ def load_pipeline(preset, loras=(), embeddings=()):
     # A {clip_l, clip_g} file that does not name its token is named by its file.
     pipeline.backbone = backbone_with_embeddings(
         base.backbone, [load_embedding(path) for path, _ in embeddings],
-        names=[file_token_name(path) for path, _ in embeddings],
+        names=[a1111_name(path) for path, _ in embeddings],
     )
     return pipeline
 

@@ -6,6 +6,7 @@ import os
 
 from studio.app.run_record import list_runs
 from studio.app.safe_uploads import EMBEDDING_EXTENSIONS, LORA_EXTENSIONS
+from studio.files.a1111_name import a1111_name
 from studio.trainers.run.run_directory import EMBEDDING_FILE, LORA_FILE
 
 
@@ -164,11 +165,6 @@ def embedding_tokens(path):
     return _tokens(os.path.abspath(path), os.path.getmtime(path))
 
 
-def file_token_name(path):
-    """The token A1111 gives a file that does not name it: the file's name."""
-    return os.path.splitext(os.path.basename(path))[0]
-
-
 @functools.lru_cache(maxsize=512)
 def _tokens(path, mtime):
     from studio.embeddings import load_embedding
@@ -179,7 +175,7 @@ def _tokens(path, mtime):
 
     embedding = load_embedding(path)
     if embedding.architecture == ARCHITECTURE_SDXL:
-        return (embedding.metadata.get(SDXL_PLACEHOLDER_KEY) or file_token_name(path),)
+        return (embedding.metadata.get(SDXL_PLACEHOLDER_KEY) or a1111_name(path),)
     return tuple(embedding.placeholders)
 
 

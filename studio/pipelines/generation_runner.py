@@ -5,6 +5,7 @@ import dataclasses
 import os
 import warnings
 
+from studio.files.a1111_name import a1111_name
 from studio.images.concept_reference import ConceptReference
 from studio.pipelines.text_to_image_pipeline import GeneratedImages, TextToImagePipeline
 
@@ -64,7 +65,7 @@ class GenerationRunner:
             warnings.simplefilter("always")
             # A1111's rule for files that do not name their token (SD-XL's):
             # the file's name.
-            names = [os.path.splitext(os.path.basename(path))[0] for path in settings.embeddings]
+            names = [a1111_name(path) for path in settings.embeddings]
             view = backbone_with_embeddings(base.backbone, embeddings, names=names)
         for warning in caught:
             (self.warn or warnings.warn)(str(warning.message))
@@ -107,11 +108,11 @@ class GenerationRunner:
             **pipeline_options,
         )
         loras = tuple(
-            ConceptReference(_name(path), self._short_hash(path, "lora"), strength)
+            ConceptReference(a1111_name(path), self._short_hash(path, "lora"), strength)
             for path, strength in settings.loras
         )
         embeddings = tuple(
-            ConceptReference(_name(path), self._short_hash(path, "embedding"))
+            ConceptReference(a1111_name(path), self._short_hash(path, "embedding"))
             for path in settings.embeddings
         )
         parameters = [
@@ -137,8 +138,3 @@ class GenerationRunner:
         if key not in self._hashes:
             self._hashes[key] = (lora_short_hash if kind == "lora" else embedding_short_hash)(path)
         return self._hashes[key]
-
-
-def _name(path):
-    """A1111's name for a file: its name without folder and extension."""
-    return os.path.splitext(os.path.basename(path))[0]
