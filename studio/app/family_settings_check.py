@@ -61,8 +61,8 @@ def refuses_setting(family, settings, name):
     Example:
 
     ```python
-    refuses_setting("sd3", DreamBoothSettings(model="tiny-sd3", lora_rank=4), "token")
-    # True: SD3 DreamBooth has no pivotal tuning.
+    refuses_setting("sd3", DreamBoothSettings(model="tiny-sd3", lora_rank=4), "offset_noise")
+    # True: offset noise is a DDPM option, which SD3's flow matching refuses.
     ```
     """
     field = next(f for f in dataclasses.fields(settings) if f.name == name)

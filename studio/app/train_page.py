@@ -356,7 +356,7 @@ def _settings_section(data, folder):
             first[0].caption(f"{METHODS[name].split(' — ')[0]} is not offered for {model}: "
                              f"{refused[name]}")
     settings_class, basic, advanced = METHOD_FIELDS[method]
-    # Options the family's trainer refuses are not offered (SD3: no pivotal tuning).
+    # Options the family's trainer refuses are not offered (SD3: no DDPM options).
     shown = _offered_settings(chosen, method, basic + advanced)
     basic = [name for name in basic if name in shown]
     advanced = [name for name in advanced if name in shown]

@@ -7,7 +7,7 @@ from studio.datasets.shapes_world import ShapesWorld
 from studio.evaluation.model_evaluator import EVALUATION_GUIDANCE, INSTANCE_CONCEPT, ModelEvaluator
 from studio.models.presets import SD3
 
-INSTANCE_PROMPT = "a sks circle"
+INSTANCE_SUBJECT = "sks circle"
 CLASS_PROMPT = "a circle"
 INSTANCE_IMAGES = 5
 # LoRA rank 16 on the UNet's and the text encoder's attention, 600 steps.
@@ -71,7 +71,9 @@ def evaluate_dreambooth(out, prior_preservation=True, steps=None, seed=0, model=
 
     `settings` (a dict) replaces entries of `DREAMBOOTH_SETTINGS` and of
     the model family's `FAMILY_DREAMBOOTH_SETTINGS`: e.g.
-    `{"train_text_encoder": False}` for denoiser-only LoRA.
+    `{"train_text_encoder": False}` for denoiser-only LoRA, or `{"token":
+    "<sks>", "init_word": "circle", "train_text_encoder": False}` for
+    pivotal tuning, which learns "a <sks> circle" and is scored on it.
 
     Returns:
         Dict with `instance_fidelity` and `base_instance_fidelity` (share of
@@ -88,15 +90,18 @@ def evaluate_dreambooth(out, prior_preservation=True, steps=None, seed=0, model=
 
     base = ModelEvaluator(load_backbone(model))
     base_diversity = base.class_diversity(CLASS_PROMPT, num_images, seed=seed + 1000)
-    base_fidelity = base.score_concept("sks circle", INSTANCE_CONCEPT, num_images, seed=seed)
+    base_fidelity = base.score_concept(INSTANCE_SUBJECT, INSTANCE_CONCEPT, num_images, seed=seed)
 
     family = FAMILY_DREAMBOOTH_SETTINGS.get(family_of(model), {})
     values = {**DREAMBOOTH_SETTINGS, **family, **(settings or {})}
+    # Pivotal tuning learns a new token in the identifier's place: "a <sks> circle".
+    subject = INSTANCE_SUBJECT.replace("sks", values["token"]) if values.get("token") else (
+        INSTANCE_SUBJECT)
     settings = DreamBoothSettings(**dict(
         values,
         model=model,
         data=render_instance_set(os.path.join(out, "instance"), seed=seed),
-        instance_prompt=INSTANCE_PROMPT,
+        instance_prompt=f"a {subject}",
         class_prompt=CLASS_PROMPT if prior_preservation else None,
         class_data=os.path.join(out, "class-images"),
         seed=seed,
@@ -109,8 +114,9 @@ def evaluate_dreambooth(out, prior_preservation=True, steps=None, seed=0, model=
     TrainingRun(trainer, directory, settings.steps, save_every=settings.save_every,
                 log_every=settings.log_every).fit(batches)
 
-    tuned = ModelEvaluator(trainer.backbone, classifier=base.classifier)
-    fidelity = tuned.score_concept("sks circle", INSTANCE_CONCEPT, num_images, seed=seed)
+    # The trainer's view: the backbone with its LoRA (and a pivotal token's rows).
+    tuned = ModelEvaluator(trainer.sampling_backbone(), classifier=base.classifier)
+    fidelity = tuned.score_concept(subject, INSTANCE_CONCEPT, num_images, seed=seed)
     diversity = tuned.class_diversity(CLASS_PROMPT, num_images, seed=seed + 1000)
     return {
         "instance_fidelity": fidelity["concept_fidelity"],

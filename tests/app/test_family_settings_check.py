@@ -21,7 +21,8 @@ def test_sd3_trains_lora_and_textual_inversion_and_refuses_full_dreambooth_in_on
 
 def test_options_a_family_refuses_are_told_by_its_check():
     lora = DreamBoothSettings(model=SD3_MODEL, lora_rank=4)
-    assert refuses_setting("sd3", lora, "token")  # No pivotal tuning.
+    assert refuses_setting("sd3", lora, "offset_noise")  # A DDPM option.
+    assert not refuses_setting("sd3", lora, "token")  # Pivotal tuning (SD3PivotalTuningTrainer).
     assert refuses_setting("sd3", TextualInversionSettings(model=SD3_MODEL), "min_snr_gamma")
     assert not refuses_setting("sd3", lora, "lora_feed_forward")
     assert not refuses_setting("sd3", lora, "class_prompt")
@@ -45,5 +46,5 @@ def test_what_the_check_stops_refusing_the_app_offers(monkeypatch):
 
     lora = DreamBoothSettings(model=SD3_MODEL, lora_rank=4)
     monkeypatch.setattr(sd3_dreambooth_training, "_UNSUPPORTED", ())
-    assert not refuses_setting("sd3", lora, "token")
-    assert not refuses_setting("sd3", lora, "train_text_encoder")
+    assert not refuses_setting("sd3", lora, "offset_noise")
+    assert not refuses_setting("sd3", lora, "min_snr_gamma")

@@ -91,9 +91,11 @@ def test_train_offers_sd3_what_its_trainers_do_and_refuses_the_rest_in_one_line(
     keys = {widget.key for kind in ("text_input", "number_input", "toggle")
             for widget in app.get(kind)}
     assert field_key("dreambooth-lora", "lora_rank") in keys
-    # No pivotal tuning: neither its token, nor what goes with it.
-    assert not any(key.startswith(field_key("dreambooth-lora", name))
-                   for key in keys for name in ("token", "init_word", "ti_fraction"))
+    # Pivotal tuning: its token and what goes with it (SD3's check lets them through)...
+    assert all(any(key.startswith(field_key("dreambooth-lora", name)) for key in keys)
+               for name in ("token", "init_word", "ti_fraction"))
+    # ... but no DDPM option, which SD3's check refuses.
+    assert not any(key.startswith(field_key("dreambooth-lora", "offset_noise")) for key in keys)
 
     # The settings check refuses a combination with its one line, before anything starts.
     app.radio(key="train_method").set_value("textual-inversion").run()

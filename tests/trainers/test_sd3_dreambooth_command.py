@@ -19,11 +19,11 @@ def workspace(tmp_path_factory, write_toy_images):
     return root
 
 
-def _train(workspace, out, *extra):
+def _train(workspace, out, *extra, instance_prompt=INSTANCE_PROMPT):
     return studio(
         "train", "dreambooth", "--out", str(workspace / out), "--cache-dir", str(workspace / "cache"),
         "--model", "tiny-sd3", "--data", str(workspace / "subject"),
-        "--instance-prompt", INSTANCE_PROMPT, *extra,
+        "--instance-prompt", instance_prompt, *extra,
     )  # fmt: skip
 
 
@@ -81,3 +81,40 @@ def test_lora_run_writes_kohya_and_diffusers_files_that_generate_uses(workspace)
     assert code == 0
     images = sorted((workspace / "images").glob("*.png"))
     assert images and Image.open(images[0]).size == (IMAGE_SIZE, IMAGE_SIZE)
+
+
+# As the LoRA run above, with the token's rows: about 20 s alone on 2 cores.
+@pytest.mark.large
+def test_pivotal_run_writes_the_embedding_beside_both_lora_files_and_generate_uses_them(
+        workspace):
+    from studio.embeddings import load_embedding
+    from studio.lora.lora_weights import LoRAWeights
+
+    token = "<sks>"
+    code = _train(
+        workspace, "pivotal", "--class-prompt", CLASS_PROMPT, "--num-class-images", "1", "--class-image-steps", "1",
+        "--lora-rank", "2", "--token", token, "--init-word", "toy", "--ti-fraction", "0.5",
+        "--steps", "2", "--save-every", "1", "--lr", "1e-2",
+        instance_prompt=f"a photo of {token} toy",
+    )  # fmt: skip
+    assert code == 0
+    run = workspace / "pivotal"
+    embedding = load_embedding(run / "embedding.safetensors")
+    assert embedding.metadata["studio.base_family"] == "sd3"
+    assert embedding.metadata["studio.placeholder"] == token and embedding.steps == 2
+    for name in ("lora.safetensors", "lora.diffusers.safetensors"):
+        assert (run / name).is_file()
+    lora = LoRAWeights.load(run / "lora.safetensors")
+    assert lora.metadata["studio_embedding_file"] == "embedding.safetensors"
+    # One step of the rows (half of 2), then they held: step 1's file equals step 2's.
+    first = load_embedding(run / "checkpoints" / "step-000001" / "embedding.safetensors")
+    for key in ("clip_l", "clip_g"):
+        assert first.vectors[key].tobytes() == embedding.vectors[key].tobytes()
+
+    code = studio(
+        "generate", "--model", "tiny-sd3", "--prompt", f"a photo of {token} toy", "--steps", "2",
+        "--seed", "1", "--lora", str(run / "lora.safetensors"),
+        "--embedding", str(run / "embedding.safetensors"), "--out", str(workspace / "pivotal-images"),
+    )  # fmt: skip
+    assert code == 0
+    assert len(list((workspace / "pivotal-images").glob("*.png"))) == 1

@@ -1,10 +1,11 @@
 """DreamBooth LoRA on an SD3 model: `build_dreambooth`'s path for the `sd3` family.
 
 The run is DreamBooth's (class images from the model, instance and class
-datasets, the latent cache, cached text embeddings unless CLIP-L/G train);
-only the trainer (`SD3LoRATrainer`: MMDiT LoRA, with `--train-text-encoder`
-CLIP-L/G LoRA too, flow matching) and the cached conditioning (CLIP-L/G
-context and pooled projection) differ.
+datasets, the latent cache, cached text embeddings unless CLIP-L/G train
+or a pivotal token's rows do); only the trainer (`SD3LoRATrainer`: MMDiT
+LoRA, with `--train-text-encoder` CLIP-L/G LoRA too, flow matching; with
+`--token`, `SD3PivotalTuningTrainer`) and the cached conditioning
+(CLIP-L/G context and pooled projection) differ.
 """
 
 from studio.errors import SettingsError
@@ -13,7 +14,6 @@ from studio.errors import SettingsError
 _UNSUPPORTED = (
     ("min_snr_gamma", "--min-snr-gamma (flow matching weights timesteps its own way)"),
     ("offset_noise", "--offset-noise (a DDPM option)"),
-    ("token", "--token (pivotal tuning)"),
 )
 
 
@@ -37,13 +37,21 @@ def check_sd3_settings(settings):
 
 
 def build_sd3_trainer(settings, backbone, devices):
-    """The compiled `SD3LoRATrainer` of `settings`, in `devices`' scope."""
+    """The compiled `SD3LoRATrainer` of `settings` (with `settings.token`, an
+    `SD3PivotalTuningTrainer`), in `devices`' scope."""
     from studio.trainers.dreambooth.dreambooth_training import build_optimizer
     from studio.trainers.dreambooth.sd3_lora_trainer import SD3LoRATrainer
+    from studio.trainers.dreambooth.sd3_pivotal_tuning_trainer import SD3PivotalTuningTrainer
 
+    trainer_class, pivotal = SD3LoRATrainer, {}
+    if settings.is_pivotal:
+        trainer_class = SD3PivotalTuningTrainer
+        pivotal = dict(placeholder_token=settings.token, initializer_word=settings.init_word,
+                       embedding_steps=settings.embedding_steps())
     with devices.scope():
-        trainer = SD3LoRATrainer(
+        trainer = trainer_class(
             backbone,
+            **pivotal,
             lora_rank=settings.lora_rank,
             lora_alpha=settings.lora_alpha,
             lora_mlp=bool(settings.lora_feed_forward),

@@ -159,23 +159,26 @@ class SD3LoRATrainer(DiffusionTrainer):
         noisy, timesteps, target, weights = self.objective.noisy_latents(
             latents, self.seed_generator
         )
-        if CONDITIONING_KEYS[0] in inputs:
-            if self.train_text_encoder:
-                raise ValueError(
-                    "Cached 'context' cannot train CLIP-L/G: give 'token_ids'. "
-                    f"Received: a batch with {sorted(inputs)}"
-                )
-            conditioning = {key: inputs[key] for key in CONDITIONING_KEYS}
-        else:
-            conditioning = self.backbone.encode_text(
-                inputs["token_ids"], training=self.train_text_encoder and training
-            )
+        conditioning = self._conditioning(inputs, training)
         prediction = self.backbone.denoise(noisy, timesteps, conditioning, training=training)
         if "is_class_image" in inputs:
             is_class = ops.cast(inputs["is_class_image"], "float32")
         else:
             is_class = ops.zeros(ops.shape(weights), "float32")
         return ops.cast(prediction, "float32"), target, weights, is_class
+
+    def _conditioning(self, inputs, training):
+        """The MMDiT's `{"context", "pooled_projection"}`: the batch's cached ones, or encoded."""
+        if CONDITIONING_KEYS[0] in inputs:
+            if self.train_text_encoder:
+                raise ValueError(
+                    "Cached 'context' cannot train CLIP-L/G: give 'token_ids'. "
+                    f"Received: a batch with {sorted(inputs)}"
+                )
+            return {key: inputs[key] for key in CONDITIONING_KEYS}
+        return self.backbone.encode_text(
+            inputs["token_ids"], training=self.train_text_encoder and training
+        )
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         prediction, target, weights, is_class = y_pred
