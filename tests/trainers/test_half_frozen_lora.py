@@ -79,17 +79,20 @@ def test_frozen_weights_are_float16_and_lora_float32_with_loss_scaling(mixed_lor
     assert isinstance(trainer.optimizer, keras.optimizers.LossScaleOptimizer)
 
 
-# The byte-level tokenizer of tiny-sdxl splits every word.
+# The byte-level tokenizers of tiny-sdxl and tiny-sd3 split every word.
 @pytest.mark.filterwarnings("ignore:The initializer")
-def test_pivotal_tuning_trains_float32_token_rows_beside_the_lora():
-    """SD-XL pivotal tuning: the token's rows in both half-precision tables train in float32."""
-    backbone, trainer = build(lora_settings("tiny-sdxl", token="<halflora>", init_word="toy",
+@pytest.mark.parametrize("model, second_encoder", [("tiny-sdxl", "text_encoder_2"),
+                                                   ("tiny-sd3", "clip_g")])
+def test_pivotal_tuning_trains_float32_token_rows_beside_the_lora(model, second_encoder):
+    """SD-XL and SD3 pivotal tuning: the token's rows in both half-precision tables train in
+    float32."""
+    backbone, trainer = build(lora_settings(model, token="<halflora>", init_word="toy",
                                             instance_prompt="a photo of <halflora>"))
     rows = [trainer.placeholder_embedding[key].new_vectors for key in ("clip_l", "clip_g")]
     trained = list(trainer.trainable_variables)
     assert {id(v) for v in rows} < {id(v) for v in trained}
     assert all(v.dtype == "float32" for v in trained)
-    assert {str(v.dtype) for v in backbone.text_encoder_2.weights} == {"float16"}
+    assert {str(v.dtype) for v in getattr(backbone, second_encoder).weights} == {"float16"}
     assert trainer.precision == "mixed_float16" and trainer.uses_loss_scaling
 
 
