@@ -18,6 +18,7 @@ from studio.app.file_library import (
     picker_label,
     training_images,
 )
+from studio.app.model_catalog import ModelChoice
 from studio.app.model_picker import pick_model
 from studio.app.page_errors import errors_as_messages
 from studio.grids import draw_grid
@@ -25,7 +26,6 @@ from studio.grids import draw_grid
 BASE_ROW = "base, before training"
 MAX_COLUMNS = 8
 MAX_ROWS = 12
-SAMPLER_NAMES = ("ddim", "euler", "euler_a", "dpmpp_2m")
 SCORES_HELP = (
     "What the scores mean (the shapes world's classifier reads each image): "
     "**prompt accuracy** — the share of a row's images that show every attribute (shape, "
@@ -127,7 +127,8 @@ def _xy_section(model, rows, plain_words):
     for letter, label, column in (("X", x_axis, row[0]), ("Y", y_axis, row[1])):
         with column, errors_as_messages(f"Reading the {letter} axis"):
             picked[letter] = _axis(letter, label, column, first, data, model)
-    st.caption("Samplers: " + ", ".join(_samplers(model)) + ". The other settings come from "
+    st.caption("Samplers: " + ", ".join(ModelChoice.sampler_names(model))
+               + ". The other settings come from "
                "the fields above; the first row picked is the model plotted, and "
                "{concept} becomes each cell's embedding tokens.")
     row = st.columns(3)
@@ -187,7 +188,7 @@ def _axis(letter, label, column, first, data, model):
         return GridAxis("embedding", [options[name] for name in chosen])
     default = XY_DEFAULTS[label]
     if label == "Sampler":  # Two the model samples with (SD3: flow-matching Euler alone).
-        default = ", ".join(_samplers(model)[:2])
+        default = ", ".join(ModelChoice.sampler_names(model)[:2])
     text = column.text_input(f"{letter} values", value=default,
                              key=f"compare_{letter.lower()}_{label}")
     axis = GridAxis.from_text(XY_AXES[label], text)
@@ -195,11 +196,6 @@ def _axis(letter, label, column, first, data, model):
         raise ValueError(f"At most {MAX_AXIS_VALUES} {label} values. "
                          f"Received: {len(axis.values)}")
     return axis
-
-
-def _samplers(model):
-    """The names of `SAMPLER_NAMES` that `model` (a `ModelChoice`, or None) samples with."""
-    return [name for name in SAMPLER_NAMES if model is None or name in model.samplers]
 
 
 def _make_xy_plot(data, grid):

@@ -11,6 +11,7 @@ from studio.app.app_state import data_folder
 from studio.app.cached_models import file_key, load_pipeline
 from studio.app.file_library import (embedding_files, embedding_tokens, files_for_model,
                                      lora_files, picker_label)
+from studio.app.model_catalog import ModelChoice
 from studio.app.model_picker import pick_model
 from studio.app.run_progress import format_duration
 from studio.app.start_image import NO_MASK, pick_start_image
@@ -18,8 +19,10 @@ from studio.app.page_errors import errors_as_messages
 from studio.app.safe_uploads import (MAX_EMBEDDING_BYTES, MAX_IMAGE_BYTES, MAX_LORA_BYTES,
                                      MEBIBYTE,
                                      save_embedding_upload, save_lora_upload)
+from studio.schedulers import scheduler_registry
 
-SAMPLERS = {"ddim": "DDIM", "euler": "Euler", "euler_a": "Euler a", "dpmpp_2m": "DPM++ 2M"}
+# The sampler picker's labels: AUTOMATIC1111's names, as infotext writes them.
+SAMPLERS = {name: entry[2] for name, entry in scheduler_registry.SAMPLERS.items()}
 MAX_IMAGES = 8
 EMBEDDING_SUFFIXES = (".safetensors", ".pt", ".bin")
 DEFAULT_PROMPT = "a photo of a cat"
@@ -119,12 +122,12 @@ def render():
 
 
 def offered_samplers(model):
-    """The samplers of `SAMPLERS` that `model` (a `ModelChoice`, or None) samples with.
+    """The samplers that `model` (a `ModelChoice`, or None) samples with.
 
     The form's sampler changes to the first of them when the model has not
     the one chosen (an SD3 model after an SD 1.x image's settings).
     """
-    names = [name for name in SAMPLERS if model is None or name in model.samplers]
+    names = ModelChoice.sampler_names(model)
     if st.session_state.get("generate_sampler") not in names:
         st.session_state["generate_sampler"] = names[0]
     return names

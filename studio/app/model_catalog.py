@@ -54,6 +54,11 @@ class ModelChoice:
     concept_words: str = "a toy"
     samplers: tuple = SCHEDULER_NAMES
 
+    @staticmethod
+    def sampler_names(model):
+        """The samplers `model` (a `ModelChoice`, or None: any model) samples with."""
+        return list(SCHEDULER_NAMES if model is None else model.samplers)
+
     @property
     def label(self):
         mark = "✓ offline" if self.available else "needs download"
