@@ -28,7 +28,7 @@ def quick_steps(eager_compile):
 
 # About 16-20 s (the CLI's data pipeline, latent cache and fit on top of the
 # steps); the trainer's behaviour is tested in the default run
-# (test_sdxl_pivotal_tuning.py), this wiring also by the SD-XL learning test.
+# (test_two_encoder_pivotal_tuning.py), this wiring also by the SD-XL learning test.
 @pytest.mark.large
 def test_a_pivotal_run_writes_the_embedding_and_the_lora_that_names_it(
         tmp_path, write_toy_images):

@@ -108,6 +108,11 @@ class PivotalTokenTraining:
         return [v for lookup in self._lookups() for v in lookup.state_variables] + [
             self.training_calls]
 
+    def call(self, inputs, training=False):
+        if training:
+            self._step_pivotal()
+        return super().call(inputs, training=training)
+
     def _step_pivotal(self):
         """Starts a training call: the rows train while the clock is within their phase."""
         calls = ops.convert_to_tensor(self.training_calls)
@@ -154,8 +159,9 @@ class PivotalTokenTraining:
             metadata=metadata,
         )
 
-    def _with_pivotal_metadata(self, weights):
-        """`weights` (a `LoRAWeights`), its metadata naming the embedding file and token."""
+    def lora_weights(self, steps=None):
+        """The trainer's LoRA matrices, their metadata naming the embedding file and token."""
+        weights = super().lora_weights(steps)
         weights.metadata.update({
             "studio_method": METHOD,
             EMBEDDING_FILE_KEY: EMBEDDING_FILE,
@@ -173,8 +179,9 @@ class PivotalTokenTraining:
         """A view of the backbone (LoRA applied in place) that reads the token's rows."""
         return self.backbone.with_token_lookup(self.backbone.tokenizer, self.placeholder_embedding)
 
-    def _pivotal_config(self):
-        return dict(placeholder_token=self.placeholder_token,
+    def get_config(self):
+        return dict(super().get_config(),
+                    placeholder_token=self.placeholder_token,
                     initializer_word=self.initializer_word,
                     num_vectors=self.num_vectors,
                     embedding_steps=self.embedding_steps)

@@ -68,11 +68,6 @@ class PivotalTuningTrainer(PivotalTokenTraining, DreamBoothTrainer):
 
     # --- The training step ------------------------------------------------
 
-    def call(self, inputs, training=False):
-        if training:
-            self._step_pivotal()
-        return super().call(inputs, training=training)
-
     def _conditioning(self, inputs):
         # The encoders stay frozen (training=False); only the token's rows train.
         return self.backbone.encode_text(
@@ -81,14 +76,7 @@ class PivotalTuningTrainer(PivotalTokenTraining, DreamBoothTrainer):
 
     # --- Results ----------------------------------------------------------
 
-    def lora_weights(self, steps=None):
-        """The LoRA matrices, their metadata naming the embedding file and token."""
-        return self._with_pivotal_metadata(super().lora_weights(steps))
-
     def save_results(self, folder, step):
         """Writes `embedding.safetensors` and `lora.safetensors` into `folder`."""
         return [self._save_embedding(folder, step),
                 self.save_lora(os.path.join(folder, LORA_FILE), steps=step)]
-
-    def get_config(self):
-        return dict(super().get_config(), **self._pivotal_config())

@@ -72,11 +72,6 @@ class SD3PivotalTuningTrainer(PivotalTokenTraining, SD3LoRATrainer):
 
     # --- The training step ------------------------------------------------
 
-    def call(self, inputs, training=False):
-        if training:
-            self._step_pivotal()
-        return super().call(inputs, training=training)
-
     def _conditioning(self, inputs, training):
         # CLIP-L/G stay frozen (training=False); only the token's rows train.
         return self.backbone.encode_text(
@@ -85,14 +80,7 @@ class SD3PivotalTuningTrainer(PivotalTokenTraining, SD3LoRATrainer):
 
     # --- Results ----------------------------------------------------------
 
-    def lora_weights(self, steps=None):
-        """The LoRA matrices (kohya's SD3 names), their metadata naming the embedding and token."""
-        return self._with_pivotal_metadata(super().lora_weights(steps))
-
     def save_results(self, folder, step):
         """Writes `embedding.safetensors`, `lora.safetensors` and `lora.diffusers.safetensors`."""
         # The LoRA files are `SD3LoRATrainer`'s, with this `lora_weights`' metadata.
         return [self._save_embedding(folder, step), *super().save_results(folder, step)]
-
-    def get_config(self):
-        return dict(super().get_config(), **self._pivotal_config())
