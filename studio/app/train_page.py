@@ -295,8 +295,9 @@ METHOD_FIELDS = {
         ("token", "init_word", "ti_fraction", "lora_alpha", "lora_feed_forward",
          "class_image_steps", "class_image_guidance",
          "optimizer", "lr_decay", "batch_size", "grad_accum", "warmup_steps", "min_snr_gamma",
-         "offset_noise", "latent_variants", "seed", "sample_every", "sample_steps",
-         "sample_prompts", "save_every", "keep_checkpoints", "skip_invalid_images"),
+         "offset_noise", "weighting_scheme", "precondition_outputs", "latent_variants", "seed",
+         "sample_every", "sample_steps", "sample_prompts", "save_every", "keep_checkpoints",
+         "skip_invalid_images"),
     ),
     "dreambooth-full": (
         DreamBoothSettings,

@@ -88,13 +88,15 @@ def test_train_offers_sd3_what_its_trainers_do_and_refuses_the_rest_in_one_line(
     (why,) = [c.value for c in app.caption if "DreamBooth full is not offered" in c.value]
     assert "LoRA" in why  # ... and the settings check says why.
     app.radio(key="train_method").set_value("dreambooth-lora").run()
-    keys = {widget.key for kind in ("text_input", "number_input", "toggle")
+    keys = {widget.key for kind in ("text_input", "number_input", "toggle", "selectbox")
             for widget in app.get(kind)}
     assert field_key("dreambooth-lora", "lora_rank") in keys
     # Pivotal tuning: its token and what goes with it (SD3's check lets them through)...
     assert all(any(key.startswith(field_key("dreambooth-lora", name)) for key in keys)
                for name in ("token", "init_word", "ti_fraction"))
-    # ... but no DDPM option, which SD3's check refuses.
+    # ... and its flow-matching options, but no DDPM option, which SD3's check refuses.
+    for name in ("weighting_scheme", "precondition_outputs"):
+        assert any(key.startswith(field_key("dreambooth-lora", name)) for key in keys), name
     assert not any(key.startswith(field_key("dreambooth-lora", "offset_noise")) for key in keys)
 
     # The settings check refuses a combination with its one line, before anything starts.

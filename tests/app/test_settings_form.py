@@ -56,8 +56,10 @@ def test_every_setting_that_matters_is_in_the_form():
         missing = {field.name for field in dataclasses.fields(settings_class)} - shown
         if method == "dreambooth-full":
             # Pivotal tuning (token, init_word, ti_fraction) trains a LoRA with the token.
+            # SD3's flow-matching options: SD3 has no full DreamBooth.
             app_decides_here = app_decides | {"lora_rank", "lora_alpha", "lora_feed_forward",
-                                              "token", "init_word", "ti_fraction"}
+                                              "token", "init_word", "ti_fraction",
+                                              "weighting_scheme", "precondition_outputs"}
         elif method == "dreambooth-lora":
             app_decides_here = app_decides | {"remat"}  # LoRA keeps few weights
         else:

@@ -118,3 +118,36 @@ def test_pivotal_run_writes_the_embedding_beside_both_lora_files_and_generate_us
     )  # fmt: skip
     assert code == 0
     assert len(list((workspace / "pivotal-images").glob("*.png"))) == 1
+
+
+def test_flow_matching_options_reach_the_sd3_objective(workspace):
+    """`--weighting-scheme` and `--precondition-outputs`, diffusers' SD3 options, set the objective."""
+    from studio.models.sd3 import SD3Backbone
+    from studio.trainers import DreamBoothSettings
+    from studio.trainers.distributed.data_parallel_devices import DataParallelDevices
+    from studio.trainers.dreambooth.dreambooth_training import build_dreambooth_trainer
+
+    for scheme, precondition in (("logit_normal", False), ("mode", True)):
+        settings = DreamBoothSettings(
+            model="tiny-sd3", data=str(workspace / "subject"), instance_prompt=INSTANCE_PROMPT,
+            lora_rank=2, weighting_scheme=scheme, precondition_outputs=precondition)
+        trainer = build_dreambooth_trainer(settings, SD3Backbone.from_preset("tiny-sd3"),
+                                           DataParallelDevices())
+        config = trainer.objective.get_config()
+        assert (config["weighting_scheme"], config["precondition_outputs"]) == (
+            scheme, precondition)
+
+
+@pytest.mark.parametrize("option, shown", [
+    (["--weighting-scheme", "mode"], "--weighting-scheme mode"),
+    (["--precondition-outputs"], "--precondition-outputs"),
+])
+def test_flow_matching_options_are_refused_for_a_ddpm_model_in_one_line(workspace, option, shown):
+    with pytest.raises(SettingsError, match="flow-matching options of SD3") as error:
+        studio(
+            "train", "dreambooth", "--out", str(workspace / "ddpm"), "--model", "tiny",
+            "--data", str(workspace / "subject"), "--instance-prompt", INSTANCE_PROMPT,
+            "--lora-rank", "2", "--cache-dir", str(workspace / "cache"), *option,
+        )  # fmt: skip
+    assert str(error.value).endswith(f"Received: {shown}") and "\n" not in str(error.value)
+    assert not (workspace / "ddpm").exists()

@@ -59,6 +59,7 @@ def build_sd3_trainer(settings, backbone, devices):
             remat=bool(settings.remat),
             train_text_encoder=bool(settings.train_text_encoder),
             seed=settings.seed,
+            **settings.flow_matching_options(),
         )
         trainer.compile(optimizer=build_optimizer(settings), jit_compile=devices.jit_compile(True))
     return trainer

@@ -10,12 +10,7 @@ from studio.models.latent_distribution import sample_latents
 # `DiffusionBackbone.objective["type"]` of the backbones trained with it (SD3).
 from studio.models.sd3.sd3_backbone import FLOW_MATCHING_OBJECTIVE
 from studio.trainers.distributed.replica_context import draw_replica_rows
-
-# diffusers' `--weighting_scheme` values (train_dreambooth_lora_sd3.py). Two
-# choose how timesteps are drawn (logit_normal, mode; weights are ones), two
-# how the loss is weighted (sigma_sqrt, cosmap; timesteps uniform), and
-# "none" does neither.
-WEIGHTING_SCHEMES = ("sigma_sqrt", "logit_normal", "mode", "cosmap", "none")
+from studio.trainers.settings.weighting_scheme import WEIGHTING_SCHEMES
 
 
 class FlowMatchingObjective:
