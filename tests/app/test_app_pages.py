@@ -156,6 +156,11 @@ def test_train_form_takes_its_settings_from_the_dataclasses_and_checks_the_token
         fields = {field.name: field for field in dataclasses.fields(settings_class)}
         for name in basic + advanced:
             key = next((k for k in widgets if k.startswith(field_key(method, name))), None)
+            if name in ("weighting_scheme", "precondition_outputs"):
+                # SD3's flow-matching options: the SD 1.x model's family check refuses
+                # them, so its form leaves them out (test_sd3_pages.py: SD3 shows them).
+                assert key is None, (method, name)
+                continue
             assert key is not None, (method, name)
             depends = {"lr", "instance_prompt", "lora_rank", "train_text_encoder", "resolution"}
             if method == "textual-inversion":
