@@ -51,8 +51,11 @@ class PivotalTokenTraining:
     BASE_FAMILY = None
 
     def _start_pivotal(self, placeholder_token, initializer_word, embedding_steps, num_vectors):
-        """Adds the placeholder to the tokenizer and builds its lookups and clock."""
-        check_embedding_steps(embedding_steps)
+        """Adds the placeholder to the tokenizer and builds its lookups and clock.
+
+        The trainer checks `embedding_steps` (`check_embedding_steps`) before
+        it changes the backbone, so it is not checked again here.
+        """
         backbone = self.backbone
         self.placeholder_token = placeholder_token
         self.initializer_word = initializer_word
