@@ -3,6 +3,8 @@
 import keras
 from keras import ops
 
+from studio.models.dot_product_attention import dot_product_attention
+
 # OpenAI CLIP's sigmoid approximation of GELU: x * sigmoid(1.702 * x).
 QUICK_GELU_SLOPE = 1.702
 
@@ -32,8 +34,9 @@ ACTIVATIONS = {
 class CLIPEncoderLayer(keras.layers.Layer):
     """Causal self-attention and MLP, each behind a layer norm and residual.
 
-    Attention runs through `keras.ops.dot_product_attention`, so backends
-    with a fused kernel use it. The sub-layers are created in the order of
+    Attention runs through `keras.ops.dot_product_attention` (by way of
+    `studio.models.dot_product_attention`), so backends with a fused kernel
+    use it where it can train. The sub-layers are created in the order of
     KerasCV's `CLIPEncoderLayer` (layer norm, q/k/v/out projections, layer
     norm, two dense layers), so the weight lists line up one to one.
 
@@ -131,9 +134,7 @@ class CLIPEncoderLayer(keras.layers.Layer):
         query = self._split_heads(self.query_dense(x))
         key = self._split_heads(self.key_dense(x))
         value = self._split_heads(self.value_dense(x))
-        attended = ops.dot_product_attention(
-            query, key, value, is_causal=True
-        )
+        attended = dot_product_attention(query, key, value, is_causal=True)
         attended = ops.reshape(
             attended, ops.shape(attended)[:-2] + (self.hidden_dim,)
         )

@@ -3,6 +3,8 @@
 import keras
 from keras import ops
 
+from studio.models.dot_product_attention import dot_product_attention
+
 
 @keras.saving.register_keras_serializable(package="studio")
 class UNetCrossAttention(keras.layers.Layer):
@@ -10,8 +12,9 @@ class UNetCrossAttention(keras.layers.Layer):
 
     With no context it is self-attention. Queries, keys and values are
     projected without bias, the output with bias, as in Stable Diffusion.
-    The attention itself is `keras.ops.dot_product_attention`, so a backend
-    with a fused (flash) kernel uses it.
+    The attention itself is `keras.ops.dot_product_attention` (through
+    `studio.models.dot_product_attention`), so a backend with a fused
+    (flash) kernel uses it where it can train.
 
     Args:
         num_heads: int. Number of attention heads.
@@ -68,7 +71,7 @@ class UNetCrossAttention(keras.layers.Layer):
         query = self._split_heads(self.query_projection(inputs))
         key = self._split_heads(self.key_projection(context))
         value = self._split_heads(self.value_projection(context))
-        attended = ops.dot_product_attention(query, key, value)
+        attended = dot_product_attention(query, key, value)
         attended = ops.reshape(
             attended,
             (*ops.shape(attended)[:-2], self.num_heads * self.head_size),
