@@ -490,6 +490,10 @@ def format_table(report):
             notes.append(f"{entry['flops'] / 1e12:.3g} TFLOP/step; " + ", ".join(mfus))
         if entry.get("family", "sd") != "sd":
             notes.extend(_family_notes(entry))
+        studio = entry.get("studio", {})
+        if _ok(studio) and "in_use_gib" in studio:
+            notes.append(f"studio holds {studio['in_use_gib']:.2f} GiB after the steps, "
+                         f"largest allocation {studio.get('largest_alloc_gib', 0):.2f} GiB")
         for goal, met in entry.get("goals", {}).items():
             notes.append(f"{goal}: {'met' if met else 'NOT met'}")
         lines.append(f"{_row_label(entry):<40} {cells[0]:>24} {cells[1]:>24} "
