@@ -97,6 +97,10 @@ def parse_args(argv=None):
     parser.add_argument("--one-process", action="store_true",
                         help="run all rows of a framework in one worker (the dry run's "
                         "default: saves start-up; peak memory is then the process's)")
+    parser.add_argument("--studio-xla-flags", default="",
+                        help="extra XLA_FLAGS for the studio's workers, e.g. "
+                        "--studio-xla-flags=--xla_gpu_autotune_level=0 (with '=') to see what XLA's autotuning costs in "
+                        "compile time and peak memory and gains in steps/s")
     parser.add_argument("--work-dir", help="folder for the exported model and images "
                         "(default: a new folder under /tmp)")
     parser.add_argument("--worker", choices=FRAMEWORKS, help=argparse.SUPPRESS)
@@ -126,7 +130,9 @@ def main(argv=None):
         print(f"[{elapsed:6.1f} s] {framework}: {', '.join(r['id'] for r in job_rows)}",
               flush=True)
         found, worker_meta = run_job(framework, job_rows, scale, work_dir,
-                                     budget - elapsed + WORKER_GRACE_S)
+                                     budget - elapsed + WORKER_GRACE_S,
+                                     xla_flags=args.studio_xla_flags if framework == "studio"
+                                     else "")
         results.update({(row_id, framework): value for row_id, value in found.items()})
         meta.setdefault(framework, worker_meta)
     report = build_report(rows, results, meta, scale, budget, time.perf_counter() - started,
@@ -217,8 +223,11 @@ def plan_jobs(rows, one_process=False):
 # --- Running workers -------------------------------------------------------
 
 
-def run_job(framework, rows, scale, work_dir, timeout):
-    """Runs `rows` in a fresh worker; returns `({row id: result}, worker meta)`."""
+def run_job(framework, rows, scale, work_dir, timeout, xla_flags=""):
+    """Runs `rows` in a fresh worker; returns `({row id: result}, worker meta)`.
+
+    `xla_flags` go after any XLA_FLAGS of the environment.
+    """
     command = [sys.executable, os.path.abspath(__file__), "--worker", framework,
                "--scale", scale.name, "--rows", json.dumps(rows), "--work-dir", work_dir]
     env = dict(os.environ, KERAS_BACKEND="jax", PYTHONUNBUFFERED="1", TF_CPP_MIN_LOG_LEVEL="2",
@@ -229,6 +238,8 @@ def run_job(framework, rows, scale, work_dir, timeout):
         # The dry run checks that the code runs, not how fast: XLA:CPU
         # compiles without LLVM's optimisations in a fraction of the time.
         env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " " + DRY_RUN_XLA_FLAGS).strip()
+    if xla_flags:
+        env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " " + xla_flags).strip()
     try:
         completed = subprocess.run(command, env=env, capture_output=True, text=True,
                                    timeout=max(timeout, 1.0))
@@ -300,7 +311,8 @@ def _worker_meta(framework, worker):
         device = worker.device_name()
     except Exception as error:
         device = f"unknown ({type(error).__name__})"
-    return {"device": device, "versions": versions, "python": platform.python_version()}
+    return {"device": device, "versions": versions, "python": platform.python_version(),
+            "xla_flags": os.environ.get("XLA_FLAGS", "")}
 
 
 def _make_studio_importable():

@@ -225,6 +225,36 @@ def test_a_failing_row_is_reported_and_the_next_runs(tmp_path, gpu_check, scales
     assert "diffusers: skipped: not run" in table
 
 
+def test_studio_xla_flags_reach_the_studio_workers_only(tmp_path, gpu_check, monkeypatch):
+    seen = {}
+
+    def fake_run(command, env, **kwargs):
+        seen[command[command.index("--worker") + 1]] = env.get("XLA_FLAGS", "")
+        return subprocess.CompletedProcess(command, 1, stdout="", stderr="stopped by the test")
+
+    monkeypatch.setattr(gpu_check.subprocess, "run", fake_run)
+    monkeypatch.delenv("XLA_FLAGS", raising=False)
+    out = tmp_path / "flags.json"
+    assert gpu_check.main(["--only", "train/ti/mixed_float16/b1", "--family", "sd",
+                           "--studio-xla-flags=--xla_gpu_autotune_level=0",
+                           "--out", str(out), "--work-dir", str(tmp_path)]) == 0
+    assert seen == {"studio": "--xla_gpu_autotune_level=0", "diffusers": ""}
+    report = json.loads(out.read_text())
+    assert "--studio-xla-flags=--xla_gpu_autotune_level=0" in report["meta"]["command"]
+    assert "stopped by the test" in report["rows"][0]["studio"]["error"]
+
+
+def test_studio_memory_details_are_reported_beside_the_peak(gpu_check, scales):
+    row = {"id": "train/ti/mixed_float16/b1", "kind": "train", "task": "ti",
+           "precision": "mixed_float16", "batch": 1}
+    studio = {"steps_per_second": 17.9, "first_s": 73.3, "peak_gib": 28.8, "in_use_gib": 2.25,
+              "largest_alloc_gib": 12.5, "seconds_per_step": 0.056}
+    report = gpu_check.build_report([row], {(row["id"], "studio"): studio}, {},
+                                    scales.SCALES["full"], 450, 1.0, [])
+    assert ("studio holds 2.25 GiB after the steps, largest allocation 12.50 GiB"
+            in gpu_check.format_table(report))
+
+
 def _namespace(cls, config):
     """An object with the constructor's arguments as attributes (defaults filled in)."""
     defaults = {
