@@ -6,6 +6,7 @@ import streamlit as st
 
 from studio.app.app_state import data_folder, init_session_state
 from studio.app.navigation import build_pages
+from studio.files.jax_compilation_cache import use_jax_compilation_cache
 
 APP_TITLE = "Keras SD Studio"
 # The key of the last element of every page: `.st-key-page-drawn` in the browser.
@@ -22,6 +23,7 @@ def configure_server():
 def run():
     """Draws the app for this script run (the body of `streamlit_app.py`)."""
     configure_server()
+    use_jax_compilation_cache()
     st.set_page_config(page_title=APP_TITLE, page_icon=":material/palette:", layout="wide")
     init_session_state()
     navigation = st.navigation(build_pages())

@@ -21,6 +21,7 @@ import time
 import traceback
 
 from studio.trainers.run.run_directory import RunDirectory
+from studio.files.jax_compilation_cache import use_jax_compilation_cache
 
 # Exit codes, as `studio train ...`'s: done, stopped by a non-finite loss,
 # a user error; and one for an exception the run did not handle.
@@ -58,6 +59,7 @@ def main(argv=None):
         print("usage: python -m studio.app.training_process RUN_DIR REQUEST_JSON", file=sys.stderr)
         return EXIT_USAGE
     run_dir, request = argv[0], json.loads(argv[1])
+    use_jax_compilation_cache()
     os.makedirs(run_dir, exist_ok=True)
     run = RunDirectory(run_dir)
     run.remove_exit_record()

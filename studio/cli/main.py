@@ -36,6 +36,7 @@ TRAIN_METHOD_MODULES = (
 EXIT_USAGE = 2
 
 from studio.errors import StudioWarning, is_user_error, user_error_message
+from studio.files.jax_compilation_cache import use_jax_compilation_cache
 
 
 def build_parser():
@@ -94,6 +95,7 @@ def main(argv=None):
     try:
         with warnings.catch_warnings():
             warnings.showwarning = _one_line_warnings(command_name(args), warnings.showwarning)
+            use_jax_compilation_cache()
             return args.run(args)
     except KeyboardInterrupt:
         print("studio: interrupted", file=sys.stderr)
