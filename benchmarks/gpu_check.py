@@ -240,6 +240,14 @@ def run_job(framework, rows, scale, work_dir, timeout, xla_flags=""):
         env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " " + DRY_RUN_XLA_FLAGS).strip()
     if xla_flags:
         env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " " + xla_flags).strip()
+    # One JAX compilation cache for the run's workers: each studio worker
+    # builds its networks with random weights, which compiles a small
+    # program per variable shape (22.7 s of the H200's SD 1.x
+    # textual-inversion row); later workers load those instead. Each row's
+    # training step is a program of its own, so its first step still
+    # compiles in full, as a user's first run does.
+    env.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(work_dir, "jax-cache"))
+    env.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
     try:
         completed = subprocess.run(command, env=env, capture_output=True, text=True,
                                    timeout=max(timeout, 1.0))

@@ -225,20 +225,24 @@ def test_a_failing_row_is_reported_and_the_next_runs(tmp_path, gpu_check, scales
     assert "diffusers: skipped: not run" in table
 
 
-def test_studio_xla_flags_reach_the_studio_workers_only(tmp_path, gpu_check, monkeypatch):
-    seen = {}
+def test_workers_get_the_studio_xla_flags_and_one_compilation_cache(tmp_path, gpu_check, monkeypatch):
+    seen, caches = {}, set()
 
     def fake_run(command, env, **kwargs):
         seen[command[command.index("--worker") + 1]] = env.get("XLA_FLAGS", "")
+        caches.add(env["JAX_COMPILATION_CACHE_DIR"])
         return subprocess.CompletedProcess(command, 1, stdout="", stderr="stopped by the test")
 
     monkeypatch.setattr(gpu_check.subprocess, "run", fake_run)
     monkeypatch.delenv("XLA_FLAGS", raising=False)
+    monkeypatch.delenv("JAX_COMPILATION_CACHE_DIR", raising=False)
     out = tmp_path / "flags.json"
     assert gpu_check.main(["--only", "train/ti/mixed_float16/b1", "--family", "sd",
                            "--studio-xla-flags=--xla_gpu_autotune_level=0",
                            "--out", str(out), "--work-dir", str(tmp_path)]) == 0
     assert seen == {"studio": "--xla_gpu_autotune_level=0", "diffusers": ""}
+    # The workers share one compilation cache in the work folder.
+    assert caches == {str(tmp_path / "jax-cache")}
     report = json.loads(out.read_text())
     assert "--studio-xla-flags=--xla_gpu_autotune_level=0" in report["meta"]["command"]
     assert "stopped by the test" in report["rows"][0]["studio"]["error"]
