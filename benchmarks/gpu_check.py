@@ -99,8 +99,9 @@ def parse_args(argv=None):
                         "default: saves start-up; peak memory is then the process's)")
     parser.add_argument("--studio-xla-flags", default="",
                         help="extra XLA_FLAGS for the studio's workers, e.g. "
-                        "--studio-xla-flags=--xla_gpu_autotune_level=0 (with '=') to see what XLA's autotuning costs in "
-                        "compile time and peak memory and gains in steps/s")
+                        "--studio-xla-flags=--xla_gpu_autotune_level=0 (with '=') to see "
+                        "what XLA's autotuning costs in compile time and peak memory and "
+                        "gains in steps/s")
     parser.add_argument("--work-dir", help="folder for the exported model and images "
                         "(default: a new folder under /tmp)")
     parser.add_argument("--worker", choices=FRAMEWORKS, help=argparse.SUPPRESS)

@@ -207,11 +207,11 @@ def memory_peak():
     device = jax.devices()[0]
     stats = device.memory_stats() if device.platform != "cpu" else None
     if stats and "peak_bytes_in_use" in stats:
-        # The peak counts whatever XLA allocated through JAX's allocator,
-        # the autotuner's trial buffers at compile time included (the
-        # 2026-12-04 H200 run: 28.8 GiB for SD 1.x textual inversion at
-        # batch 1). What is held after the steps and the largest single
-        # allocation come beside it, to tell the two apart.
+        # The peak counts whatever went through JAX's allocator, perhaps
+        # XLA's autotuning trials at compile time too (the 2026-12-04 H200
+        # run: 28.8 GiB for SD 1.x textual inversion at batch 1, not yet
+        # explained). What is held after the steps and the largest single
+        # allocation come beside it, to tell the step's memory from those.
         found = {"peak_gib": stats["peak_bytes_in_use"] / GIB, "memory_kind": "device peak"}
         for key, name in (("bytes_in_use", "in_use_gib"),
                           ("largest_alloc_size", "largest_alloc_gib")):

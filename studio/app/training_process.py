@@ -20,8 +20,8 @@ import sys
 import time
 import traceback
 
-from studio.trainers.run.run_directory import RunDirectory
 from studio.files.jax_compilation_cache import use_jax_compilation_cache
+from studio.trainers.run.run_directory import RunDirectory
 
 # Exit codes, as `studio train ...`'s: done, stopped by a non-finite loss,
 # a user error; and one for an exception the run did not handle.
