@@ -19,6 +19,7 @@ from studio.app.page_errors import errors_as_messages
 from studio.app.safe_uploads import (MAX_EMBEDDING_BYTES, MAX_IMAGE_BYTES, MAX_LORA_BYTES,
                                      MEBIBYTE,
                                      save_embedding_upload, save_lora_upload)
+from studio.errors import InvalidInputError
 from studio.schedulers import scheduler_registry
 
 # The sampler picker's labels: AUTOMATIC1111's names, as infotext writes them.
@@ -394,7 +395,6 @@ def _thumbnail(path, mtime):
 
 def _restore(parameters):
     """Puts a generated image's settings into the form (a button's callback: before drawing)."""
-    samplers = {name: key for key, name in SAMPLERS.items()}
     values = {
         "generate_prompt": parameters.prompt,
         "generate_negative": parameters.negative_prompt,
@@ -404,9 +404,11 @@ def _restore(parameters):
         "generate_width": int(parameters.width),
         "generate_height": int(parameters.height),
     }
-    sampler = samplers.get(parameters.sampler)
-    if sampler in SAMPLERS:
-        values["generate_sampler"] = sampler
+    try:
+        # A1111's name or ours, in any case ("Euler a", "euler_a").
+        values["generate_sampler"] = scheduler_registry.scheduler_short_name(parameters.sampler)
+    except InvalidInputError:
+        pass  # A sampler the studio does not have: the form keeps its own.
     # Image-to-image and inpainting settings (the start image and mask are not in the PNG).
     for field, key, kind in (("Denoising strength", "generate_strength", float),
                              ("Mask blur", "generate_mask_blur", float),
