@@ -1,9 +1,12 @@
 """The whole guided denoising loop as one compiled model call."""
 
+import threading
+
 import keras
 from keras import ops
 
 from studio.pipelines.guided_denoiser import GuidedDenoiser
+from studio.pipelines.step_report import report_step
 from studio.schedulers.step_table import step_from_table
 
 
@@ -28,6 +31,12 @@ class SamplingLoop(keras.Model):
       image's latents noised to the next step's level (A1111's and
       diffusers' legacy inpainting; `kept[-1]` is the clean latents).
 
+    Each finished step is reported to `step_listener` (a callable taking
+    the step index, or None) from inside the compiled call, where the
+    backend can call Python (`report_step`); the listener runs on a thread
+    of the backend's runtime. `TextToImagePipeline` turns that into its
+    per-step `callback` on the caller's thread.
+
     Args:
         unet: the `UNet` to evaluate.
 
@@ -51,6 +60,16 @@ class SamplingLoop(keras.Model):
         self.denoiser = GuidedDenoiser(unet)
         # All weights belong to the (already built) UNet.
         self.built = True
+        # Set by the caller around one call; the compiled program calls
+        # `_step_done`, a stable method, so a new listener never retraces.
+        self.step_listener = None
+        # `predict_with_step_reports` holds it for a call: one listener.
+        self.call_lock = threading.Lock()
+
+    def _step_done(self, index):
+        listener = self.step_listener
+        if listener is not None:
+            listener(index)
 
     def call(self, inputs):
         latents = ops.cast(inputs["latents"], "float32")
@@ -87,6 +106,7 @@ class SamplingLoop(keras.Model):
             )
             if keep_mask is not None:
                 sample = keep_mask * ops.take(kept, index, axis=0) + (1.0 - keep_mask) * sample
+            report_step(self._step_done, index, sample, compiled_with_xla=bool(self.jit_compile))
             return sample, original_estimate
 
         steps = ops.shape(noise)[0]

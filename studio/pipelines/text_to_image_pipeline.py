@@ -9,6 +9,7 @@ from studio.errors import InvalidInputError
 from studio.images.generation_parameters import GenerationParameters
 from studio.pipelines.inpainting_mask import InpaintingMask
 from studio.pipelines.sampling_loop import SamplingLoop
+from studio.pipelines.step_report import predict_with_step_reports
 from studio.schedulers import get_scheduler
 
 MAX_SEED = 2**32 - 1
@@ -139,9 +140,10 @@ class TextToImagePipeline:
                 With `strength=1` the start is pure noise, as diffusers'.
             mask_blur: Gaussian blur of the mask, in pixels.
             mask_padding: pixels by which the region to repaint grows.
-            callback: called as `callback(step, total_steps)` for each step
-                of each batch (for progress bars); the steps run in one
-                compiled call, so a batch's steps are reported when it ends.
+            callback: called as `callback(step, total_steps)` as each step
+                of each batch finishes (for progress bars), on the calling
+                thread; TensorFlow under XLA reports a batch's steps when
+                it ends. An error it raises is raised after the batch.
 
         Returns:
             A `GeneratedImages`.
@@ -284,7 +286,8 @@ class TextToImagePipeline:
                 inputs = self._inpainting_inputs(scheduler, mask, pixels, clean, start_noise, noise)
         # Drawn after the start, one per step, for samplers that add noise.
         step_noise = np.stack([noise() for _ in timesteps])
-        latents = self.sampling_loop.predict_on_batch(
+        latents = predict_with_step_reports(
+            self.sampling_loop,
             {
                 "latents": np.asarray(latents, np.float32),
                 "context": conditioning,
@@ -293,11 +296,10 @@ class TextToImagePipeline:
                 "noise": step_noise,
                 "table": scheduler.step_table(),
                 **inputs,
-            }
+            },
+            len(timesteps),
+            callback,
         )
-        if callback is not None:
-            for step in range(len(timesteps)):
-                callback(step + 1, len(timesteps))
         return self._decode(latents)
 
     @property

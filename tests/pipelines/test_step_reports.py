@@ -1,0 +1,148 @@
+"""Progress from inside the compiled sampling loop.
+
+The loop runs every step in one compiled call; each finished step sends its
+index to Python from inside that call (`report_step`), and the pipeline
+turns the messages into its `callback(step, total)` on the caller's thread
+(`predict_with_step_reports`). Backend-agnostic: CI runs these under
+TensorFlow and JAX; the XLA case is TensorFlow's alone (XLA cannot call
+Python there, so the steps come when the call returns).
+"""
+
+import threading
+
+import keras
+import numpy as np
+import pytest
+from keras import ops
+
+from studio.models import StableDiffusionBackbone
+from studio.pipelines import SamplingLoop, TextToImagePipeline
+from studio.schedulers import get_scheduler
+
+STEPS = 4
+
+
+@pytest.fixture(scope="module")
+def backbone():
+    return StableDiffusionBackbone.from_preset("tiny")
+
+
+def _inputs(backbone, steps=STEPS):
+    rng = np.random.default_rng(0)
+    shape = (1, *backbone.latent_shape(32, 32))
+    scheduler = get_scheduler("euler_a")
+    scheduler.set_timesteps(steps)
+    context = ops.convert_to_numpy(backbone.encode_text(backbone.tokenizer(["a circle"]))["context"])
+    empty = ops.convert_to_numpy(backbone.encode_text(backbone.tokenizer([""]))["context"])
+    return {
+        "latents": rng.standard_normal(shape).astype("float32"),
+        "context": context.astype("float32"),
+        "unconditional_context": empty.astype("float32"),
+        "guidance_scale": np.array([7.5], "float32"),
+        "noise": rng.standard_normal((steps, *shape)).astype("float32"),
+        "table": scheduler.step_table(),
+    }
+
+
+def _watched(loop):
+    """Marks when `loop.predict_on_batch` has returned."""
+    state = {"returned": False}
+    predict = loop.predict_on_batch
+
+    def watched(inputs):
+        state["returned"] = False
+        result = predict(inputs)
+        state["returned"] = True
+        return result
+
+    loop.predict_on_batch = watched
+    return state
+
+
+@pytest.mark.parametrize("jit_compile", [False, "auto"])
+def test_each_step_is_reported_from_inside_the_call(backbone, jit_compile):
+    loop = SamplingLoop(backbone.denoiser)
+    loop.compile(jit_compile=jit_compile)
+    # Keras' first call under JAX without jit runs the model twice (it
+    # builds on real data), so the reports start from the second.
+    loop.predict_on_batch(_inputs(backbone))
+    state = _watched(loop)
+    heard = []
+    loop.step_listener = lambda index: heard.append((index, state["returned"]))
+    for run in range(2):
+        heard.clear()
+        loop.predict_on_batch(_inputs(backbone))
+        assert [index for index, _ in heard] == list(range(STEPS)), (run, heard)
+        assert not any(returned for _, returned in heard), heard
+    # Without a listener the same program runs and nothing is heard.
+    loop.step_listener = None
+    heard.clear()
+    loop.predict_on_batch(_inputs(backbone))
+    assert heard == []
+
+
+def test_pipeline_callback_runs_on_the_callers_thread_while_each_batch_runs(backbone):
+    pipeline = TextToImagePipeline(backbone)
+    state = _watched(pipeline.sampling_loop)
+    caller = threading.get_ident()
+    calls = []
+
+    def callback(step, total):
+        calls.append((step, total, threading.get_ident() == caller))
+        if step < total:
+            # Steps before the last are reported before the batch's call ends.
+            assert not state["returned"], calls
+
+    pipeline(["a", "b"], num_steps=STEPS, seed=1, height=32, width=32, batch_size=1,
+             sampler="euler_a", callback=callback)  # fmt: skip
+    expected = [(step, STEPS, True) for step in range(1, STEPS + 1)]
+    assert calls == expected * 2
+
+
+def test_a_failing_callback_is_raised_after_the_batch_and_the_pipeline_goes_on(backbone):
+    pipeline = TextToImagePipeline(backbone)
+    options = dict(num_steps=STEPS, seed=3, height=32, width=32, sampler="ddim")
+    steps = []
+
+    def fail_at_two(step, total):
+        steps.append(step)
+        if step == 2:
+            raise KeyError("stop here")
+
+    with pytest.raises(KeyError, match="stop here"):
+        pipeline("a circle", callback=fail_at_two, **options)
+    assert steps == [1, 2]
+    # The loop is free again and computes the same images as before.
+    again = pipeline("a circle", callback=lambda step, total: None, **options).images
+    plain = pipeline("a circle", **options).images
+    np.testing.assert_array_equal(again, plain)
+
+
+def test_an_error_of_the_call_itself_reaches_the_caller(backbone, monkeypatch):
+    pipeline = TextToImagePipeline(backbone)
+
+    def broken(inputs):
+        raise RuntimeError("out of memory (simulated)")
+
+    monkeypatch.setattr(pipeline.sampling_loop, "predict_on_batch", broken)
+    with pytest.raises(RuntimeError, match="simulated"):
+        pipeline("a circle", num_steps=2, seed=0, height=32, width=32,
+                 callback=lambda step, total: None)  # fmt: skip
+    assert pipeline.sampling_loop.step_listener is None
+    assert pipeline.sampling_loop.call_lock.acquire(blocking=False)
+    pipeline.sampling_loop.call_lock.release()
+
+
+@pytest.mark.large  # XLA compiles the tiny loop for about 20 s on the CPU
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="TensorFlow's XLA only")
+def test_under_tensorflow_xla_the_steps_are_reported_when_the_call_returns(backbone):
+    pipeline = TextToImagePipeline(backbone, jit_compile=True)
+    heard = []
+    pipeline.sampling_loop.step_listener = heard.append
+    pipeline.sampling_loop.predict_on_batch(_inputs(backbone))
+    assert heard == []  # XLA cannot call Python: nothing from inside
+    pipeline.sampling_loop.step_listener = None
+    calls = []
+    pipeline("a circle", num_steps=STEPS, seed=0, height=32, width=32, sampler="euler_a",
+             callback=lambda step, total: calls.append((step, total)))  # fmt: skip
+    assert calls == [(step, STEPS) for step in range(1, STEPS + 1)]
