@@ -17,7 +17,8 @@ class DiffusionBackbone:
 
     Subclasses set `tokenizer`, `name`, `image_size`, `prediction_type`,
     `noise_schedule` and `latent_scale`, and implement `encode_text`,
-    `encode_moments`, `decode_latents`, `denoise`, `denoiser`,
+    `encode_moments`, `decode_latents` (and its network, `vae_decoder`),
+    `denoise`, `denoiser`,
     `objective`, `latent_channels`, `latent_downsampling`, and the
     `token_embedding` table (with `text_compute_dtype`) that placeholder
     lookups join.

@@ -56,6 +56,10 @@ class TokenLookupView:
     def decode_latents(self, latents):
         return self.backbone.decode_latents(latents)
 
+    @property
+    def vae_decoder(self):
+        return self.backbone.vae_decoder
+
     def latent_shape(self, height, width):
         return self.backbone.latent_shape(height, width)
 

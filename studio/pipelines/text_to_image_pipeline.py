@@ -8,6 +8,7 @@ from keras import ops
 from studio.errors import InvalidInputError
 from studio.images.generation_parameters import GenerationParameters
 from studio.pipelines.inpainting_mask import InpaintingMask
+from studio.pipelines.latent_decoder import LatentDecoder
 from studio.pipelines.sampling_loop import SamplingLoop
 from studio.pipelines.step_report import predict_with_step_reports
 from studio.schedulers import get_scheduler
@@ -43,7 +44,8 @@ class TextToImagePipeline:
 
     Args:
         backbone: a `StableDiffusionBackbone`, or a view of one.
-        jit_compile: how the sampling loop is compiled (XLA on TensorFlow,
+        jit_compile: how the sampling loop and the latent decoder
+            (`LatentDecoder`) are compiled (XLA on TensorFlow,
             jit on JAX): True, False, or "auto" (the default): compiled on
             accelerators and under JAX; TensorFlow on a CPU runs a graph
             without XLA, since XLA:CPU takes longer to compile the loop
@@ -65,6 +67,8 @@ class TextToImagePipeline:
         self.backbone = backbone
         self.sampling_loop = SamplingLoop(backbone.denoiser)
         self.sampling_loop.compile(jit_compile=jit_compile)
+        self.latent_decoder = LatentDecoder(backbone)
+        self.latent_decoder.compile(jit_compile=jit_compile)
 
     def encode_prompts(self, prompts):
         """Returns the text encoder's context for a list of prompts (numpy)."""
@@ -337,5 +341,5 @@ class TextToImagePipeline:
         return ops.convert_to_numpy(self.backbone.encode_images(pixels, noise))
 
     def _decode(self, latents):
-        decoded = self.backbone.decode_latents(latents)
+        decoded = self.latent_decoder.predict_on_batch(np.asarray(latents, np.float32))
         return self.backbone.image_preprocessor.to_uint8(decoded)

@@ -192,6 +192,11 @@ class SD3Backbone(DiffusionBackbone):
         """The VAE's encoder, pixels in [-1, 1] -> moments (what the latent cache runs)."""
         return self.vae.encoder
 
+    @property
+    def vae_decoder(self):
+        """The VAE's decoder, unscaled latents -> pixels (what `decode_latents` runs)."""
+        return self.vae.decoder
+
     def encode_moments(self, pixels, training=False):
         return self.vae.encoder(pixels, training=training)
 
