@@ -33,11 +33,8 @@ def report_step(listener, index, result, compiled_with_xla):
         result: the step's output; one of its elements orders the message
             after the step.
         compiled_with_xla: whether the loop is compiled by XLA (under
-            TensorFlow that rules a Python call out).
-
-    Returns:
-        True if a message is sent from inside the loop, False if the
-        backend cannot (the caller then reports after the call).
+            TensorFlow that rules a Python call out: nothing is sent, and
+            `predict_with_step_reports` reports after the call).
     """
     marker = ops.reshape(result, (-1,))[0]
     backend = keras.backend.backend()
@@ -45,8 +42,7 @@ def report_step(listener, index, result, compiled_with_xla):
         import jax
 
         jax.debug.callback(lambda step, _: listener(int(step)), index, marker)
-        return True
-    if backend == "tensorflow" and not compiled_with_xla:
+    elif backend == "tensorflow" and not compiled_with_xla:
         import tensorflow as tf
 
         def send(step, _):
@@ -54,8 +50,6 @@ def report_step(listener, index, result, compiled_with_xla):
             return []
 
         tf.py_function(send, [index, marker], [])
-        return True
-    return False
 
 
 def predict_with_step_reports(sampling_loop, inputs, total, callback):
@@ -70,19 +64,17 @@ def predict_with_step_reports(sampling_loop, inputs, total, callback):
     If `callback` raises, it is not called again, the call runs to its end
     (a compiled loop cannot be stopped halfway) and the error is raised
     then. An error of the call itself is raised as is. An interrupt
-    (Ctrl-C) while waiting returns at once; the worker finishes alone.
+    (Ctrl-C, a notebook's stop) while waiting returns at once; the call
+    finishes on its own thread.
 
-    Calls on one loop take turns (the app's cached pipelines are shared by
-    its sessions): one device computes one generation at a time anyway, and
-    the loop has one listener.
+    Calls on one loop take turns, until the compiled call has ended (the
+    app's cached pipelines are shared by its sessions): one device computes
+    one generation at a time anyway, and the loop has one listener.
     """
-    with sampling_loop.call_lock:
-        if callback is None:
+    lock = sampling_loop.call_lock
+    if callback is None:
+        with lock:
             return sampling_loop.predict_on_batch(inputs)
-        return _predict_reporting(sampling_loop, inputs, total, callback)
-
-
-def _predict_reporting(sampling_loop, inputs, total, callback):
     messages = queue.SimpleQueue()
     outcome = {}
 
@@ -92,11 +84,19 @@ def _predict_reporting(sampling_loop, inputs, total, callback):
         except BaseException as error:  # handed to the caller's thread
             outcome["error"] = error
         finally:
+            sampling_loop.step_listener = None
+            lock.release()
             messages.put(None)
 
+    lock.acquire()
     sampling_loop.step_listener = messages.put
     worker = threading.Thread(target=work, name="studio-sampling-loop", daemon=True)
-    worker.start()
+    try:
+        worker.start()
+    except BaseException:
+        sampling_loop.step_listener = None
+        lock.release()
+        raise
     reported, callback_error = 0, None
     while True:
         index = messages.get()
@@ -110,7 +110,6 @@ def _predict_reporting(sampling_loop, inputs, total, callback):
         if index is None:
             break
     worker.join()
-    sampling_loop.step_listener = None
     if "error" in outcome:
         raise outcome["error"]
     if callback_error is not None:

@@ -146,3 +146,44 @@ def test_under_tensorflow_xla_the_steps_are_reported_when_the_call_returns(backb
     pipeline("a circle", num_steps=STEPS, seed=0, height=32, width=32, sampler="euler_a",
              callback=lambda step, total: calls.append((step, total)))  # fmt: skip
     assert calls == [(step, STEPS) for step in range(1, STEPS + 1)]
+
+
+def test_an_interrupt_returns_at_once_and_the_next_call_waits_for_the_running_one(
+        backbone, monkeypatch):
+    import studio.pipelines.step_report as step_report
+
+    pipeline = TextToImagePipeline(backbone)
+    loop = pipeline.sampling_loop
+    events = []
+    predict = loop.predict_on_batch
+    release = threading.Event()
+
+    def slow(inputs):
+        events.append("start")
+        result = predict(inputs)
+        release.wait(timeout=30)  # a long generation, still running
+        events.append("end")
+        return result
+
+    monkeypatch.setattr(loop, "predict_on_batch", slow)
+
+    class InterruptedQueue(step_report.queue.SimpleQueue):
+        def get(self, *args, **kwargs):
+            raise KeyboardInterrupt  # Ctrl-C while the caller waits
+
+    monkeypatch.setattr(step_report.queue, "SimpleQueue", InterruptedQueue)
+    options = dict(num_steps=2, seed=0, height=32, width=32)
+    with pytest.raises(KeyboardInterrupt):
+        pipeline("a circle", callback=lambda step, total: None, **options)
+    monkeypatch.undo()
+    monkeypatch.setattr(loop, "predict_on_batch", slow)
+
+    # The next call, from another thread, starts only when the first ends.
+    second = threading.Thread(target=lambda: pipeline("a circle", **options))
+    second.start()
+    second.join(timeout=0.5)
+    assert second.is_alive() and events.count("start") == 1, events
+    release.set()
+    second.join(timeout=60)
+    assert events == ["start", "end", "start", "end"]
+    assert loop.step_listener is None
