@@ -9,6 +9,7 @@ Python there, so the steps come when the call returns).
 """
 
 import threading
+import time
 
 import keras
 import numpy as np
@@ -83,15 +84,28 @@ def test_each_step_is_reported_from_inside_the_call(backbone, jit_compile):
 
 def test_pipeline_callback_runs_on_the_callers_thread_while_each_batch_runs(backbone):
     pipeline = TextToImagePipeline(backbone)
-    state = _watched(pipeline.sampling_loop)
+    loop = pipeline.sampling_loop
+    state = _watched(loop)
+    # The compiled call waits inside its first step's report until the
+    # caller has run the callback for it, so "still running" is certain.
+    first_seen = threading.Event()
+    forward = loop._step_done
+
+    def held_at_first_step(index):
+        forward(index)
+        if index == 0:
+            assert first_seen.wait(timeout=60)
+            first_seen.clear()
+
+    loop._step_done = held_at_first_step  # before the loop is traced
     caller = threading.get_ident()
     calls = []
 
     def callback(step, total):
         calls.append((step, total, threading.get_ident() == caller))
-        if step < total:
-            # Steps before the last are reported before the batch's call ends.
+        if step == 1:
             assert not state["returned"], calls
+            first_seen.set()
 
     pipeline(["a", "b"], num_steps=STEPS, seed=1, height=32, width=32, batch_size=1,
              sampler="euler_a", callback=callback)  # fmt: skip
@@ -177,6 +191,11 @@ def test_an_interrupt_returns_at_once_and_the_next_call_waits_for_the_running_on
         pipeline("a circle", callback=lambda step, total: None, **options)
     monkeypatch.undo()
     monkeypatch.setattr(loop, "predict_on_batch", slow)
+    for _ in range(600):  # the interrupted call goes on, on its own thread
+        if events:
+            break
+        time.sleep(0.05)
+    assert events == ["start"]
 
     # The next call, from another thread, starts only when the first ends.
     second = threading.Thread(target=lambda: pipeline("a circle", **options))
