@@ -34,6 +34,9 @@ class UNetDownsample(keras.layers.Layer):
         )
 
     def build(self, input_shape):
+        # Weightless, but built: Keras' JAX `predict_on_batch` runs the whole
+        # model eagerly once first if any layer of it is not.
+        self.padding.build(input_shape)
         self.conv.build(self.padding.compute_output_shape(input_shape))
 
     def call(self, inputs):

@@ -50,6 +50,9 @@ class UNetTimestepEmbedding(keras.layers.Layer):
             )
         self.embedding_dim = embedding_dim
         self.max_period = max_period
+        # No weights. Built from the start: Keras' JAX `predict_on_batch`
+        # runs the whole model eagerly once first if any layer of it is not.
+        self.built = True
 
     def call(self, timesteps):
         half = self.embedding_dim // 2

@@ -31,6 +31,9 @@ class UNetUpsample(keras.layers.Layer):
         )
 
     def build(self, input_shape):
+        # Weightless, but built: Keras' JAX `predict_on_batch` runs the whole
+        # model eagerly once first if any layer of it is not.
+        self.resize.build(input_shape)
         self.conv.build(self.resize.compute_output_shape(input_shape))
 
     def call(self, inputs):
