@@ -1,4 +1,4 @@
-"""`LatentDecoder`: the backbone's `decode_latents`, compiled, with the decoder's weights as state."""
+"""`LatentDecoder`: `decode_latents`, compiled; the decoder's weights are its state."""
 
 import numpy as np
 import pytest
@@ -9,7 +9,9 @@ from studio.models.sd3 import SD3Backbone
 from studio.pipelines import LatentDecoder
 
 
-@pytest.mark.parametrize("family, preset", [(StableDiffusionBackbone, "tiny"), (SD3Backbone, "tiny-sd3")])
+@pytest.mark.parametrize(
+    "family, preset", [(StableDiffusionBackbone, "tiny"), (SD3Backbone, "tiny-sd3")]
+)
 def test_compiled_decoding_equals_the_backbones_and_follows_its_weights(family, preset):
     backbone = family.from_preset(preset)
     decoder = LatentDecoder(backbone)

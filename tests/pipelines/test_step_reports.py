@@ -33,8 +33,10 @@ def _inputs(backbone, steps=STEPS):
     shape = (1, *backbone.latent_shape(32, 32))
     scheduler = get_scheduler("euler_a")
     scheduler.set_timesteps(steps)
-    context = ops.convert_to_numpy(backbone.encode_text(backbone.tokenizer(["a circle"]))["context"])
-    empty = ops.convert_to_numpy(backbone.encode_text(backbone.tokenizer([""]))["context"])
+    def encode(prompt):
+        return ops.convert_to_numpy(backbone.encode_text(backbone.tokenizer([prompt]))["context"])
+
+    context, empty = encode("a circle"), encode("")
     return {
         "latents": rng.standard_normal(shape).astype("float32"),
         "context": context.astype("float32"),
