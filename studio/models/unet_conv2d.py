@@ -1,7 +1,13 @@
-"""The UNet's convolution, computed as one matmul on tiny images."""
+"""The UNet's convolution: one matmul on tiny images, Winograd when asked."""
 
 import keras
 from keras import ops
+
+from studio.models.winograd_convolution import (
+    winograd_convolution,
+    winograd_enabled,
+    winograd_tile,
+)
 
 
 @keras.saving.register_keras_serializable(package="studio")
@@ -25,6 +31,12 @@ class UNetConv2D(keras.layers.Conv2D):
     out: a 3x3 "same" convolution of a 1x1 image is one `in x out` matmul
     with the kernel's centre. From 8x8 up the backend's convolution is the
     faster one and is used.
+
+    Inside `winograd_convolutions()` (the generation pipeline's sampling
+    loop and latent decoder on a CPU), a stride-1 3x3 "same" convolution
+    larger than that is computed with Winograd's F(4x4) or F(2x2) where the
+    measured rule (`winograd_tile`) says it is faster: up to 2x on 2 cores,
+    equal to float rounding of about 1e-5 of the output's range.
 
     Args and call arguments: `keras.layers.Conv2D`'s.
     """
@@ -58,10 +70,27 @@ class UNetConv2D(keras.layers.Conv2D):
         )
         return 0 < output_height * output_width <= self.MATMUL_MAX_PIXELS
 
+    def winograd_tile(self, inputs, kernel):
+        """Winograd's output tile (2 or 4) for this call, or None (see `winograd_tile`)."""
+        if (
+            not winograd_enabled()
+            or self.data_format != "channels_last"
+            or self.padding != "same"
+            or tuple(self.strides) != (1, 1)
+            or tuple(self.dilation_rate) != (1, 1)
+            or self.groups != 1
+            or self.uses_matmul(inputs)
+        ):
+            return None
+        return winograd_tile(tuple(inputs.shape), tuple(kernel.shape), inputs.dtype)
+
     def convolution_op(self, inputs, kernel):
-        if not self.uses_matmul(inputs):
-            return super().convolution_op(inputs, kernel)
-        return _matmul_convolution(inputs, kernel, tuple(self.strides), self.padding)
+        if self.uses_matmul(inputs):
+            return _matmul_convolution(inputs, kernel, tuple(self.strides), self.padding)
+        tile = self.winograd_tile(inputs, kernel)
+        if tile is not None:
+            return winograd_convolution(inputs, ops.cast(kernel, inputs.dtype), tile)
+        return super().convolution_op(inputs, kernel)
 
 
 def _padding(kernel_size, padding):

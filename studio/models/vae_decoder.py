@@ -4,6 +4,7 @@ import keras
 from keras import ops
 
 from studio.models.vae_attention_block import VAEAttentionBlock
+from studio.models.unet_conv2d import UNetConv2D
 from studio.models.numerics_arguments import (
     KERAS_CV_GROUP_NORM_EPSILON,
     check_norm_epsilon,
@@ -79,7 +80,7 @@ class VAEDecoder(keras.Model):
         norm_epsilon = check_norm_epsilon("norm_epsilon", norm_epsilon)
 
         def conv(filters, kernel_size, name):
-            return keras.layers.Conv2D(
+            return UNetConv2D(
                 filters, kernel_size, padding="same", dtype=dtype, name=name
             )
 

@@ -2,6 +2,7 @@
 
 import keras
 
+from studio.models.unet_conv2d import UNetConv2D
 from studio.models.numerics_arguments import (
     KERAS_CV_GROUP_NORM_EPSILON,
     check_norm_epsilon,
@@ -54,7 +55,7 @@ class VAEResidualBlock(keras.layers.Layer):
             )
 
         def conv(name):
-            return keras.layers.Conv2D(
+            return UNetConv2D(
                 filters, 3, padding="same", dtype=self.dtype_policy, name=name
             )
 

@@ -2,6 +2,8 @@
 
 import keras
 
+from studio.models.winograd_convolution import winograd_convolutions
+
 
 class LatentDecoder(keras.Model):
     """`backbone.decode_latents` compiled once per latent shape.
@@ -17,6 +19,8 @@ class LatentDecoder(keras.Model):
 
     Args:
         backbone: a `DiffusionBackbone` (or a view of one).
+        winograd: bool. Decode inside `winograd_convolutions()` (faster on
+            a CPU, equal to float rounding).
 
     Call arguments:
         latents: the denoiser's scaled latents `(batch, h, w, channels)`.
@@ -25,11 +29,13 @@ class LatentDecoder(keras.Model):
         Pixels in about [-1, 1], `(batch, H, W, 3)`.
     """
 
-    def __init__(self, backbone, **kwargs):
+    def __init__(self, backbone, winograd=False, **kwargs):
         super().__init__(**kwargs)
+        self.winograd = bool(winograd)
         self.decoder = backbone.vae_decoder
         self._decode = backbone.decode_latents
         self.built = True
 
     def call(self, latents):
-        return self._decode(latents)
+        with winograd_convolutions(self.winograd):
+            return self._decode(latents)

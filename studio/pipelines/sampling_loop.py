@@ -5,6 +5,7 @@ import threading
 import keras
 from keras import ops
 
+from studio.models.winograd_convolution import winograd_convolutions
 from studio.pipelines.guided_denoiser import GuidedDenoiser
 from studio.pipelines.step_report import report_step
 from studio.schedulers.step_table import step_from_table
@@ -39,6 +40,9 @@ class SamplingLoop(keras.Model):
 
     Args:
         unet: the `UNet` to evaluate.
+        winograd: bool. Trace the UNet inside `winograd_convolutions()`:
+            its larger 3x3 convolutions use Winograd's algorithm (faster on
+            a CPU, equal to float rounding).
 
     Call arguments:
         inputs: a dict with `"latents"` (batch, h, w, c), the initial sample;
@@ -55,9 +59,10 @@ class SamplingLoop(keras.Model):
         The final latents, float32, shape (batch, h, w, c).
     """
 
-    def __init__(self, unet, **kwargs):
+    def __init__(self, unet, winograd=False, **kwargs):
         super().__init__(**kwargs)
         self.denoiser = GuidedDenoiser(unet)
+        self.winograd = bool(winograd)
         # All weights belong to the (already built) UNet.
         self.built = True
         # Set by the caller around one call; the compiled program calls
@@ -72,6 +77,10 @@ class SamplingLoop(keras.Model):
             listener(index)
 
     def call(self, inputs):
+        with winograd_convolutions(self.winograd):
+            return self._loop(inputs)
+
+    def _loop(self, inputs):
         latents = ops.cast(inputs["latents"], "float32")
         table = {name: ops.cast(column, "float32") for name, column in inputs["table"].items()}
         noise = ops.cast(inputs["noise"], "float32")
