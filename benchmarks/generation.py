@@ -4,8 +4,9 @@ Both generate with the same SD 1.x networks (the `sd-v1` preset's
 architecture, random weights, nothing downloaded) at the same size, steps
 (DDIM), guidance and start latents:
 
-* `studio-tensorflow`: `TextToImagePipeline` under Keras' TensorFlow
-  backend; it builds the random networks (with diffusers' numerics, as an
+* `studio-tensorflow`: `TextToImagePipeline` (its defaults: on a CPU in
+  float32 the larger 3x3 convolutions use Winograd's algorithm, the
+  `winograd` field of its rows) under Keras' TensorFlow backend; it builds the random networks (with diffusers' numerics, as an
   imported model) and exports them as a diffusers folder for the others.
 * `studio-jax`: the same pipeline under JAX, the networks imported from
   that folder.
@@ -160,7 +161,8 @@ def _studio_worker(args):
             np.savez(os.path.join(args.work_dir, f"studio-b{batch}.npz"), images=images,
                      token_ids=backbone.tokenizer(prompts),
                      negative_token_ids=backbone.tokenizer([""] * batch))
-        rows.append({"variant": variant, "batch": batch, "first_s": first, "latency_s": latency})
+        rows.append({"variant": variant, "batch": batch, "first_s": first, "latency_s": latency,
+                     "winograd": pipeline.winograd})
     return rows
 
 

@@ -3,6 +3,7 @@
 import keras
 from keras import ops
 
+from studio.models.dot_product_attention import dot_product_attention
 from studio.models.numerics_arguments import (
     KERAS_CV_GROUP_NORM_EPSILON,
     check_norm_epsilon,
@@ -67,7 +68,7 @@ class VAEAttentionBlock(keras.layers.Layer):
         shape = ops.shape(x)
         # (batch, height, width, channels) -> (batch, pixels, 1 head, channels)
         sequence_shape = (shape[0], -1, 1, shape[3])
-        attended = ops.dot_product_attention(
+        attended = dot_product_attention(
             ops.reshape(self.query(x), sequence_shape),
             ops.reshape(self.key(x), sequence_shape),
             ops.reshape(self.value(x), sequence_shape),

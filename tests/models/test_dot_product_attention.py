@@ -47,7 +47,52 @@ def test_jax_keeps_cudnn_fused_attention_away_from_odd_lengths(monkeypatch, quer
 
     monkeypatch.setattr(module.keras.backend, "backend", lambda: "jax")
     monkeypatch.setattr(module.ops, "dot_product_attention", record)
+    # As on a GPU: no CPU blocks.
+    monkeypatch.setattr(module, "_blocked_on_cpu", lambda *arguments: False)
     query = np.zeros((1, query_length, 1, 8), "float32")
     key = np.zeros((1, key_length, 1, 8), "float32")
     module.dot_product_attention(query, key, key)
     assert asked["flash_attention"] is (None if fused_allowed else False)
+
+
+jax_only = pytest.mark.skipif(keras.backend.backend() != "jax", reason="JAX's CPU path")
+
+
+@jax_only
+@pytest.mark.parametrize("heads, block_bytes", [(3, 1), (3, 4 * 24 * 40 * 2), (1, 2**30)])
+def test_jax_cpu_blocks_are_softmax_attention_with_its_gradients(monkeypatch, heads,
+                                                                block_bytes):
+    import jax
+
+    # Small lengths stand in for SD's 1024 tokens: blocks of one head, of
+    # two (6 rows: 2 images x 3 heads), and of all rows at once.
+    monkeypatch.setattr(module, "CPU_BLOCKED_MIN_SCORES", 1)
+    monkeypatch.setattr(module, "CPU_BLOCK_BYTES", block_bytes)
+    rng = np.random.default_rng(1)
+    query = rng.normal(size=(2, 24, heads, 8)).astype("float32")
+    key = rng.normal(size=(2, 40, heads, 8)).astype("float32")
+    value = rng.normal(size=(2, 40, heads, 8)).astype("float32")
+    assert module._blocked_on_cpu(query, key, False)
+    got = module.dot_product_attention(query, key, value)
+    np.testing.assert_allclose(np.asarray(got), _reference(query, key, value, False), atol=2e-5)
+
+    upstream = rng.normal(size=query.shape).astype("float32")
+
+    def loss(attention):
+        return lambda q, k, v: (attention(q, k, v) * upstream).sum()
+
+    ours = jax.grad(loss(module.dot_product_attention), argnums=(0, 1, 2))(query, key, value)
+    expected = jax.grad(loss(jax.nn.dot_product_attention), argnums=(0, 1, 2))(
+        query, key, value
+    )
+    for mine, theirs in zip(ours, expected):
+        np.testing.assert_allclose(np.asarray(mine), np.asarray(theirs), atol=1e-4)
+
+
+@jax_only
+def test_jax_cpu_blocks_only_long_float32_attention():
+    long = np.zeros((1, 256, 2, 8), "float32")
+    assert module._blocked_on_cpu(long, long, False)
+    assert not module._blocked_on_cpu(long, long, True)
+    assert not module._blocked_on_cpu(long[:, :255], long, False)
+    assert not module._blocked_on_cpu(long.astype("float16"), long.astype("float16"), False)

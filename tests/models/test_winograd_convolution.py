@@ -65,16 +65,18 @@ def test_refuses_other_tiles():
 
 def test_the_rule_per_backend():
     sd_level = (3, 3, 320, 320)
-    # TensorFlow: F(4x4) from 32 tiles of 4x4 in the batch, F(2x2) below.
+    # TensorFlow: F(4x4) from 16x16 up, F(2x2) below, whatever the batch.
     assert winograd_tile((2, 32, 32, 320), sd_level, "float32", "tensorflow") == 4
     assert winograd_tile((2, 16, 16, 320), sd_level, "float32", "tensorflow") == 4
+    assert winograd_tile((None, 16, 24, 320), sd_level, "float32", "tensorflow") == 4
     assert winograd_tile((2, 8, 8, 320), sd_level, "float32", "tensorflow") == 2
-    assert winograd_tile((8, 8, 8, 320), sd_level, "float32", "tensorflow") == 4
-    # An unknown batch counts as one image.
-    assert winograd_tile((None, 16, 16, 320), sd_level, "float32", "tensorflow") == 2
-    # JAX: F(4x4) from 2048 output pixels; narrow inputs stay direct.
+    assert winograd_tile((8, 8, 64, 320), sd_level, "float32", "tensorflow") == 2
+    # JAX: F(4x4) from 2048 output pixels in the batch (an unknown batch
+    # counts as one image); narrow inputs stay direct.
     assert winograd_tile((2, 32, 32, 320), sd_level, "float32", "jax") == 4
     assert winograd_tile((2, 16, 16, 320), sd_level, "float32", "jax") == 2
+    assert winograd_tile((8, 16, 16, 320), sd_level, "float32", "jax") == 4
+    assert winograd_tile((None, 32, 32, 320), sd_level, "float32", "jax") == 2
     assert winograd_tile((1, 256, 256, 128), (3, 3, 128, 128), "float32", "jax") is None
     assert winograd_tile((1, 256, 256, 128), (3, 3, 128, 128), "float32", "tensorflow") == 4
     # Never: unknown sizes, few channels, other kernels, half precision,
