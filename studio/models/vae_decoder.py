@@ -3,8 +3,8 @@
 import keras
 from keras import ops
 
+from studio.models.conv2d import Conv2D
 from studio.models.vae_attention_block import VAEAttentionBlock
-from studio.models.unet_conv2d import UNetConv2D
 from studio.models.numerics_arguments import (
     KERAS_CV_GROUP_NORM_EPSILON,
     check_norm_epsilon,
@@ -80,7 +80,7 @@ class VAEDecoder(keras.Model):
         norm_epsilon = check_norm_epsilon("norm_epsilon", norm_epsilon)
 
         def conv(filters, kernel_size, name):
-            return UNetConv2D(
+            return Conv2D(
                 filters, kernel_size, padding="same", dtype=dtype, name=name
             )
 

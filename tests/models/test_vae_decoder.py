@@ -119,3 +119,29 @@ def test_sd_config_matches_keras_cv_decoder():
     assert np.max(np.abs(actual - expected)) <= PARITY_TOLERANCE * np.max(
         np.abs(expected)
     )
+
+
+def test_weight_files_written_with_keras_convolutions_still_load(monkeypatch, tmp_path):
+    # Keras keys a functional model's layers by class name in weight files;
+    # the decoder's convolutions were `keras.layers.Conv2D` when the shipped
+    # tiny-shapes and users' presets were saved.
+    import studio.models.vae_decoder as module
+
+    arguments = dict(block_channels=(8, 16), layers_per_block=1, norm_groups=4)
+    latents = random_latents(1, 4, 4)
+    with monkeypatch.context() as patch:
+        patch.setattr(module, "Conv2D", keras.layers.Conv2D)
+        old = VAEDecoder(**arguments)
+        old(latents)
+        rng = np.random.default_rng(5)
+        old.set_weights([rng.standard_normal(w.shape).astype("float32") for w in old.get_weights()])
+        path = str(tmp_path / "old.weights.h5")
+        old.save_weights(path)
+        expected = keras.ops.convert_to_numpy(old(latents))
+
+    new = VAEDecoder(**arguments)
+    assert not any(type(layer) is keras.layers.Conv2D for layer in new.layers)
+    new(latents)
+    new.load_weights(path)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(new(latents)), expected, rtol=0,
+                               atol=1e-5 * np.abs(expected).max())
