@@ -54,8 +54,9 @@ class TextToImagePipeline:
         winograd: whether the sampling loop's and the decoder's larger 3x3
             convolutions use Winograd's algorithm (`UNetConv2D`): True,
             False, or "auto" (the default): when the backend computes on a
-            CPU in float32, where it made SD 1.x generation at 256 px
-            about 1.4x faster on 2 cores (`benchmarks/BENCHMARKS.md`). Its
+            CPU in float32 (SD 1.x at 256 px on 2 cores: TensorFlow
+            26.6 -> 20.0 s at batch 1, 90.6 -> 66.4 s at batch 4, in
+            separate runs; `benchmarks/BENCHMARKS.md`). Its
             images differ from the direct convolution's by float rounding
             (about 1e-5 of the range per convolution); pass False to
             compare with another implementation to the last bits.
