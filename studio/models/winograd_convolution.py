@@ -177,6 +177,32 @@ def _kron(matrix):
     return np.kron(matrix, matrix)
 
 
+def _filters(kernel, output_tile):
+    """The transformed filters, `(tile * tile, in, out)`: one matmul over the 9 taps."""
+    tile = output_tile + 2
+    filters = ops.matmul(
+        ops.convert_to_tensor(_kron(_TRANSFORMS[output_tile][1]), dtype=kernel.dtype),
+        ops.reshape(kernel, (9, -1)),
+    )
+    return ops.reshape(filters, (tile * tile, kernel.shape[2], kernel.shape[3]))
+
+
+def _padded(images, output_tile):
+    """One "same" pixel of padding, then enough for whole tiles; and the tile counts."""
+    height, width = images.shape[1], images.shape[2]
+    rows, columns = -(-height // output_tile), -(-width // output_tile)
+    padded = ops.pad(
+        images,
+        (
+            (0, 0),
+            (1, rows * output_tile - height + 1),
+            (1, columns * output_tile - width + 1),
+            (0, 0),
+        ),
+    )
+    return padded, rows, columns
+
+
 def _winograd_tensorflow(images, kernel, output_tile):
     """TensorFlow's graph ops, without XLA (nothing to compile per shape).
 
@@ -190,20 +216,13 @@ def _winograd_tensorflow(images, kernel, output_tile):
     """
     import tensorflow as tf
 
-    input_transform, filter_transform, output_transform = _TRANSFORMS[output_tile]
+    input_transform, _, output_transform = _TRANSFORMS[output_tile]
     tile = output_tile + 2
     batch = tf.shape(images)[0]
     height, width, in_channels = images.shape[1], images.shape[2], images.shape[3]
     out_channels = kernel.shape[3]
-    rows, columns = -(-height // output_tile), -(-width // output_tile)
-
-    filters = tf.matmul(_kron(filter_transform), tf.reshape(kernel, (9, -1)))
-    filters = tf.reshape(filters, (tile * tile, in_channels, out_channels))
-
-    padded = tf.pad(
-        images,
-        [[0, 0], [1, rows * output_tile - height + 1], [1, columns * output_tile - width + 1], [0, 0]],
-    )
+    filters = _filters(kernel, output_tile)
+    padded, rows, columns = _padded(images, output_tile)
     tiles = tf.image.extract_patches(
         padded,
         sizes=[1, tile, tile, 1],
@@ -243,30 +262,14 @@ def _combine(terms, matrix):
 
 
 def _winograd(images, kernel, output_tile):
-    input_transform, filter_transform, output_transform = _TRANSFORMS[output_tile]
+    input_transform, _, output_transform = _TRANSFORMS[output_tile]
     tile = output_tile + 2
     batch = ops.shape(images)[0]
     height, width, in_channels = images.shape[1], images.shape[2], images.shape[3]
     out_channels = kernel.shape[3]
-    rows, columns = -(-height // output_tile), -(-width // output_tile)
+    filters = _filters(kernel, output_tile)
+    padded, rows, columns = _padded(images, output_tile)
 
-    # Filters: one matmul with G (x) G over the 9 taps.
-    pair = np.kron(np.asarray(filter_transform), np.asarray(filter_transform))
-    filters = ops.matmul(
-        ops.convert_to_tensor(pair, dtype=kernel.dtype), ops.reshape(kernel, (9, -1))
-    )
-    filters = ops.reshape(filters, (tile * tile, in_channels, out_channels))
-
-    # Tiles: one "same" pixel of padding, then enough to fill the last tile.
-    padded = ops.pad(
-        images,
-        (
-            (0, 0),
-            (1, rows * output_tile - height + 1),
-            (1, columns * output_tile - width + 1),
-            (0, 0),
-        ),
-    )
     # Tile (i, j) starts at pixel (m * i, m * j); one strided slice per
     # offset in the tile, transformed along the rows, then the columns.
     row_span = (rows - 1) * output_tile + 1
