@@ -87,7 +87,8 @@ MIN_CHANNELS = 128
 JAX_MIN_CHANNELS = 256
 
 _ENABLED = contextvars.ContextVar("studio_winograd_convolutions", default=False)
-_COMPILED = {}
+# The backend's implementation, made once per process (`_implementation`).
+_IMPLEMENTATIONS = {}
 
 
 @contextlib.contextmanager
@@ -125,7 +126,6 @@ def winograd_tile(input_shape, kernel_shape, dtype, backend=None):
         return None
     if keras.backend.standardize_dtype(dtype) != "float32":
         return None
-    batch = batch or 1
     if backend == "tensorflow":
         # F(4x4) from 16x16 up; below, its filter transform (4x the
         # kernel) costs more than it saves (see the module's table).
@@ -135,7 +135,8 @@ def winograd_tile(input_shape, kernel_shape, dtype, backend=None):
         # pixels, F(2x2) below, nothing for 128-channel images of 256 px.
         if kernel_shape[2] < JAX_MIN_CHANNELS:
             return None
-        return 4 if batch * height * width >= 2048 else 2
+        # An unknown batch counts as one image.
+        return 4 if (batch or 1) * height * width >= 2048 else 2
     return None
 
 
@@ -152,23 +153,23 @@ def winograd_convolution(images, kernel, output_tile):
     """
     if output_tile not in _TRANSFORMS:
         raise ValueError(f"output_tile must be one of {OUTPUT_TILES}, got {output_tile}")
-    return _compiled()(images, kernel, output_tile)
+    return _implementation()(images, kernel, output_tile)
 
 
-def _compiled():
+def _implementation():
     """The backend's implementation (see the module's docstring)."""
     backend = keras.backend.backend()
-    if backend not in _COMPILED:
+    if backend not in _IMPLEMENTATIONS:
         if backend == "tensorflow":
-            _COMPILED[backend] = _winograd_tensorflow
+            _IMPLEMENTATIONS[backend] = _winograd_tensorflow
         elif backend == "jax":
             import jax
 
             # Its own program when called eagerly; inlined into a caller's.
-            _COMPILED[backend] = jax.jit(_winograd, static_argnums=2)
+            _IMPLEMENTATIONS[backend] = jax.jit(_winograd, static_argnums=2)
         else:
-            _COMPILED[backend] = _winograd
-    return _COMPILED[backend]
+            _IMPLEMENTATIONS[backend] = _winograd
+    return _IMPLEMENTATIONS[backend]
 
 
 def _kron(matrix):
