@@ -4,8 +4,9 @@ The Train page offers a method, and shows a setting, only where the check
 of the model's family lets it through, and on Start the same check refuses
 a combination with its one line: the app never keeps its own list of what
 a family cannot do. SD3's checks are `check_sd3_settings` of its
-textual-inversion and DreamBooth runs; SD 1.x / 2.x and SD-XL DreamBooth
-refuse SD3's flow-matching options (`check_ddpm_settings`).
+textual-inversion and DreamBooth runs; SD 1.x / 2.x and SD-XL runs of
+either method refuse SD3's flow-matching options
+(`RunSettings.check_ddpm_options`).
 """
 
 import dataclasses
@@ -33,10 +34,7 @@ def check_family_settings(family, settings, backbone=None):
         SettingsError: the check's one line (the option and the way out).
     """
     if family != SD3:
-        if not isinstance(settings, TextualInversionSettings):
-            from studio.trainers.dreambooth.dreambooth_training import check_ddpm_settings
-
-            check_ddpm_settings(settings)
+        settings.check_ddpm_options()
         return
     if isinstance(settings, TextualInversionSettings):
         from studio.trainers.textual_inversion.sd3_textual_inversion_training import (

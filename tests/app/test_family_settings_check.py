@@ -29,10 +29,13 @@ def test_options_a_family_refuses_are_told_by_its_check():
     assert not refuses_setting("sdxl", DreamBoothSettings(model="tiny-sdxl", lora_rank=4),
                                "token")
     # SD3's flow-matching options: offered for SD3, refused by the DDPM families' check.
+    # Both methods' runs: textual inversion's as DreamBooth's.
     for name in ("weighting_scheme", "precondition_outputs"):
         assert not refuses_setting("sd3", lora, name)
+        assert not refuses_setting("sd3", TextualInversionSettings(model=SD3_MODEL), name)
         for family, model in (("stable_diffusion", "tiny"), ("sdxl", "tiny-sdxl")):
             assert refuses_setting(family, DreamBoothSettings(model=model, lora_rank=4), name)
+            assert refuses_setting(family, TextualInversionSettings(model=model), name)
 
 
 def test_sd3_textual_inversion_checks_the_resolution_once_the_model_is_loaded():

@@ -99,8 +99,14 @@ def test_train_offers_sd3_what_its_trainers_do_and_refuses_the_rest_in_one_line(
         assert any(key.startswith(field_key("dreambooth-lora", name)) for key in keys), name
     assert not any(key.startswith(field_key("dreambooth-lora", "offset_noise")) for key in keys)
 
-    # The settings check refuses a combination with its one line, before anything starts.
+    # Textual inversion offers the flow-matching options too.
     app.radio(key="train_method").set_value("textual-inversion").run()
+    keys = {widget.key for kind in ("text_input", "number_input", "toggle", "selectbox")
+            for widget in app.get(kind)}
+    for name in ("weighting_scheme", "precondition_outputs"):
+        assert any(key.startswith(field_key("textual-inversion", name)) for key in keys), name
+
+    # The settings check refuses a combination with its one line, before anything starts.
     app.number_input(key=field_key("textual-inversion", "resolution") + f"_{SD3_MODEL}") \
         .set_value(64)
     click(app, "Start training")

@@ -330,3 +330,41 @@ def test_train_command_resumes_and_generate_uses_the_embedding(
     final = generate(run / "embedding.safetensors", tmp_path / "final")
     earlier = generate(tmp_path / "first.safetensors", tmp_path / "earlier")
     assert np.abs(final - earlier).max() > 0
+
+
+def test_flow_matching_options_reach_the_objective(tmp_path, write_toy_images):
+    """`--weighting-scheme` and `--precondition-outputs` (diffusers' names) set the objective."""
+    from studio.trainers import TextualInversionSettings
+    from studio.trainers.textual_inversion.textual_inversion_training import (
+        build_textual_inversion,
+    )
+
+    images = write_toy_images(tmp_path / "images", 1, 64)
+    for scheme, precondition in (("logit_normal", False), ("mode", True)):
+        settings = TextualInversionSettings(
+            model="tiny-sd3", data=str(images), token=TOKEN, init_word=INIT_WORD,
+            cache_dir=str(tmp_path / "cache"), weighting_scheme=scheme,
+            precondition_outputs=precondition)
+        trainer, _ = build_textual_inversion(settings)
+        config = trainer.objective.get_config()
+        assert (config["weighting_scheme"], config["precondition_outputs"]) == (
+            scheme, precondition)
+        assert trainer.get_config()["objective_options"] == settings.flow_matching_options()
+
+
+@pytest.mark.parametrize("option, shown", [
+    (["--weighting-scheme", "cosmap"], "--weighting-scheme cosmap"),
+    (["--precondition-outputs"], "--precondition-outputs"),
+])
+def test_flow_matching_options_are_refused_for_a_ddpm_model_in_one_line(
+    tmp_path, write_toy_images, option, shown
+):
+    images = write_toy_images(tmp_path / "images", 1, 64)
+    with pytest.raises(SettingsError, match="flow-matching options of SD3") as error:
+        run_command(
+            "train", "textual-inversion", "--model", "tiny", "--data", str(images),
+            "--out", str(tmp_path / "run"), "--cache-dir", str(tmp_path / "cache"),
+            "--token", "<toy>", "--init-word", "toy", *option,
+        )  # fmt: skip
+    assert str(error.value).endswith(f"Received: {shown}") and "\n" not in str(error.value)
+    assert not (tmp_path / "run").exists()

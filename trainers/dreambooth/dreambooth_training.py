@@ -6,7 +6,7 @@ for callers that drive the training themselves (the evaluation).
 
 import os
 
-from studio.errors import InvalidInputError, SettingsError
+from studio.errors import InvalidInputError
 from studio.trainers.run_setup import (
     DREAMBOOTH_FAMILIES,
     fit_run,
@@ -19,7 +19,6 @@ from studio.trainers.run_setup import (
 )
 from studio.trainers.run.run_phase import CHECKING_IMAGES, CLASS_IMAGES, phase_counter, report_phase
 from studio.trainers.settings.dreambooth_settings import CLASS_IMAGES_FOLDER
-from studio.trainers.settings.weighting_scheme import DEFAULT_WEIGHTING_SCHEME
 
 ADAMW_WEIGHT_DECAY = 1e-2
 SGD_MOMENTUM = 0.9
@@ -201,7 +200,7 @@ def load_dreambooth_backbone(settings, devices):
     Raises:
         SettingsError: the model's family has no DreamBooth, an SD3 model
             with settings SD3 does not have (`check_sd3_settings`), or a
-            DDPM model with SD3's options (`check_ddpm_settings`).
+            DDPM model with SD3's options (`RunSettings.check_ddpm_options`).
     """
     from studio.models.presets import SD3
     from studio.trainers.dreambooth import sd3_dreambooth_training as sd3
@@ -211,26 +210,8 @@ def load_dreambooth_backbone(settings, devices):
     if backbone.family == SD3:
         sd3.check_sd3_settings(settings)
     else:
-        check_ddpm_settings(settings)
+        settings.check_ddpm_options()
     return backbone
-
-
-def check_ddpm_settings(settings):
-    """Refuses SD3's flow-matching options for a model trained with DDPM (SD 1.x/2.x, SD-XL).
-
-    Raises:
-        SettingsError: with the options and the way out.
-    """
-    given = []
-    if settings.weighting_scheme != DEFAULT_WEIGHTING_SCHEME:
-        given.append(f"--weighting-scheme {settings.weighting_scheme}")
-    if settings.precondition_outputs:
-        given.append("--precondition-outputs")
-    if given:
-        raise SettingsError(
-            "--weighting-scheme and --precondition-outputs are flow-matching options of SD3 "
-            f"models; {settings.model} trains with DDPM: leave them out. Received: "
-            + ", ".join(given))
 
 
 def build_dreambooth_trainer(settings, backbone, devices):

@@ -6,7 +6,6 @@ from studio.errors import SettingsError
 from studio.trainers.settings.precision import PRECISIONS
 from studio.trainers.settings.run_settings import RunSettings
 from studio.trainers.settings.setting import setting
-from studio.trainers.settings.weighting_scheme import DEFAULT_WEIGHTING_SCHEME, WEIGHTING_SCHEMES
 
 OPTIMIZERS = ("adamw", "adam", "adafactor", "lion", "sgd")
 LR_DECAYS = ("constant", "cosine")
@@ -75,12 +74,6 @@ class DreamBoothSettings(RunSettings):
     remat: bool = setting(
         False, "recompute the denoiser's blocks' activations in the backward pass (UNet "
         "blocks, SD3's joint blocks): less memory, more compute")
-    weighting_scheme: str = setting(
-        DEFAULT_WEIGHTING_SCHEME, "flow matching (SD3 models): how timesteps are drawn and "
-        "the loss weighted, diffusers' --weighting_scheme", choices=WEIGHTING_SCHEMES)
-    precondition_outputs: bool = setting(
-        False, "flow matching (SD3 models): regress the clean latents through the "
-        "preconditioned output, as diffusers' --precondition_outputs 1 (else the velocity)")
     seed: int = setting(0, "seed of data order, noise and LoRA init")
     sample_every: int | None = setting(None, "steps between validation images", resumable=True,
                                        default_text="none")
@@ -163,11 +156,6 @@ class DreamBoothSettings(RunSettings):
                 f"--instance-prompt must use the token it teaches, e.g. \"a photo of "
                 f"{self.token}\". Received: --token {self.token}, --instance-prompt "
                 f"{self.instance_prompt!r}")
-
-    def flow_matching_options(self):
-        """The flow-matching objective's options these settings set (SD3 models)."""
-        return {"weighting_scheme": self.weighting_scheme,
-                "precondition_outputs": bool(self.precondition_outputs)}
 
     def sample_prompt_list(self):
         """The validation images' prompts: `sample_prompts`, else the instance and class prompts."""

@@ -7,6 +7,7 @@ from studio.errors import SettingsError
 from studio.trainers.settings.precision import PRECISIONS
 from studio.trainers.settings.setting import option_name, setting
 from studio.trainers.settings.training_settings import TrainingSettings
+from studio.trainers.settings.weighting_scheme import DEFAULT_WEIGHTING_SCHEME, WEIGHTING_SCHEMES
 
 # Training images are encoded by a VAE that halves them 3 times (8 pixels per
 # latent); `check_resolution` also asks the model.
@@ -50,6 +51,12 @@ class RunSettings(TrainingSettings):
     min_snr_gamma: float | None = setting(None, "min-SNR loss weighting, e.g. 5",
                                           default_text="off")
     offset_noise: float = setting(0.0, "offset-noise strength, e.g. 0.05", default_text="off")
+    weighting_scheme: str = setting(
+        DEFAULT_WEIGHTING_SCHEME, "flow matching (SD3 models): how timesteps are drawn and "
+        "the loss weighted, diffusers' --weighting_scheme", choices=WEIGHTING_SCHEMES)
+    precondition_outputs: bool = setting(
+        False, "flow matching (SD3 models): regress the clean latents through the "
+        "preconditioned output, as diffusers' --precondition_outputs 1 (else the velocity)")
     latent_variants: int = setting(
         8, "augmented variants per image encoded once into the latent cache; 0 encodes "
         "every step instead", at_least=0)
@@ -88,6 +95,28 @@ class RunSettings(TrainingSettings):
                 f"model's own. Received: --resolution {self.resolution}"
             )
         return self
+
+    def flow_matching_options(self):
+        """The flow-matching objective's options these settings set (SD3 models)."""
+        return {"weighting_scheme": self.weighting_scheme,
+                "precondition_outputs": bool(self.precondition_outputs)}
+
+    def check_ddpm_options(self):
+        """Refuses the flow-matching options for a model trained with DDPM (SD 1.x/2.x, SD-XL).
+
+        Raises:
+            SettingsError: with the options given and the way out.
+        """
+        given = []
+        if self.weighting_scheme != DEFAULT_WEIGHTING_SCHEME:
+            given.append(f"--weighting-scheme {self.weighting_scheme}")
+        if self.precondition_outputs:
+            given.append("--precondition-outputs")
+        if given:
+            raise SettingsError(
+                "--weighting-scheme and --precondition-outputs are flow-matching options of SD3 "
+                f"models; {self.model} trains with DDPM: leave them out. Received: "
+                + ", ".join(given))
 
     def training_resolution(self, backbone):
         """The side of the training images: `resolution`, else the model's.

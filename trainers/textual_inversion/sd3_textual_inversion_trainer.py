@@ -20,7 +20,9 @@ class SD3TextualInversionTrainer(SDXLTextualInversionTrainer):
     end token is kept: placeholder ids come after it). The step's noise,
     timesteps, target and weights are the backbone's objective's
     (`FlowMatchingObjective`: velocity `noise - x0`, logit-normal
-    timesteps); CLIP-L/G, the MMDiT and the VAE are frozen.
+    timesteps unless `objective_options` say otherwise, as diffusers'
+    `--weighting_scheme` and `--precondition_outputs`); CLIP-L/G, the MMDiT
+    and the VAE are frozen.
 
     The result is one embedding in the `{"clip_l": (n, 768), "clip_g":
     (n, 1280)}` layout SD-XL's trainer writes (SD3's CLIP-L and CLIP-G are
@@ -30,7 +32,7 @@ class SD3TextualInversionTrainer(SDXLTextualInversionTrainer):
     Args:
         backbone: a `studio.models.sd3.SD3Backbone`.
         placeholder_tokens, initializer_words, num_vectors,
-        norm_regularization, seed, **kwargs: as
+        norm_regularization, seed, objective_options, **kwargs: as
             `SDXLTextualInversionTrainer`'s. `min_snr_gamma` and
             `offset_noise` are DDPM options: flow matching refuses them.
 

@@ -77,6 +77,9 @@ class TextualInversionTrainer(DiffusionTrainer):
             difference between each vector's norm and its initial norm to the
             loss, which keeps the vectors as long as real words' (0: off).
         seed: int or None. Seed of the noise and timestep draws.
+        objective_options: dict or None, more options of the backbone's
+            objective: an SD3 model's flow matching takes `weighting_scheme`
+            and `precondition_outputs` (`FlowMatchingObjective`).
         **kwargs: `name` and other `keras.Model` arguments.
 
     Call arguments:
@@ -114,6 +117,7 @@ class TextualInversionTrainer(DiffusionTrainer):
         offset_noise=0.0,
         norm_regularization=0.0,
         seed=None,
+        objective_options=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -128,6 +132,7 @@ class TextualInversionTrainer(DiffusionTrainer):
         self.num_vectors = counts
         self.min_snr_gamma = min_snr_gamma
         self.offset_noise = offset_noise
+        self.objective_options = dict(objective_options or {})
         self.norm_regularization = float(norm_regularization)
         self.seed = seed
 
@@ -142,7 +147,8 @@ class TextualInversionTrainer(DiffusionTrainer):
             backbone, first_new_id, word_ids, counts
         )
         self._start_training_state(
-            seed, min_snr_gamma=min_snr_gamma, offset_noise=offset_noise
+            seed, min_snr_gamma=min_snr_gamma, offset_noise=offset_noise,
+            **self.objective_options,
         )
 
     def _placeholder_lookup(self, backbone, first_new_id, word_ids, counts):
@@ -277,6 +283,7 @@ class TextualInversionTrainer(DiffusionTrainer):
             "num_vectors": list(self.num_vectors),
             "min_snr_gamma": self.min_snr_gamma,
             "offset_noise": self.offset_noise,
+            "objective_options": self.objective_options,
             "norm_regularization": self.norm_regularization,
             "seed": self.seed,
         }

@@ -75,7 +75,9 @@ def build_textual_inversion(settings, devices=None):
         # Before loading: what SD3 cannot do is refused at once.
         check_sd3_settings(settings)
     backbone = load_backbone(settings, devices, frozen=True)
-    trainer_class = TextualInversionTrainer
+    trainer_class, objective_options = TextualInversionTrainer, None
+    if backbone.family != SD3:
+        settings.check_ddpm_options()
     if backbone.family == SDXL:
         # Both text encoders' rows, one `{clip_l, clip_g}` embedding file.
         from studio.trainers.textual_inversion.sdxl_textual_inversion_trainer import (
@@ -87,6 +89,8 @@ def build_textual_inversion(settings, devices=None):
         from studio.trainers.textual_inversion.sd3_textual_inversion_trainer import (
             SD3TextualInversionTrainer as trainer_class,
         )
+
+        objective_options = settings.flow_matching_options()
     with devices.scope():
         trainer = trainer_class(
             backbone,
@@ -97,6 +101,7 @@ def build_textual_inversion(settings, devices=None):
             offset_noise=settings.offset_noise,
             norm_regularization=settings.norm_regularization,
             seed=settings.seed,
+            objective_options=objective_options,
         )
         accumulation = settings.grad_accum
         schedule = WarmupSchedule(
