@@ -51,9 +51,11 @@ def load_backbone(settings, devices, frozen=False, families=TRAINABLE_FAMILIES):
     the backbone's networks will train (textual inversion, LoRA), so under
     mixed precision the weights are stored in the compute dtype
     (`backbone_policy`). `families`: the model families the run's method
-    trains.
+    trains. A model trained with DDPM (SD 1.x/2.x, SD-XL) refuses the
+    flow-matching options (`RunSettings.check_ddpm_options`).
     """
     from studio.interop import load_backbone as load_model
+    from studio.models.presets import SD3
     from studio.trainers.run.run_phase import LOADING_MODEL, report_phase
 
     report_phase(LOADING_MODEL)
@@ -72,6 +74,8 @@ def load_backbone(settings, devices, frozen=False, families=TRAINABLE_FAMILIES):
             f"it, or train a model of {list(families)}. "
             f"Received: --model {settings.model}"
         )
+    if backbone.family != SD3:
+        settings.check_ddpm_options()
     return backbone
 
 

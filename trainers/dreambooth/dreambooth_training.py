@@ -200,7 +200,7 @@ def load_dreambooth_backbone(settings, devices):
     Raises:
         SettingsError: the model's family has no DreamBooth, an SD3 model
             with settings SD3 does not have (`check_sd3_settings`), or a
-            DDPM model with SD3's options (`RunSettings.check_ddpm_options`).
+            DDPM model with SD3's options (`run_setup.load_backbone`).
     """
     from studio.models.presets import SD3
     from studio.trainers.dreambooth import sd3_dreambooth_training as sd3
@@ -209,8 +209,6 @@ def load_dreambooth_backbone(settings, devices):
                              families=DREAMBOOTH_FAMILIES)
     if backbone.family == SD3:
         sd3.check_sd3_settings(settings)
-    else:
-        settings.check_ddpm_options()
     return backbone
 
 

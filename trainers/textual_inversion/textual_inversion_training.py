@@ -76,8 +76,6 @@ def build_textual_inversion(settings, devices=None):
         check_sd3_settings(settings)
     backbone = load_backbone(settings, devices, frozen=True)
     trainer_class, objective_options = TextualInversionTrainer, None
-    if backbone.family != SD3:
-        settings.check_ddpm_options()
     if backbone.family == SDXL:
         # Both text encoders' rows, one `{clip_l, clip_g}` embedding file.
         from studio.trainers.textual_inversion.sdxl_textual_inversion_trainer import (
