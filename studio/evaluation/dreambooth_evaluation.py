@@ -65,7 +65,13 @@ DREAMBOOTH_SETTINGS = {
 # as nearly the same blurred, striped blob on grey for every noise seed,
 # so a score is close to one reading of that blob (round or square). Its
 # VAE bounds the instance too: reconstructions of it read as a striped
-# circle 0.88 of the time (0.71 on white backgrounds).
+# circle 0.88 of the time (0.71 on white backgrounds). Also at seed 2
+# (2026-12-05, later): rank 8 0.225, rank 4 0.175, 200 class images 0.375.
+# Its 1000-step run's checkpoints read 0.85, 0.425, 0.75, 0.75, 0.625,
+# 0.45, 0.25 at steps 200, 400, 500-800 and 1000 (seed 3's: 0.975-1.0 at
+# each), a coin flip of that one blob more than a concept learned and
+# lost: runs of 300 and 400 steps scored 0.475 at seed 2 and lower at
+# seeds 0-1 (300: 0.65, 0.775; 400: 0.575, 0.425), so 1000 stays.
 FAMILY_DREAMBOOTH_SETTINGS = {
     SD3: {"steps": 1000, "lora_feed_forward": True, "class_image_guidance": 1.0,
           "train_text_encoder": False, "token": "<sks>", "init_word": "circle"},
