@@ -57,7 +57,8 @@ DREAMBOOTH_SETTINGS = {
 # 0.975) but dropped seed 4 (0.90, diversity 0.78x). Also tried at seed 2
 # (2026-12-05): batch 8 0.65, batch 8 with prior weight 0.5 0.70, 10
 # instance images 0.625, weight EMA 0.99 0.60, LoRA on the adaLN
-# modulations 0.60, lr 4e-3 0.40, rank 64 0.425, the "mode", "none",
+# modulations 0.60, lr 4e-3 0.40, rank 64 / 8 / 4 0.425 / 0.225 / 0.175,
+# 200 class images 0.375, the "mode", "none",
 # "sigma_sqrt" and "cosmap" schemes 0.225-0.30, preconditioned outputs
 # 0.125, class images at guidance 4 0.15; none reached 0.8. Seed 2's
 # instance set trained at seed 3 scored 0.875, seed 3's at seed 2 0.85: no
@@ -65,9 +66,8 @@ DREAMBOOTH_SETTINGS = {
 # as nearly the same blurred, striped blob on grey for every noise seed,
 # so a score is close to one reading of that blob (round or square). Its
 # VAE bounds the instance too: reconstructions of it read as a striped
-# circle 0.88 of the time (0.71 on white backgrounds). Also at seed 2
-# (2026-12-05, later): rank 8 0.225, rank 4 0.175, 200 class images 0.375.
-# Its 1000-step run's checkpoints read 0.85, 0.425, 0.75, 0.75, 0.625,
+# circle 0.88 of the time (0.71 on white backgrounds). Seed 2's
+# 1000-step run's checkpoints read 0.85, 0.425, 0.75, 0.75, 0.625,
 # 0.45, 0.25 at steps 200, 400, 500-800 and 1000 (seed 3's: 0.975-1.0 at
 # each), a coin flip of that one blob more than a concept learned and
 # lost: runs of 300 and 400 steps scored 0.475 at seed 2 and lower at
