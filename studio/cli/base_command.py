@@ -81,8 +81,9 @@ def _add_sd3_parser(methods):
         help="make the embedded tiny-shapes-sd3 model (the shapes world in the SD3 family)",
         description=(
             "Re-express tiny-shapes' text encoder as SD3's CLIP-L and CLIP-G (frozen), then "
-            "train keras-hub's VAE and MMDiT (flow matching) on the shapes world, "
-            "reproducibly from --seed. --out gets vae/ and diffusion/ run folders and model/ "
+            "train keras-hub's VAE, then its decoder alone, then the MMDiT (flow matching) on "
+            "the shapes world, reproducibly from --seed. --out gets vae/, decoder/ and "
+            "diffusion/ run folders and model/ "
             "(the weights and the measured latent shift and scale). --resume continues an "
             "interrupted run; --ship copies the weights into the package (the "
             "tiny-shapes-sd3 preset, whose VAE entry must hold the printed shift and scale)."

@@ -46,32 +46,22 @@ DREAMBOOTH_SETTINGS = {
 # training) as a striped square 29 times in 40, and LoRA alone, even with
 # CLIP-L/G LoRA (`train_text_encoder`), learned it at some seeds only
 # (0.90 / 0.725 / 0.25 at seeds 0 / 1 / 2): the identifier "sks" read
-# almost as "a circle". Pivotal tuning at seeds 0-4: instance fidelity
-# 0.825, 0.825, 0.25, 1.0, 1.0 (base 0.025), class diversity 0.97-1.07x the
-# base model's; without the prior 0.90 / 1.0 and 0.55x / 0.0x (seeds 0 / 3).
-# Seed 3 scored 0.90 and 0.77x in the test suite's large step (run alone:
-# 1.0 and 0.97x, three times).
-# Seed 2 stays at 0.225-0.5 whatever changed (1500 or 2000 steps, rank 32,
-# prior weight 0.5, the rows for a quarter or all of the steps, "striped"
-# as the initializer, cosine decay, lr 1e-3 over 2000 steps); 1500 steps lifted seeds 0-1 (0.875,
-# 0.975) but dropped seed 4 (0.90, diversity 0.78x). Also tried at seed 2
-# (2026-12-05): batch 8 0.65, batch 8 with prior weight 0.5 0.70, 10
-# instance images 0.625, weight EMA 0.99 0.60, LoRA on the adaLN
-# modulations 0.60, lr 4e-3 0.40, rank 64 / 8 / 4 0.425 / 0.225 / 0.175,
-# 200 class images 0.375, the "mode", "none",
-# "sigma_sqrt" and "cosmap" schemes 0.225-0.30, preconditioned outputs
-# 0.125, class images at guidance 4 0.15; none reached 0.8. Seed 2's
-# instance set trained at seed 3 scored 0.875, seed 3's at seed 2 0.85: no
-# one part of the seed decides. The tuned model draws the instance prompt
-# as nearly the same blurred, striped blob on grey for every noise seed,
-# so a score is close to one reading of that blob (round or square). Its
-# VAE bounds the instance too: reconstructions of it read as a striped
-# circle 0.88 of the time (0.71 on white backgrounds). Seed 2's
-# 1000-step run's checkpoints read 0.85, 0.425, 0.75, 0.75, 0.625,
-# 0.45, 0.25 at steps 200, 400, 500-800 and 1000 (seed 3's: 0.975-1.0 at
-# each), a coin flip of that one blob more than a concept learned and
-# lost: runs of 300 and 400 steps scored 0.475 at seed 2 and lower at
-# seeds 0-1 (300: 0.65, 0.775; 400: 0.575, 0.425), so 1000 stays.
+# almost as "a circle".
+# Measured with the shipped VAE, whose decoder `studio train base-sd3`'s
+# decoder phase trained on (2026-12-05): seeds 0-4 score instance fidelity
+# 1.0 each (base 0.025), class diversity 1.00, 0.90, 0.96, 0.97, 0.80x the
+# base model's (1500 steps: 1.0 each too, 0.80-1.15x). Before that phase
+# the VAE blurred the instance (its reconstructions read as a striped
+# circle 0.885 of the time, 0.95 after), the tuned model drew "a <sks>
+# circle" as nearly one blurred blob for every noise seed, and that blob's
+# reading (round or square) decided the score: seeds 0-4 scored 0.825,
+# 0.825, 0.25, 1.0, 1.0, and seed 2 stayed at 0.125-0.70 whatever else
+# changed (500-2000 steps, LoRA rank 4-64, prior weight 0.5, batch 8, 10
+# instance or 200 class images, weight EMA, LoRA on the adaLN modulations,
+# other learning rates, loss weighting schemes, preconditioned outputs,
+# class images at guidance 4), its checkpoints reading 0.85 to 0.25. A
+# decoder trained 2000 steps at half the learning rate (reconstructions
+# 0.94) lifted seed 2 to 0.50.
 FAMILY_DREAMBOOTH_SETTINGS = {
     SD3: {"steps": 1000, "lora_feed_forward": True, "class_image_guidance": 1.0,
           "train_text_encoder": False, "token": "<sks>", "init_word": "circle"},

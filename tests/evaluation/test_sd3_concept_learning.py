@@ -7,16 +7,13 @@ entry point trains on it as on any SD3 model: textual inversion learns
 is scored as generation applies it. A few CPU minutes.
 
 DreamBooth LoRA with pivotal tuning (`FAMILY_DREAMBOOTH_SETTINGS`: a new
-token's CLIP-L/G rows and MMDiT LoRA) learns "a <sks> circle", and the
-prior keeps "a circle" as varied as before, where training without it
-collapses the class onto the instance. Measured at seeds 0-4 (40 images
-each, base fidelity 0.025): instance fidelity 0.825, 0.825, 0.25, 1.0, 1.0,
-class diversity 0.97-1.07x the base model's; without the prior 0.90 and 1.0,
-diversity 0.55x and 0.0x (seeds 0 and 3). Seed 2 does not learn the
-instance's outline (the MMDiT draws it between a circle and a square), so
-the recipe is not yet robust. The test trains at seed 3 (1.0 and 0.97x in
-three runs alone; 0.90 and 0.77x in the large step, beside the other
-worker's tests) and holds the prior-preserved run to less than that.
+token's CLIP-L/G rows and MMDiT LoRA, 1000 steps) learns "a <sks> circle",
+and the prior keeps "a circle" as varied as before, where training without
+it collapses the class onto the instance. Measured at seeds 0-4 (40 images
+each, base fidelity 0.025): instance fidelity 1.0 at each, class diversity
+0.80-1.00x the base model's. (Before `tiny-shapes-sd3`'s decoder phase
+the VAE blurred the instance and seed 2 scored 0.25.) The test trains at
+seed 3.
 """
 
 import pytest
@@ -41,8 +38,8 @@ def test_sd3_dreambooth_learns_the_instance_and_the_prior_keeps_the_class(tmp_pa
     from studio.evaluation.dreambooth_evaluation import evaluate_dreambooth
 
     # The run without the prior stops at half the steps: the class is taken
-    # over by then (seed 3: fidelity 1.0, diversity 0.10x at 500 steps;
-    # 1.0 and 0.0x at 1000), and CI's large step saves about 50 s.
+    # over by then (seed 3: fidelity 0.95, diversity 0.0x at 500 steps),
+    # and CI's large step saves about 50 s.
     runs = {prior: evaluate_dreambooth(str(tmp_path / f"prior-{prior}"), prior_preservation=prior,
                                        model="tiny-shapes-sd3", seed=DREAMBOOTH_SEED,
                                        steps=None if prior else NO_PRIOR_STEPS)
@@ -52,15 +49,13 @@ def test_sd3_dreambooth_learns_the_instance_and_the_prior_keeps_the_class(tmp_pa
 
     assert with_prior["instance_prompt"] == "a <sks> circle"
     assert with_prior["base_instance_fidelity"] <= 0.2, with_prior
-    # Without the prior the instance is learned to the issue's 0.8 (measured
-    # at 1000 steps 1.0, 1.0, and 0.925 in CI's large step; 1.0 at 500) and
-    # takes the class over (0.0x at 1000 steps, 0.10x at 500).
+    # Without the prior the instance is learned to the issue's 0.8 and takes
+    # the class over (0.95 and 0.0x; before the decoder phase 1.0 and 0.10x).
     assert without["instance_fidelity"] >= 0.8, without
     assert without["diversity_ratio"] <= 0.3, without
-    # With it the class stays varied and the instance is still learned:
-    # measured 1.0 and 0.97x in runs alone (three times), 0.90 and 0.77x in
-    # the large step beside other tests' worker (the same seed computes a
-    # little differently there, and this training amplifies it). Held with
-    # room below the lowest of those.
-    assert with_prior["instance_fidelity"] >= 0.6, with_prior
+    # With it the class stays varied and the instance is still learned to
+    # the issue's 0.8: measured 1.0 and 0.97x alone and the same beside the
+    # README command's two workers (before the decoder phase: 1.0 alone,
+    # 0.90 and 0.77x in CI's large step).
+    assert with_prior["instance_fidelity"] >= 0.8, with_prior
     assert with_prior["diversity_ratio"] >= 0.6, with_prior

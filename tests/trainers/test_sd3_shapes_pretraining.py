@@ -11,8 +11,8 @@ from studio.trainers.settings.run_settings_files import read_run_settings
 
 pytestmark = [pytest.mark.tensorflow_only, pytest.mark.large]
 
-SHORT = dict(pool_size=64, batch_size=4, vae_steps=2, steps=2, warmup_steps=1, save_every=2,
-             log_every=1)
+SHORT = dict(pool_size=64, batch_size=4, vae_steps=2, decoder_steps=2, steps=2, warmup_steps=1,
+             save_every=2, log_every=1)
 
 
 @pytest.fixture(autouse=True)
@@ -29,7 +29,7 @@ def _weights(backbone):
     return {name: network.get_weights() for name, network in backbone.components.items()}
 
 
-def test_pretraining_is_reproducible_and_trains_the_vae_and_mmdit_only(tmp_path):
+def test_pretraining_is_reproducible_and_trains_the_vae_its_decoder_and_mmdit_only(tmp_path):
     from studio.trainers.base_model.sd3_shapes_pretraining import (
         LATENT_STATISTICS_FILE,
         build_start_model,
@@ -52,6 +52,14 @@ def test_pretraining_is_reproducible_and_trains_the_vae_and_mmdit_only(tmp_path)
     # CLIP-L and CLIP-G: tiny-shapes' encoder re-expressed, frozen.
     for name in ("clip_l", "clip_g"):
         assert all(np.array_equal(a, b) for a, b in zip(start[name], weights_a[name])), name
+    # The decoder phase trains the decoder on the first phase's VAE and leaves
+    # its encoder, so the latents the MMDiT learned, as they were.
+    after_vae = build_start_model(seed=0)
+    after_vae.vae.load_weights(str(tmp_path / "a" / "vae" / "vae.weights.h5"))
+    for part, changed in (("encoder", False), ("decoder", True)):
+        pairs = zip(getattr(after_vae.vae, part).get_weights(),
+                    getattr(first.vae, part).get_weights())
+        assert (not all(np.array_equal(a, b) for a, b in pairs)) == changed, part
     settings = read_run_settings(str(tmp_path / "a" / "diffusion"))
     assert isinstance(settings, SD3ShapesSettings) and settings.steps == 2
     assert os.path.isfile(tmp_path / "a" / "model" / LATENT_STATISTICS_FILE)

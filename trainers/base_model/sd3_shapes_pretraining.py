@@ -3,10 +3,13 @@
 The shapes world in the SD3 family, on keras-hub's classes at a small size
 (`TINY_SHAPES_SD3_SPEC`, the `tiny-shapes-sd3` preset). CLIP-L and CLIP-G are tiny-shapes' shipped
 text encoder re-expressed (`re_express_clip_in_sd3`) and frozen, as SD3's
-encoders are; two resumable `TrainingRun`s then train the rest from
-scratch: `out/vae/` fits keras-hub's VAE to the world's images (its
-latents' shift and scale are measured afterwards, as SD3's were), and
-`out/diffusion/` the MMDiT with flow matching on the frozen VAE's latents.
+encoders are; three resumable `TrainingRun`s then train the rest from
+scratch: `out/vae/` fits keras-hub's VAE to the world's images,
+`out/decoder/` trains its decoder on with the encoder frozen (as
+Stability's `sd-vae-ft-mse` fine-tuned SD's decoder: the latents keep their
+meaning, the images sharpen), the latents' shift and scale are measured (as
+SD3's were), and `out/diffusion/` trains the MMDiT with flow matching on the
+frozen VAE's latents.
 The trained weights and the measured latent statistics go to `out/model/`;
 `ship_sd3_shapes_model` copies the weights into the package
 (`studio/pretrained/`), where a packaged spec loads them (its `vae` entry
@@ -79,11 +82,11 @@ def latent_statistics(moments):
 
 
 def pretrain_sd3_shapes_model(settings, out, resume=False):
-    """Both phases; returns the model folder (`out/model`).
+    """The three phases; returns the model folder (`out/model`).
 
     Args:
         settings: an `SD3ShapesSettings`.
-        out: the folder of the two run folders and the model.
+        out: the folder of the three run folders and the model.
         resume: continue an interrupted run; a finished phase is skipped.
 
     Raises:
@@ -120,12 +123,14 @@ def pretrain_sd3_shapes_model(settings, out, resume=False):
               ShapesWorldBatches(images, scenes, world, settings.batch_size, seed), resume)
     backbone.vae.load_weights(vae_file)
 
+    decoder_file = train_decoder(backbone, images, scenes, settings, out, resume)
+
     moments = pool_moments(backbone, images)
     shift, scale = latent_statistics(moments)
     print(f"Latent shift: {shift:.5f}, scale: {scale:.5f}")
     # The same seeded start, with the measured statistics in its VAE.
     backbone = build_start_model(seed, latent_shift=shift, latent_scale=scale)
-    backbone.vae.load_weights(vae_file)
+    backbone.vae.load_weights(decoder_file)
 
     trainer = SD3BaseModelTrainer(backbone, seed=seed)
     trainer.compile(optimizer=keras.optimizers.Adam(
@@ -136,6 +141,35 @@ def pretrain_sd3_shapes_model(settings, out, resume=False):
     run_phase(trainer, folder, settings, settings.steps, batches, resume)
     backbone.mmdit.load_weights(os.path.join(folder, MMDIT_WEIGHTS_FILE))
     return save_sd3_shapes_model(backbone, os.path.join(out, "model"))
+
+
+def train_decoder(backbone, images, scenes, settings, out, resume=False):
+    """The decoder phase: `backbone.vae`'s decoder trains on, its encoder frozen.
+
+    The encoder, so the latents, stay as they are: the phase sharpens the
+    images without changing what the MMDiT learns (or, for a shipped
+    MMDiT, learned). Returns the phase's VAE weights file (`out/decoder/`).
+    """
+    import keras
+
+    from studio.datasets.shapes_world import ShapesWorld
+    from studio.datasets.shapes_world_batches import ShapesWorldBatches
+    from studio.trainers.base_model.base_model_pretraining import learning_rate_schedule, run_phase
+    from studio.trainers.base_model.sd3_vae_trainer import VAE_WEIGHTS_FILE, SD3VAETrainer
+
+    seed = settings.seed
+    world = ShapesWorld(backbone.image_size)
+    backbone.vae.encoder.trainable = False
+    try:
+        decoder = SD3VAETrainer(backbone.vae, seed=seed + 2)
+        decoder.compile(optimizer=keras.optimizers.Adam(
+            learning_rate_schedule(settings, settings.decoder_lr, settings.decoder_steps)))
+        batches = ShapesWorldBatches(images, scenes, world, settings.batch_size, seed + 2)
+        run_phase(decoder, os.path.join(out, "decoder"), settings, settings.decoder_steps,
+                  batches, resume)
+    finally:
+        backbone.vae.encoder.trainable = True
+    return os.path.join(out, "decoder", VAE_WEIGHTS_FILE)
 
 
 def save_sd3_shapes_model(backbone, folder):
