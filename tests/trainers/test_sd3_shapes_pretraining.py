@@ -29,6 +29,11 @@ def _weights(backbone):
     return {name: network.get_weights() for name, network in backbone.components.items()}
 
 
+def _equal(first, second):
+    """Whether two lists of weight arrays are equal, array by array."""
+    return all(np.array_equal(a, b) for a, b in zip(first, second))
+
+
 def test_pretraining_is_reproducible_and_trains_the_vae_its_decoder_and_mmdit_only(tmp_path):
     from studio.trainers.base_model.sd3_shapes_pretraining import (
         LATENT_STATISTICS_FILE,
@@ -44,22 +49,22 @@ def test_pretraining_is_reproducible_and_trains_the_vae_its_decoder_and_mmdit_on
     second = load_sd3_shapes_model(str(tmp_path / "b" / "model"))
     weights_a, weights_b = _weights(first), _weights(second)
     for name in weights_a:
-        assert all(np.array_equal(a, b) for a, b in zip(weights_a[name], weights_b[name])), name
+        assert _equal(weights_a[name], weights_b[name]), name
     assert first.latent_shift == second.latent_shift and first.latent_scale > 0
     start = _weights(build_start_model(seed=0))
     for name in ("vae", "mmdit"):
-        assert not all(np.array_equal(a, b) for a, b in zip(start[name], weights_a[name])), name
+        assert not _equal(start[name], weights_a[name]), name
     # CLIP-L and CLIP-G: tiny-shapes' encoder re-expressed, frozen.
     for name in ("clip_l", "clip_g"):
-        assert all(np.array_equal(a, b) for a, b in zip(start[name], weights_a[name])), name
+        assert _equal(start[name], weights_a[name]), name
     # The decoder phase trains the decoder on the first phase's VAE and leaves
     # its encoder, so the latents the MMDiT learned, as they were.
     after_vae = build_start_model(seed=0)
     after_vae.vae.load_weights(str(tmp_path / "a" / "vae" / "vae.weights.h5"))
     for part, changed in (("encoder", False), ("decoder", True)):
-        pairs = zip(getattr(after_vae.vae, part).get_weights(),
-                    getattr(first.vae, part).get_weights())
-        assert (not all(np.array_equal(a, b) for a, b in pairs)) == changed, part
+        same = _equal(getattr(after_vae.vae, part).get_weights(),
+                      getattr(first.vae, part).get_weights())
+        assert same != changed, part
     settings = read_run_settings(str(tmp_path / "a" / "diffusion"))
     assert isinstance(settings, SD3ShapesSettings) and settings.steps == 2
     assert os.path.isfile(tmp_path / "a" / "model" / LATENT_STATISTICS_FILE)

@@ -107,7 +107,6 @@ def pretrain_sd3_shapes_model(settings, out, resume=False):
         MMDIT_WEIGHTS_FILE,
         SD3BaseModelTrainer,
     )
-    from studio.trainers.base_model.sd3_vae_trainer import VAE_WEIGHTS_FILE, SD3VAETrainer
 
     settings.validate()
     seed = settings.seed
@@ -115,15 +114,11 @@ def pretrain_sd3_shapes_model(settings, out, resume=False):
     world = ShapesWorld(backbone.image_size)
     images, _, scenes = world.sample(settings.pool_size, seed=seed)
 
-    vae_file = os.path.join(out, "vae", VAE_WEIGHTS_FILE)
-    vae = SD3VAETrainer(backbone.vae, seed=seed)
-    vae.compile(optimizer=keras.optimizers.Adam(
-        learning_rate_schedule(settings, settings.vae_lr, settings.vae_steps)))
-    run_phase(vae, os.path.join(out, "vae"), settings, settings.vae_steps,
-              ShapesWorldBatches(images, scenes, world, settings.batch_size, seed), resume)
+    vae_file = _fit_vae(backbone, world, images, scenes, settings, os.path.join(out, "vae"),
+                        settings.vae_steps, settings.vae_lr, seed, resume)
     backbone.vae.load_weights(vae_file)
 
-    decoder_file = train_decoder(backbone, images, scenes, settings, out, resume)
+    decoder_file = train_decoder(backbone, world, images, scenes, settings, out, resume)
 
     moments = pool_moments(backbone, images)
     shift, scale = latent_statistics(moments)
@@ -143,33 +138,34 @@ def pretrain_sd3_shapes_model(settings, out, resume=False):
     return save_sd3_shapes_model(backbone, os.path.join(out, "model"))
 
 
-def train_decoder(backbone, images, scenes, settings, out, resume=False):
+def train_decoder(backbone, world, images, scenes, settings, out, resume=False):
     """The decoder phase: `backbone.vae`'s decoder trains on, its encoder frozen.
 
     The encoder, so the latents, stay as they are: the phase sharpens the
     images without changing what the MMDiT learns (or, for a shipped
     MMDiT, learned). Returns the phase's VAE weights file (`out/decoder/`).
     """
+    backbone.vae.encoder.trainable = False
+    try:
+        return _fit_vae(backbone, world, images, scenes, settings, os.path.join(out, "decoder"),
+                        settings.decoder_steps, settings.decoder_lr, settings.seed + 2, resume)
+    finally:
+        backbone.vae.encoder.trainable = True
+
+
+def _fit_vae(backbone, world, images, scenes, settings, folder, steps, lr, seed, resume):
+    """Fits `backbone.vae`'s trainable part in the run folder `folder`; returns its weights file."""
     import keras
 
-    from studio.datasets.shapes_world import ShapesWorld
     from studio.datasets.shapes_world_batches import ShapesWorldBatches
     from studio.trainers.base_model.base_model_pretraining import learning_rate_schedule, run_phase
     from studio.trainers.base_model.sd3_vae_trainer import VAE_WEIGHTS_FILE, SD3VAETrainer
 
-    seed = settings.seed
-    world = ShapesWorld(backbone.image_size)
-    backbone.vae.encoder.trainable = False
-    try:
-        decoder = SD3VAETrainer(backbone.vae, seed=seed + 2)
-        decoder.compile(optimizer=keras.optimizers.Adam(
-            learning_rate_schedule(settings, settings.decoder_lr, settings.decoder_steps)))
-        batches = ShapesWorldBatches(images, scenes, world, settings.batch_size, seed + 2)
-        run_phase(decoder, os.path.join(out, "decoder"), settings, settings.decoder_steps,
-                  batches, resume)
-    finally:
-        backbone.vae.encoder.trainable = True
-    return os.path.join(out, "decoder", VAE_WEIGHTS_FILE)
+    trainer = SD3VAETrainer(backbone.vae, seed=seed)
+    trainer.compile(optimizer=keras.optimizers.Adam(learning_rate_schedule(settings, lr, steps)))
+    run_phase(trainer, folder, settings, steps,
+              ShapesWorldBatches(images, scenes, world, settings.batch_size, seed), resume)
+    return os.path.join(folder, VAE_WEIGHTS_FILE)
 
 
 def save_sd3_shapes_model(backbone, folder):
